@@ -1,0 +1,343 @@
+"""The k-layer network: hidden layers Linear -> BatchNorm -> ReLU (BN optional), then Linear ->
+softmax.  Parameters live in one flat buffer `theta` with named views (W1, b1, gamma1, beta1,
+..., Wk, bk) and gradients in a matching buffer `dtheta`, so an optimiser updates everything
+with one array operation and a compiled step can take the whole network as a few arrays.
+"""
+import numbers
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _checks
+from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
+from .kernels.l2 import sum_squares
+from .kernels.linear import linear_backward, linear_forward
+from .kernels.relu import relu_backward
+from .kernels.softmax_xent import softmax_forward, softmax_xent_backward, softmax_xent_forward
+
+EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image sets
+MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
+
+
+def _init_sigma(init, fan_in, fan_out):
+    if init == "he":
+        return np.sqrt(2.0 / fan_in)
+    if init == "xavier":      # Glorot normal
+        return np.sqrt(2.0 / (fan_in + fan_out))
+    return float(init)
+
+
+def check_init(init):
+    if isinstance(init, str) and init in ("he", "xavier"):
+        return init
+    if isinstance(init, numbers.Real) and not isinstance(init, bool) \
+            and np.isfinite(init) and init > 0:
+        return float(init)
+    raise ValueError(f"init must be 'he', 'xavier' or a positive float sigma for N(0, sigma^2); "
+                     f"got {init!r}.")
+
+
+class _Workspace:
+    """Activations (and, in training, gradients) for one batch size, allocated once."""
+
+    def __init__(self, net, n, train):
+        dt, widths = net.dtype, net.sizes[1:]
+        hidden = widths[:-1]
+        self.n = n
+        self.Z = [np.empty((n, w), dt) for w in widths]           # pre-BN / pre-softmax scores
+        self.H = [np.empty((n, w), dt) for w in hidden]           # hidden outputs after ReLU
+        self.P = np.empty((n, widths[-1]), dt)                    # class probabilities
+        self.losses = np.empty(n, dt)
+        self.X = None                                             # input of the last forward
+        if train:
+            self.Xhat = [np.empty((n, w), dt) for w in hidden]
+            self.mean = [np.empty(w, dt) for w in hidden]
+            self.inv_std = [np.empty(w, dt) for w in hidden]
+            self.dZ = [np.empty((n, w), dt) for w in widths]
+            self.dH = [np.empty((n, w), dt) for w in hidden]
+            self.no_dX = np.empty((0, 0), dt)                     # layer 1 needs no input grad
+
+
+class Network:
+    """A k-layer fully connected classifier.
+
+    Network([3072, 50, 50, 10], batch_norm=True, init="he", dtype=np.float32, seed=0)
+
+    sizes: [n_features, hidden widths..., n_classes].  init: "he", "xavier" (Glorot normal) or
+    a float sigma for N(0, sigma^2).  Biases and BN shifts start at 0, BN scales at 1, running
+    means at 0 and running variances at 1.  bn_alpha is the running-statistics momentum:
+    run = bn_alpha * run + (1 - bn_alpha) * batch.
+    """
+
+    def __init__(self, sizes, batch_norm=True, init="he", dtype=np.float32, seed=0,
+                 bn_eps=1e-5, bn_alpha=0.9):
+        self.sizes = _checks.check_sizes(sizes)
+        self.batch_norm = bool(batch_norm)
+        self.init = check_init(init)
+        self.dtype = _checks.check_dtype(dtype)
+        self.seed = seed
+        self.bn_eps = _checks.check_nonnegative(bn_eps, "bn_eps")
+        if not 0 <= bn_alpha <= 1:
+            raise ValueError(f"bn_alpha must lie in [0, 1]; got {bn_alpha!r}.")
+        self.bn_alpha = float(bn_alpha)
+        self.n_layers = len(self.sizes) - 1
+        self.n_features, self.n_classes = self.sizes[0], self.sizes[-1]
+
+        shapes = OrderedDict()
+        stat_shapes = OrderedDict()
+        for k in range(1, self.n_layers + 1):
+            fan_in, fan_out = self.sizes[k - 1], self.sizes[k]
+            shapes[f"W{k}"] = (fan_in, fan_out)
+            shapes[f"b{k}"] = (fan_out,)
+            if self.batch_norm and k < self.n_layers:
+                shapes[f"gamma{k}"] = (fan_out,)
+                shapes[f"beta{k}"] = (fan_out,)
+                stat_shapes[f"run_mean{k}"] = (fan_out,)
+                stat_shapes[f"run_var{k}"] = (fan_out,)
+        self.theta, self.params = _flat_views(shapes, self.dtype)
+        self.dtheta, self.grads = _flat_views(shapes, self.dtype)
+        self.stats, self.running = _flat_views(stat_shapes, self.dtype)
+        self._workspaces = OrderedDict()
+        self._train_ws = None
+        self.reset(seed)
+
+    # ---- parameters -------------------------------------------------------------------
+    def reset(self, seed=0):
+        """Draw fresh weights.  Drawn in float64 then cast, so float32 and float64 networks
+        with the same seed start from the same (rounded) weights."""
+        rng = np.random.default_rng(seed)
+        for k in range(1, self.n_layers + 1):
+            fan_in, fan_out = self.sizes[k - 1], self.sizes[k]
+            sigma = _init_sigma(self.init, fan_in, fan_out)
+            self.params[f"W{k}"][...] = rng.standard_normal((fan_in, fan_out)) * sigma
+            self.params[f"b{k}"][...] = 0
+            if f"gamma{k}" in self.params:
+                self.params[f"gamma{k}"][...] = 1
+                self.params[f"beta{k}"][...] = 0
+                self.running[f"run_mean{k}"][...] = 0
+                self.running[f"run_var{k}"][...] = 1
+        self.dtheta[...] = 0
+
+    @property
+    def param_names(self):
+        return list(self.params)
+
+    def weight_names(self):
+        return [f"W{k}" for k in range(1, self.n_layers + 1)]
+
+    def __getitem__(self, name):
+        if name in self.params:
+            return self.params[name]
+        if name in self.running:
+            return self.running[name]
+        raise KeyError(f"{name!r} is not a parameter of this network; it has "
+                       f"{', '.join(list(self.params) + list(self.running))}.")
+
+    def l2(self):
+        """Sum of squared weights over the weight matrices (not b, gamma, beta)."""
+        return sum(sum_squares(self.params[w]) for w in self.weight_names())
+
+    def copy(self, dtype=None):
+        """An independent network with the same parameters and running statistics."""
+        net = Network(self.sizes, self.batch_norm, self.init, dtype or self.dtype, self.seed,
+                      self.bn_eps, self.bn_alpha)
+        net.theta[...] = self.theta
+        net.stats[...] = self.stats
+        return net
+
+    def get_state(self):
+        """Parameters and running statistics as a dict of arrays (copies)."""
+        state = {name: v.copy() for name, v in self.params.items()}
+        state.update({name: v.copy() for name, v in self.running.items()})
+        return state
+
+    def set_state(self, state):
+        """Load arrays produced by `get_state` (same architecture), exactly."""
+        for name, view in list(self.params.items()) + list(self.running.items()):
+            if name not in state:
+                raise ValueError(f"state is missing {name!r}; it must come from a network "
+                                 f"with sizes {self.sizes} and batch_norm={self.batch_norm}.")
+            value = np.asarray(state[name])
+            if value.shape != view.shape:
+                raise ValueError(f"state[{name!r}] must have shape {view.shape}; "
+                                 f"got {value.shape}.")
+            view[...] = value
+
+    # ---- forward / backward -------------------------------------------------------------
+    def _workspace(self, n, train):
+        key = (n, train)
+        ws = self._workspaces.pop(key, None)
+        if ws is None:
+            ws = _Workspace(self, n, train)
+            while len(self._workspaces) >= MAX_WORKSPACES:
+                self._workspaces.popitem(last=False)
+        self._workspaces[key] = ws
+        return ws
+
+    def _forward_train(self, X, y, update_stats=True):
+        """Training-mode forward on a checked batch; keeps what backward needs.  Returns the
+        mean cross-entropy loss."""
+        ws = self._workspace(X.shape[0], True)
+        ws.X = X
+        h = X
+        k_last = self.n_layers
+        for k in range(1, k_last):
+            W, b = self.params[f"W{k}"], self.params[f"b{k}"]
+            if self.batch_norm:
+                linear_forward(ws.Z[k - 1], h, W, b, False)
+                bn_forward_train(ws.H[k - 1], ws.Xhat[k - 1], ws.mean[k - 1], ws.inv_std[k - 1],
+                                 self.running[f"run_mean{k}"], self.running[f"run_var{k}"],
+                                 ws.Z[k - 1], self.params[f"gamma{k}"], self.params[f"beta{k}"],
+                                 self.bn_eps, self.bn_alpha, update_stats, True)
+            else:
+                linear_forward(ws.H[k - 1], h, W, b, True)
+            h = ws.H[k - 1]
+        linear_forward(ws.Z[-1], h, self.params[f"W{k_last}"], self.params[f"b{k_last}"], False)
+        loss = softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], y)
+        self._train_ws = ws
+        return float(loss)
+
+    def _backward(self, y, lam):
+        """Fill `grads` from the last training forward: d(loss + lam * sum ||W||^2)."""
+        ws, g = self._train_ws, self.grads
+        k_last = self.n_layers
+        softmax_xent_backward(ws.dZ[-1], ws.P, y)
+        for k in range(k_last, 0, -1):
+            if k < k_last:  # back through ReLU (and BN) of hidden layer k
+                if self.batch_norm:
+                    bn_backward(ws.dZ[k - 1], g[f"gamma{k}"], g[f"beta{k}"], ws.dH[k - 1],
+                                ws.Xhat[k - 1], ws.inv_std[k - 1], self.params[f"gamma{k}"],
+                                ws.H[k - 1], True)
+                else:
+                    relu_backward(ws.dZ[k - 1], ws.dH[k - 1], ws.H[k - 1])
+            x_in = ws.H[k - 2] if k > 1 else ws.X
+            dx_in = ws.dH[k - 2] if k > 1 else ws.no_dX
+            linear_backward(g[f"W{k}"], g[f"b{k}"], dx_in, ws.dZ[k - 1], x_in,
+                            self.params[f"W{k}"], lam, k > 1)
+
+    def _forward_eval(self, X):
+        """Evaluation-mode forward (running BN statistics) on a checked chunk; returns the
+        workspace holding scores Z[-1] and probabilities P."""
+        ws = self._workspace(X.shape[0], False)
+        h = X
+        for k in range(1, self.n_layers):
+            W, b = self.params[f"W{k}"], self.params[f"b{k}"]
+            if self.batch_norm:
+                linear_forward(ws.Z[k - 1], h, W, b, False)
+                bn_forward_infer(ws.H[k - 1], ws.Z[k - 1], self.params[f"gamma{k}"],
+                                 self.params[f"beta{k}"], self.running[f"run_mean{k}"],
+                                 self.running[f"run_var{k}"], self.bn_eps, True)
+            else:
+                linear_forward(ws.H[k - 1], h, W, b, True)
+            h = ws.H[k - 1]
+        k = self.n_layers
+        linear_forward(ws.Z[-1], h, self.params[f"W{k}"], self.params[f"b{k}"], False)
+        return ws
+
+    def _chunks(self, X):
+        for start in range(0, X.shape[0], EVAL_CHUNK):
+            yield start, X[start:start + EVAL_CHUNK]
+
+    def forward(self, X, train=False, update_stats=True):
+        """Class probabilities (N, C).  train=True uses batch statistics in BN (updating the
+        running ones if update_stats) and keeps the intermediates `backward` needs; it has no
+        labels, so call `loss_and_grad` to train."""
+        X = _checks.check_X(X, self.n_features, self.dtype)
+        if train:
+            ws = self._workspace(X.shape[0], True)
+            y0 = np.zeros(X.shape[0], np.int64)       # the loss is discarded here
+            self._forward_train(X, y0, update_stats)
+            return ws.P.copy()
+        return self._predict_proba(X)
+
+    def _predict_proba(self, X):
+        P = np.empty((X.shape[0], self.n_classes), self.dtype)
+        for start, chunk in self._chunks(X):
+            ws = self._forward_eval(chunk)
+            softmax_forward(P[start:start + chunk.shape[0]], ws.Z[-1])
+        return P
+
+    def predict_proba(self, X):
+        """Class probabilities (N, C) in evaluation mode."""
+        return self.forward(X, train=False)
+
+    def predict(self, X):
+        """Predicted class indices (N,) in evaluation mode."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def _loss_acc_eval(self, X, y):
+        """Mean loss and accuracy in evaluation mode, one pass."""
+        total, correct = 0.0, 0
+        for start, chunk in self._chunks(X):
+            ws = self._forward_eval(chunk)
+            m, yc = chunk.shape[0], y[start:start + chunk.shape[0]]
+            total += softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], yc) * m
+            correct += int((ws.Z[-1].argmax(axis=1) == yc).sum())
+        return total / X.shape[0], correct / X.shape[0]
+
+    def _checked(self, X, y):
+        X = _checks.check_X(X, self.n_features, self.dtype)
+        return X, _checks.check_y(y, self.n_classes, X.shape[0])
+
+    def loss(self, X, y, train=False):
+        """Mean cross-entropy.  train=True uses the batch's own BN statistics (without
+        touching the running ones), as the training objective does."""
+        X, y = self._checked(X, y)
+        if train:
+            return self._forward_train(X, y, update_stats=False)
+        return self._loss_acc_eval(X, y)[0]
+
+    def cost(self, X, y, lam=0.0, train=False):
+        """Mean cross-entropy + lam * sum of squared weights."""
+        lam = _checks.check_nonnegative(lam, "lam")
+        return self.loss(X, y, train) + lam * self.l2()
+
+    def accuracy(self, X, y):
+        """Fraction of rows whose predicted class is y (evaluation mode)."""
+        X, y = self._checked(X, y)
+        return self._loss_acc_eval(X, y)[1]
+
+    def loss_and_grad(self, X, y, lam=0.0, update_stats=True):
+        """Training-mode forward and backward on one batch.  Fills `grads` (views of `dtheta`)
+        and returns (cost, loss)."""
+        lam = _checks.check_nonnegative(lam, "lam")
+        X, y = self._checked(X, y)
+        loss = self._forward_train(X, y, update_stats)
+        self._backward(y, lam)
+        return loss + lam * self.l2(), loss
+
+    def backward(self, y, lam=0.0):
+        """Gradients for the batch of the last `forward(X, train=True)`; fills `grads` and
+        returns it."""
+        if self._train_ws is None:
+            raise ValueError("backward needs a training forward first: call "
+                             "forward(X, train=True) or use loss_and_grad(X, y, lam).")
+        lam = _checks.check_nonnegative(lam, "lam")
+        y = _checks.check_y(y, self.n_classes, self._train_ws.n)
+        self._backward(y, lam)
+        return self.grads
+
+    def relu_pattern(self):
+        """Which hidden units were active (> 0) in the last training forward, concatenated
+        over layers.  The gradient check uses it to see a ReLU kink being crossed."""
+        ws = self._train_ws
+        if ws is None:
+            return np.zeros(0, bool)
+        return np.concatenate([h.ravel() > 0 for h in ws.H]) if ws.H else np.zeros(0, bool)
+
+    def __repr__(self):
+        sizes = "-".join(map(str, self.sizes))
+        return (f"Network({sizes}, batch_norm={self.batch_norm}, init={self.init!r}, "
+                f"dtype={self.dtype.name})")
+
+
+def _flat_views(shapes, dtype):
+    """One contiguous buffer and a dict of named views into it."""
+    total = sum(int(np.prod(s)) for s in shapes.values())
+    flat = np.zeros(total, dtype)
+    views, at = OrderedDict(), 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        views[name] = flat[at:at + size].reshape(shape)
+        at += size
+    return flat, views

@@ -1,0 +1,92 @@
+"""Batch normalisation over the batch axis, optionally fused with the ReLU that follows it.
+
+Legend: N batch rows, D features.  X, Xhat, Y, dY, dX (N, D); gamma, beta, mean, inv_std,
+run_mean, run_var, dgamma, dbeta (D,).
+Training: mean and biased variance of the batch; Xhat = (X - mean) * inv_std with
+inv_std = 1 / sqrt(var + eps); Y = gamma * Xhat + beta (then ReLU if `relu`).
+Every loop runs over features in parallel: each thread owns whole columns, so the batch
+reductions are serial per column and independent of the thread count.
+"""
+import numpy as np
+from numba import prange
+
+from ._config import parallel_kernel
+
+
+@parallel_kernel
+def bn_forward_train(Y, Xhat, mean, inv_std, run_mean, run_var,
+                     X, gamma, beta, eps, alpha, update_running, relu):
+    """Normalise X with its own batch statistics; optionally update the running ones as
+    run = alpha * run + (1 - alpha) * batch (biased batch variance, as in the study).
+    Two passes (mean, then squared deviations) avoid the cancellation of E[x^2] - E[x]^2.
+    """
+    N, D = X.shape
+    for d in prange(D):
+        s = 0.0
+        for n in range(N):
+            s += X[n, d]
+        mu = s / N
+        v = 0.0
+        for n in range(N):
+            t = X[n, d] - mu
+            v += t * t
+        var = v / N
+        inv = 1.0 / np.sqrt(var + eps)
+        mean[d] = mu
+        inv_std[d] = inv
+        g = gamma[d]
+        bt = beta[d]
+        for n in range(N):
+            xh = (X[n, d] - mu) * inv
+            Xhat[n, d] = xh
+            out = g * xh + bt
+            if relu and out < 0:
+                out = 0
+            Y[n, d] = out
+        if update_running:
+            run_mean[d] = alpha * run_mean[d] + (1 - alpha) * mu
+            run_var[d] = alpha * run_var[d] + (1 - alpha) * var
+    return
+
+
+@parallel_kernel
+def bn_forward_infer(Y, X, gamma, beta, run_mean, run_var, eps, relu):
+    """Normalise X with the running statistics (evaluation mode).  prange over rows."""
+    N, D = X.shape
+    for n in prange(N):
+        for d in range(D):
+            out = gamma[d] * (X[n, d] - run_mean[d]) / np.sqrt(run_var[d] + eps) + beta[d]
+            if relu and out < 0:
+                out = 0
+            Y[n, d] = out
+    return
+
+
+@parallel_kernel
+def bn_backward(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
+    """Backward through the batch statistics (mean and variance depend on every row):
+
+        dX = gamma * inv_std / N * (N * dY' - sum_n dY' - Xhat * sum_n(dY' * Xhat))
+
+    where dY' is dY masked by the ReLU (Y > 0) when `relu`, else dY.  Y is the forward output.
+    dgamma = sum_n dY' * Xhat, dbeta = sum_n dY'.  prange over features.
+    """
+    N, D = dY.shape
+    for d in prange(D):
+        sb = 0.0
+        sg = 0.0
+        for n in range(N):
+            g = dY[n, d]
+            if relu and not Y[n, d] > 0:
+                g = 0
+            sb += g
+            sg += g * Xhat[n, d]
+        dbeta[d] = sb
+        dgamma[d] = sg
+        k = gamma[d] * inv_std[d] / N
+        for n in range(N):
+            g = dY[n, d]
+            if relu and not Y[n, d] > 0:
+                g = 0
+            dX[n, d] = k * (N * g - sb - Xhat[n, d] * sg)
+    return

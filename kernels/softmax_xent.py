@@ -1,0 +1,69 @@
+"""Softmax with cross-entropy, fused.  Legend: N batch rows, C classes.
+
+Z (N, C) scores, P (N, C) probabilities, y (N,) integer labels in [0, C), losses (N,).
+"""
+import numpy as np
+from numba import prange
+
+from ._config import parallel_kernel
+
+
+@parallel_kernel
+def softmax_forward(P, Z):
+    """P <- softmax(Z) row-wise.  Subtracting the row max keeps exp() from overflowing."""
+    N, C = Z.shape
+    for n in prange(N):
+        m = Z[n, 0]
+        for c in range(1, C):
+            if Z[n, c] > m:
+                m = Z[n, c]
+        s = 0.0
+        for c in range(C):
+            e = np.exp(Z[n, c] - m)
+            P[n, c] = e
+            s += e
+        inv = 1.0 / s
+        for c in range(C):
+            P[n, c] *= inv
+    return
+
+
+@parallel_kernel
+def softmax_xent_forward(P, losses, Z, y):
+    """P <- softmax(Z); losses[n] <- -log P[n, y[n]]; returns the mean loss.
+
+    The loss is computed as log-sum-exp minus the true score (both shifted by the row max),
+    not as -log(P), so a probability that underflows to 0 still gives a finite loss.
+    Rows in parallel; the mean is a serial sum over `losses`, the same for any thread count.
+    """
+    N, C = Z.shape
+    for n in prange(N):
+        m = Z[n, 0]
+        for c in range(1, C):
+            if Z[n, c] > m:
+                m = Z[n, c]
+        s = 0.0
+        for c in range(C):
+            e = np.exp(Z[n, c] - m)
+            P[n, c] = e
+            s += e
+        inv = 1.0 / s
+        for c in range(C):
+            P[n, c] *= inv
+        losses[n] = np.log(s) - (Z[n, y[n]] - m)
+    total = 0.0
+    for n in range(N):
+        total += losses[n]
+    return total / N
+
+
+@parallel_kernel
+def softmax_xent_backward(dZ, P, y):
+    """dZ <- (P - onehot(y)) / N: the gradient of the mean loss with respect to Z."""
+    N, C = P.shape
+    inv_n = 1.0 / N
+    for n in prange(N):
+        for c in range(C):
+            dZ[n, c] = P[n, c] * inv_n
+        dZ[n, y[n]] -= inv_n
+    return
