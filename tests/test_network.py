@@ -1,0 +1,177 @@
+import numba
+import numpy as np
+import pytest
+
+import reference as ref
+import fastmlp
+from fastmlp import network
+
+
+def data(n=64, d=30, c=10, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, c, n)
+
+
+def test_parameters_are_named_views_of_one_buffer():
+    net = fastmlp.Network([30, 20, 15, 10], batch_norm=True)
+    assert net.param_names == ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2",
+                               "W3", "b3"]
+    assert net["W1"].shape == (30, 20) and net["gamma2"].shape == (15,)
+    assert net.theta.size == sum(p.size for p in net.params.values())
+    net.theta[:] = 7
+    assert (net["b3"] == 7).all()
+    assert all(np.shares_memory(net.grads[k], net.dtheta) for k in net.params)
+    assert list(net.running) == ["run_mean1", "run_var1", "run_mean2", "run_var2"]
+    no_bn = fastmlp.Network([30, 20, 10], batch_norm=False)
+    assert no_bn.param_names == ["W1", "b1", "W2", "b2"] and not no_bn.running
+
+
+@pytest.mark.parametrize("init, expected", [("he", lambda i, o: np.sqrt(2 / i)),
+                                            ("xavier", lambda i, o: np.sqrt(2 / (i + o))),
+                                            (1e-3, lambda i, o: 1e-3)])
+def test_initialisation_scale(init, expected):
+    net = fastmlp.Network([3072, 200, 10], init=init, seed=0, dtype=np.float64)
+    for k, (i, o) in enumerate([(3072, 200), (200, 10)], start=1):
+        W = net[f"W{k}"]
+        assert abs(W.std() / expected(i, o) - 1) < 0.05 and abs(W.mean()) < 0.1 * W.std()
+        assert (net[f"b{k}"] == 0).all()
+    assert (net["gamma1"] == 1).all() and (net["beta1"] == 0).all()
+    assert (net["run_mean1"] == 0).all() and (net["run_var1"] == 1).all()
+
+
+def test_same_seed_same_weights_across_dtypes():
+    a = fastmlp.Network([40, 20, 10], seed=5, dtype=np.float32)
+    b = fastmlp.Network([40, 20, 10], seed=5, dtype=np.float64)
+    c = fastmlp.Network([40, 20, 10], seed=6, dtype=np.float32)
+    np.testing.assert_array_equal(a.theta, b.theta.astype(np.float32))
+    assert not np.array_equal(a.theta, c.theta)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-11), (np.float32, 2e-4)])
+def test_gradients_match_numpy_network(batch_norm, dtype, rtol):
+    X, y = data(dtype=dtype)
+    net = fastmlp.Network([30, 25, 20, 10], batch_norm=batch_norm, dtype=dtype, seed=2)
+    if batch_norm:
+        net["beta1"][...] = 0.1      # a nonzero shift, so its gradient path is exercised
+    cost, loss = net.loss_and_grad(X, y, lam=0.02)
+    rcost, rloss, rgrads = ref.network_loss_and_grads(net.get_state(), X, y, 0.02, batch_norm)
+    assert cost == pytest.approx(rcost, rel=rtol) and loss == pytest.approx(rloss, rel=rtol)
+    # absolute tolerance from the largest gradient: the bias before BN is zero up to rounding
+    scale = max(np.abs(g).max() for g in rgrads.values())
+    for name, g in net.grads.items():
+        np.testing.assert_allclose(g, rgrads[name], rtol=rtol, atol=rtol * scale, err_msg=name)
+
+
+def test_forward_then_backward_equals_loss_and_grad():
+    X, y = data()
+    a = fastmlp.Network([30, 20, 10], seed=1, dtype=np.float64)
+    b = a.copy()
+    a.loss_and_grad(X, y, lam=0.1)
+    P = b.forward(X, train=True)
+    b.backward(y, lam=0.1)
+    np.testing.assert_array_equal(a.dtheta, b.dtheta)
+    np.testing.assert_allclose(P.sum(axis=1), 1)
+
+
+def test_running_statistics_update_and_inference():
+    X, y = data(n=50, dtype=np.float64)
+    net = fastmlp.Network([30, 20, 10], batch_norm=True, dtype=np.float64, seed=0, bn_alpha=0.9)
+    net.loss_and_grad(X, y)
+    z = X @ net["W1"] + net["b1"]
+    np.testing.assert_allclose(net["run_mean1"], 0.1 * z.mean(axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(net["run_var1"], 0.9 + 0.1 * z.var(axis=0), rtol=1e-12)
+    net.loss(X, y, train=True)           # objective evaluation must not move the statistics
+    net.cost(X, y, 0.1)
+    np.testing.assert_allclose(net["run_mean1"], 0.1 * z.mean(axis=0), rtol=1e-12, atol=1e-15)
+    # inference uses the running statistics, row by row
+    h = ref.bn_forward_infer(z, net["gamma1"], net["beta1"], net["run_mean1"], net["run_var1"],
+                             relu=True)
+    P = ref.softmax(h @ net["W2"] + net["b2"])
+    np.testing.assert_allclose(net.predict_proba(X), P, rtol=1e-12)
+    np.testing.assert_allclose(net.predict_proba(X[:1]), P[:1], rtol=1e-12)
+    # and differs from the training-mode output (batch statistics)
+    assert np.abs(net.forward(X, train=True, update_stats=False) - P).max() > 1e-3
+
+
+def test_evaluation_in_chunks_matches_one_pass(monkeypatch):
+    X, y = data(n=103)
+    net = fastmlp.Network([30, 20, 10], seed=0, dtype=np.float64)
+    net.loss_and_grad(X, y)
+    whole = net.predict_proba(X), net.loss(X, y), net.accuracy(X, y)
+    monkeypatch.setattr(network, "EVAL_CHUNK", 10)
+    parts = net.predict_proba(X), net.loss(X, y), net.accuracy(X, y)
+    np.testing.assert_array_equal(whole[0], parts[0])
+    assert parts[1] == pytest.approx(whole[1], rel=1e-13) and parts[2] == whole[2]
+
+
+def test_predict_accuracy_cost():
+    X, y = data(n=200)
+    net = fastmlp.Network([30, 20, 10], seed=0, dtype=np.float64)
+    pred = net.predict(X)
+    np.testing.assert_array_equal(pred, net.predict_proba(X).argmax(axis=1))
+    assert net.accuracy(X, y) == pytest.approx(np.mean(pred == y))
+    l2 = sum(np.sum(net[w] ** 2) for w in ("W1", "W2"))
+    assert net.cost(X, y, 0.3) == pytest.approx(net.loss(X, y) + 0.3 * l2, rel=1e-12)
+
+
+def test_float32_and_float64_agree():
+    X, y = data(n=100)
+    a = fastmlp.Network([30, 50, 50, 10], seed=0, dtype=np.float32)
+    b = fastmlp.Network([30, 50, 50, 10], seed=0, dtype=np.float64)
+    b.theta[...] = a.theta
+    ca, _ = a.loss_and_grad(X, y, lam=0.005)
+    cb, _ = b.loss_and_grad(X, y, lam=0.005)
+    assert ca == pytest.approx(cb, rel=1e-5)
+    np.testing.assert_allclose(a.dtheta, b.dtheta, rtol=1e-3, atol=1e-5 * np.abs(b.dtheta).max())
+
+
+def test_state_round_trip_is_exact():
+    X, y = data()
+    a = fastmlp.Network([30, 20, 10], seed=0)
+    a.loss_and_grad(X, y)
+    a.theta -= 0.1 * a.dtheta
+    b = fastmlp.Network([30, 20, 10], seed=99)
+    b.set_state(a.get_state())
+    np.testing.assert_array_equal(a.theta, b.theta)
+    np.testing.assert_array_equal(a.stats, b.stats)
+    with pytest.raises(ValueError, match="state\\['W1'\\] must have shape"):
+        fastmlp.Network([31, 20, 10]).set_state(a.get_state())
+
+
+def test_results_do_not_depend_on_thread_count():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least 2 Numba threads")
+    X, y = data(n=100, d=300, dtype=np.float32)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            net = fastmlp.Network([300, 50, 50, 10], seed=0)
+            for _ in range(3):
+                net.loss_and_grad(X, y, lam=0.005)
+                net.theta -= 0.05 * net.dtheta
+            results.append((net.theta.copy(), net.stats.copy(), net.predict_proba(X)))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_a_few_sgd_steps_learn_real_images(cifar_subset):
+    """Sanity on real pixels: plain SGD on 1,000 CIFAR-10 images lowers the loss well below
+    log(10) and beats chance on held-out images."""
+    X = cifar_subset["x_train"][:1000].astype(np.float32)
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    X = (X - mean) / std
+    y = cifar_subset["y_train"][:1000]
+    Xt = (cifar_subset["x_test"].astype(np.float32) - mean) / std
+    net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, seed=0)
+    start = net.loss(X, y)
+    for epoch in range(8):
+        for b in range(0, 1000, 100):
+            net.loss_and_grad(X[b:b + 100], y[b:b + 100], lam=0.005)
+            net.theta -= 0.05 * net.dtheta
+    assert net.loss(X, y) < 0.6 * start
+    assert net.accuracy(Xt, cifar_subset["y_test"]) > 0.2
