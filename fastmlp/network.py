@@ -97,6 +97,9 @@ class Network:
         self.theta, self.params = _flat_views(shapes, self.dtype)
         self.dtheta, self.grads = _flat_views(shapes, self.dtype)
         self.stats, self.running = _flat_views(stat_shapes, self.dtype)
+        # scratch for W transposed, used by the backward of layers 2..k (layer 1 has no dX)
+        self._WT = [np.empty((0, 0), self.dtype)] + [
+            np.empty((self.sizes[k], self.sizes[k - 1]), self.dtype) for k in range(2, self.n_layers + 1)]
         self._workspaces = OrderedDict()
         self._train_ws = None
         self.reset(seed)
@@ -212,7 +215,7 @@ class Network:
                     relu_backward(ws.dZ[k - 1], ws.dH[k - 1], ws.H[k - 1])
             x_in = ws.H[k - 2] if k > 1 else ws.X
             dx_in = ws.dH[k - 2] if k > 1 else ws.no_dX
-            linear_backward(g[f"W{k}"], g[f"b{k}"], dx_in, ws.dZ[k - 1], x_in,
+            linear_backward(g[f"W{k}"], g[f"b{k}"], dx_in, self._WT[k - 1], ws.dZ[k - 1], x_in,
                             self.params[f"W{k}"], lam, k > 1)
 
     def _forward_eval(self, X):

@@ -42,13 +42,16 @@ def linear_forward(Y, X, W, b, relu):
 
 
 @parallel_kernel
-def linear_backward(dW, db, dX, dY, X, W, lam, need_dX):
+def linear_backward(dW, db, dX, WT, dY, X, W, lam, need_dX):
     """Gradients of Y = X W + b, with the L2 term of the cost folded into dW.
 
     dW (I, O) <- X^T dY + 2 lam W;  db (O,) <- sum_n dY;  dX (N, I) <- dY W^T if `need_dX`
     (the first layer skips it: nothing upstream needs the input gradient).
+    WT (O, I) is scratch for W transposed: with it each row of dX is built from contiguous
+    axpy updates that vectorise, where a dot product along a row of W would be a serial
+    chain of dependent adds (measured 8x slower at I = 3072).
     dW: prange over blocks of COLS rows of dW (disjoint writes).  db: serial, N*O adds.
-    dX: prange over rows n, each a dot product along a contiguous row of W.
+    dX: prange over rows n.
     """
     N, I = X.shape
     O = W.shape[1]
@@ -68,6 +71,10 @@ def linear_backward(dW, db, dX, dY, X, W, lam, need_dX):
             for i in range(i0, i1):
                 for o in range(O):
                     dW[i, o] += 2 * lam * W[i, o]
+        if need_dX:
+            for i in range(i0, i1):
+                for o in range(O):
+                    WT[o, i] = W[i, o]
     for o in range(O):
         db[o] = 0
     for n in range(N):
@@ -76,8 +83,9 @@ def linear_backward(dW, db, dX, dY, X, W, lam, need_dX):
     if need_dX:
         for n in prange(N):
             for i in range(I):
-                acc = dY[n, 0] * W[i, 0]
-                for o in range(1, O):
-                    acc += dY[n, o] * W[i, o]
-                dX[n, i] = acc
+                dX[n, i] = 0
+            for o in range(O):
+                g = dY[n, o]
+                for i in range(I):
+                    dX[n, i] += g * WT[o, i]
     return

@@ -12,7 +12,8 @@ def linear_forward(kernel, X, W, b, relu=False):
 def linear_backward(kernel, dY, X, W, lam=0.0, need_dX=True):
     dW, db = np.empty_like(W), np.empty(W.shape[1], W.dtype)
     dX = np.empty_like(X) if need_dX else np.empty((0, 0), X.dtype)
-    kernel(dW, db, dX, dY, X, W, lam, need_dX)
+    WT = np.empty(W.shape[::-1], W.dtype) if need_dX else np.empty((0, 0), X.dtype)
+    kernel(dW, db, dX, WT, dY, X, W, lam, need_dX)
     return dW, db, dX
 
 

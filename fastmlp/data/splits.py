@@ -1,0 +1,135 @@
+"""The study's splits and standardisation with training statistics."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .arrays import RawData
+from .errors import DataError
+
+SPLITS = ("a2", "a3")
+CHUNK_VALUES = 1 << 22  # float64 values per chunk (32 MiB): statistics never hold a float copy of all data
+
+
+@dataclass
+class Splits:
+    """Standardised, C-contiguous arrays ready for training, and what is needed to standardise new data."""
+
+    X_train: np.ndarray = field(repr=False)  # (N_train, D) float of `dtype`
+    y_train: np.ndarray = field(repr=False)  # (N_train,) int64
+    X_val: np.ndarray = field(repr=False)
+    y_val: np.ndarray = field(repr=False)
+    X_test: np.ndarray = field(repr=False)  # (0, D) when the source has no test set
+    y_test: np.ndarray = field(repr=False)
+    mean: np.ndarray = field(repr=False)  # (D,) float64 of the training rows
+    std: np.ndarray = field(repr=False)  # (D,) float64, 1 where a feature is constant
+    n_classes: int
+    label_names: list
+    image_shape: tuple  # (C, H, W) of a row's channel planes, e.g. (3, 32, 32); (D,) for plain features
+    name: str
+    source: str  # where the data came from and how it was split, for people
+    split: str
+
+
+def float_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype) if dtype is not None else None  # np.dtype(None) would be float64
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise DataError(f"dtype must be float32 or float64; got {dtype!r}")
+    return dt
+
+
+def check_split(split) -> str:
+    if split not in SPLITS:
+        raise DataError(f"split must be 'a2' or 'a3'; got {split!r}")
+    return split
+
+
+def _chunk_rows(n_features: int) -> int:
+    return max(1, CHUNK_VALUES // max(1, n_features))
+
+
+def feature_stats(x):
+    """Per-feature mean and (population) std of rows x (N, D) in float64, in two passes over chunks.
+
+    Two passes rather than E[x^2] - E[x]^2, which cancels badly for features far from zero. A feature
+    with std 0 gets std 1, so it standardises to 0 instead of NaN.
+    """
+    x = np.asarray(x)
+    rows = _chunk_rows(x.shape[1])
+    total = np.zeros(x.shape[1])
+    for i in range(0, len(x), rows):
+        total += x[i:i + rows].sum(axis=0, dtype=np.float64)
+    mean = total / len(x)
+    squares = np.zeros(x.shape[1])
+    for i in range(0, len(x), rows):
+        centred = x[i:i + rows] - mean  # float64, since mean is
+        squares += np.einsum("ij,ij->j", centred, centred)
+    std = np.sqrt(squares / len(x))
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def standardize(X_raw, mean, std, dtype=np.float32) -> np.ndarray:
+    """(X_raw - mean) / std as a new C-contiguous array of `dtype`, computed in float64 and rounded once."""
+    dtype = float_dtype(dtype)
+    x = np.asarray(X_raw)
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.asarray(std, dtype=np.float64)
+    if x.ndim != 2 or mean.shape != (x.shape[1],) or std.shape != (x.shape[1],):
+        raise DataError(
+            f"standardize needs rows (N, D) and mean, std of shape (D,); got X {x.shape}, "
+            f"mean {mean.shape}, std {std.shape}"
+        )
+    if not (np.isfinite(std).all() and (std > 0).all() and np.isfinite(mean).all()):
+        raise DataError("standardize needs a finite mean and a finite std > 0 for every feature; use feature_stats")
+    out = np.empty(x.shape, dtype)
+    rows = _chunk_rows(x.shape[1])
+    for i in range(0, len(x), rows):
+        out[i:i + rows] = (x[i:i + rows] - mean) / std
+    return out
+
+
+def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32) -> Splits:
+    """Split `raw` and standardise every part with the training part's statistics.
+
+    a2: train on CIFAR-10's data_batch_1, validate on data_batch_2 (n_val is not used).
+    a3: train on all training rows but the last n_val, validate on those last n_val.
+    """
+    dtype = float_dtype(dtype)
+    train, val, how = _split_rows(raw, check_split(split), n_val)
+    mean, std = feature_stats(raw.x_train[train])
+    return Splits(
+        X_train=standardize(raw.x_train[train], mean, std, dtype),
+        y_train=raw.y_train[train].copy(),
+        X_val=standardize(raw.x_train[val], mean, std, dtype),
+        y_val=raw.y_train[val].copy(),
+        X_test=standardize(raw.x_test, mean, std, dtype),
+        y_test=raw.y_test.copy(),
+        mean=mean,
+        std=std,
+        n_classes=raw.n_classes,
+        label_names=list(raw.label_names),
+        image_shape=raw.image_shape,
+        name=raw.name,
+        source=f"{raw.source}; split {split}: {how}",
+        split=split,
+    )
+
+
+def _split_rows(raw: RawData, split: str, n_val):
+    n = len(raw.x_train)
+    if split == "a2":
+        if raw.batch_sizes is None or len(raw.batch_sizes) < 2:
+            raise DataError(
+                f"split 'a2' (train on data_batch_1, validate on data_batch_2) needs CIFAR-10's training "
+                f"batches; {raw.source} has one training set: use split 'a3'"
+            )
+        first, second = raw.batch_sizes[:2]
+        return slice(0, first), slice(first, first + second), "train data_batch_1, validate data_batch_2"
+    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or not 1 <= n_val <= n - 1:
+        raise DataError(
+            f"n_val must be an integer in [1, {n - 1}] (the {n} training rows of {raw.name} minus one); got {n_val!r}"
+        )
+    return slice(0, n - n_val), slice(n - n_val, n), f"train the first {n - n_val} rows, validate the last {n_val}"
