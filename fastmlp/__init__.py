@@ -1,6 +1,9 @@
 """fastmlp: Numba-compiled k-layer MLP classifiers with batch norm and exact gradients."""
+from .config import TrainConfig
 from .gradcheck import format_table, gradcheck
 from .network import Network
+from .train import History, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Network", "gradcheck", "format_table", "__version__"]
+__all__ = ["Network", "TrainConfig", "Trainer", "History", "gradcheck", "format_table",
+           "__version__"]

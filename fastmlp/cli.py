@@ -1,0 +1,198 @@
+"""`fastmlp` on the command line: train, evaluate, predict, download.
+
+`fastmlp train` has one flag per TrainConfig field, built from the dataclass (so help and defaults
+come from one place); `--config run.toml` reads the same fields from a file, and flags override it.
+Exit codes: 0 done, 1 training diverged, 2 bad input (one line on stderr, no traceback),
+130 interrupted (a checkpoint was saved; continue with --resume --out DIR).
+Set FASTMLP_DEBUG=1 to get the traceback behind a one-line error.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, checkpoint, data
+from .config import TrainConfig, read_toml
+from .run import CHECKPOINT, evaluate, format_table, load_data, train
+from .train import TrainingDiverged, TrainingInterrupted
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_config_flags(parser):
+    """One flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS) so that
+    they do not override a --config file."""
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata)
+        help_text = meta.pop("help") + ("" if f.default is None else f" (default: {f.default})")
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text,
+                                default=argparse.SUPPRESS)
+        else:
+            parser.add_argument(flag, help=help_text, default=argparse.SUPPRESS, **meta)
+
+
+def build_parser():
+    parser = _Parser(prog="fastmlp", description="Train and use k-layer MLP classifiers on the CPU.")
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("train", help="train a network; writes model.npz, metrics, history, plots",
+                            description="Train a network. Defaults are the DD2424 assignment 3 study.")
+    p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of "
+                   "TrainConfig fields; flags given here override it")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    _add_config_flags(p)
+
+    p = commands.add_parser("evaluate", help="loss, cost and accuracy of a model on a dataset")
+    p.add_argument("model", metavar="MODEL", help="a model.npz written by `fastmlp train`")
+    _add_data_flags(p, "default: the model's own")
+
+    p = commands.add_parser("predict", help="predicted labels for the rows of a .npy file",
+                            description="Predict labels for the rows of FILE.npy. By default the rows are "
+                                        "raw, in the units of the training files (pixels 0..255), and are "
+                                        "standardised with the mean and std stored in the model.")
+    p.add_argument("model", metavar="MODEL", help="a model.npz written by `fastmlp train`")
+    p.add_argument("file", metavar="FILE.npy", help="rows (N, D), one row (D,), or images (N, C, H, W)")
+    p.add_argument("--standardized", action="store_true",
+                   help="the rows are already standardised: use them as they are")
+    p.add_argument("--out", metavar="PATH", help="write the labels to PATH (.npy: int64 array; "
+                   "else text, one per line) instead of printing them")
+
+    p = commands.add_parser("download", help="download a dataset into the data folder")
+    p.add_argument("name", choices=("cifar10", "fashion-mnist"))
+    p.add_argument("--data-dir", metavar="DIR", help="where to put it (default: $FASTMLP_DATA or "
+                   "~/.cache/fastmlp)")
+    p.add_argument("--url", help="a mirror to download from instead of the official address")
+    return parser
+
+
+def _add_data_flags(parser, default):
+    parser.add_argument("--dataset", metavar="{cifar10,fashion-mnist,sample,PATH.npz}",
+                        help=f"the data to evaluate on ({default})")
+    parser.add_argument("--data-dir", metavar="DIR", help="folder searched first for the dataset")
+    parser.add_argument("--split", choices=("a2", "a3"), help=f"({default})")
+    parser.add_argument("--n-val", type=int, help=f"validation rows ({default})")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as e:
+        hint = f" Continue with `fastmlp train --resume --out {e.path.parent}`." if e.path else ""
+        print(f"fastmlp: {e}{hint}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("fastmlp: interrupted.", file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        return _fail(e, 1)
+    except (ValueError, OSError) as e:     # DataError and CheckpointError are ValueErrors too
+        return _fail(e, 2)
+
+
+def _fail(error, code):
+    if os.environ.get("FASTMLP_DEBUG"):
+        raise error
+    message = str(error) if not isinstance(error, OSError) or not error.filename else \
+        f"{error.filename}: {error.strerror}"
+    print(f"fastmlp: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def cmd_train(args):
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    base = None
+    if args.resume:   # the interrupted run's settings; train() refuses flags that would change them
+        if "out" not in given:
+            raise ValueError("--resume needs --out DIR, the folder of the interrupted run.")
+        stored = Path(given["out"]) / CHECKPOINT
+        base = checkpoint.load(stored).config if stored.exists() else None
+    sources = [(args.config, read_toml(args.config))] if args.config else []
+    config = TrainConfig.from_sources(*sources, ("command line", given), base=base)
+    result = train(config, resume=args.resume, progress=True, log=_say)
+    m = result.metrics
+    print(format_table(m))
+    print(f"{m['steps']} steps ({m['epochs']:g} epochs): training {m['seconds_train']:.1f} s, evaluation "
+          f"{m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. Wrote {result.out}/: model.npz "
+          f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png")
+    return 0
+
+
+def cmd_evaluate(args):
+    model = checkpoint.load(args.model)
+    config = dataclasses.replace(model.config, **{k: getattr(args, k) for k in
+                                                  ("dataset", "data_dir", "split", "n_val")
+                                                  if getattr(args, k) is not None},
+                                 download=args.download)
+    config.validate()
+    splits = load_data(config)
+    net = model.net
+    if splits.X_train.shape[1] != net.n_features or splits.n_classes != net.n_classes:
+        raise ValueError(f"{args.model} takes {net.n_features} features and {net.n_classes} classes; "
+                         f"{splits.source} has {splits.X_train.shape[1]} and {splits.n_classes}.")
+    if model.mean is not None and not (np.array_equal(model.mean, splits.mean)
+                                       and np.array_equal(model.std, splits.std)):
+        # This split's training statistics differ from the model's: standardise as the model was.
+        for part in ("train", "val", "test"):
+            raw = getattr(splits, f"X_{part}").astype(np.float64) * splits.std + splits.mean
+            setattr(splits, f"X_{part}", data.standardize(raw, model.mean, model.std, net.dtype))
+    print(f"{args.model} on {splits.source}")
+    print(format_table(evaluate(net, splits, config.lam)))
+    return 0
+
+
+def cmd_predict(args):
+    model = checkpoint.load(args.model)
+    net = model.net
+    try:
+        X = np.load(args.file, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{args.file}: cannot read it as a .npy array ({e}).") from None
+    if X.ndim == 1:
+        X = X[None, :]
+    elif X.ndim > 2 and model.image_shape and tuple(X.shape[1:]) == tuple(model.image_shape):
+        X = X.reshape(len(X), -1)
+    if X.ndim != 2 or X.shape[1] != net.n_features:
+        raise ValueError(f"{args.file} must hold rows of {net.n_features} values, shape (N, "
+                         f"{net.n_features}) or ({net.n_features},), or images (N, "
+                         f"{', '.join(map(str, model.image_shape or ('C', 'H', 'W')))}); got shape {X.shape}.")
+    if X.dtype.kind not in "uif":
+        raise ValueError(f"{args.file} must hold numbers; got dtype {X.dtype}.")
+    if not args.standardized:
+        if model.mean is None:
+            raise ValueError(f"{args.model} has no stored mean/std to standardise raw rows; standardise "
+                             f"them yourself and pass --standardized.")
+        X = data.standardize(X, model.mean, model.std, net.dtype)
+    labels = net.predict(X.astype(net.dtype, copy=False))
+    names = model.label_names or [str(k) for k in range(net.n_classes)]
+    if args.out is None:
+        print("\n".join(f"{k}\t{names[k]}" for k in labels))
+    elif str(args.out).endswith(".npy"):
+        checkpoint.atomic_write(args.out, lambda f: np.save(f, labels.astype(np.int64)))
+    else:
+        checkpoint.atomic_write_text(args.out, "".join(f"{k}\t{names[k]}\n" for k in labels))
+    return 0
+
+
+def cmd_download(args):
+    print(data.download(args.name, args.data_dir, args.url))
+    return 0
+
+
+def _say(line):
+    print(line, file=sys.stderr)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download}

@@ -1,0 +1,267 @@
+"""TrainConfig: every knob of one training run, for the library and the CLI alike.
+
+The CLI builds `fastmlp train`'s flags from these fields (name `eta_min` -> flag `--eta-min`, help and
+default from here), so the two never disagree.  A TOML file (`--config run.toml`) uses the field names
+as keys; flags given on the command line override the file.
+
+The half-cycle n_s is given in epochs (`ns_epochs`, the default) or in update steps (`ns`, which wins
+when set).  An epoch is `n_train // batch` steps: the last partial batch is dropped (see train.py).
+The run lasts 2 * n_s * cycles update steps whatever the schedule.
+"""
+import dataclasses
+import difflib
+import numbers
+from dataclasses import dataclass, field
+
+try:
+    import tomllib
+except ModuleNotFoundError:     # Python 3.10: the same parser as the `tomli` package, if installed
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
+
+from ._checks import check_nonnegative
+from .network import check_init
+from .schedules import Constant, Cyclic
+
+DATASETS = ("cifar10", "fashion-mnist", "sample")
+SPLITS = ("a2", "a3")
+DTYPES = ("float32", "float64")
+SCHEDULES = ("cyclic", "constant")
+# Fields that may change between an interrupted run and its resumption: they do not touch the result.
+RESUME_FREE = ("threads", "out", "data_dir", "download")
+
+
+def _parse_init(text):
+    """--init he | xavier | SIGMA: a number becomes a float; anything else is left for validate()
+    to refuse with the full rule."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _opt(default, help, **cli):
+    """A field whose `help` is both its comment and its CLI help; `cli` holds argparse extras."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+@dataclass
+class TrainConfig:
+    # -- data
+    dataset: str | None = _opt(None, "cifar10, fashion-mnist, sample or a PATH.npz; unset: CIFAR-10 if it is "
+                              "found locally, else the embedded sample",
+                        metavar="{cifar10,fashion-mnist,sample,PATH.npz}")
+    data_dir: str | None = _opt(None, "folder searched first for the dataset (then $FASTMLP_DATA, "
+                               "~/.cache/fastmlp)", metavar="DIR")
+    split: str = _opt("a3", "a3: train on all training rows but the last n_val; a2: train on "
+                            "data_batch_1, validate on data_batch_2", choices=SPLITS)
+    n_val: int | None = _opt(None, "validation rows held out of the training set (split a3); unset: "
+                                   "5000 on CIFAR-10 as in the study, a tenth of the rows otherwise",
+                             type=int)
+    download: bool = _opt(False, "download the dataset if it is not found locally")
+    # -- network
+    sizes: str | list = _opt("auto-50-50-auto", "layer widths, inputs first; 'auto' at either end takes the "
+                                         "width from the data", metavar="3072-50-50-10")
+    batch_norm: bool = _opt(True, "Linear -> BatchNorm -> ReLU in the hidden layers")
+    init: str | float = _opt("he", "weight init: he, xavier or a float sigma for N(0, sigma^2)",
+                     type=_parse_init, metavar="{he,xavier,SIGMA}")
+    dtype: str = _opt("float32", "float type of data and parameters", choices=DTYPES)
+    # -- objective and schedule
+    lam: float = _opt(0.005, "L2 penalty: cost = mean loss + lam * sum of squared weights", type=float)
+    schedule: str = _opt("cyclic", "learning rate: cyclic (triangular, eta_min..eta_max) or "
+                                   "constant (eta)", choices=SCHEDULES)
+    eta_min: float = _opt(1e-5, "lowest learning rate of the cyclic schedule", type=float)
+    eta_max: float = _opt(1e-1, "highest learning rate of the cyclic schedule", type=float)
+    eta: float = _opt(0.01, "learning rate of the constant schedule", type=float)
+    ns_epochs: float = _opt(5.0, "half-cycle n_s in epochs (ignored when ns is set)", type=float)
+    ns: int | None = _opt(None, "half-cycle n_s in update steps; overrides ns_epochs", type=int)
+    cycles: int = _opt(2, "number of cycles; the run is 2 * n_s * cycles update steps", type=int)
+    batch: int = _opt(100, "rows per update step", type=int)
+    seed: int = _opt(0, "seeds the weights and every epoch's shuffle", type=int)
+    # -- running
+    threads: int | None = _opt(None, "Numba threads (1..NUMBA_NUM_THREADS); unset: all", type=int)
+    eval_every: int = _opt(0, "also evaluate every this many steps; 0: only at the end of each epoch",
+                           type=int)
+    train_eval: int = _opt(5000, "training rows the train curves are evaluated on (a fixed seeded "
+                                 "subset); 0: all of them. Final accuracies always use all",
+                           type=int)
+    out: str | None = _opt(None, "output folder; unset: runs/<YYYYmmdd-HHMMSS>", metavar="DIR")
+
+    # ---- validation -------------------------------------------------------------------------------
+    def validate(self):
+        """Check every field that can be checked without the data; return self."""
+        if self.dataset is not None and not (
+                isinstance(self.dataset, str) and (self.dataset in DATASETS or self.dataset.endswith(".npz"))):
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)} or a path ending in .npz; "
+                             f"got {self.dataset!r}.")
+        _choice("split", self.split, SPLITS)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("schedule", self.schedule, SCHEDULES)
+        if self.n_val is not None:
+            _int("n_val", self.n_val, 1)
+        parse_sizes(self.sizes)
+        check_init(self.init)
+        check_nonnegative(self.lam, "lam")
+        for name in ("eta_min", "eta_max", "eta"):
+            _positive(name, getattr(self, name))
+        if self.eta_min > self.eta_max:
+            raise ValueError(f"eta_min must be <= eta_max; got eta_min={self.eta_min}, "
+                             f"eta_max={self.eta_max}.")
+        if self.ns is None:
+            _positive("ns_epochs", self.ns_epochs)
+        else:
+            _int("ns", self.ns, 1)
+        _int("cycles", self.cycles, 1)
+        _int("batch", self.batch, 1)
+        _int("seed", self.seed, 0)
+        if self.threads is not None:
+            import numba
+            _int("threads", self.threads, 1, numba.config.NUMBA_NUM_THREADS)
+        _int("eval_every", self.eval_every, 0)
+        _int("train_eval", self.train_eval, 0)
+        for name in ("data_dir", "out"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a folder path (a string); got {getattr(self, name)!r}.")
+        for name in ("batch_norm", "download"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
+        return self
+
+    def check_data(self, n_train, n_features, n_classes):
+        """The checks that need the data; return the layer widths with 'auto' resolved."""
+        if self.batch > n_train:
+            raise ValueError(f"batch must be <= the number of training rows ({n_train}); "
+                             f"got batch={self.batch}. Use a smaller --batch or --n-val.")
+        widths = parse_sizes(self.sizes)
+        for at, want, what in ((0, n_features, "input features"), (-1, n_classes, "classes")):
+            if widths[at] == "auto":
+                widths[at] = want
+            elif widths[at] != want:
+                raise ValueError(f"sizes must start with the data's {n_features} input features and end "
+                                 f"with its {n_classes} classes; got sizes={self.sizes!r}, whose "
+                                 f"{what} width is {widths[at]}. Write 'auto' there to take it from the data.")
+        if self.half_cycle(n_train // self.batch) < 1:
+            raise ValueError(f"ns_epochs * steps per epoch must round to at least 1 step; got ns_epochs="
+                             f"{self.ns_epochs} with {n_train // self.batch} steps per epoch.")
+        return widths
+
+    # ---- derived --------------------------------------------------------------------------------
+    def half_cycle(self, steps_per_epoch):
+        """n_s in update steps: `ns` if set, else ns_epochs epochs rounded to whole steps."""
+        return self.ns if self.ns is not None else int(round(self.ns_epochs * steps_per_epoch))
+
+    def make_schedule(self, steps_per_epoch):
+        ns = self.half_cycle(steps_per_epoch)
+        if self.schedule == "constant":
+            return Constant(self.eta, total_steps=2 * ns * self.cycles)
+        return Cyclic(self.eta_min, self.eta_max, ns, self.cycles)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    # ---- sources -----------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values, where="config"):
+        """A config from a mapping of field names, refusing unknown keys (`where` names the source)."""
+        check_keys(values, where)
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path):
+        return cls.from_dict(read_toml(path), where=str(path))
+
+    @classmethod
+    def from_sources(cls, *sources, base=None):
+        """Merge (name, mapping) sources of field values over `base` (a TrainConfig or None), later
+        ones winning: a file, then command-line flags.
+
+        ns and ns_epochs both set the half-cycle: a source that gives one clears the other from the
+        sources before it, and one source giving both is an error.
+        """
+        values = base.to_dict() if base is not None else {}
+        for where, source in sources:
+            check_keys(source, where)
+            if source.get("ns") is not None and source.get("ns_epochs") is not None:
+                raise ValueError(f"{where}: give the half-cycle as ns (steps) or as ns_epochs, not both; "
+                                 f"got ns={source['ns']}, ns_epochs={source['ns_epochs']}.")
+            if "ns_epochs" in source:
+                values["ns"] = None
+            values.update(source)
+        return cls(**values)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def check_keys(values, where):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: a config must be a table of field = value; got {type(values).__name__}.")
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(str(key), FIELDS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(FIELDS)}."
+            raise ValueError(f"{where}: unknown config key {key!r}.{hint}")
+
+
+def read_toml(path):
+    """The top-level table of a TOML file, keys checked against the fields."""
+    if tomllib is None:
+        raise ValueError(f"reading config file {path} needs Python 3.11+ or the tomli package "
+                         f"(pip install tomli); or pass the settings as flags.")
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist; give the path of a .toml file.") from None
+    except OSError as e:
+        raise ValueError(f"config file {path} cannot be read ({e.strerror}).") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path} is not valid TOML: {e}.") from None
+    check_keys(values, str(path))
+    return values
+
+
+def parse_sizes(sizes):
+    """'3072-50-50-10', 'auto-50-auto' or a list -> list of widths; 'auto' only at either end."""
+    if isinstance(sizes, str):
+        parts = [p.strip() for p in sizes.split("-")]
+    elif isinstance(sizes, (list, tuple)):
+        parts = list(sizes)
+    else:
+        parts = None
+    widths = []
+    for k, p in enumerate(parts or []):
+        if p == "auto" and k in (0, len(parts) - 1):
+            widths.append("auto")
+        elif isinstance(p, str) and p.isdigit() and int(p) > 0:
+            widths.append(int(p))
+        elif isinstance(p, numbers.Integral) and not isinstance(p, bool) and p > 0:
+            widths.append(int(p))
+        else:
+            widths = None
+            break
+    if not widths or len(widths) < 2:
+        raise ValueError(f"sizes must be at least two positive widths joined by '-', inputs first, with "
+                         f"'auto' allowed only at either end, e.g. 'auto-50-50-auto' or '3072-50-10'; "
+                         f"got {sizes!r}.")
+    return widths
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def _int(name, value, lo, hi=None):
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not ok or value < lo or (hi is not None and value > hi):
+        rule = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
+        raise ValueError(f"{name} must be {rule}; got {value!r}.")
+
+
+def _positive(name, value):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not (0 < value < float("inf")):
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")

@@ -1,0 +1,182 @@
+"""One whole training run: TrainConfig -> data -> Network -> Trainer.fit -> the run folder.
+
+The folder holds model.npz (a checkpoint.py file), metrics.json, history.csv (one row per
+evaluation), steps.csv (learning rate and batch loss per step) and the plots; checkpoint.npz
+stands there while the run is unfinished and is what `--resume` continues.
+"""
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numba
+
+from . import _checks, checkpoint, data
+from .config import FIELDS, RESUME_FREE
+from .network import Network
+from .train import History, Trainer
+
+CHECKPOINT = "checkpoint.npz"
+MODEL = "model.npz"
+STUDY_N_VAL = 5000  # validation rows of the CIFAR-10 study
+
+
+@dataclass
+class RunResult:
+    net: Network
+    history: History
+    metrics: dict
+    out: Path
+
+
+def resolve_dataset(config):
+    """The dataset to use, and a line for people when the choice was made for them: unset means
+    CIFAR-10 if it is found locally, else the embedded sample."""
+    if config.dataset is not None:
+        return config.dataset, None
+    found = data.find_cifar10(config.data_dir)
+    if found is not None:
+        return "cifar10", f"No --dataset given: using CIFAR-10 found in {found}."
+    return "sample", ("No --dataset given and CIFAR-10 is not downloaded: training on the embedded "
+                      "Fashion-MNIST sample (`fastmlp download cifar10` for CIFAR-10).")
+
+
+def load_data(config):
+    """The standardised Splits that `config` names."""
+    name = resolve_dataset(config)[0]
+    raw = data.load_raw(name, config.data_dir, config.download)
+    n_val = config.n_val
+    if n_val is None:
+        n_val = STUDY_N_VAL if name == "cifar10" else max(1, len(raw.x_train) // 10)
+    return data.make_splits(raw, config.split, n_val, config.dtype)
+
+
+def train(config, splits=None, *, resume=False, progress=False, log=None):
+    """Run `config` end to end and write its folder; returns a RunResult.
+
+    splits: the data (a fastmlp.data.Splits); None loads config.dataset.  resume: continue the
+    interrupted run in config.out from its checkpoint.  log: a callable for lines meant for people.
+    """
+    config.validate()
+    threads = numba.get_num_threads()
+    try:
+        if config.threads is not None:
+            numba.set_num_threads(config.threads)
+        return _run(config, splits, resume, progress, log or (lambda line: None))
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _run(config, splits, resume, progress, log):
+    start = time.perf_counter()
+    out = Path(config.out) if config.out is not None else _new_run_folder()
+    if splits is None:   # record the dataset chosen, so that evaluate and --resume use it again
+        name, note = resolve_dataset(config)
+        config = replace(config, dataset=name)
+    ckpt = _resumable(out, config) if resume else _fresh(out)
+    if splits is None:
+        if note:
+            log(note)
+        splits = load_data(config)
+    sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
+    net = Network(sizes, config.batch_norm, config.init, config.dtype, config.seed)
+    trainer = Trainer(net, config, out / CHECKPOINT, splits, progress)
+    if ckpt is not None:
+        trainer.restore(ckpt)
+        log(f"Resuming {out} at step {ckpt.step}.")
+    trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+    metrics = final_metrics(trainer, splits, time.perf_counter() - start)
+    write_outputs(out, trainer, splits, metrics)
+    return RunResult(net, trainer.history_, metrics, out)
+
+
+def _new_run_folder():
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def _fresh(out):
+    for name in (CHECKPOINT, MODEL):
+        if (out / name).exists():
+            raise ValueError(f"out folder {out} already holds a run ({name}); continue it with --resume "
+                             f"or choose another --out.")
+    return None
+
+
+def _resumable(out, config):
+    """The checkpoint to resume from, after checking that it is this run's."""
+    if not (out / CHECKPOINT).exists():
+        done = " (it finished: model.npz is there)" if (out / MODEL).exists() else ""
+        raise ValueError(f"nothing to resume in {out}: {out / CHECKPOINT} does not exist{done}; "
+                         f"--resume needs --out set to the folder of an interrupted run.")
+    ckpt = checkpoint.load(out / CHECKPOINT)
+    for name in FIELDS:
+        stored, given = getattr(ckpt.config, name), getattr(config, name)
+        if name not in RESUME_FREE and stored != given:
+            raise ValueError(f"--resume continues the run in {out} as it was configured; {name} there is "
+                             f"{stored!r} but {given!r} was given. Drop that setting, or start a new run.")
+    return ckpt
+
+
+def evaluate(net, splits, lam):
+    """{part}_{loss,cost,accuracy} for part in train, val, test, on every row, in evaluation mode;
+    None where a part is empty (no test set): JSON has no NaN."""
+    penalty = lam * float(net.l2())
+    scores = {}
+    for part in ("train", "val", "test"):
+        X, y = getattr(splits, f"X_{part}"), getattr(splits, f"y_{part}")
+        loss = cost = acc = None
+        if X is not None and len(X):
+            loss, acc = net._loss_acc_eval(_checks.check_X(X, net.n_features, net.dtype),
+                                           _checks.check_y(y, net.n_classes, len(X)))
+            loss, cost, acc = float(loss), float(loss + penalty), float(acc)
+        scores.update({f"{part}_loss": loss, f"{part}_cost": cost, f"{part}_accuracy": acc})
+    return scores
+
+
+def final_metrics(trainer, splits, seconds):
+    """metrics.json.  seconds: wall time of this call (data loading, compilation and outputs
+    included); seconds_train / _eval / _checkpoint: summed over every session of the run, so a
+    resumed run reports its whole training time; seconds_per_epoch = seconds_train / epochs."""
+    metrics = evaluate(trainer.net, splits, trainer.config.lam)
+    epochs = trainer.step_ / trainer.steps_per_epoch_
+    metrics.update(
+        final_cost=metrics["train_cost"], epochs=epochs, steps=trainer.step_,
+        steps_per_epoch=trainer.steps_per_epoch_, sizes=trainer.net.sizes,
+        n_train=len(splits.X_train), n_val=len(splits.X_val), n_test=len(splits.X_test),
+        seconds=seconds, seconds_train=trainer.seconds_["train"], seconds_eval=trainer.seconds_["eval"],
+        seconds_checkpoint=trainer.seconds_["checkpoint"],
+        seconds_per_epoch=trainer.seconds_["train"] / epochs,
+        dataset=getattr(splits, "source", ""), config=trainer.config.to_dict())
+    return metrics
+
+
+def write_outputs(out, trainer, splits, metrics):
+    """model.npz, metrics.json, history.csv, steps.csv and the plots; then drop the checkpoint."""
+    from . import plots  # matplotlib loads in ~0.5 s: only when plotting
+    checkpoint.save(out / MODEL, trainer.net, trainer.config, trainer.step_,
+                    trainer.history_.to_arrays(), splits, trainer.seconds_)
+    checkpoint.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    checkpoint.atomic_write_text(out / "history.csv", trainer.history_.csv())
+    checkpoint.atomic_write_text(out / "steps.csv", trainer.history_.steps_csv())
+    n, k = len(splits.X_train), trainer.config.train_eval
+    plots.plot_history(trainer.history_, out, f"training ({k} of {n} rows)" if 0 < k < n else "training")
+    (out / CHECKPOINT).unlink(missing_ok=True)
+
+
+def format_table(metrics):
+    """The final table as the reports print it."""
+    lines = [f"{'':6} {'loss':>8} {'cost':>8} {'accuracy':>9}"]
+    for part, label in (("train", "train"), ("val", "val"), ("test", "test")):
+        acc = metrics[f"{part}_accuracy"]
+        if acc is None:
+            lines.append(f"{label:6} {'-':>8} {'-':>8} {'-':>9}")
+            continue
+        lines.append(f"{label:6} {metrics[f'{part}_loss']:8.4f} {metrics[f'{part}_cost']:8.4f} "
+                     f"{100 * acc:8.2f}%")
+    return "\n".join(lines)
+

@@ -1,0 +1,156 @@
+import itertools
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from fastmlp import Network, checkpoint
+from fastmlp.checkpoint import CheckpointError
+from fastmlp.run import train
+from fastmlp.train import Trainer, TrainingInterrupted
+from train_helpers import LABELS, tiny_config, tiny_splits
+
+
+def make_trainer(config, splits, **kw):
+    sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
+    return Trainer(Network(sizes, config.batch_norm, config.init, config.dtype, config.seed), config,
+                   data=splits, **kw)
+
+
+def fit(trainer, splits):
+    return trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+
+
+def interrupt_at(net, call):
+    """Press Ctrl-C inside the `call`-th training step, between its forward and backward passes."""
+    calls, backward = itertools.count(1), net._backward
+
+    def pressed(y, lam):
+        if next(calls) == call:
+            signal.raise_signal(signal.SIGINT)
+        backward(y, lam)
+    net._backward = pressed
+
+
+@pytest.mark.parametrize("dtype, batch_norm", [("float32", True), ("float64", True), ("float32", False)])
+def test_round_trip_is_exact(tmp_path, dtype, batch_norm):
+    splits = tiny_splits(dtype=dtype)
+    config = tiny_config(dtype=dtype, batch_norm=batch_norm, ns=4)
+    t = fit(make_trainer(config, splits), splits)
+    path = tmp_path / "model.npz"
+    checkpoint.save(path, t.net, config, t.step_, t.history_.to_arrays(), splits, t.seconds_)
+    c = checkpoint.load(path)
+    assert c.net.theta.dtype == np.dtype(dtype) and c.net.sizes == t.net.sizes
+    assert c.net.theta.tobytes() == t.net.theta.tobytes()
+    assert c.net.stats.tobytes() == t.net.stats.tobytes()
+    assert (c.config, c.step, c.seconds) == (config, 8, t.seconds_)
+    assert c.mean.tobytes() == splits.mean.tobytes() and c.std.tobytes() == splits.std.tobytes()
+    assert (c.label_names, c.image_shape, c.source) == (LABELS, (12,), splits.source)
+    for k, v in t.history_.to_arrays().items():
+        assert np.array_equal(c.history[k], v, equal_nan=True)
+    assert c.net.predict(splits.X_val).tolist() == t.net.predict(splits.X_val).tolist()
+
+
+def test_a_bare_network_saves_without_data(tmp_path):
+    net = Network([5, 4, 3], init=0.1, seed=3)
+    checkpoint.save(tmp_path / "m.npz", net, tiny_config())
+    c = checkpoint.load(tmp_path / "m.npz")
+    assert c.net.theta.tobytes() == net.theta.tobytes() and c.mean is None and c.net.init == 0.1
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    net, config = Network([5, 4, 3]), tiny_config()
+    path = tmp_path / "model.npz"
+    checkpoint.save(path, net, config)
+    before = path.read_bytes()
+
+    def disk_full(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(checkpoint.np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save(path, Network([5, 4, 3], seed=1), config)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path / "new.npz", net, config)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+def test_bad_files_are_refused_with_the_file_named(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nope.npz: no such model file"):
+        checkpoint.load(tmp_path / "nope.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(CheckpointError, match=r"text.npz: not a readable .npz model"):
+        checkpoint.load(tmp_path / "text.npz")
+    np.savez(tmp_path / "data.npz", x_train=np.zeros(3))
+    with pytest.raises(CheckpointError, match=r"data.npz: not a fastmlp model \(format None"):
+        checkpoint.load(tmp_path / "data.npz")
+    np.savez(tmp_path / "pickle.npz", format=np.array(checkpoint.FORMAT), evil=np.array([{}], object))
+    with pytest.raises(CheckpointError, match=r"pickle.npz: not a readable .npz model \(Object arrays"):
+        checkpoint.load(tmp_path / "pickle.npz")
+    checkpoint.save(tmp_path / "m.npz", Network([5, 3]), tiny_config())
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = dict(z)
+    arrays["config"] = np.array(json.dumps({"lamda": 1}))
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(CheckpointError, match=r"future.npz: damaged or from an incompatible version "
+                                              r"\(.*unknown config key 'lamda'"):
+        checkpoint.load(tmp_path / "future.npz")
+
+
+def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path):
+    splits = tiny_splits()
+    config = tiny_config(eval_every=5)
+    whole = fit(make_trainer(config, splits), splits)
+
+    path = tmp_path / "checkpoint.npz"
+    first = make_trainer(config, splits, checkpoint_path=path)
+    interrupt_at(first.net, 21)                             # mid-epoch 2 (16 steps per epoch)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at step 21; saved the checkpoint .*checkpoint.npz"):
+        fit(first, splits)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    saved = checkpoint.load(path)
+    assert saved.step == 21 and np.isnan(saved.history["batch_loss"][21:]).all()
+
+    second = make_trainer(config, splits, checkpoint_path=path).restore(saved)
+    fit(second, splits)
+    assert second.net.theta.tobytes() == whole.net.theta.tobytes()
+    assert second.net.stats.tobytes() == whole.net.stats.tobytes()
+    assert second.history_.evals == whole.history_.evals
+    assert second.history_.batch_loss.tobytes() == whole.history_.batch_loss.tobytes()
+
+
+def test_train_resume_finishes_the_run_folder(tmp_path):
+    splits = tiny_splits()
+    whole = train(tiny_config(out=str(tmp_path / "whole")), splits)
+    out = tmp_path / "cut"
+    config = tiny_config(out=str(out))
+    from fastmlp import network
+    original = network.Network._backward
+    calls = itertools.count(1)
+
+    def pressed(self, y, lam):
+        if next(calls) == 30:
+            signal.raise_signal(signal.SIGINT)
+        original(self, y, lam)
+    network.Network._backward = pressed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(config, splits)
+    finally:
+        network.Network._backward = original
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]
+    with pytest.raises(ValueError, match=r"--resume continues the run in .*; lam there is 0.005 but 0.1 "
+                                         r"was given"):
+        train(tiny_config(out=str(out), lam=0.1), splits, resume=True)
+    resumed = train(tiny_config(out=str(out), threads=1), splits, resume=True)
+    assert resumed.net.theta.tobytes() == whole.net.theta.tobytes()
+    assert resumed.history.evals == whole.history.evals
+    m_whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    m_cut = json.loads((out / "metrics.json").read_text())
+    assert m_cut["test_accuracy"] == m_whole["test_accuracy"]
+    assert not (out / "checkpoint.npz").exists()
+    with pytest.raises(ValueError, match=r"nothing to resume in .*cut.* \(it finished: model.npz is there\)"):
+        train(config, splits, resume=True)
