@@ -24,7 +24,8 @@ def assert_exact(rows, net):
         assert set(KEYS) <= set(r)
         # a kink crossing removes an entry from the comparison; it must stay rare
         assert r["n_checked"] >= 0.98 * np.prod(r["shape"]), r
-        zero_grad = net.batch_norm and r["param"].startswith("b") and r["layer"] < net.n_layers
+        zero_grad = net.batch_norm and r["param"] == f"b{r['layer']}" and r["layer"] < net.n_layers
+        assert r["zero_gradient"] == zero_grad
         if zero_grad:
             assert r["max_abs_error"] <= 1e-9, r
         else:
@@ -108,3 +109,4 @@ def test_format_table(cifar_small):
     lines = text.splitlines()
     assert lines[0].startswith("| layer | param") and len(lines) == 2 + len(net.param_names)
     assert "| 1 | W1 | 50x50 | 20 |" in text
+    assert "| 1 | b1 | 50 | 20 | 0 | (grad = 0) |" in text
