@@ -6,14 +6,17 @@ with one array operation and a compiled step can take the whole network as a few
 import numbers
 from collections import OrderedDict
 
+import numba
 import numpy as np
 
 from . import _checks
+from .kernels import step
 from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
 from .kernels.l2 import sum_squares
 from .kernels.linear import linear_backward, linear_forward
 from .kernels.relu import relu_backward
 from .kernels.softmax_xent import softmax_forward, softmax_xent_backward, softmax_xent_forward
+from .threads import blas_single_threaded
 
 EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image sets
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
@@ -38,24 +41,54 @@ def check_init(init):
 
 
 class _Workspace:
-    """Activations (and, in training, gradients) for one batch size, allocated once."""
+    """Activations (and, in training, gradients) for one batch size, allocated once as one
+    flat buffer `buf` with the offset table `wsl` the fused step reads (kernels/step.py) and
+    named views of it for the per-kernel path."""
 
     def __init__(self, net, n, train):
-        dt, widths = net.dtype, net.sizes[1:]
-        hidden = widths[:-1]
+        widths = net.sizes[1:]
+        L = len(widths)
         self.n = n
-        self.Z = [np.empty((n, w), dt) for w in widths]           # pre-BN / pre-softmax scores
-        self.H = [np.empty((n, w), dt) for w in hidden]           # hidden outputs after ReLU
-        self.P = np.empty((n, widths[-1]), dt)                    # class probabilities
-        self.losses = np.empty(n, dt)
-        self.X = None                                             # input of the last forward
-        if train:
-            self.Xhat = [np.empty((n, w), dt) for w in hidden]
-            self.mean = [np.empty(w, dt) for w in hidden]
-            self.inv_std = [np.empty(w, dt) for w in hidden]
-            self.dZ = [np.empty((n, w), dt) for w in widths]
-            self.dH = [np.empty((n, w), dt) for w in hidden]
-            self.no_dX = np.empty((0, 0), dt)                     # layer 1 needs no input grad
+        self.wsl = np.full((L, 9), -1, np.int64)
+        at = 0
+
+        def take(l, col, size):
+            nonlocal at
+            self.wsl[l, col] = at
+            at += size
+
+        for l, w in enumerate(widths):
+            last = l == L - 1
+            take(l, 0, n * w)                                  # Z
+            if not last:
+                take(l, 1, n * w)                              # H
+            if train:
+                if not last and net.batch_norm:
+                    take(l, 2, n * w)                          # Xhat
+                    take(l, 5, w)                              # mean
+                    take(l, 6, w)                              # inv_std
+                take(l, 3, n * w)                              # dZ
+                if not last:
+                    take(l, 4, n * w)                          # dH
+        take(L - 1, 7, n * widths[-1])                         # P
+        take(L - 1, 8, n)                                      # losses
+        self.buf = np.zeros(at, net.dtype)
+
+        def view(l, col, shape):
+            off = self.wsl[l, col]
+            return None if off < 0 else self.buf[off:off + int(np.prod(shape))].reshape(shape)
+
+        self.Z = [view(l, 0, (n, w)) for l, w in enumerate(widths)]
+        self.H = [view(l, 1, (n, w)) for l, w in enumerate(widths[:-1])]
+        self.Xhat = [view(l, 2, (n, w)) for l, w in enumerate(widths[:-1])]
+        self.mean = [view(l, 5, (w,)) for l, w in enumerate(widths[:-1])]
+        self.inv_std = [view(l, 6, (w,)) for l, w in enumerate(widths[:-1])]
+        self.dZ = [view(l, 3, (n, w)) for l, w in enumerate(widths)]
+        self.dH = [view(l, 4, (n, w)) for l, w in enumerate(widths[:-1])]
+        self.P = view(L - 1, 7, (n, widths[-1]))               # class probabilities
+        self.losses = view(L - 1, 8, (n,))
+        self.X = None                                          # input of the last forward
+        self.no_dX = np.empty((0, 0), net.dtype)               # layer 1 needs no input grad
 
 
 class Network:
@@ -94,15 +127,28 @@ class Network:
                 shapes[f"beta{k}"] = (fan_out,)
                 stat_shapes[f"run_mean{k}"] = (fan_out,)
                 stat_shapes[f"run_var{k}"] = (fan_out,)
-        self.theta, self.params = _flat_views(shapes, self.dtype)
-        self.dtheta, self.grads = _flat_views(shapes, self.dtype)
-        self.stats, self.running = _flat_views(stat_shapes, self.dtype)
+        self.theta, self.params, self._offsets = _flat_views(shapes, self.dtype)
+        self.dtheta, self.grads, _ = _flat_views(shapes, self.dtype)
+        self.stats, self.running, stat_offsets = _flat_views(stat_shapes, self.dtype)
+        self._offsets.update(stat_offsets)
+        self.layout = self._layout()
+        self.fused = True   # False: one kernel call per operation (the reference path)
         # scratch for W transposed, used by the backward of layers 2..k (layer 1 has no dX)
         self._WT = [np.empty((0, 0), self.dtype)] + [
             np.empty((self.sizes[k], self.sizes[k - 1]), self.dtype) for k in range(2, self.n_layers + 1)]
         self._workspaces = OrderedDict()
         self._train_ws = None
         self.reset(seed)
+
+    def _layout(self):
+        """The offset table of the fused step (kernels/step.py): per layer I, O and the offsets
+        of W, b, gamma, beta in theta and of the running mean and variance in stats."""
+        rows = []
+        for k in range(1, self.n_layers + 1):
+            rows.append([self.sizes[k - 1], self.sizes[k]]
+                        + [self._offsets.get(f"{p}{k}", -1)
+                           for p in ("W", "b", "gamma", "beta", "run_mean", "run_var")])
+        return np.array(rows, np.int64)
 
     # ---- parameters -------------------------------------------------------------------
     def reset(self, seed=0):
@@ -146,6 +192,7 @@ class Network:
                       self.bn_eps, self.bn_alpha)
         net.theta[...] = self.theta
         net.stats[...] = self.stats
+        net.fused = self.fused
         return net
 
     def get_state(self):
@@ -177,11 +224,35 @@ class Network:
         self._workspaces[key] = ws
         return ws
 
+    def _step(self, ws, X, y, lam, eta, flags):
+        with blas_single_threaded():
+            return float(step.train_step(self.theta, self.dtheta, self.stats, self.layout,
+                                         ws.buf, ws.wsl, X, y, lam, eta, self.bn_eps,
+                                         self.bn_alpha, flags, numba.get_num_threads()))
+
+    def _train_step(self, X, y, lam, eta):
+        """One SGD step on a checked batch in one compiled call: forward (updating the running
+        statistics), backward, theta -= eta * dtheta.  Returns the batch's mean loss."""
+        if not self.fused:
+            loss = self._forward_train(X, y)
+            self._backward(y, lam)
+            self.theta -= eta * self.dtheta
+            return loss
+        ws = self._workspace(X.shape[0], True)
+        ws.X = X
+        self._train_ws = ws
+        return self._step(ws, X, y, lam, eta,
+                          step.FORWARD | step.UPDATE_STATS | step.BACKWARD | step.UPDATE)
+
     def _forward_train(self, X, y, update_stats=True):
         """Training-mode forward on a checked batch; keeps what backward needs.  Returns the
         mean cross-entropy loss."""
         ws = self._workspace(X.shape[0], True)
         ws.X = X
+        if self.fused:
+            self._train_ws = ws
+            flags = step.FORWARD | (step.UPDATE_STATS if update_stats else 0)
+            return self._step(ws, X, y, 0.0, 0.0, flags)
         h = X
         k_last = self.n_layers
         for k in range(1, k_last):
@@ -203,6 +274,9 @@ class Network:
     def _backward(self, y, lam):
         """Fill `grads` from the last training forward: d(loss + lam * sum ||W||^2)."""
         ws, g = self._train_ws, self.grads
+        if self.fused:
+            self._step(ws, ws.X, y, lam, 0.0, step.BACKWARD)
+            return
         k_last = self.n_layers
         softmax_xent_backward(ws.dZ[-1], ws.P, y)
         for k in range(k_last, 0, -1):
@@ -253,11 +327,29 @@ class Network:
             return ws.P.copy()
         return self._predict_proba(X)
 
+    def _eval_chunk(self, X, y):
+        """Evaluation-mode forward of one checked chunk; returns (workspace, sum of losses,
+        correct count); y may be empty (no labels: probabilities only)."""
+        ws = self._workspace(X.shape[0], False)
+        if self.fused:
+            with blas_single_threaded():
+                total, correct = step.eval_forward(self.theta, self.stats, self.layout, ws.buf,
+                                                   ws.wsl, X, y, self.bn_eps,
+                                                   numba.get_num_threads())
+            return ws, total, correct
+        self._forward_eval(X)
+        if len(y) == 0:
+            softmax_forward(ws.P, ws.Z[-1])
+            return ws, 0.0, 0
+        mean = softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], y)
+        return ws, mean * len(y), int((ws.Z[-1].argmax(axis=1) == y).sum())
+
     def _predict_proba(self, X):
         P = np.empty((X.shape[0], self.n_classes), self.dtype)
+        no_labels = np.zeros(0, np.int64)
         for start, chunk in self._chunks(X):
-            ws = self._forward_eval(chunk)
-            softmax_forward(P[start:start + chunk.shape[0]], ws.Z[-1])
+            ws = self._eval_chunk(chunk, no_labels)[0]
+            P[start:start + chunk.shape[0]] = ws.P
         return P
 
     def predict_proba(self, X):
@@ -272,10 +364,8 @@ class Network:
         """Mean loss and accuracy in evaluation mode, one pass."""
         total, correct = 0.0, 0
         for start, chunk in self._chunks(X):
-            ws = self._forward_eval(chunk)
-            m, yc = chunk.shape[0], y[start:start + chunk.shape[0]]
-            total += softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], yc) * m
-            correct += int((ws.Z[-1].argmax(axis=1) == yc).sum())
+            _, t, c = self._eval_chunk(chunk, y[start:start + chunk.shape[0]])
+            total, correct = total + t, correct + c
         return total / X.shape[0], correct / X.shape[0]
 
     def _checked(self, X, y):
@@ -335,12 +425,13 @@ class Network:
 
 
 def _flat_views(shapes, dtype):
-    """One contiguous buffer and a dict of named views into it."""
+    """One contiguous buffer, a dict of named views into it and their offsets."""
     total = sum(int(np.prod(s)) for s in shapes.values())
     flat = np.zeros(total, dtype)
-    views, at = OrderedDict(), 0
+    views, offsets, at = OrderedDict(), {}, 0
     for name, shape in shapes.items():
         size = int(np.prod(shape))
         views[name] = flat[at:at + size].reshape(shape)
+        offsets[name] = at
         at += size
-    return flat, views
+    return flat, views, offsets

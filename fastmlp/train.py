@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checks, checkpoint
+from .threads import blas_single_threaded
 
 EVAL_COLUMNS = ("step", "epoch", "train_loss", "train_cost", "train_accuracy",
                 "val_loss", "val_cost", "val_accuracy")
@@ -107,11 +108,11 @@ class Trainer:
         train_eval = self._train_eval_rows(X, y)
         shuffled = np.empty((spe * batch, X.shape[1]), net.dtype)   # this epoch's rows, in order
         labels = np.empty(spe * batch, np.int64)
-        update = np.empty_like(net.theta)                   # eta * dtheta, without a temporary
         if not self.history_.evals:
             self._evaluate(train_eval, val)
 
-        with _DeferredInterrupt() as interrupt, _progress(self, total) as bar:
+        with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
+                blas_single_threaded():
             while self.step_ < total:
                 tic = time.perf_counter()
                 epoch, first = divmod(self.step_, spe)
@@ -123,12 +124,10 @@ class Trainer:
                 for b in range(first, min(spe, first + total - self.step_)):
                     tic, t = time.perf_counter(), self.step_
                     rows = slice(b * batch, (b + 1) * batch)
-                    loss = net._forward_train(shuffled[rows], labels[rows])
+                    # forward, backward and theta -= eta_t * dtheta in one compiled call
+                    loss = net._train_step(shuffled[rows], labels[rows], cfg.lam, etas[t])
                     if not math.isfinite(loss):
                         raise TrainingDiverged(self._diverged_message(loss, t, epoch, etas[t]))
-                    net._backward(labels[rows], cfg.lam)
-                    np.multiply(net.dtheta, etas[t], out=update)
-                    net.theta -= update
                     self.step_ = t + 1
                     self.history_.batch_loss[t] = loss
                     self.seconds_["train"] += time.perf_counter() - tic

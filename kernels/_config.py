@@ -9,6 +9,8 @@ float64 softmax), and every output here must be the same bits whatever the build
 Numba's on-disk cache is keyed on each kernel file, not on this one: after changing these
 flags, delete the cached *.nbi/*.nbc files under kernels/__pycache__ (or touch kernels/*.py).
 """
+import types
+
 import numba
 
 FASTMATH = frozenset({"contract", "nsz", "arcp"})
@@ -24,6 +26,18 @@ def serial_kernel(fn):
     return numba.njit(parallel=False, cache=True, fastmath=set(FASTMATH), nogil=True)(fn)
 
 
-def serial_build(kernel):
-    """A single-threaded build of a kernel from the same Python source (tests compare the two)."""
-    return numba.njit(parallel=False, cache=False, fastmath=set(FASTMATH))(kernel.py_func)
+def serial_twin(kernel):
+    """A single-threaded build of a parallel kernel, from the same Python source.
+
+    The fused training step calls these for arrays too small to pay for waking the thread
+    pool, and the tests check them equal to the parallel builds.  The twin is compiled from a
+    copy of the function under its own name: Numba's disk cache is keyed by the function's
+    name and source, not by its compile flags, so the same function compiled twice would
+    load the other build's machine code.
+    """
+    fn = kernel.py_func
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                              fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__doc__ = fn.__doc__
+    return serial_kernel(twin)

@@ -7,6 +7,7 @@ ascending), so the result is the same for any thread count and equal to the seri
 from numba import prange
 
 from ._config import parallel_kernel
+from .blas import gemm
 
 ROWS = 4    # rows of X per block: each loaded row of W is reused ROWS times
 COLS = 16   # columns of X per dW block: X[n, i:i+16] is one cache line in float32
@@ -88,4 +89,50 @@ def linear_backward(dW, db, dX, WT, dY, X, W, lam, need_dX):
                 g = dY[n, o]
                 for i in range(I):
                     dX[n, i] += g * WT[o, i]
+    return
+
+
+@parallel_kernel
+def bias_forward(Y, b, relu):
+    """Y (N, O) <- Y + b, then max(., 0) if `relu`: the rest of a linear layer whose product
+    came from BLAS (kernels/blas.py).  prange over rows."""
+    N, O = Y.shape
+    for n in prange(N):
+        for o in range(O):
+            v = Y[n, o] + b[o]
+            if relu and v < 0:
+                v = 0
+            Y[n, o] = v
+    return
+
+
+@parallel_kernel
+def bias_backward(db, dY):
+    """db (O,) <- sum_n dY (N, O).  prange over columns: each sum is one thread's, in row order."""
+    N, O = dY.shape
+    for o in prange(O):
+        s = 0.0
+        for n in range(N):
+            s += dY[n, o]
+        db[o] = s
+    return
+
+
+@parallel_kernel
+def weight_grad(dW, X, dY, W, lam, nb):
+    """dW (I, O) <- X (N, I)^T dY (N, O) + 2 lam W through BLAS, split into `nb` blocks of rows
+    of dW (chosen from the shape alone, see blas.par_matmul), each a single-threaded call: the
+    block is set to 2 lam W, then the product is added with beta = 1, so the L2 term costs no
+    extra pass."""
+    N, I = X.shape
+    O = dY.shape[1]
+    Xf, dYf, dWf = X.reshape(-1), dY.reshape(-1), dW.reshape(-1)
+    for t in prange(nb):
+        i0 = I * t // nb
+        i1 = I * (t + 1) // nb
+        for i in range(i0, i1):
+            for o in range(O):
+                dW[i, o] = 2 * lam * W[i, o]
+        if i1 > i0:
+            gemm(78, 84, O, i1 - i0, N, dYf, O, Xf[i0:], I, 1.0, dWf[i0 * O:], O)
     return

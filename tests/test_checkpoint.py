@@ -24,14 +24,14 @@ def fit(trainer, splits):
 
 
 def interrupt_at(net, call):
-    """Press Ctrl-C inside the `call`-th training step, between its forward and backward passes."""
-    calls, backward = itertools.count(1), net._backward
+    """Press Ctrl-C just before the `call`-th training step runs."""
+    calls, backward = itertools.count(1), net._train_step
 
-    def pressed(y, lam):
+    def pressed(X, y, lam, eta):
         if next(calls) == call:
             signal.raise_signal(signal.SIGINT)
-        backward(y, lam)
-    net._backward = pressed
+        return backward(X, y, lam, eta)
+    net._train_step = pressed
 
 
 @pytest.mark.parametrize("dtype, batch_norm", [("float32", True), ("float64", True), ("float32", False)])
@@ -128,19 +128,19 @@ def test_train_resume_finishes_the_run_folder(tmp_path):
     out = tmp_path / "cut"
     config = tiny_config(out=str(out))
     from fastmlp import network
-    original = network.Network._backward
+    original = network.Network._train_step
     calls = itertools.count(1)
 
-    def pressed(self, y, lam):
+    def pressed(self, X, y, lam, eta):
         if next(calls) == 30:
             signal.raise_signal(signal.SIGINT)
-        original(self, y, lam)
-    network.Network._backward = pressed
+        return original(self, X, y, lam, eta)
+    network.Network._train_step = pressed
     try:
         with pytest.raises(KeyboardInterrupt):
             train(config, splits)
     finally:
-        network.Network._backward = original
+        network.Network._train_step = original
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]
     with pytest.raises(ValueError, match=r"--resume continues the run in .*; lam there is 0.005 but 0.1 "
                                          r"was given"):

@@ -132,19 +132,19 @@ def test_without_dataset_falls_back_to_the_sample_in_one_line(tmp_path, monkeypa
 
 
 def test_ctrl_c_exits_130_and_resume_finishes_bit_identical(npz, model, tmp_path, capsys, monkeypatch):
-    calls, backward = itertools.count(1), network.Network._backward
+    calls, backward = itertools.count(1), network.Network._train_step
 
-    def pressed(self, y, lam):
+    def pressed(self, X, y, lam, eta):
         if next(calls) == 20:
             signal.raise_signal(signal.SIGINT)
-        backward(self, y, lam)
-    monkeypatch.setattr(network.Network, "_backward", pressed)
+        return backward(self, X, y, lam, eta)
+    monkeypatch.setattr(network.Network, "_train_step", pressed)
     cut = ["train", "--dataset", npz, "--n-val", 80, "--out", tmp_path / "cut", *TINY]
     code, _, err = run(cut, capsys)
     assert code == 130 and err.count("\n") == 1
     assert err == (f"fastmlp: interrupted at step 20; saved the checkpoint {tmp_path}/cut/checkpoint.npz. "
                    f"Continue with `fastmlp train --resume --out {tmp_path}/cut`.\n")
-    monkeypatch.setattr(network.Network, "_backward", backward)
+    monkeypatch.setattr(network.Network, "_train_step", backward)
     code, out, err = run(["train", "--resume", "--out", tmp_path / "cut", "--threads", "1"], capsys)
     assert code == 0, err
     assert checkpoint.load(tmp_path / "cut" / "model.npz").net.theta.tobytes() == \

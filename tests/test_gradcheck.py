@@ -41,6 +41,16 @@ def test_gradients_exact_on_real_cifar(cifar_small, depth, batch_norm, lam):
     assert_exact(fastmlp.gradcheck(net, X, y, lam=lam), net)
 
 
+@pytest.mark.parametrize("depth, batch_norm", [(3, True), (9, False)])
+def test_per_kernel_path_gradients_exact(cifar_small, depth, batch_norm):
+    """The reference path (one kernel call per operation) passes the same check as the
+    fused step the trainer uses."""
+    X, y = cifar_small
+    net = fastmlp.Network(NETS[depth], batch_norm=batch_norm, dtype=np.float64, seed=3)
+    net.fused = False
+    assert_exact(fastmlp.gradcheck(net, X, y, lam=0.05), net)
+
+
 @pytest.mark.parametrize("batch_norm", [True, False])
 def test_gradients_exact_on_synthetic_data(batch_norm):
     """The same check without ../shared, so it always runs."""
@@ -82,6 +92,7 @@ def test_check_catches_the_constant_statistics_shortcut(cifar_small, monkeypatch
     monkeypatch.setattr(network, "bn_backward", shortcut)
     X, y = cifar_small
     net = fastmlp.Network(NETS[3], batch_norm=True, dtype=np.float64)
+    net.fused = False             # the per-kernel path, where the shortcut is swapped in
     rows = {r["param"]: r for r in fastmlp.gradcheck(net, X, y)}
     assert rows["W1"]["rel_error"] > 1e-3
     assert rows["W3"]["rel_error"] < 1e-7          # layers above the first BN stay right

@@ -6,7 +6,7 @@ import pytest
 import reference as ref
 import kernel_calls as call
 from fastmlp.kernels import batchnorm, l2, linear, relu, softmax_xent
-from fastmlp.kernels._config import serial_build
+from fastmlp.kernels._config import serial_twin
 
 DTYPES = [np.float32, np.float64]
 # Relative tolerance per dtype, applied to the sum of absolute terms that make an output
@@ -181,27 +181,27 @@ def test_parallel_equals_serial(rng, dtype):
     for relu_on in (False, True):
         np.testing.assert_array_equal(
             call.linear_forward(linear.linear_forward, X, W, b, relu_on),
-            call.linear_forward(serial_build(linear.linear_forward), X, W, b, relu_on))
+            call.linear_forward(serial_twin(linear.linear_forward), X, W, b, relu_on))
     for got, want in zip(call.linear_backward(linear.linear_backward, dY, X, W, 0.1),
-                         call.linear_backward(serial_build(linear.linear_backward), dY, X, W, 0.1)):
+                         call.linear_backward(serial_twin(linear.linear_backward), dY, X, W, 0.1)):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(call.relu_forward(relu.relu_forward, X),
-                                  call.relu_forward(serial_build(relu.relu_forward), X))
+                                  call.relu_forward(serial_twin(relu.relu_forward), X))
     np.testing.assert_array_equal(call.relu_backward(relu.relu_backward, X, dY[:, :1].repeat(I, 1)),
-                                  call.relu_backward(serial_build(relu.relu_backward), X,
+                                  call.relu_backward(serial_twin(relu.relu_backward), X,
                                                      dY[:, :1].repeat(I, 1)))
     Z = dY
     for got, want in zip(call.softmax_xent_forward(softmax_xent.softmax_xent_forward, Z, y),
-                         call.softmax_xent_forward(serial_build(softmax_xent.softmax_xent_forward), Z, y)):
+                         call.softmax_xent_forward(serial_twin(softmax_xent.softmax_xent_forward), Z, y)):
         np.testing.assert_array_equal(got, want)
     P = call.softmax_forward(softmax_xent.softmax_forward, Z)
-    np.testing.assert_array_equal(P, call.softmax_forward(serial_build(softmax_xent.softmax_forward), Z))
+    np.testing.assert_array_equal(P, call.softmax_forward(serial_twin(softmax_xent.softmax_forward), Z))
     np.testing.assert_array_equal(
         call.softmax_xent_backward(softmax_xent.softmax_xent_backward, P, y),
-        call.softmax_xent_backward(serial_build(softmax_xent.softmax_xent_backward), P, y))
+        call.softmax_xent_backward(serial_twin(softmax_xent.softmax_xent_backward), P, y))
     gamma, beta = rand(rng, O, dtype) + 1, rand(rng, O, dtype)
     outs = []
-    for build in (lambda k: k, serial_build):
+    for build in (lambda k: k, serial_twin):
         rm, rv = np.zeros(O, dtype), np.ones(O, dtype)
         fwd = call.bn_forward_train(build(batchnorm.bn_forward_train), Z, gamma, beta, rm, rv,
                                     relu=True)

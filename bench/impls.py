@@ -1,0 +1,141 @@
+"""The training step of the study's networks in three implementations, for side-by-side timing:
+fastmlp (fused step), a textbook NumPy implementation and PyTorch eager (optional).
+
+All three do the same work per step: Linear -> BatchNorm -> ReLU hidden layers (or Linear ->
+ReLU), softmax cross-entropy, cost = loss + lam * sum ||W||^2, plain SGD.  Each `make_*`
+returns (step, loss_of_first_step) where step() runs one update on the fixed batch.
+"""
+import numpy as np
+
+NETS = {
+    "A": ([3072, 50, 50, 10], True),
+    "B": ([3072, 50, 30, 20, 20, 10, 10, 10, 10, 10], True),
+    "C": ([3072, 50, 50, 10], False),
+}
+LAM, ETA = 0.005, 0.01
+
+
+def batch(n, d=3072, classes=10, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, classes, n)
+
+
+def make_fastmlp(net_name, X, y, fused=True):
+    import fastmlp
+    sizes, bn = NETS[net_name]
+    net = fastmlp.Network(sizes, batch_norm=bn, dtype=X.dtype, seed=0)
+    net.fused = fused
+    return (lambda: net._train_step(X, y, LAM, ETA)), net
+
+
+class NumpyMLP:
+    """A textbook vectorised NumPy implementation (BLAS products, NumPy element-wise ops)."""
+
+    def __init__(self, sizes, bn, seed=0, dtype=np.float32):
+        rng = np.random.default_rng(seed)
+        self.W = [(rng.standard_normal((i, o)) * np.sqrt(2 / i)).astype(dtype)
+                  for i, o in zip(sizes[:-1], sizes[1:])]
+        self.b = [np.zeros(o, dtype) for o in sizes[1:]]
+        self.g = [np.ones(o, dtype) for o in sizes[1:-1]]
+        self.be = [np.zeros(o, dtype) for o in sizes[1:-1]]
+        self.bn = bn
+
+    def step(self, X, y, lam=LAM, eta=ETA):
+        k, n = len(self.W), X.shape[0]
+        hs, caches = [X], []
+        for l in range(k - 1):
+            z = hs[-1] @ self.W[l] + self.b[l]
+            if self.bn:
+                mu, var = z.mean(axis=0), z.var(axis=0)
+                inv = 1 / np.sqrt(var + 1e-5)
+                xh = (z - mu) * inv
+                s = self.g[l] * xh + self.be[l]
+                caches.append((xh, inv))
+            else:
+                s = z
+            hs.append(np.maximum(s, 0))
+        z = hs[-1] @ self.W[-1] + self.b[-1]
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+        loss = -np.log(p[np.arange(n), y]).mean()
+        g = p
+        g[np.arange(n), y] -= 1
+        g /= n
+        for l in range(k - 1, -1, -1):
+            dW = hs[l].T @ g + 2 * lam * self.W[l]
+            db = g.sum(axis=0)
+            if l > 0:
+                dh = g @ self.W[l].T
+                dh *= hs[l] > 0
+                if self.bn:
+                    xh, inv = caches[l - 1]
+                    dg, dbe = (dh * xh).sum(axis=0), dh.sum(axis=0)
+                    g = self.g[l - 1] * inv / n * (n * dh - dbe - xh * dg)
+                    self.g[l - 1] -= eta * dg
+                    self.be[l - 1] -= eta * dbe
+                else:
+                    g = dh
+            self.W[l] -= eta * dW
+            self.b[l] -= eta * db
+        return loss
+
+
+    @classmethod
+    def like(cls, net):
+        """The same weights as a fastmlp Network."""
+        m = cls(net.sizes, net.batch_norm, dtype=net.dtype)
+        k = net.n_layers
+        m.W = [net[f"W{l}"].copy() for l in range(1, k + 1)]
+        m.b = [net[f"b{l}"].copy() for l in range(1, k + 1)]
+        if net.batch_norm:
+            m.g = [net[f"gamma{l}"].copy() for l in range(1, k)]
+            m.be = [net[f"beta{l}"].copy() for l in range(1, k)]
+        return m
+
+
+def make_numpy(net_name, X, y, like=None):
+    sizes, bn = NETS[net_name]
+    m = NumpyMLP.like(like) if like is not None else NumpyMLP(sizes, bn, dtype=X.dtype)
+    return (lambda: m.step(X, y)), m
+
+
+def make_torch(net_name, X, y, like=None):
+    """PyTorch eager with torch.optim.SGD; the L2 term is part of the loss, as in the study.
+    like: a fastmlp Network whose weights to start from."""
+    import torch
+    sizes, bn = NETS[net_name]
+    layers = []
+    for i, o in zip(sizes[:-2], sizes[1:-1]):
+        layers.append(torch.nn.Linear(i, o))
+        if bn:
+            layers.append(torch.nn.BatchNorm1d(o, eps=1e-5, momentum=0.1))
+        layers.append(torch.nn.ReLU())
+    layers.append(torch.nn.Linear(sizes[-2], sizes[-1]))
+    model = torch.nn.Sequential(*layers)
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    if like is not None:
+        with torch.no_grad():
+            for l, lin in enumerate(m for m in model if isinstance(m, torch.nn.Linear)):
+                lin.weight.copy_(torch.from_numpy(like[f"W{l + 1}"].T.copy()))
+                lin.bias.copy_(torch.from_numpy(like[f"b{l + 1}"]))
+    opt = torch.optim.SGD(model.parameters(), lr=ETA)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(np.asarray(y, np.int64))
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = lossf(model(Xt), yt)
+        cost = loss + LAM * sum((w * w).sum() for w in weights)
+        cost.backward()
+        opt.step()
+        return float(loss)
+    return step, model
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False

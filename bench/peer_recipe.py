@@ -1,0 +1,336 @@
+"""Peer check: does fastmlp train the study's recipe as well as an independent PyTorch version of it?
+
+The recipe (DD2424 Assignment 3): in-50-50-out, Linear -> BatchNorm -> ReLU per hidden layer, last
+Linear -> softmax cross-entropy; He init N(0, 2/fan_in) weights, zero biases, BN gamma=1 beta=0;
+cost = mean cross-entropy + lam * sum ||W||^2 over the weight matrices only (lam = 0.005); plain
+mini-batch SGD (no momentum); triangular cyclical learning rate eta_min=1e-5 .. eta_max=1e-1 with
+n_s = 5 epochs = 5 * (n_train // 100) update steps, 2 cycles, batch 100; a fresh shuffle each epoch
+with the last partial batch dropped; BN eps 1e-5, running statistics run = 0.9 run + 0.1 batch;
+evaluation with the running statistics.
+
+fastmlp is trained through its library API (TrainConfig + Network + Trainer, no checkpoint file).
+The PyTorch peer shares nothing with it but the standardised splits from fastmlp.data.load_dataset
+(the data layer is not what is compared): its own parameters, init RNG (torch.Generator), shuffles
+(torch.randperm), schedule, loop and BN.
+
+BN in the peer: by default it is computed by hand (`--torch-bn manual`) so that, like fastmlp, the
+running variance is updated with the *biased* batch variance.  `--torch-bn builtin` uses
+torch.nn.BatchNorm1d(momentum=0.1) instead, which updates the running variance with the unbiased
+batch variance (a factor N/(N-1) = 100/99 at batch 100, i.e. ~1% larger running variances, a
+~0.5% change of the normalised activations at evaluation time).
+
+The two implementations run interleaved per seed: fastmlp seed s, torch seed s, fastmlp seed s+1...
+Seeds do not give the two the same initial weights or shuffles: the comparison is of mean test
+accuracies over seeds.  `--check-step` first compares one training step of both on the same
+initial weights and batch (loss, every gradient, BN running statistics).
+
+    python bench/peer_recipe.py --dataset cifar-subset --seeds 0 1 2 3 4 --impl both --threads 2
+    python bench/peer_recipe.py --dataset fashion-mnist --seeds 0 1 2 --impl both --threads 2
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numba
+import numpy as np
+
+DEFAULT_CIFAR_SUBSET = "/work/shared/data/cifar10-subset.npz"
+HIDDEN = (50, 50)
+LAM = 0.005
+ETA_MIN, ETA_MAX = 1e-5, 1e-1
+NS_EPOCHS, CYCLES, BATCH = 5, 2, 100
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1     # run = (1 - 0.1) * run + 0.1 * batch
+
+
+# ---------------------------------------------------------------------------------------------- data
+def load_splits(dataset, path):
+    from fastmlp.data import load_dataset
+    if dataset == "cifar-subset":
+        return load_dataset(path or DEFAULT_CIFAR_SUBSET, n_val=500)
+    return load_dataset(path or "fashion-mnist", n_val=5000)
+
+
+def n_steps(n_train):
+    spe = n_train // BATCH
+    ns = NS_EPOCHS * spe
+    return spe, ns, 2 * ns * CYCLES
+
+
+# ------------------------------------------------------------------------------------------ fastmlp
+def fastmlp_config(seed, threads):
+    from fastmlp import TrainConfig
+    return TrainConfig(sizes="auto-50-50-auto", batch_norm=True, init="he", dtype="float32",
+                       lam=LAM, schedule="cyclic", eta_min=ETA_MIN, eta_max=ETA_MAX,
+                       ns_epochs=float(NS_EPOCHS), cycles=CYCLES, batch=BATCH, seed=seed,
+                       threads=threads)
+
+
+def run_fastmlp(splits, seed, threads):
+    from fastmlp import Network, Trainer
+    config = fastmlp_config(seed, threads)
+    numba.set_num_threads(threads)
+    tic = time.perf_counter()
+    sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
+    net = Network(sizes, config.batch_norm, config.init, config.dtype, config.seed)
+    trainer = Trainer(net, config, checkpoint_path=None, data=splits)
+    trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+    acc = net.accuracy(splits.X_test, splits.y_test)
+    wall = time.perf_counter() - tic
+    spe, ns, total = n_steps(len(splits.X_train))
+    assert trainer.step_ == total and trainer.steps_per_epoch_ == spe, (trainer.step_, total)
+    return {"acc": acc, "val_acc": net.accuracy(splits.X_val, splits.y_val), "seconds": wall,
+            "seconds_train": trainer.seconds_["train"], "seconds_eval": trainer.seconds_["eval"],
+            "final_batch_loss": float(trainer.history_.batch_loss[-1]), "steps": trainer.step_}
+
+
+def warm_up_fastmlp(splits, threads):
+    """Load / compile the Numba kernels outside the timed runs (a few steps on 300 rows)."""
+    from fastmlp import Network, TrainConfig, Trainer
+    X, y = splits.X_train[:300], splits.y_train[:300]
+    cfg = TrainConfig(sizes="auto-50-50-auto", ns=2, cycles=1, seed=0, threads=threads,
+                      train_eval=0)
+    net = Network(cfg.check_data(300, X.shape[1], splits.n_classes), seed=0)
+    Trainer(net, cfg).fit(X, y, splits.X_val[:50], splits.y_val[:50])
+    net.accuracy(splits.X_test[:50], splits.y_test[:50])
+
+
+# -------------------------------------------------------------------------------------------- torch
+class TorchMLP:
+    """The recipe's network in PyTorch: explicit parameters, x @ W + b, BN by hand or built in."""
+
+    def __init__(self, sizes, seed, bn="manual"):
+        import torch
+        self.torch, self.bn = torch, bn
+        g = torch.Generator().manual_seed(10_000 + seed)
+        self.W, self.b, self.gamma, self.beta = [], [], [], []
+        self.run_mean, self.run_var, self.bn_modules = [], [], []
+        for k in range(len(sizes) - 1):
+            fan_in, fan_out = sizes[k], sizes[k + 1]
+            W = torch.randn(fan_in, fan_out, generator=g, dtype=torch.float32) * (2.0 / fan_in) ** 0.5
+            self.W.append(W.requires_grad_())
+            self.b.append(torch.zeros(fan_out, requires_grad=True))
+            if k < len(sizes) - 2:
+                if bn == "builtin":
+                    m = torch.nn.BatchNorm1d(fan_out, eps=BN_EPS, momentum=BN_MOMENTUM)
+                    self.bn_modules.append(m)
+                    self.gamma.append(m.weight)
+                    self.beta.append(m.bias)
+                else:
+                    self.gamma.append(torch.ones(fan_out, requires_grad=True))
+                    self.beta.append(torch.zeros(fan_out, requires_grad=True))
+                    self.run_mean.append(torch.zeros(fan_out))
+                    self.run_var.append(torch.ones(fan_out))
+
+    def parameters(self):
+        return self.W + self.b + self.gamma + self.beta
+
+    def _bn(self, k, z, train):
+        torch = self.torch
+        if self.bn == "builtin":
+            m = self.bn_modules[k]
+            m.train(train)
+            return m(z)
+        if train:
+            mu = z.mean(dim=0)
+            var = z.var(dim=0, unbiased=False)
+            with torch.no_grad():
+                self.run_mean[k].mul_(1 - BN_MOMENTUM).add_(mu, alpha=BN_MOMENTUM)
+                self.run_var[k].mul_(1 - BN_MOMENTUM).add_(var, alpha=BN_MOMENTUM)
+        else:
+            mu, var = self.run_mean[k], self.run_var[k]
+        return self.gamma[k] * (z - mu) / torch.sqrt(var + BN_EPS) + self.beta[k]
+
+    def scores(self, x, train):
+        h = x
+        for k in range(len(self.W) - 1):
+            h = self.torch.relu(self._bn(k, h @ self.W[k] + self.b[k], train))
+        return h @ self.W[-1] + self.b[-1]
+
+    def cost(self, x, y):
+        """Training-mode (mean cross-entropy, cost with the L2 term on the weight matrices only)."""
+        torch = self.torch
+        loss = torch.nn.functional.cross_entropy(self.scores(x, True), y)
+        return loss, loss + LAM * sum((W * W).sum() for W in self.W)
+
+    def accuracy(self, x, y):
+        with self.torch.no_grad():
+            return (self.scores(x, False).argmax(dim=1) == y).float().mean().item()
+
+
+def torch_eta(t, ns):
+    """Triangular cyclical rate at update step t (eta(0)=eta_min, eta(ns)=eta_max, eta(2ns)=eta_min)."""
+    pos = t % (2 * ns)
+    frac = pos / ns if pos <= ns else (2 * ns - pos) / ns
+    return ETA_MIN + frac * (ETA_MAX - ETA_MIN)
+
+
+def run_torch(splits, seed, threads, bn):
+    import torch
+    torch.set_num_threads(threads)
+    tic = time.perf_counter()
+    X = torch.from_numpy(splits.X_train)
+    y = torch.from_numpy(splits.y_train.astype(np.int64))
+    n = X.shape[0]
+    spe, ns, total = n_steps(n)
+    model = TorchMLP([X.shape[1], *HIDDEN, splits.n_classes], seed, bn)
+    opt = torch.optim.SGD(model.parameters(), lr=ETA_MIN, momentum=0.0, weight_decay=0.0)
+    shuffle = torch.Generator().manual_seed(20_000 + seed)
+    t, loss = 0, float("nan")
+    while t < total:
+        perm = torch.randperm(n, generator=shuffle)[:spe * BATCH]   # last partial batch dropped
+        Xs, ys = X[perm], y[perm]
+        for b in range(spe):
+            if t >= total:
+                break
+            rows = slice(b * BATCH, (b + 1) * BATCH)
+            for group in opt.param_groups:
+                group["lr"] = torch_eta(t, ns)
+            opt.zero_grad(set_to_none=True)
+            loss, cost = model.cost(Xs[rows], ys[rows])
+            cost.backward()
+            opt.step()
+            t += 1
+    loss = loss.item()
+    acc = model.accuracy(torch.from_numpy(splits.X_test), torch.from_numpy(splits.y_test.astype(np.int64)))
+    wall = time.perf_counter() - tic
+    val = model.accuracy(torch.from_numpy(splits.X_val), torch.from_numpy(splits.y_val.astype(np.int64)))
+    return {"acc": acc, "val_acc": val, "seconds": wall, "final_batch_loss": float(loss), "steps": t}
+
+
+# ---------------------------------------------------------------------------- one-step cross-check
+def check_step(splits, threads, bn):
+    """Same initial weights, same batch: one training step of each; print the differences."""
+    import torch
+    from fastmlp import Network
+    torch.set_num_threads(threads)
+    numba.set_num_threads(threads)
+    sizes = [splits.X_train.shape[1], *HIDDEN, splits.n_classes]
+    net = Network(sizes, True, "he", np.float32, seed=0)
+    model = TorchMLP(sizes, 0, bn)
+    with torch.no_grad():
+        for k in range(len(model.W)):
+            model.W[k].copy_(torch.from_numpy(net[f"W{k + 1}"]))
+    Xb, yb = splits.X_train[:BATCH], splits.y_train[:BATCH]
+    cost_f, loss_f = net.loss_and_grad(Xb, yb, LAM)
+    loss_t, cost_t = model.cost(torch.from_numpy(Xb), torch.from_numpy(yb.astype(np.int64)))
+    cost_t.backward()
+    print(f"one-step check on the same initial weights and batch ({bn} BN in torch):")
+    print(f"  loss  fastmlp {loss_f:.7f}  torch {loss_t.item():.7f}")
+    print(f"  cost  fastmlp {cost_f:.7f}  torch {cost_t.item():.7f}")
+    pairs = []
+    for k in range(len(model.W)):
+        pairs += [(f"W{k + 1}", model.W[k]), (f"b{k + 1}", model.b[k])]
+        if k < len(model.gamma):
+            pairs += [(f"gamma{k + 1}", model.gamma[k]), (f"beta{k + 1}", model.beta[k])]
+    worst = 0.0
+    for name, p in pairs:
+        gf, gt = net.grads[name], p.grad.numpy()
+        diff, scale = np.abs(gf - gt).max(), np.abs(gt).max()
+        if name[0] == "b" and name[1:].isdigit() and int(name[1:]) <= len(model.gamma):
+            # a bias before BN has a true gradient of 0 (BN subtracts the batch mean): both
+            # sides hold rounding noise, so only the absolute size is meaningful
+            print(f"  d{name:7s} max|diff| = {diff:.2e} (true gradient 0; max|g| fastmlp "
+                  f"{np.abs(gf).max():.1e}, torch {scale:.1e})")
+            continue
+        rel = diff / max(scale, 1e-12)
+        worst = max(worst, rel)
+        print(f"  d{name:7s} max|diff|/max|g| = {rel:.2e}")
+    for k in range(len(model.gamma)):
+        if bn == "builtin":
+            rm, rv = model.bn_modules[k].running_mean.numpy(), model.bn_modules[k].running_var.numpy()
+        else:
+            rm, rv = model.run_mean[k].numpy(), model.run_var[k].numpy()
+        print(f"  run_mean{k + 1} max|diff| = {np.abs(net[f'run_mean{k + 1}'] - rm).max():.2e}   "
+              f"run_var{k + 1} max rel diff = "
+              f"{(np.abs(net[f'run_var{k + 1}'] - rv) / rv).max():.2e}")
+    ns = n_steps(len(splits.X_train))[1]
+    sched = fastmlp_config(0, threads).make_schedule(len(splits.X_train) // BATCH)
+    ts = np.arange(sched.total_steps)
+    etas = np.array([torch_eta(int(t), ns) for t in ts])
+    print(f"  schedule: {sched!r}; max |eta_fastmlp - eta_torch| over {len(ts)} steps = "
+          f"{np.abs(sched.eta(ts) - etas).max():.2e}")
+    return worst
+
+
+# --------------------------------------------------------------------------------------------- main
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=("cifar-subset", "fashion-mnist"), default="cifar-subset")
+    p.add_argument("--path", default=None, help=f"dataset file / name (default: {DEFAULT_CIFAR_SUBSET} "
+                                                "for cifar-subset, 'fashion-mnist' for fashion-mnist)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--impl", choices=("fastmlp", "torch", "both"), default="both")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--torch-bn", choices=("manual", "builtin"), default="manual",
+                   help="manual: BN by hand, running variance from the biased batch variance (as "
+                        "fastmlp); builtin: nn.BatchNorm1d (unbiased running variance)")
+    p.add_argument("--check-step", action="store_true",
+                   help="first compare one step of both on the same weights and batch")
+    args = p.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(args.threads)
+    impls = ("fastmlp", "torch") if args.impl == "both" else (args.impl,)
+
+    tic = time.perf_counter()
+    splits = load_splits(args.dataset, args.path)
+    n_train = len(splits.X_train)
+    spe, ns, total = n_steps(n_train)
+    print(f"# {args.dataset}: {splits.source}")
+    print(f"# train {n_train} x {splits.X_train.shape[1]}, val {len(splits.X_val)}, test "
+          f"{len(splits.X_test)}; {spe} steps/epoch, n_s = {ns}, {total} steps per run; "
+          f"threads {args.threads} (torch {torch.get_num_threads()}, numba {numba.get_num_threads()}); "
+          f"torch {torch.__version__}, numba {numba.__version__}; torch BN: {args.torch_bn}; "
+          f"data loaded in {time.perf_counter() - tic:.1f} s", flush=True)
+    if "fastmlp" in impls:
+        warm_up_fastmlp(splits, args.threads)
+    if args.check_step:
+        check_step(splits, args.threads, args.torch_bn)
+
+    results = {impl: {} for impl in impls}
+    for seed in args.seeds:
+        for impl in impls:
+            r = (run_fastmlp(splits, seed, args.threads) if impl == "fastmlp"
+                 else run_torch(splits, seed, args.threads, args.torch_bn))
+            results[impl][seed] = r
+            print(f"# seed {seed} {impl:7s}: test {100 * r['acc']:.2f}%  val {100 * r['val_acc']:.2f}%  "
+                  f"final batch loss {r['final_batch_loss']:.4f}  {r['seconds']:.1f} s  "
+                  f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+
+    print()
+    head = "| seed |" + "".join(f" {i} test acc (%) | {i} s/run |" for i in impls)
+    print(head)
+    print("|---:|" + "---:|---:|" * len(impls))
+    for seed in args.seeds:
+        print(f"| {seed} |" + "".join(f" {100 * results[i][seed]['acc']:.2f} | "
+                                     f"{results[i][seed]['seconds']:.1f} |" for i in impls))
+    stats = {}
+    for i in impls:
+        accs = [100 * results[i][s]["acc"] for s in args.seeds]
+        secs = [results[i][s]["seconds"] for s in args.seeds]
+        stats[i] = (mean_std(accs), mean_std(secs))
+    print("| mean ± std |" + "".join(f" {stats[i][0][0]:.2f} ± {stats[i][0][1]:.2f} | "
+                                    f"{stats[i][1][0]:.1f} ± {stats[i][1][1]:.1f} |" for i in impls))
+    if len(impls) == 2:
+        diff = stats["fastmlp"][0][0] - stats["torch"][0][0]
+        ratio = stats["torch"][1][0] / stats["fastmlp"][1][0]
+        fm = [results["fastmlp"][s] for s in args.seeds]
+        print()
+        print(f"difference of the means (fastmlp - torch): {diff:+.2f} pp "
+              f"({'within' if abs(diff) <= 1.5 else 'OUTSIDE'} the 1.5 pp criterion); "
+              f"wall time torch / fastmlp = {ratio:.2f}x "
+              f"(fastmlp s/run includes its per-epoch evaluations: "
+              f"{statistics.mean(r['seconds_train'] for r in fm):.1f} s training steps, "
+              f"{statistics.mean(r['seconds_eval'] for r in fm):.1f} s evaluation on average)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
