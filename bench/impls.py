@@ -129,7 +129,7 @@ def make_torch(net_name, X, y, like=None):
         cost = loss + LAM * sum((w * w).sum() for w in weights)
         cost.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
     return step, model
 
 
@@ -139,3 +139,67 @@ def torch_available():
         return True
     except ImportError:
         return False
+
+
+# ---- one epoch of the study (45,000 training rows, 5,000 validation rows) ---------------------
+def epoch_data(n_train=45000, n_val=5000, seed=0):
+    X, y = batch(n_train + n_val, seed=seed)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+def epoch_fastmlp(X, y, Xv, yv, batch_size=100):
+    """fastmlp's Trainer for exactly one epoch (n_s = half an epoch, one cycle): the epoch's
+    shuffle, every step, and its evaluations of train and validation loss and accuracy (at
+    step 0 and at the end of the epoch, on all training rows)."""
+    import fastmlp
+    from fastmlp.train import Trainer
+    steps = X.shape[0] // batch_size
+    config = fastmlp.TrainConfig(sizes="3072-50-50-10", ns=steps // 2, cycles=1, batch=batch_size,
+                                 train_eval=0)
+    net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, seed=0)
+
+    def run():
+        trainer = Trainer(net, config).fit(X, y, Xv, yv)
+        return trainer.history_.evals[-1]
+    return run
+
+
+def epoch_torch(X, y, Xv, yv, batch_size=100):
+    """The same epoch in PyTorch eager: a randperm shuffle, the steps, and evaluation (eval
+    mode, no_grad) of loss and accuracy on all training and validation rows at the start and
+    the end of the epoch."""
+    import torch
+    sizes, _ = NETS["A"]
+    model = torch.nn.Sequential(torch.nn.Linear(3072, 50), torch.nn.BatchNorm1d(50), torch.nn.ReLU(),
+                                torch.nn.Linear(50, 50), torch.nn.BatchNorm1d(50), torch.nn.ReLU(),
+                                torch.nn.Linear(50, 10))
+    weights = [m.weight for m in model if isinstance(m, torch.nn.Linear)]
+    opt = torch.optim.SGD(model.parameters(), lr=ETA)
+    lossf = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(np.asarray(y, np.int64))
+    Xvt, yvt = torch.from_numpy(Xv), torch.from_numpy(np.asarray(yv, np.int64))
+    gen = torch.Generator().manual_seed(0)
+    steps = X.shape[0] // batch_size
+
+    def evaluate():
+        model.eval()
+        with torch.no_grad():
+            out = []
+            for A, b in ((Xt, yt), (Xvt, yvt)):
+                scores = model(A)
+                out += [lossf(scores, b).item(), (scores.argmax(1) == b).float().mean().item()]
+        model.train()
+        return out
+
+    def run():
+        evaluate()
+        order = torch.randperm(X.shape[0], generator=gen)
+        Xs, ys = Xt[order], yt[order]
+        for s in range(steps):
+            xb, yb = Xs[s * batch_size:(s + 1) * batch_size], ys[s * batch_size:(s + 1) * batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = lossf(model(xb), yb)
+            (loss + LAM * sum((w * w).sum() for w in weights)).backward()
+            opt.step()
+        return evaluate()
+    return run

@@ -22,10 +22,17 @@ batch variance (a factor N/(N-1) = 100/99 at batch 100, i.e. ~1% larger running 
 The two implementations run interleaved per seed: fastmlp seed s, torch seed s, fastmlp seed s+1...
 Seeds do not give the two the same initial weights or shuffles: the comparison is of mean test
 accuracies over seeds.  `--check-step` first compares one training step of both on the same
-initial weights and batch (loss, every gradient, BN running statistics).
+initial weights and batch (loss, every gradient, BN running statistics).  `--torch-rng fastmlp`
+makes the peer start from fastmlp's initial weights and use fastmlp's epoch shuffles: a paired
+diagnostic (the trajectories agree to float32 rounding until a ReLU pre-activation within rounding
+of 0 flips sign in one of them, after which they drift apart like any two chaotic SGD runs).
 
     python bench/peer_recipe.py --dataset cifar-subset --seeds 0 1 2 3 4 --impl both --threads 2
     python bench/peer_recipe.py --dataset fashion-mnist --seeds 0 1 2 --impl both --threads 2
+
+Timing: with --threads 2 on a 2-core machine, any other busy process makes both Numba's and
+PyTorch's thread pools wait on a descheduled thread (seen here: 30-100x slower steps); the load
+average is printed with every run so contaminated timings can be recognised.
 """
 import argparse
 import os
@@ -159,6 +166,22 @@ class TorchMLP:
             return (self.scores(x, False).argmax(dim=1) == y).float().mean().item()
 
 
+def warm_up_torch(splits, threads, bn):
+    """First calls of PyTorch's kernels and allocator outside the timed runs."""
+    import torch
+    torch.set_num_threads(threads)
+    model = TorchMLP([splits.X_train.shape[1], *HIDDEN, splits.n_classes], 0, bn)
+    x, y = torch.from_numpy(splits.X_train[:BATCH]), torch.from_numpy(splits.y_train[:BATCH].astype(np.int64))
+    opt = torch.optim.SGD(model.parameters(), lr=ETA_MIN, momentum=0.0, weight_decay=0.0)
+    for _ in range(20):     # the optimiser's first step imports more of torch (~1 s)
+        opt.zero_grad(set_to_none=True)
+        model.cost(x, y)[1].backward()
+        opt.step()
+    for _ in range(2):      # the first gather of the whole set pays for fresh pages (~1 s)
+        torch.from_numpy(splits.X_train)[torch.randperm(len(splits.X_train))]
+    model.accuracy(torch.from_numpy(splits.X_test), torch.from_numpy(splits.y_test.astype(np.int64)))
+
+
 def torch_eta(t, ns):
     """Triangular cyclical rate at update step t (eta(0)=eta_min, eta(ns)=eta_max, eta(2ns)=eta_min)."""
     pos = t % (2 * ns)
@@ -166,7 +189,9 @@ def torch_eta(t, ns):
     return ETA_MIN + frac * (ETA_MAX - ETA_MIN)
 
 
-def run_torch(splits, seed, threads, bn):
+def run_torch(splits, seed, threads, bn, rng="own"):
+    """rng "own": torch's initial weights and shuffles; "fastmlp": fastmlp's (same seed), for a
+    paired comparison of the two implementations on identical draws."""
     import torch
     torch.set_num_threads(threads)
     tic = time.perf_counter()
@@ -174,12 +199,22 @@ def run_torch(splits, seed, threads, bn):
     y = torch.from_numpy(splits.y_train.astype(np.int64))
     n = X.shape[0]
     spe, ns, total = n_steps(n)
-    model = TorchMLP([X.shape[1], *HIDDEN, splits.n_classes], seed, bn)
+    sizes = [X.shape[1], *HIDDEN, splits.n_classes]
+    model = TorchMLP(sizes, seed, bn)
+    if rng == "fastmlp":
+        from fastmlp import Network
+        init = Network(sizes, True, "he", np.float32, seed)
+        with torch.no_grad():
+            for k, W in enumerate(model.W):
+                W.copy_(torch.from_numpy(init[f"W{k + 1}"]))
     opt = torch.optim.SGD(model.parameters(), lr=ETA_MIN, momentum=0.0, weight_decay=0.0)
     shuffle = torch.Generator().manual_seed(20_000 + seed)
     t, loss = 0, float("nan")
     while t < total:
-        perm = torch.randperm(n, generator=shuffle)[:spe * BATCH]   # last partial batch dropped
+        if rng == "fastmlp":    # fastmlp's epoch permutation (train.py)
+            perm = torch.from_numpy(np.random.default_rng([seed, 0, t // spe]).permutation(n)[:spe * BATCH])
+        else:                   # last partial batch dropped
+            perm = torch.randperm(n, generator=shuffle)[:spe * BATCH]
         Xs, ys = X[perm], y[perm]
         for b in range(spe):
             if t >= total:
@@ -254,6 +289,34 @@ def check_step(splits, threads, bn):
     return worst
 
 
+# ------------------------------------------------------------------------------- code fingerprint
+def fastmlp_fingerprint():
+    """What fastmlp code is being measured: the git commit, whether its sources differ from it,
+    and a hash of every .py file of the fastmlp and fastmlp.kernels packages as imported."""
+    import hashlib
+    import subprocess
+    from pathlib import Path
+    import fastmlp
+    import fastmlp.kernels
+    roots = [Path(fastmlp.__file__).parent, Path(fastmlp.kernels.__file__).parent]
+    h = hashlib.sha256()
+    for root in roots:
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root.parent)).encode())
+            h.update(f.read_bytes())
+    repo = roots[0].parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", *map(str, roots)],
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+    except (OSError, subprocess.CalledProcessError):
+        head, dirty = "?", []
+    return f"commit {head}" + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else "") + \
+        f"; sources sha256 {h.hexdigest()[:12]}"
+
+
 # --------------------------------------------------------------------------------------------- main
 def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -270,6 +333,10 @@ def main(argv=None):
     p.add_argument("--torch-bn", choices=("manual", "builtin"), default="manual",
                    help="manual: BN by hand, running variance from the biased batch variance (as "
                         "fastmlp); builtin: nn.BatchNorm1d (unbiased running variance)")
+    p.add_argument("--torch-rng", choices=("own", "fastmlp"), default="own",
+                   help="own: torch draws its own initial weights and shuffles (the independent "
+                        "comparison); fastmlp: torch starts from fastmlp's initial weights and uses "
+                        "fastmlp's epoch shuffles for the same seed (a paired diagnostic)")
     p.add_argument("--check-step", action="store_true",
                    help="first compare one step of both on the same weights and batch")
     args = p.parse_args(argv)
@@ -287,10 +354,15 @@ def main(argv=None):
     print(f"# train {n_train} x {splits.X_train.shape[1]}, val {len(splits.X_val)}, test "
           f"{len(splits.X_test)}; {spe} steps/epoch, n_s = {ns}, {total} steps per run; "
           f"threads {args.threads} (torch {torch.get_num_threads()}, numba {numba.get_num_threads()}); "
-          f"torch {torch.__version__}, numba {numba.__version__}; torch BN: {args.torch_bn}; "
+          f"torch {torch.__version__}, numba {numba.__version__}; torch BN: {args.torch_bn}, "
+          f"torch init/shuffles: {args.torch_rng}; "
           f"data loaded in {time.perf_counter() - tic:.1f} s", flush=True)
+    fingerprint = fastmlp_fingerprint()
+    print(f"# fastmlp: {fingerprint}; load average {os.getloadavg()[0]:.2f}", flush=True)
     if "fastmlp" in impls:
         warm_up_fastmlp(splits, args.threads)
+    if "torch" in impls:
+        warm_up_torch(splits, args.threads, args.torch_bn)
     if args.check_step:
         check_step(splits, args.threads, args.torch_bn)
 
@@ -298,37 +370,49 @@ def main(argv=None):
     for seed in args.seeds:
         for impl in impls:
             r = (run_fastmlp(splits, seed, args.threads) if impl == "fastmlp"
-                 else run_torch(splits, seed, args.threads, args.torch_bn))
+                 else run_torch(splits, seed, args.threads, args.torch_bn, args.torch_rng))
             results[impl][seed] = r
             print(f"# seed {seed} {impl:7s}: test {100 * r['acc']:.2f}%  val {100 * r['val_acc']:.2f}%  "
                   f"final batch loss {r['final_batch_loss']:.4f}  {r['seconds']:.1f} s  "
                   f"(load average {os.getloadavg()[0]:.2f})", flush=True)
 
+    if fastmlp_fingerprint() != fingerprint:
+        print(f"# WARNING: fastmlp's sources changed during the runs: now {fastmlp_fingerprint()}")
     print()
-    head = "| seed |" + "".join(f" {i} test acc (%) | {i} s/run |" for i in impls)
-    print(head)
-    print("|---:|" + "---:|---:|" * len(impls))
+    print("| seed |" + "".join(f" {i} test acc (%) | {i} val acc (%) | {i} s/run |" for i in impls))
+    print("|---:|" + "---:|---:|---:|" * len(impls))
     for seed in args.seeds:
         print(f"| {seed} |" + "".join(f" {100 * results[i][seed]['acc']:.2f} | "
+                                     f"{100 * results[i][seed]['val_acc']:.2f} | "
                                      f"{results[i][seed]['seconds']:.1f} |" for i in impls))
     stats = {}
     for i in impls:
-        accs = [100 * results[i][s]["acc"] for s in args.seeds]
-        secs = [results[i][s]["seconds"] for s in args.seeds]
-        stats[i] = (mean_std(accs), mean_std(secs))
-    print("| mean ± std |" + "".join(f" {stats[i][0][0]:.2f} ± {stats[i][0][1]:.2f} | "
-                                    f"{stats[i][1][0]:.1f} ± {stats[i][1][1]:.1f} |" for i in impls))
+        stats[i] = {key: mean_std([scale * results[i][s][key] for s in args.seeds])
+                    for key, scale in (("acc", 100), ("val_acc", 100), ("seconds", 1))}
+    print("| mean ± std |" + "".join(f" {stats[i]['acc'][0]:.2f} ± {stats[i]['acc'][1]:.2f} | "
+                                    f"{stats[i]['val_acc'][0]:.2f} ± {stats[i]['val_acc'][1]:.2f} | "
+                                    f"{stats[i]['seconds'][0]:.1f} ± {stats[i]['seconds'][1]:.1f} |"
+                                    for i in impls))
     if len(impls) == 2:
-        diff = stats["fastmlp"][0][0] - stats["torch"][0][0]
-        ratio = stats["torch"][1][0] / stats["fastmlp"][1][0]
+        diff = stats["fastmlp"]["acc"][0] - stats["torch"]["acc"][0]
+        k = len(args.seeds)
+        se = ((stats["fastmlp"]["acc"][1] ** 2 + stats["torch"]["acc"][1] ** 2) / k) ** 0.5
+        val_diff = stats["fastmlp"]["val_acc"][0] - stats["torch"]["val_acc"][0]
+        ratio = stats["torch"]["seconds"][0] / stats["fastmlp"]["seconds"][0]
         fm = [results["fastmlp"][s] for s in args.seeds]
         print()
-        print(f"difference of the means (fastmlp - torch): {diff:+.2f} pp "
+        if args.torch_rng == "fastmlp":     # paired: same draws, so the SE of the paired differences
+            paired = [100 * (results["fastmlp"][s]["acc"] - results["torch"][s]["acc"]) for s in args.seeds]
+            se = mean_std(paired)[1] / k ** 0.5
+        print(f"difference of the mean test accuracies (fastmlp - torch): {diff:+.2f} pp, standard error "
+              f"{se:.2f} pp over {k} seeds{' (paired)' if args.torch_rng == 'fastmlp' else ''} "
               f"({'within' if abs(diff) <= 1.5 else 'OUTSIDE'} the 1.5 pp criterion); "
-              f"wall time torch / fastmlp = {ratio:.2f}x "
-              f"(fastmlp s/run includes its per-epoch evaluations: "
+              f"on validation: {val_diff:+.2f} pp")
+        print(f"wall time per run: fastmlp {stats['fastmlp']['seconds'][0]:.1f} s (of which "
               f"{statistics.mean(r['seconds_train'] for r in fm):.1f} s training steps, "
-              f"{statistics.mean(r['seconds_eval'] for r in fm):.1f} s evaluation on average)")
+              f"{statistics.mean(r['seconds_eval'] for r in fm):.1f} s its per-epoch evaluations), "
+              f"torch {stats['torch']['seconds'][0]:.1f} s (no per-epoch evaluation): "
+              f"torch / fastmlp = {ratio:.2f}x")
     return 0
 
 

@@ -2,8 +2,9 @@
 from .config import TrainConfig
 from .gradcheck import format_table, gradcheck
 from .network import Network
+from .threads import get_num_threads, set_num_threads
 from .train import History, Trainer
 
 __version__ = "0.1.0"
 __all__ = ["Network", "TrainConfig", "Trainer", "History", "gradcheck", "format_table",
-           "__version__"]
+           "get_num_threads", "set_num_threads", "__version__"]

@@ -88,6 +88,7 @@ class Trainer:
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.data, self.progress = data, progress
         self.step_, self.history_, self.saved_step_ = 0, None, None
+        self.training_started_ = None
         self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
 
     def restore(self, ckpt):
@@ -113,6 +114,7 @@ class Trainer:
 
         with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
                 blas_single_threaded():
+            self.training_started_ = time.time()    # wall clock: start-up is measured against it
             while self.step_ < total:
                 tic = time.perf_counter()
                 epoch, first = divmod(self.step_, spe)

@@ -1,0 +1,87 @@
+"""fastmlp against PyTorch eager and a textbook NumPy step, interleaved in one process.
+
+    python bench/peers.py [--batch 100 500] [--threads 2] [--rounds 15] [--steps 20]
+
+For every net and batch size, each round runs `steps` training steps of every implementation
+in a freshly shuffled order, and the table reports the median over rounds of the time per
+step, with the ratio of each peer's median to fastmlp's.  PyTorch is optional
+(pip install torch==2.13.0); without it its column is left out.
+"""
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import impls  # noqa: E402
+from fastmlp.threads import blas_single_threaded  # noqa: E402
+
+
+def timed(step, steps, fused):
+    if fused:
+        with blas_single_threaded():
+            tic = time.perf_counter()
+            for _ in range(steps):
+                step()
+            return (time.perf_counter() - tic) / steps
+    tic = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - tic) / steps
+
+
+def compare(net_name, batch, rounds, steps, use_torch):
+    X, y = impls.batch(batch)
+    fast, net = impls.make_fastmlp(net_name, X, y)
+    runs = {"fastmlp": (fast, True), "numpy": (impls.make_numpy(net_name, X, y, like=net)[0], False)}
+    if use_torch:
+        runs["torch"] = (impls.make_torch(net_name, X, y, like=net)[0], False)
+    for step, fused in runs.values():                 # warm up: compile, caches, allocators
+        timed(step, 5, fused)
+    times = {name: [] for name in runs}
+    order = list(runs)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for name in order:
+            step, fused = runs[name]
+            times[name].append(timed(step, steps, fused))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, nargs="+", default=[100, 500])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--nets", nargs="+", default=sorted(impls.NETS))
+    args = p.parse_args(argv)
+    numba.set_num_threads(args.threads)
+    use_torch = impls.torch_available()
+    if use_torch:
+        import torch
+        torch.set_num_threads(args.threads)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(args.threads, user_api="blas")      # NumPy's BLAS gets the same cores
+    peers = ["torch", "numpy"] if use_torch else ["numpy"]
+    print(f"threads {args.threads}, float32, median ms per training step over {args.rounds} "
+          f"interleaved rounds of {args.steps} steps; ratio = peer / fastmlp; numba "
+          f"{numba.__version__}, numpy "
+          f"{np.__version__}" + (f", torch {torch.__version__}" if use_torch else ""))
+    head = "| net | batch | fastmlp | " + " | ".join(f"{p_} | ratio" for p_ in peers) + " |"
+    print(head)
+    print("|" + "---|" * (3 + 2 * len(peers)))
+    for net_name in args.nets:
+        for batch in args.batch:
+            med = compare(net_name, batch, args.rounds, args.steps, use_torch)
+            cells = " | ".join(f"{med[p_] * 1e3:.3f} | {med[p_] / med['fastmlp']:.2f}x" for p_ in peers)
+            print(f"| {net_name} | {batch} | {med['fastmlp'] * 1e3:.3f} | {cells} |", flush=True)
+    print(f"Numba threading layer: {numba.threading_layer()}")
+
+
+if __name__ == "__main__":
+    main()
