@@ -1,7 +1,7 @@
 """Start-up of `fastmlp train`: the first run on a fresh machine compiles every kernel; later
 runs load them from Numba's on-disk cache.  Each case runs the command in a subprocess with
 its own empty NUMBA_CACHE_DIR, once cold and once warm, and reports the seconds from launching
-the process to its first training step (`training_started_unix` in metrics.json).
+the process to the end of its first training step (`first_step_unix` in metrics.json), compilation included.
 
     python -m pytest bench -k startup -s
 """
@@ -23,7 +23,7 @@ def launch(out, cache):
     start = time.time()
     subprocess.run(COMMAND + ["--out", str(out)], env=env, check=True, capture_output=True)
     metrics = json.loads((out / "metrics.json").read_text())
-    return metrics["training_started_unix"] - start, time.time() - start
+    return metrics["first_step_unix"] - start, time.time() - start
 
 
 def test_startup_cold_then_warm(tmp_path, benchmark):

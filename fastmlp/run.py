@@ -151,7 +151,7 @@ def final_metrics(trainer, splits, seconds):
         seconds=seconds, seconds_train=trainer.seconds_["train"], seconds_eval=trainer.seconds_["eval"],
         seconds_checkpoint=trainer.seconds_["checkpoint"],
         seconds_per_epoch=trainer.seconds_["train"] / epochs,
-        training_started_unix=trainer.training_started_,
+        first_step_unix=trainer.first_step_unix_,
         dataset=getattr(splits, "source", ""), config=trainer.config.to_dict())
     return metrics
 

@@ -88,7 +88,7 @@ class Trainer:
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.data, self.progress = data, progress
         self.step_, self.history_, self.saved_step_ = 0, None, None
-        self.training_started_ = None
+        self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
         self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
 
     def restore(self, ckpt):
@@ -114,7 +114,6 @@ class Trainer:
 
         with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
                 blas_single_threaded():
-            self.training_started_ = time.time()    # wall clock: start-up is measured against it
             while self.step_ < total:
                 tic = time.perf_counter()
                 epoch, first = divmod(self.step_, spe)
@@ -131,6 +130,8 @@ class Trainer:
                     if not math.isfinite(loss):
                         raise TrainingDiverged(self._diverged_message(loss, t, epoch, etas[t]))
                     self.step_ = t + 1
+                    if self.first_step_unix_ is None:
+                        self.first_step_unix_ = time.time()
                     self.history_.batch_loss[t] = loss
                     self.seconds_["train"] += time.perf_counter() - tic
                     if self.step_ % spe == 0 or self.step_ == total or \

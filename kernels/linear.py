@@ -119,11 +119,11 @@ def bias_backward(db, dY):
 
 
 @parallel_kernel
-def weight_grad(dW, X, dY, W, lam, nb):
+def weight_grad(dW, X, dY, W, lam, eta, update, nb):
     """dW (I, O) <- X (N, I)^T dY (N, O) + 2 lam W through BLAS, split into `nb` blocks of rows
-    of dW (chosen from the shape alone, see blas.par_matmul), each a single-threaded call: the
-    block is set to 2 lam W, then the product is added with beta = 1, so the L2 term costs no
-    extra pass."""
+    of dW (see blas.par_matmul), each a single-threaded call: the block is set to 2 lam W,
+    then the product is added with beta = 1, so the L2 term costs no extra pass.
+    With `update`, the block then takes its SGD step, W -= eta * dW, while it is in cache."""
     N, I = X.shape
     O = dY.shape[1]
     Xf, dYf, dWf = X.reshape(-1), dY.reshape(-1), dW.reshape(-1)
@@ -135,4 +135,8 @@ def weight_grad(dW, X, dY, W, lam, nb):
                 dW[i, o] = 2 * lam * W[i, o]
         if i1 > i0:
             gemm(78, 84, O, i1 - i0, N, dYf, O, Xf[i0:], I, 1.0, dWf[i0 * O:], O)
+        if update:
+            for i in range(i0, i1):
+                for o in range(O):
+                    W[i, o] -= eta * dW[i, o]
     return
