@@ -88,6 +88,7 @@ class _Workspace:
         self.P = view(L - 1, 7, (n, widths[-1]))               # class probabilities
         self.losses = view(L - 1, 8, (n,))
         self.X = None                                          # input of the last forward
+        self.Xrows = None                                      # batch gathered by row numbers
         self.no_dX = np.empty((0, 0), net.dtype)               # layer 1 needs no input grad
 
 
@@ -230,19 +231,31 @@ class Network:
                                          ws.buf, ws.wsl, X, y, lam, eta, self.bn_eps,
                                          self.bn_alpha, flags, numba.get_num_threads()))
 
-    def _train_step(self, X, y, lam, eta):
-        """One SGD step on a checked batch in one compiled call: forward (updating the running
-        statistics), backward, theta -= eta * dtheta.  Returns the batch's mean loss."""
+    def _train_step(self, X, y, lam, eta, rows=None):
+        """One SGD step in one compiled call: forward (updating the running statistics),
+        backward, theta -= eta * dtheta.  Inputs are trusted (checked by the caller).  With
+        `rows`, the batch is X[rows] (X the whole training set) with labels y, gathered inside
+        the call.  Returns the batch's mean loss."""
+        if rows is not None and not self.fused:
+            X = X[rows]
         if not self.fused:
             loss = self._forward_train(X, y)
             self._backward(y, lam)
             self.theta -= eta * self.dtheta
             return loss
-        ws = self._workspace(X.shape[0], True)
-        ws.X = X
+        flags = step.FORWARD | step.UPDATE_STATS | step.BACKWARD | step.UPDATE
+        ws = self._workspace(len(y), True)
         self._train_ws = ws
-        return self._step(ws, X, y, lam, eta,
-                          step.FORWARD | step.UPDATE_STATS | step.BACKWARD | step.UPDATE)
+        if rows is None:
+            ws.X = X
+            return self._step(ws, X, y, lam, eta, flags)
+        if ws.Xrows is None:
+            ws.Xrows = np.empty((len(y), self.n_features), self.dtype)
+        ws.X = ws.Xrows
+        with blas_single_threaded():
+            return float(step.train_step_rows(
+                self.theta, self.dtheta, self.stats, self.layout, ws.buf, ws.wsl, ws.Xrows, X,
+                rows, y, lam, eta, self.bn_eps, self.bn_alpha, flags, numba.get_num_threads()))
 
     def _forward_train(self, X, y, update_stats=True):
         """Training-mode forward on a checked batch; keeps what backward needs.  Returns the

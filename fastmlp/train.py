@@ -3,8 +3,9 @@
 Choices a reader should know:
 - Each epoch draws its own permutation from np.random.default_rng([seed, 0, epoch]), so a run is
   reproducible bit for bit and a resumed run can rebuild the epoch it stopped in.
-- The shuffled training set is gathered once per epoch into a preallocated buffer, so every batch
-  is a contiguous slice and no step allocates.
+- Each step gathers its batch's rows of the training set inside its compiled call, into a
+  preallocated buffer: no copy of the whole shuffled set (553 MB at the study's size, 0.3 s an
+  epoch), and no step allocates.
 - The last partial batch of an epoch is dropped: an epoch is n_train // batch steps, all batches
   have the same size (one workspace, no tiny batch for BN statistics), and the dropped rows change
   with every shuffle.  The study's 45,000 rows / 100 divide evenly, so nothing is dropped there.
@@ -107,8 +108,7 @@ class Trainer:
         total = self._start_history(cfg.make_schedule(spe))
         etas = self.history_.eta.astype(net.dtype)          # the update multiplies in net.dtype
         train_eval = self._train_eval_rows(X, y)
-        shuffled = np.empty((spe * batch, X.shape[1]), net.dtype)   # this epoch's rows, in order
-        labels = np.empty(spe * batch, np.int64)
+        labels = np.empty(spe * batch, np.int64)           # this epoch's labels, in order
         if not self.history_.evals:
             self._evaluate(train_eval, val)
 
@@ -118,15 +118,14 @@ class Trainer:
                 tic = time.perf_counter()
                 epoch, first = divmod(self.step_, spe)
                 order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(n)[:spe * batch]
-                # mode="clip": the default "raise" buffers `out`, copying the whole set once more
-                np.take(X, order, axis=0, out=shuffled, mode="clip")
-                np.take(y, order, out=labels, mode="clip")
+                np.take(y, order, out=labels, mode="clip")   # "raise" would buffer `out`
                 self.seconds_["train"] += time.perf_counter() - tic
                 for b in range(first, min(spe, first + total - self.step_)):
                     tic, t = time.perf_counter(), self.step_
                     rows = slice(b * batch, (b + 1) * batch)
                     # forward, backward and theta -= eta_t * dtheta in one compiled call
-                    loss = net._train_step(shuffled[rows], labels[rows], cfg.lam, etas[t])
+                    # the batch's rows are gathered inside the compiled step
+                    loss = net._train_step(X, labels[rows], cfg.lam, etas[t], order[rows])
                     if not math.isfinite(loss):
                         raise TrainingDiverged(self._diverged_message(loss, t, epoch, etas[t]))
                     self.step_ = t + 1

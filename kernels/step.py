@@ -23,8 +23,9 @@ Threads: products of at least PAR_FLOPS multiply-adds are cut into one block of 
   of threads.
 """
 import numpy as np
+from numba import prange
 
-from ._config import serial_kernel, serial_twin
+from ._config import parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt, par_matmul
 from .linear import weight_grad
@@ -43,6 +44,22 @@ softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward)
 weight_grad_s = serial_twin(weight_grad)
 sgd_update_s = serial_twin(optim.sgd_update)
+
+
+@parallel_kernel
+def gather_rows(out, X, idx):
+    """out (N, I) <- X[idx] (X (M, I), idx (N,) row numbers): a batch of shuffled rows, copied
+    where the step needs it, instead of shuffling the whole training set each epoch (a 553 MB
+    copy at the study's size).  prange over rows."""
+    N, I = out.shape
+    for n in prange(N):
+        r = idx[n]
+        for i in range(I):
+            out[n, i] = X[r, i]
+    return
+
+
+gather_rows_s = serial_twin(gather_rows)
 
 
 @serial_kernel
@@ -100,6 +117,19 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
     else:
         bn_forward_infer_s(H, Z, gamma, beta, run_mean, run_var, eps, True)
     return H
+
+
+@serial_kernel
+def train_step_rows(theta, dtheta, stats, layout, ws, wsl, Xb, X, rows, y, lam, eta, eps, alpha,
+                    flags, nt):
+    """train_step on the rows `rows` of the training set X, gathered into Xb first; y holds
+    the labels of those rows."""
+    if nt > 1:
+        gather_rows(Xb, X, rows)
+    else:
+        gather_rows_s(Xb, X, rows)
+    return train_step(theta, dtheta, stats, layout, ws, wsl, Xb, y, lam, eta, eps, alpha,
+                      flags, nt)
 
 
 @serial_kernel

@@ -27,10 +27,10 @@ def interrupt_at(net, call):
     """Press Ctrl-C just before the `call`-th training step runs."""
     calls, backward = itertools.count(1), net._train_step
 
-    def pressed(X, y, lam, eta):
+    def pressed(*args):
         if next(calls) == call:
             signal.raise_signal(signal.SIGINT)
-        return backward(X, y, lam, eta)
+        return backward(*args)
     net._train_step = pressed
 
 
@@ -131,10 +131,10 @@ def test_train_resume_finishes_the_run_folder(tmp_path):
     original = network.Network._train_step
     calls = itertools.count(1)
 
-    def pressed(self, X, y, lam, eta):
+    def pressed(self, *args):
         if next(calls) == 30:
             signal.raise_signal(signal.SIGINT)
-        return original(self, X, y, lam, eta)
+        return original(self, *args)
     network.Network._train_step = pressed
     try:
         with pytest.raises(KeyboardInterrupt):

@@ -134,10 +134,10 @@ def test_without_dataset_falls_back_to_the_sample_in_one_line(tmp_path, monkeypa
 def test_ctrl_c_exits_130_and_resume_finishes_bit_identical(npz, model, tmp_path, capsys, monkeypatch):
     calls, backward = itertools.count(1), network.Network._train_step
 
-    def pressed(self, X, y, lam, eta):
+    def pressed(self, *args):
         if next(calls) == 20:
             signal.raise_signal(signal.SIGINT)
-        return backward(self, X, y, lam, eta)
+        return backward(self, *args)
     monkeypatch.setattr(network.Network, "_train_step", pressed)
     cut = ["train", "--dataset", npz, "--n-val", 80, "--out", tmp_path / "cut", *TINY]
     code, _, err = run(cut, capsys)
