@@ -1,0 +1,124 @@
+"""The kernels the fused step is built from (BLAS products, bias, weight gradient with its SGD
+step, row gather, SGD update) against NumPy, their serial twins against the parallel builds,
+and the fused step against the per-kernel path."""
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.kernels import blas, linear, optim, step
+from fastmlp.kernels._config import serial_twin
+from fastmlp.threads import blas_single_threaded
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 33, 5), (100, 3072, 50), (64, 17, 64)])
+def test_blas_products(rng, dtype, shape):
+    M, K, N = shape
+    A, B, D = rand(rng, (M, K), dtype), rand(rng, (K, N), dtype), rand(rng, (M, N), dtype)
+    tol = TOL[dtype] * np.sqrt(K) * 10
+    with blas_single_threaded():
+        C = np.ones((M, N), dtype)
+        blas.matmul(C, A, B, 0.5)
+        np.testing.assert_allclose(C, A.astype(np.float64) @ B + 0.5, rtol=tol, atol=tol)
+        for nb in (1, 2, 3):
+            P = np.empty((M, N), dtype)
+            blas.par_matmul(P, A, B, 0.0, nb)
+            np.testing.assert_allclose(P, A.astype(np.float64) @ B, rtol=tol, atol=tol)
+        G = np.ones((K, N), dtype)
+        blas.matmul_tn(G, A, D, 1.0)
+        np.testing.assert_allclose(G, A.T.astype(np.float64) @ D + 1, rtol=tol, atol=tol * np.sqrt(M))
+        X = np.empty((M, K), dtype)
+        blas.matmul_nt(X, D, B, 0.0)
+        np.testing.assert_allclose(X, D.astype(np.float64) @ B.T, rtol=tol, atol=tol * np.sqrt(N))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu_on", [False, True])
+def test_bias(rng, dtype, relu_on):
+    Y, b = rand(rng, (30, 12), dtype), rand(rng, 12, dtype)
+    out = Y.copy()
+    linear.bias_forward(out, b, relu_on)
+    want = Y + b
+    np.testing.assert_array_equal(out, np.maximum(want, 0) if relu_on else want)
+    db = np.empty(12, dtype)
+    linear.bias_backward(db, Y)
+    np.testing.assert_allclose(db, Y.astype(np.float64).sum(axis=0), rtol=TOL[dtype], atol=TOL[dtype] * 30)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nb", [1, 2, 5])
+@pytest.mark.parametrize("update", [False, True])
+def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update):
+    X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (300, 20), dtype)
+    W0 = W.copy()
+    dW = np.empty_like(W)
+    with blas_single_threaded():
+        linear.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb)
+    want = X.T.astype(np.float64) @ dY + 2 * 0.05 * W0
+    np.testing.assert_allclose(dW, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
+    np.testing.assert_allclose(W, W0 - 0.1 * dW if update else W0, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_rows_and_sgd_update(rng, dtype):
+    X = rand(rng, (50, 9), dtype)
+    idx = rng.permutation(50)[:20]
+    out = np.empty((20, 9), dtype)
+    step.gather_rows(out, X, idx)
+    np.testing.assert_array_equal(out, X[idx])
+    theta, dtheta = rand(rng, 10000, dtype), rand(rng, 10000, dtype)
+    want = theta - dtype(0.01) * dtheta
+    optim.sgd_update(theta, dtheta, dtype(0.01))
+    np.testing.assert_allclose(theta, want, rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_serial_twins_equal_parallel_builds(rng, dtype):
+    X, dY, W = rand(rng, (64, 200), dtype), rand(rng, (64, 30), dtype), rand(rng, (200, 30), dtype)
+    outs = []
+    for build in (lambda k: k, serial_twin):
+        dW, Wc = np.empty_like(W), W.copy()
+        with blas_single_threaded():
+            build(linear.weight_grad)(dW, X, dY, Wc, 0.01, 0.1, True, 4)
+        Y = dY.copy()
+        build(linear.bias_forward)(Y, W[0], True)
+        db = np.empty(30, dtype)
+        build(linear.bias_backward)(db, dY)
+        g = np.empty((10, 200), dtype)
+        build(step.gather_rows)(g, X, np.arange(10)[::-1].copy())
+        outs.append((dW, Wc, Y, db, g))
+    for got, want in zip(*outs):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes, bn", [([3072, 50, 50, 10], True), ([3072, 50, 50, 10], False),
+                                       ([3072, 50, 30, 20, 20, 10, 10, 10, 10, 10], True)])
+def test_fused_step_equals_per_kernel_path(rng, dtype, sizes, bn):
+    X, y = rand(rng, (100, 3072), dtype), rng.integers(0, 10, 100)
+    rows = rng.permutation(100)
+    fused = fastmlp.Network(sizes, batch_norm=bn, dtype=dtype, seed=0)
+    ref = fused.copy()
+    ref.fused = False
+    tol = {np.float32: 2e-5, np.float64: 1e-12}[dtype]
+    for t in range(3):
+        a = fused._train_step(X, y[rows], 0.005, dtype(0.05), rows)
+        b = ref._train_step(X[rows], y[rows], 0.005, dtype(0.05))
+        assert a == pytest.approx(b, rel=tol)
+    scale = np.abs(ref.theta).max()
+    np.testing.assert_allclose(fused.theta, ref.theta, rtol=tol * 10, atol=tol * scale)
+    np.testing.assert_allclose(fused.stats, ref.stats, rtol=tol * 10, atol=tol)
+    np.testing.assert_allclose(fused.predict_proba(X), ref.predict_proba(X), rtol=tol * 10, atol=tol)
+    assert fused.loss(X, y) == pytest.approx(ref.loss(X, y), rel=tol * 10)
