@@ -6,8 +6,8 @@ see NaN/inf so the trainer can report them.  `reassoc` is left out too: it lets 
 reductions differently in the parallel and the serial build (measured: 1-ulp differences in
 float64 softmax), and every output here must be the same bits whatever the build or thread count.
 
-Numba's on-disk cache is keyed on each kernel file, not on this one: after changing these
-flags, delete the cached *.nbi/*.nbc files under kernels/__pycache__ (or touch kernels/*.py).
+Numba's on-disk cache is keyed on each kernel's own file only; kernels/__init__.py drops the
+cache whenever any file here (this one included) changes.
 """
 import types
 

@@ -5,26 +5,34 @@ Z (N, C) scores, P (N, C) probabilities, y (N,) integer labels in [0, C), losses
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel
+from ._config import parallel_kernel, serial_kernel
+
+
+@serial_kernel
+def _softmax_row(P, Z, n):
+    """P[n] <- softmax(Z[n]); returns (max of Z[n], log of the sum of exp(Z[n] - max)).
+    Subtracting the row max keeps exp() from overflowing."""
+    C = Z.shape[1]
+    m = Z[n, 0]
+    for c in range(1, C):
+        if Z[n, c] > m:
+            m = Z[n, c]
+    s = 0.0
+    for c in range(C):
+        e = np.exp(Z[n, c] - m)
+        P[n, c] = e
+        s += e
+    inv = 1.0 / s
+    for c in range(C):
+        P[n, c] *= inv
+    return m, np.log(s)
 
 
 @parallel_kernel
 def softmax_forward(P, Z):
-    """P <- softmax(Z) row-wise.  Subtracting the row max keeps exp() from overflowing."""
-    N, C = Z.shape
-    for n in prange(N):
-        m = Z[n, 0]
-        for c in range(1, C):
-            if Z[n, c] > m:
-                m = Z[n, c]
-        s = 0.0
-        for c in range(C):
-            e = np.exp(Z[n, c] - m)
-            P[n, c] = e
-            s += e
-        inv = 1.0 / s
-        for c in range(C):
-            P[n, c] *= inv
+    """P <- softmax(Z) row-wise.  prange over rows."""
+    for n in prange(Z.shape[0]):
+        _softmax_row(P, Z, n)
     return
 
 
@@ -36,21 +44,10 @@ def softmax_xent_forward(P, losses, Z, y):
     not as -log(P), so a probability that underflows to 0 still gives a finite loss.
     Rows in parallel; the mean is a serial sum over `losses`, the same for any thread count.
     """
-    N, C = Z.shape
+    N = Z.shape[0]
     for n in prange(N):
-        m = Z[n, 0]
-        for c in range(1, C):
-            if Z[n, c] > m:
-                m = Z[n, c]
-        s = 0.0
-        for c in range(C):
-            e = np.exp(Z[n, c] - m)
-            P[n, c] = e
-            s += e
-        inv = 1.0 / s
-        for c in range(C):
-            P[n, c] *= inv
-        losses[n] = np.log(s) - (Z[n, y[n]] - m)
+        m, log_s = _softmax_row(P, Z, n)
+        losses[n] = log_s - (Z[n, y[n]] - m)
     total = 0.0
     for n in range(N):
         total += losses[n]
