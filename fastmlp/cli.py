@@ -1,4 +1,4 @@
-"""`fastmlp` on the command line: train, evaluate, predict, download.
+"""`fastmlp` on the command line: train, evaluate, predict, download, gradcheck, study, search.
 
 `fastmlp train` has one flag per TrainConfig field, built from the dataclass (so help and defaults
 come from one place); `--config run.toml` reads the same fields from a file, and flags override it.
@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_config_flags(parser):
-    """One flag per TrainConfig field; unset flags stay out of the namespace (SUPPRESS) so that
-    they do not override a --config file."""
+def _add_config_flags(parser, skip=()):
+    """One flag per TrainConfig field but those in `skip`; unset flags stay out of the namespace
+    (SUPPRESS) so that they do not override a --config file."""
     for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
         meta = dict(f.metadata)
         help_text = meta.pop("help") + ("" if f.default is None else f" (default: {f.default})")
         flag = "--" + f.name.replace("_", "-")
@@ -73,6 +76,55 @@ def build_parser():
     p.add_argument("--data-dir", metavar="DIR", help="where to put it (default: $FASTMLP_DATA or "
                    "~/.cache/fastmlp)")
     p.add_argument("--url", help="a mirror to download from instead of the official address")
+
+    p = commands.add_parser("gradcheck", help="analytic vs finite-difference gradients, per parameter",
+                            description="Check the analytic gradients of a network against centred "
+                                        "differences in float64 on the first N standardised images "
+                                        "(first DIMS features); prints the table as markdown.")
+    p.add_argument("--dataset", metavar="{cifar10,fashion-mnist,sample,PATH.npz}",
+                   help="default: the CIFAR-10 subset in ../shared/data if present, else sample")
+    p.add_argument("--data-dir", metavar="DIR", help="folder searched first for the dataset")
+    p.add_argument("--sizes", default="auto-50-50-auto", metavar="auto-50-50-auto",
+                   help="layer widths; 'auto' takes DIMS inputs and the data's classes (default: %(default)s)")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
+                   help="batch norm in the hidden layers (default: on)")
+    p.add_argument("--lam", type=float, default=0.005, help="L2 penalty (default: %(default)s)")
+    p.add_argument("--n", type=int, default=20, help="images (default: %(default)s)")
+    p.add_argument("--dims", type=int, default=50, help="first input features used (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the weights (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR", help="also write DIR/gradcheck.md and DIR/gradcheck.json")
+
+    p = commands.add_parser("study", help="run one of the report's studies (init, depth, eta)",
+                            description="Train a grid of networks through `fastmlp train`'s trainer and "
+                                        "tabulate test accuracy (mean ± std over seeds).")
+    studies = p.add_subparsers(dest="study", required=True, metavar="STUDY")
+    from .studies.designs import STUDIES
+    for design in STUDIES.values():
+        q = studies.add_parser(design.name, help=design.title, description=design.title + ". Other "
+                               "flags are TrainConfig fields, passed to every run as in `fastmlp train`.")
+        q.add_argument(design.option, nargs="+", default=design.default, metavar="VALUE",
+                       type=str if design.name == "depth" else float,
+                       help=f"{design.help} (default: {' '.join(map(str, design.default))})")
+        q.add_argument("--seeds", type=int, default=1, help="runs per trial, seeds --seed, --seed + 1, "
+                       "...; the table shows mean ± std (default: 1)")
+        q.add_argument("--out", metavar="DIR", help="study folder (default: runs/study-<name>-<time>); "
+                       "rerun with the same DIR to reuse the runs that finished")
+        _add_config_flags(q, skip=(*design.varies, "out"))
+
+    p = commands.add_parser("search", help="random search for lam, coarse then fine, in parallel",
+                            description="Random search for the L2 penalty lam: COARSE values log-uniform in "
+                                        "[10^L_MIN, 10^L_MAX], then FINE values within +-WIDTH decades of "
+                                        "the best; trials run in WORKERS processes of one thread each. "
+                                        "Rerun with the same --out to continue: finished trials are kept.")
+    for flag, kind, default, text in (
+            ("--l-min", float, -5.0, "log10 of the smallest lam"), ("--l-max", float, -1.0,
+            "log10 of the largest lam"), ("--coarse", int, 8, "trials of the coarse phase"),
+            ("--fine", int, 8, "trials of the fine phase"), ("--width", float, 0.5,
+            "decades either side of the best coarse lam searched by the fine phase"),
+            ("--search-seed", int, 0, "seeds the lam draws"), ("--workers", int, 2, "parallel trials")):
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search-<time>)")
+    _add_config_flags(p, skip=("lam", "out", "threads"))
     return parser
 
 
@@ -191,8 +243,51 @@ def cmd_download(args):
     return 0
 
 
+def cmd_gradcheck(args):
+    from .gradcheck import format_table as gradient_table
+    from .studies.gradtable import check_gradients, describe, write_report
+    rows, settings = check_gradients(args.dataset, args.sizes, args.batch_norm, args.lam, args.n,
+                                     args.dims, args.seed, args.data_dir)
+    print(f"Gradient check: {describe(settings)}.\n")
+    print(gradient_table(rows))
+    if args.out is not None:
+        _say("Wrote " + " ".join(map(str, write_report(args.out, rows, settings))))
+    return 0
+
+
+def cmd_study(args):
+    from .studies.designs import STUDIES
+    from .studies.trials import run_trials, write_study
+    design = STUDIES[args.study]
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    base = TrainConfig.from_sources(("command line", given)).validate()
+    if args.seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1 (runs per trial); got {args.seeds}.")
+    out = Path(args.out or f"runs/study-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    outcomes = run_trials(design.trials(getattr(args, design.option[2:])), base,
+                          range(base.seed, base.seed + args.seeds), out, log=_say)
+    table, paths = write_study(out, design.name, outcomes, design.columns(), design.title)
+    print(table)
+    _say(f"Wrote {out}/: {' '.join(p.name for p in paths)} and runs/")
+    return 0
+
+
+def cmd_search(args):
+    from .studies.search import search, write_search
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    base = TrainConfig.from_sources(("command line", given)).validate()
+    out = Path(args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
+    records = search(base, out, args.l_min, args.l_max, args.coarse, args.fine, args.width,
+                     args.search_seed, args.workers, log=_say)
+    print(write_search(out, records))
+    _say(f"Wrote {out}/: results.md results.json results.csv trials.jsonl search.json and runs/")
+    return 0
+
+
 def _say(line):
     print(line, file=sys.stderr)
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
+            "gradcheck": cmd_gradcheck, "study": cmd_study,
+            "search": cmd_search}
