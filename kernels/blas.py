@@ -70,14 +70,6 @@ def matmul(C, A, B, beta):
 
 
 @serial_kernel
-def matmul_tn(C, A, B, beta):
-    """C (K, N) <- A (M, K)^T @ B (M, N) + beta * C: the weight gradient X^T dY."""
-    M, K = A.shape
-    N = B.shape[1]
-    fgemm(_NO, _T, N, K, M, 1.0, B.reshape(-1), N, A.reshape(-1), K, beta, C.reshape(-1), N)
-
-
-@serial_kernel
 def matmul_nt(C, A, B, beta):
     """C (M, K) <- A (M, N) @ B (K, N)^T + beta * C: the input gradient dY W^T."""
     M, N = A.shape
@@ -106,16 +98,3 @@ def par_matmul(C, A, B, beta, nb):
         m1 = M * (t + 1) // nb
         if m1 > m0:
             gemm(_NO, _NO, N, m1 - m0, K, Bf, N, Af[m0 * K:], K, beta, Cf[m0 * N:], N)
-
-
-@parallel_kernel
-def par_matmul_tn(C, A, B, beta, nb):
-    """matmul_tn split into `nb` blocks of rows of C (columns of A), as par_matmul."""
-    M, K = A.shape
-    N = B.shape[1]
-    Af, Bf, Cf = A.reshape(-1), B.reshape(-1), C.reshape(-1)
-    for t in prange(nb):
-        k0 = K * t // nb
-        k1 = K * (t + 1) // nb
-        if k1 > k0:
-            gemm(_NO, _T, N, k1 - k0, M, Bf, N, Af[k0:], K, beta, Cf[k0 * N:], N)
