@@ -6,7 +6,6 @@ fastmlp from the same weights, then warms up (JIT compilation is never timed).
 
     python -m pytest bench -k step --benchmark-group-by=param:net,param:batch
 """
-import numpy as np
 import pytest
 
 import impls

@@ -334,10 +334,9 @@ class Network:
         labels, so call `loss_and_grad` to train."""
         X = _checks.check_X(X, self.n_features, self.dtype)
         if train:
-            ws = self._workspace(X.shape[0], True)
             y0 = np.zeros(X.shape[0], np.int64)       # the loss is discarded here
             self._forward_train(X, y0, update_stats)
-            return ws.P.copy()
+            return self._train_ws.P.copy()
         return self._predict_proba(X)
 
     def _eval_chunk(self, X, y):

@@ -205,9 +205,8 @@ def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt):
 
 @serial_kernel
 def _step_slice(theta, dtheta, off, size, eta):
-    """SGD on theta[off:off + size], the same arithmetic as optim.sgd_update."""
-    for p in range(off, off + size):
-        theta[p] -= eta * dtheta[p]
+    """SGD on theta[off:off + size]."""
+    sgd_update_s(theta[off:off + size], dtheta[off:off + size], eta)
 
 
 @serial_kernel
