@@ -203,3 +203,35 @@ def epoch_torch(X, y, Xv, yv, batch_size=100):
             opt.step()
         return evaluate()
     return run
+
+
+# ---- the bonus toolbox: dropout, augmentation, optimisers through the Trainer ----------------
+BONUS_STEPS = 50
+
+
+def bonus_data(n=BONUS_STEPS * 100, seed=0):
+    """CIFAR-shaped standardised rows and what the augmentation needs to see them as images:
+    image_shape and the raw mean and std (raw = X * std + mean, pixels around 0..255)."""
+    from types import SimpleNamespace
+    X, y = batch(n, seed=seed)
+    images = SimpleNamespace(image_shape=(3, 32, 32), mean=np.full(3072, 120.0), std=np.full(3072, 60.0),
+                             label_names=[str(c) for c in range(10)], source="bench")
+    return X, y, images
+
+
+def bonus_steps(data, **changes):
+    """BONUS_STEPS training steps of net A at batch 100 through the Trainer (one epoch of
+    data, one cycle; evaluation on 100 rows only), with TrainConfig `changes`; returns a callable
+    that runs them and returns the last batch loss."""
+    import fastmlp
+    from fastmlp.train import Trainer
+    X, y, images = data
+    config = fastmlp.TrainConfig(sizes="3072-50-50-10", ns=BONUS_STEPS // 2, cycles=1, batch=100,
+                                 train_eval=100, eta_max=0.01 if changes.get("optimizer") in
+                                 ("adam", "adagrad") else 0.1, **changes)
+    net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, seed=0, dropout=config.dropout)
+
+    def run():
+        trainer = Trainer(net, config, data=images).fit(X, y)
+        return float(trainer.history_.batch_loss[-1])
+    return run

@@ -111,3 +111,40 @@ def test_kernels(benchmark, rng, family, impl):
         benchmark(run)
     else:
         benchmark(numpy_impl(family, a))
+
+
+AUGMENT = {"gather_rows": None, "augment_flip_translate": "flip,translate=2",
+           "augment_flip_translate_edge": "flip,translate=2:edge"}
+
+
+@pytest.mark.parametrize("case", list(AUGMENT))
+def test_augment_rows(benchmark, rng, case):
+    """A batch of 100 CIFAR-shaped rows gathered from a 5000-row float32 training set, plain
+    (gather_rows, what a step does without augmentation) or flipped and translated on the way
+    (augment_rows), with the threads the run has; the augmentation's cost is the difference."""
+    import sys
+    from pathlib import Path
+    from fastmlp.augment import Augmenter
+    from fastmlp.kernels.rng import stream_key
+    from fastmlp.kernels.step import gather_rows
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference import augment_rows_ref
+    raw = rng.integers(0, 256, (5000, I)).astype(np.float64)
+    mean, std = raw.mean(axis=0), raw.std(axis=0)
+    X = ((raw - mean) / std).astype(DT)
+    rows = rng.integers(0, len(X), N)
+    out = np.empty((N, I), DT)
+    key = stream_key(0, 1, 2)
+    if AUGMENT[case] is None:
+        run = lambda: gather_rows(out, X, rows)
+        expected = X[rows]
+    else:
+        aug = Augmenter(AUGMENT[case], (3, 32, 32), mean, std)
+        shape = np.array([3, 32, 32], np.int64)
+        run = lambda: aug_kernel(out, X, rows, mean, std, shape, aug.params, key)
+        from fastmlp.kernels.augment import augment_rows as aug_kernel
+        expected = augment_rows_ref(X, rows, mean, std, shape, aug.params, key)
+    run()                                       # compile (or load from cache) before timing
+    np.testing.assert_allclose(out, expected, rtol=2.5e-7, atol=2.5e-7)
+    benchmark.extra_info["family"] = "augment"
+    benchmark(run)

@@ -38,6 +38,7 @@ class Checkpoint:
     image_shape: tuple = None
     source: str = ""                                # where the training data came from
     seconds: dict = field(default_factory=dict)     # time spent so far, by activity
+    optimizer_state: np.ndarray = None              # the optimiser's memory (momentum, Adam's m, v)
 
 
 def atomic_write(path, write):
@@ -62,9 +63,10 @@ def atomic_write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def save(path, net, config, step=0, history=None, data=None, seconds=None):
+def save(path, net, config, step=0, history=None, data=None, seconds=None, optimizer_state=None):
     """Write `net` and the run's state to `path` (.npz).  `data`: anything with mean, std,
-    label_names, image_shape and source (a fastmlp.data.Splits), or None."""
+    label_names, image_shape and source (a fastmlp.data.Splits), or None.  optimizer_state:
+    the optimiser's memory, needed to resume a momentum, AdaGrad or Adam run exactly."""
     arrays = {
         "format": np.array(FORMAT),
         "config": np.array(json.dumps(config.to_dict())),
@@ -76,6 +78,8 @@ def save(path, net, config, step=0, history=None, data=None, seconds=None):
     arrays.update({f"param.{k}": v for k, v in net.params.items()})
     arrays.update({f"stat.{k}": v for k, v in net.running.items()})
     arrays.update({f"history.{k}": np.asarray(v) for k, v in (history or {}).items()})
+    if optimizer_state is not None and optimizer_state.size:
+        arrays["optimizer.state"] = optimizer_state
     if data is not None:
         arrays["data.mean"] = np.asarray(data.mean, np.float64)
         arrays["data.std"] = np.asarray(data.std, np.float64)
@@ -115,17 +119,19 @@ def load(path):
         std=arrays["data.std"] if has_data else None,
         label_names=[str(s) for s in arrays["data.label_names"]] if has_data else None,
         image_shape=tuple(int(s) for s in arrays["data.image_shape"]) if has_data else None,
-        source=str(arrays["source"]), seconds=json.loads(str(arrays["seconds"])))
+        source=str(arrays["source"]), seconds=json.loads(str(arrays["seconds"])),
+        optimizer_state=arrays.get("optimizer.state"))
 
 
 def _network_spec(net):
     return {"sizes": net.sizes, "batch_norm": net.batch_norm, "init": net.init,
-            "dtype": net.dtype.name, "seed": net.seed, "bn_eps": net.bn_eps, "bn_alpha": net.bn_alpha}
+            "dtype": net.dtype.name, "seed": net.seed, "bn_eps": net.bn_eps, "bn_alpha": net.bn_alpha,
+            "dropout": list(net.dropout)}
 
 
 def _network(spec):
     return Network(spec["sizes"], spec["batch_norm"], spec["init"], spec["dtype"], spec["seed"],
-                   spec["bn_eps"], spec["bn_alpha"])
+                   spec["bn_eps"], spec["bn_alpha"], spec.get("dropout", 0.0))
 
 
 def _get(arrays, key):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, checkpoint, data
-from .config import TrainConfig, read_toml
+from .config import TrainConfig, _parse_dropout, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
 from .train import TrainingDiverged, TrainingInterrupted
 
@@ -54,6 +54,10 @@ def build_parser():
     p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file of "
                    "TrainConfig fields; flags given here override it")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="train N times, seeds --seed, --seed + 1, ..., each into OUT/seed-<s>/, and write "
+                        "OUT/summary.md and summary.json (mean ± std of each accuracy); rerun with the same "
+                        "--out to continue (default: 1, one run in OUT)")
     _add_config_flags(p)
 
     p = commands.add_parser("evaluate", help="loss, cost and accuracy of a model on a dataset")
@@ -92,6 +96,9 @@ def build_parser():
     p.add_argument("--n", type=int, default=20, help="images (default: %(default)s)")
     p.add_argument("--dims", type=int, default=50, help="first input features used (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights (default: %(default)s)")
+    p.add_argument("--dropout", type=_parse_dropout, default=0.0, metavar="RATE[,RATE...]",
+                   help="dropout after the hidden layers, one fixed mask for the whole check "
+                        "(default: %(default)s)")
     p.add_argument("--out", metavar="DIR", help="also write DIR/gradcheck.md and DIR/gradcheck.json")
 
     p = commands.add_parser("study", help="run one of the report's studies (init, depth, eta)",
@@ -111,21 +118,42 @@ def build_parser():
                        "rerun with the same DIR to reuse the runs that finished")
         _add_config_flags(q, skip=(*design.varies, "out"))
 
-    p = commands.add_parser("search", help="random search for lam, coarse then fine, in parallel",
+    p = commands.add_parser("search", help="random search for lam (eta_max, architecture), coarse then fine",
                             description="Random search for the L2 penalty lam: COARSE values log-uniform in "
                                         "[10^L_MIN, 10^L_MAX], then FINE values within +-WIDTH decades of "
-                                        "the best; trials run in WORKERS processes of one thread each. "
-                                        "Rerun with the same --out to continue: finished trials are kept.")
-    for flag, kind, default, text in (
-            ("--l-min", float, -5.0, "log10 of the smallest lam"), ("--l-max", float, -1.0,
-            "log10 of the largest lam"), ("--coarse", int, 8, "trials of the coarse phase"),
-            ("--fine", int, 8, "trials of the fine phase"), ("--width", float, 0.5,
-            "decades either side of the best coarse lam searched by the fine phase"),
-            ("--search-seed", int, 0, "seeds the lam draws"), ("--workers", int, 2, "parallel trials")):
-        p.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
+                                        "the best; optionally also eta_max and the architecture, repeated "
+                                        "seeds, and a final longer run of the winner. Trials run in local "
+                                        "processes of one thread each, or on a Dask cluster. Rerun with the "
+                                        "same --out to continue: finished trials are kept. Other flags are "
+                                        "TrainConfig fields, the base of every trial.")
+    _add_plan_flags(p)
     p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search-<time>)")
     _add_config_flags(p, skip=("lam", "out", "threads"))
+
+    p = commands.add_parser("show-augment", help="a picture of augmented training images",
+                            description="Draw a grid of training images, one per row: the original, then "
+                                        "VARIANTS augmented copies, so you can see what the network sees.")
+    p.add_argument("--dataset", default="sample", metavar="{cifar10,fashion-mnist,sample,PATH.npz}",
+                   help="default: %(default)s")
+    p.add_argument("--data-dir", metavar="DIR", help="folder searched first for the dataset")
+    p.add_argument("--augment", default="flip,translate=2,blur,jitter", metavar="SPEC",
+                   help="e.g. flip=0.3,translate=4:edge,blur=0.5:0.3-1.0,brightness=0.1,contrast=0.2 "
+                        "(default: %(default)s)")
+    p.add_argument("--n", type=int, default=8, help="images, one per row (default: %(default)s)")
+    p.add_argument("--variants", type=int, default=6, help="augmented copies of each (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="picks the images and the draws (default: %(default)s)")
+    p.add_argument("--out", default="augment.png", metavar="FILE.png", help="default: %(default)s")
     return parser
+
+
+def _add_plan_flags(parser):
+    """One flag per SearchPlan field, help and default from the dataclass."""
+    from .studies.search import SearchPlan
+    for f in dataclasses.fields(SearchPlan):
+        meta = dict(f.metadata)
+        shown = f.default if not isinstance(f.default, bool) and f.default is not None else None
+        help_text = meta.pop("help") + ("" if shown is None else f" (default: {shown})")
+        parser.add_argument("--" + f.name.replace("_", "-"), help=help_text, default=f.default, **meta)
 
 
 def _add_data_flags(parser, default):
@@ -165,6 +193,8 @@ def _fail(error, code):
 
 def cmd_train(args):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if args.repeats != 1:
+        return _train_repeats(args, given)
     base = None
     if args.resume:   # the interrupted run's settings; train() refuses flags that would change them
         if "out" not in given:
@@ -179,6 +209,36 @@ def cmd_train(args):
     print(f"{m['steps']} steps ({m['epochs']:g} epochs): training {m['seconds_train']:.1f} s, evaluation "
           f"{m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. Wrote {result.out}/: model.npz "
           f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png")
+    return 0
+
+
+def _train_repeats(args, given):
+    from .run import new_run_folder
+    from .studies.repeats import SUMMARY_FILES, train_repeats, write_summary
+    if args.repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1 (runs, seeds --seed, --seed + 1, ...); "
+                         f"got {args.repeats}.")
+    if args.resume:
+        raise ValueError(f"--resume continues one interrupted run; with --repeats {args.repeats} rerun the same "
+                         f"command with the same --out instead: finished seeds are kept and an interrupted "
+                         f"one resumes from its checkpoint.")
+    sources = [(args.config, read_toml(args.config))] if args.config else []
+    config = TrainConfig.from_sources(*sources, ("command line", given)).validate()
+    out = Path(config.out) if config.out is not None else new_run_folder()
+    config = dataclasses.replace(config, out=str(out))
+    try:
+        runs = train_repeats(config, args.repeats, progress=True, log=_say)
+    except TrainingInterrupted as e:
+        print(f"fastmlp: {e} Continue with the same command and --out {out}: finished seeds are kept and "
+              f"this one resumes from its checkpoint.", file=sys.stderr)
+        return 130
+    seeds = f"{runs[0]['seed']}-{runs[-1]['seed']}"
+    print(write_summary(out, runs, config, f"fastmlp train, {len(runs)} runs (seeds {seeds})"))
+    _say(f"Wrote {out}/: {' '.join(SUMMARY_FILES)} and seed-<s>/ for seeds {seeds}, each a run folder")
+    diverged = [r for r in runs if r["diverged"]]
+    if diverged:
+        raise TrainingDiverged(f"{len(diverged)} of {len(runs)} runs diverged (seed {diverged[0]['seed']}: "
+                               f"{diverged[0]['diverged']}).")
     return 0
 
 
@@ -247,7 +307,7 @@ def cmd_gradcheck(args):
     from .gradcheck import format_table as gradient_table
     from .studies.gradtable import check_gradients, describe, write_report
     rows, settings = check_gradients(args.dataset, args.sizes, args.batch_norm, args.lam, args.n,
-                                     args.dims, args.seed, args.data_dir)
+                                     args.dims, args.seed, args.data_dir, args.dropout)
     print(f"Gradient check: {describe(settings)}.\n")
     print(gradient_table(rows))
     if args.out is not None:
@@ -273,14 +333,42 @@ def cmd_study(args):
 
 
 def cmd_search(args):
-    from .studies.search import search, write_search
+    from .studies.search import FINAL, SearchPlan, best_line, final_notes, final_title, search, write_search
+    from .studies.repeats import summary_table
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    for flag, searched in (("eta_max", "eta_max_range"), ("sizes", "sizes_choices")):
+        if flag in given and getattr(args, searched) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} fixes {flag} for every trial but --"
+                             f"{searched.replace('_', '-')} searches it; give one of them (got --"
+                             f"{flag.replace('_', '-')} {given[flag]}).")
     base = TrainConfig.from_sources(("command line", given)).validate()
+    plan = SearchPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchPlan)}).validate()
     out = Path(args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
-    records = search(base, out, args.l_min, args.l_max, args.coarse, args.fine, args.width,
-                     args.search_seed, args.workers, log=_say)
-    print(write_search(out, records))
-    _say(f"Wrote {out}/: results.md results.json results.csv trials.jsonl search.json and runs/")
+    try:
+        records, final_runs = search(base, out, plan, log=_say)
+    except KeyboardInterrupt:       # TrainingInterrupted too: its hint would name one run, not the search
+        print(f"fastmlp: search interrupted. Continue with the same command and --out {out}: finished trials "
+              f"are kept and interrupted runs resume from their checkpoints.", file=sys.stderr)
+        return 130
+    print(write_search(out, records, plan))
+    print(best_line(records))
+    files = "results.md results.json results.csv trials.jsonl search.json and runs/"
+    if final_runs is not None:
+        print(f"\n{final_title(records[0], plan)}. {' '.join(final_notes(plan))}\n")
+        print(summary_table(final_runs, out / FINAL))
+        files += f"; {FINAL}/: summary.md summary.json final.json and a folder per seed"
+    _say(f"Wrote {out}/: {files}")
+    return 0
+
+
+def cmd_show_augment(args):
+    from .plots import plot_augment_grid
+    for name in ("n", "variants"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be an integer >= 1; got {getattr(args, name)}.")
+    path, spec = plot_augment_grid(args.dataset, args.augment, args.out, n=args.n, variants=args.variants,
+                                   seed=args.seed, data_dir=args.data_dir)
+    _say(f"Wrote {path}: {args.n} images x (original + {args.variants} variants of {spec})")
     return 0
 
 
@@ -290,4 +378,4 @@ def _say(line):
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
             "gradcheck": cmd_gradcheck, "study": cmd_study,
-            "search": cmd_search}
+            "search": cmd_search, "show-augment": cmd_show_augment}

@@ -22,7 +22,8 @@ except ModuleNotFoundError:     # Python 3.10: the same parser as the `tomli` pa
         tomllib = None
 
 from ._checks import check_nonnegative
-from .network import check_init
+from . import optim
+from .network import check_dropout, check_init
 from .schedules import Constant, Cyclic
 
 DATASETS = ("cifar10", "fashion-mnist", "sample")
@@ -40,6 +41,16 @@ def _parse_init(text):
         return float(text)
     except ValueError:
         return text
+
+
+def _parse_dropout(text):
+    """--dropout 0.1 | 0.1,0.2: one rate, or one per hidden layer; a non-number is left for
+    validate() to refuse with the full rule."""
+    try:
+        rates = [float(r) for r in text.split(",")]
+    except ValueError:
+        return text
+    return rates[0] if len(rates) == 1 else rates
 
 
 def _opt(default, help, **cli):
@@ -61,13 +72,30 @@ class TrainConfig:
                                    "5000 on CIFAR-10 as in the study, a tenth of the rows otherwise",
                              type=int)
     download: bool = _opt(False, "download the dataset if it is not found locally")
+    augment: str = _opt("none", "augment each training batch on the fly, on the raw images: a comma "
+                                "list of flip[=P], translate[=K[:edge]], blur[=P], brightness=B, "
+                                "contrast=C, jitter (see fastmlp show-augment); none: off",
+                        metavar="SPEC")
     # -- network
     sizes: str | list = _opt("auto-50-50-auto", "layer widths, inputs first; 'auto' at either end takes the "
                                          "width from the data", metavar="3072-50-50-10")
     batch_norm: bool = _opt(True, "Linear -> BatchNorm -> ReLU in the hidden layers")
-    init: str | float = _opt("he", "weight init: he, xavier or a float sigma for N(0, sigma^2)",
-                     type=_parse_init, metavar="{he,xavier,SIGMA}")
+    init: str | float = _opt("he", "weight init: he (He normal), he_uniform, xavier or xavier_normal "
+                                   "(Glorot normal), xavier_uniform, or a float sigma for N(0, sigma^2)",
+                             type=_parse_init, metavar="{he,he_uniform,xavier,xavier_uniform,SIGMA}")
     dtype: str = _opt("float32", "float type of data and parameters", choices=DTYPES)
+    dropout: float | list = _opt(0.0, "inverted dropout after each hidden layer: the probability of "
+                                      "dropping a unit, or one rate per hidden layer (0.1,0.2)",
+                                 type=_parse_dropout, metavar="RATE[,RATE...]")
+    # -- optimiser
+    optimizer: str = _opt("sgd", "update rule, driven by the learning-rate schedule",
+                          choices=optim.NAMES)
+    momentum: float = _opt(0.9, "momentum of the momentum optimizer", type=float)
+    nesterov: bool = _opt(False, "Nesterov momentum (with --optimizer momentum)")
+    beta1: float = _opt(0.9, "Adam's first-moment decay", type=float)
+    beta2: float = _opt(0.999, "Adam's second-moment decay", type=float)
+    opt_eps: float | None = _opt(None, "epsilon of adam/adagrad; unset: PyTorch's default (1e-8 for "
+                                       "adam, 1e-10 for adagrad)", type=float)
     # -- objective and schedule
     lam: float = _opt(0.005, "L2 penalty: cost = mean loss + lam * sum of squared weights", type=float)
     schedule: str = _opt("cyclic", "learning rate: cyclic (triangular, eta_min..eta_max) or "
@@ -101,8 +129,11 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         if self.n_val is not None:
             _int("n_val", self.n_val, 1)
-        parse_sizes(self.sizes)
+        widths = parse_sizes(self.sizes)
         check_init(self.init)
+        check_dropout(self.dropout, len(widths) - 2)
+        self.make_optimizer()
+        self.make_augment()
         check_nonnegative(self.lam, "lam")
         for name in ("eta_min", "eta_max", "eta"):
             _positive(name, getattr(self, name))
@@ -124,7 +155,7 @@ class TrainConfig:
         for name in ("data_dir", "out"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a folder path (a string); got {getattr(self, name)!r}.")
-        for name in ("batch_norm", "download"):
+        for name in ("batch_norm", "download", "nesterov"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
         return self
@@ -157,6 +188,19 @@ class TrainConfig:
         if self.schedule == "constant":
             return Constant(self.eta, total_steps=2 * ns * self.cycles)
         return Cyclic(self.eta_min, self.eta_max, ns, self.cycles)
+
+    def make_optimizer(self):
+        """A fresh fastmlp.optim.Optimizer for this run."""
+        return optim.make(self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2,
+                          self.opt_eps)
+
+    def make_augment(self):
+        """The parsed --augment spec (a fastmlp.augment.Augment; .enabled is False for none)."""
+        from .augment import parse_augment
+        if not isinstance(self.augment, str):
+            raise ValueError(f"augment must be a spec string such as 'flip,translate=2' or 'none'; "
+                             f"got {self.augment!r}.")
+        return parse_augment(self.augment)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -10,11 +10,15 @@ import numba
 import numpy as np
 
 from . import _checks
+from . import optim as _optim
 from .kernels import step
+from .kernels import optim as optim_kernels
 from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
+from .kernels.dropout import dropout_backward, dropout_forward
 from .kernels.l2 import sum_squares
 from .kernels.linear import linear_backward, linear_forward
 from .kernels.relu import relu_backward
+from .kernels.rng import stream_key, sub_key
 from .kernels.softmax_xent import softmax_forward, softmax_xent_backward, softmax_xent_forward
 from .threads import blas_single_threaded
 
@@ -22,22 +26,54 @@ EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image se
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
 
 
-def _init_sigma(init, fan_in, fan_out):
-    if init == "he":
-        return np.sqrt(2.0 / fan_in)
-    if init == "xavier":      # Glorot normal
-        return np.sqrt(2.0 / (fan_in + fan_out))
-    return float(init)
+DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augmentation uses 2)
+# name -> (distribution, scale): normal draws have std `scale`, uniform ones lie in +-scale
+INITS = {
+    "he": ("normal", lambda fi, fo: np.sqrt(2.0 / fi)),                  # He / Kaiming normal
+    "he_uniform": ("uniform", lambda fi, fo: np.sqrt(6.0 / fi)),
+    "xavier": ("normal", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),       # Glorot normal
+    "xavier_normal": ("normal", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),
+    "xavier_uniform": ("uniform", lambda fi, fo: np.sqrt(6.0 / (fi + fo))),
+}
+
+
+def _draw_weights(rng, init, fan_in, fan_out):
+    """W (fan_in, fan_out) in float64 from the initialiser `init` (a name of INITS or sigma)."""
+    if isinstance(init, float):
+        return rng.standard_normal((fan_in, fan_out)) * init
+    kind, scale = INITS[init]
+    a = scale(fan_in, fan_out)
+    if kind == "uniform":
+        return rng.uniform(-a, a, (fan_in, fan_out))
+    return rng.standard_normal((fan_in, fan_out)) * a
 
 
 def check_init(init):
-    if isinstance(init, str) and init in ("he", "xavier"):
+    if isinstance(init, str) and init in INITS:
         return init
     if isinstance(init, numbers.Real) and not isinstance(init, bool) \
             and np.isfinite(init) and init > 0:
         return float(init)
-    raise ValueError(f"init must be 'he', 'xavier' or a positive float sigma for N(0, sigma^2); "
-                     f"got {init!r}.")
+    raise ValueError(f"init must be one of {', '.join(INITS)} or a positive float sigma for "
+                     f"N(0, sigma^2); got {init!r}.")
+
+
+def check_dropout(dropout, n_hidden):
+    """One rate for every hidden layer or one per hidden layer, each in [0, 1); returns them
+    as a tuple of n_hidden floats."""
+    rates = [dropout] if isinstance(dropout, numbers.Real) else dropout
+    try:
+        rates = [r for r in rates]
+    except TypeError:
+        rates = None
+    ok = rates is not None and all(isinstance(r, numbers.Real) and not isinstance(r, bool)
+                                   and 0 <= r < 1 for r in rates)
+    if ok and len(rates) == 1:
+        rates = rates * n_hidden
+    if not ok or len(rates) != n_hidden:
+        raise ValueError(f"dropout must be a rate in [0, 1) (the probability of dropping a unit) "
+                         f"or a list of {n_hidden} such rates, one per hidden layer; got {dropout!r}.")
+    return tuple(float(r) for r in rates)
 
 
 class _Workspace:
@@ -97,14 +133,16 @@ class Network:
 
     Network([3072, 50, 50, 10], batch_norm=True, init="he", dtype=np.float32, seed=0)
 
-    sizes: [n_features, hidden widths..., n_classes].  init: "he", "xavier" (Glorot normal) or
-    a float sigma for N(0, sigma^2).  Biases and BN shifts start at 0, BN scales at 1, running
+    sizes: [n_features, hidden widths..., n_classes].  init: "he" (He normal), "he_uniform",
+    "xavier" or "xavier_normal" (Glorot normal), "xavier_uniform", or a float sigma for
+    N(0, sigma^2).  dropout: the rate (probability of dropping a unit) after every hidden
+    layer, or one rate per hidden layer; inverted, so evaluation uses every unit as it is.  Biases and BN shifts start at 0, BN scales at 1, running
     means at 0 and running variances at 1.  bn_alpha is the running-statistics momentum:
     run = bn_alpha * run + (1 - bn_alpha) * batch.
     """
 
     def __init__(self, sizes, batch_norm=True, init="he", dtype=np.float32, seed=0,
-                 bn_eps=1e-5, bn_alpha=0.9):
+                 bn_eps=1e-5, bn_alpha=0.9, dropout=0.0):
         self.sizes = _checks.check_sizes(sizes)
         self.batch_norm = bool(batch_norm)
         self.init = check_init(init)
@@ -116,6 +154,13 @@ class Network:
         self.bn_alpha = float(bn_alpha)
         self.n_layers = len(self.sizes) - 1
         self.n_features, self.n_classes = self.sizes[0], self.sizes[-1]
+        self.dropout = check_dropout(dropout, self.n_layers - 1)
+        self._drop = np.array(self.dropout + (0.0,), np.float64)   # per layer, as the step reads it
+        # names this step's dropout masks; the trainer sets it every step, and the gradient
+        # check leaves it alone so that every forward of a check drops the same units
+        self.drop_key = np.uint64(stream_key(int(seed) if isinstance(seed, numbers.Integral)
+                                             else 0, 0, DROPOUT_STREAM))
+        self._sgd = _optim.SGD().bind(0, self.dtype)
 
         shapes = OrderedDict()
         stat_shapes = OrderedDict()
@@ -158,8 +203,7 @@ class Network:
         rng = np.random.default_rng(seed)
         for k in range(1, self.n_layers + 1):
             fan_in, fan_out = self.sizes[k - 1], self.sizes[k]
-            sigma = _init_sigma(self.init, fan_in, fan_out)
-            self.params[f"W{k}"][...] = rng.standard_normal((fan_in, fan_out)) * sigma
+            self.params[f"W{k}"][...] = _draw_weights(rng, self.init, fan_in, fan_out)
             self.params[f"b{k}"][...] = 0
             if f"gamma{k}" in self.params:
                 self.params[f"gamma{k}"][...] = 1
@@ -190,10 +234,11 @@ class Network:
     def copy(self, dtype=None):
         """An independent network with the same parameters and running statistics."""
         net = Network(self.sizes, self.batch_norm, self.init, dtype or self.dtype, self.seed,
-                      self.bn_eps, self.bn_alpha)
+                      self.bn_eps, self.bn_alpha, self.dropout)
         net.theta[...] = self.theta
         net.stats[...] = self.stats
         net.fused = self.fused
+        net.drop_key = self.drop_key
         return net
 
     def get_state(self):
@@ -225,37 +270,44 @@ class Network:
         self._workspaces[key] = ws
         return ws
 
-    def _step(self, ws, X, y, lam, eta, flags):
+    def _step(self, ws, X, y, lam, eta, flags, opt=None, t=0):
+        opt = opt or self._sgd
         with blas_single_threaded():
             return float(step.train_step(self.theta, self.dtheta, self.stats, self.layout,
                                          ws.buf, ws.wsl, X, y, lam, eta, self.bn_eps,
-                                         self.bn_alpha, flags, numba.get_num_threads()))
+                                         self.bn_alpha, flags, numba.get_num_threads(),
+                                         opt.kind, opt.state, opt.hyper(t), self._drop,
+                                         self.drop_key))
 
-    def _train_step(self, X, y, lam, eta, rows=None):
-        """One SGD step in one compiled call: forward (updating the running statistics),
-        backward, theta -= eta * dtheta.  Inputs are trusted (checked by the caller).  With
-        `rows`, the batch is X[rows] (X the whole training set) with labels y, gathered inside
-        the call.  Returns the batch's mean loss."""
+    def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):
+        """One optimiser step in one compiled call: forward (updating the running statistics,
+        dropping units with the masks of `drop_key`), backward, and the update of `opt` (a
+        fastmlp.optim.Optimizer bound to this network; None: SGD) at its step t, with
+        learning rate eta.  Inputs are trusted (checked by the caller).  With `rows`, the batch
+        is X[rows] (X the whole training set) with labels y, gathered inside the call.
+        Returns the batch's mean loss."""
+        opt = opt or self._sgd
         if rows is not None and not self.fused:
             X = X[rows]
         if not self.fused:
             loss = self._forward_train(X, y)
             self._backward(y, lam)
-            self.theta -= eta * self.dtheta
+            optim_kernels.update(self.theta, self.dtheta, opt.state, opt.kind, eta, opt.hyper(t))
             return loss
         flags = step.FORWARD | step.UPDATE_STATS | step.BACKWARD | step.UPDATE
         ws = self._workspace(len(y), True)
         self._train_ws = ws
         if rows is None:
             ws.X = X
-            return self._step(ws, X, y, lam, eta, flags)
+            return self._step(ws, X, y, lam, eta, flags, opt, t)
         if ws.Xrows is None:
             ws.Xrows = np.empty((len(y), self.n_features), self.dtype)
         ws.X = ws.Xrows
         with blas_single_threaded():
             return float(step.train_step_rows(
                 self.theta, self.dtheta, self.stats, self.layout, ws.buf, ws.wsl, ws.Xrows, X,
-                rows, y, lam, eta, self.bn_eps, self.bn_alpha, flags, numba.get_num_threads()))
+                rows, y, lam, eta, self.bn_eps, self.bn_alpha, flags, numba.get_num_threads(),
+                opt.kind, opt.state, opt.hyper(t), self._drop, self.drop_key))
 
     def _forward_train(self, X, y, update_stats=True):
         """Training-mode forward on a checked batch; keeps what backward needs.  Returns the
@@ -278,6 +330,8 @@ class Network:
                                  self.bn_eps, self.bn_alpha, update_stats, True)
             else:
                 linear_forward(ws.H[k - 1], h, W, b, True)
+            if self._drop[k - 1] > 0:
+                dropout_forward(ws.H[k - 1], self._drop[k - 1], np.uint64(sub_key(self.drop_key, k - 1)))
             h = ws.H[k - 1]
         linear_forward(ws.Z[-1], h, self.params[f"W{k_last}"], self.params[f"b{k_last}"], False)
         loss = softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], y)
@@ -293,7 +347,9 @@ class Network:
         k_last = self.n_layers
         softmax_xent_backward(ws.dZ[-1], ws.P, y)
         for k in range(k_last, 0, -1):
-            if k < k_last:  # back through ReLU (and BN) of hidden layer k
+            if k < k_last:  # back through dropout, ReLU (and BN) of hidden layer k
+                if self._drop[k - 1] > 0:
+                    dropout_backward(ws.dH[k - 1], self._drop[k - 1], np.uint64(sub_key(self.drop_key, k - 1)))
                 if self.batch_norm:
                     bn_backward(ws.dZ[k - 1], g[f"gamma{k}"], g[f"beta{k}"], ws.dH[k - 1],
                                 ws.Xhat[k - 1], ws.inv_std[k - 1], self.params[f"gamma{k}"],
@@ -432,8 +488,9 @@ class Network:
 
     def __repr__(self):
         sizes = "-".join(map(str, self.sizes))
+        drop = "" if not any(self.dropout) else f", dropout={list(self.dropout)}"
         return (f"Network({sizes}, batch_norm={self.batch_norm}, init={self.init!r}, "
-                f"dtype={self.dtype.name})")
+                f"dtype={self.dtype.name}{drop})")
 
 
 def _flat_views(shapes, dtype):

@@ -45,3 +45,53 @@ def plot_history(history, out_dir, train_label="training", dpi=120):
         fig.savefig(path, dpi=dpi)
         paths.append(path)
     return paths
+
+
+AUGMENT_CELL = 1.0      # inches per image in the augmentation grid
+AUGMENT_DPI = 96
+
+
+def plot_augment_grid(dataset, augment, path, n=8, variants=6, seed=0, data_dir=None):
+    """`fastmlp show-augment`: a grid of n training images of `dataset`, one per row, the
+    original first and then `variants` augmented copies (variant v uses the draws of step v of
+    seed `seed`).  Returns (path, canonical spec).  The PNG is (n * 96) x ((variants + 1) * 96)
+    pixels."""
+    from . import data
+    from .augment import augment_images, parse_augment
+    augment = parse_augment(augment)
+    raw = data.load_raw(dataset, data_dir)
+    if len(raw.image_shape) != 3:
+        raise ValueError(f"{raw.source} holds plain features (image_shape {raw.image_shape}), not images; "
+                         f"show-augment needs an image dataset.")
+    C, H, W = raw.image_shape
+    pick = np.sort(np.random.default_rng(seed).choice(len(raw.x_train), size=min(n, len(raw.x_train)),
+                                                      replace=False))
+    images = raw.x_train[pick].reshape(-1, C, H, W)
+    value_range = 255.0 if raw.x_train.dtype == np.uint8 else float(max(raw.x_train.max(), 1))
+    columns = [images.astype(np.float64)] + [
+        augment_images(images, augment, seed=seed, step=v + 1, value_range=value_range)
+        for v in range(variants)]
+    fig = Figure(figsize=((variants + 1) * AUGMENT_CELL, len(pick) * AUGMENT_CELL))
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=1.0, wspace=0.04, hspace=0.04)
+    axes = fig.subplots(len(pick), variants + 1, squeeze=False)
+    for i, label in enumerate(raw.y_train[pick]):
+        for j, column in enumerate(columns):
+            ax = axes[i, j]
+            img = np.clip(column[i] / value_range, 0.0, 1.0)
+            if C == 3:      # planes (3, H, W) -> an RGB picture (H, W, 3)
+                ax.imshow(img.transpose(1, 2, 0), interpolation="nearest")
+            else:
+                ax.imshow(img[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.text(0.02, 0.02, raw.label_names[label], transform=ax.transAxes, fontsize=6,
+                        color="yellow", backgroundcolor=(0, 0, 0, 0.5))
+                for side in ax.spines.values():
+                    side.set_color("tab:red")
+                    side.set_linewidth(2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=AUGMENT_DPI)
+    return path, augment.spec()

@@ -41,14 +41,15 @@ def resolve_dataset(config):
                       "Fashion-MNIST sample (`fastmlp download cifar10` for CIFAR-10).")
 
 
-def load_data(config):
-    """The standardised Splits that `config` names."""
+def load_data(config, merge_val=False):
+    """The standardised Splits that `config` names; merge_val: its training and validation rows
+    together as the training set, no validation rows (see data.make_splits)."""
     name = resolve_dataset(config)[0]
     raw = data.load_raw(name, config.data_dir, config.download)
     n_val = config.n_val
     if n_val is None:
         n_val = STUDY_N_VAL if name == "cifar10" else max(1, len(raw.x_train) // 10)
-    return data.make_splits(raw, config.split, n_val, config.dtype)
+    return data.make_splits(raw, config.split, n_val, config.dtype, merge_val)
 
 
 def train(config, splits=None, *, resume=False, progress=False, log=None):
@@ -69,7 +70,7 @@ def train(config, splits=None, *, resume=False, progress=False, log=None):
 
 def _run(config, splits, resume, progress, log):
     start = time.perf_counter()
-    out = Path(config.out) if config.out is not None else _new_run_folder()
+    out = Path(config.out) if config.out is not None else new_run_folder()
     if splits is None:   # record the dataset chosen, so that evaluate and --resume use it again
         name, note = resolve_dataset(config)
         config = replace(config, dataset=name)
@@ -79,7 +80,8 @@ def _run(config, splits, resume, progress, log):
             log(note)
         splits = load_data(config)
     sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
-    net = Network(sizes, config.batch_norm, config.init, config.dtype, config.seed)
+    net = Network(sizes, config.batch_norm, config.init, config.dtype, config.seed,
+                  dropout=config.dropout)
     trainer = Trainer(net, config, out / CHECKPOINT, splits, progress)
     if ckpt is not None:
         trainer.restore(ckpt)
@@ -90,7 +92,7 @@ def _run(config, splits, resume, progress, log):
     return RunResult(net, trainer.history_, metrics, out)
 
 
-def _new_run_folder():
+def new_run_folder():
     base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     out, k = base, 1
     while out.exists():
@@ -152,7 +154,11 @@ def final_metrics(trainer, splits, seconds):
         seconds_checkpoint=trainer.seconds_["checkpoint"],
         seconds_per_epoch=trainer.seconds_["train"] / epochs,
         first_step_unix=trainer.first_step_unix_,
-        dataset=getattr(splits, "source", ""), config=trainer.config.to_dict())
+        dataset=getattr(splits, "source", ""), config=trainer.config.to_dict(),
+        # the bonus settings as they ran: canonical augmentation spec, every optimiser
+        # hyperparameter (defaults filled in), dropout per hidden layer
+        augment=trainer.augment_.spec(), optimizer=trainer.optimizer_.config(),
+        dropout=list(trainer.net.dropout))
     return metrics
 
 

@@ -20,9 +20,12 @@ import threading
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from . import _checks, checkpoint
+from .kernels.rng import stream_key
+from .network import DROPOUT_STREAM
 from .threads import blas_single_threaded
 
 EVAL_COLUMNS = ("step", "epoch", "train_loss", "train_cost", "train_accuracy",
@@ -81,20 +84,32 @@ class Trainer:
 
     checkpoint_path: where to save at the end of every epoch and on Ctrl-C (None: nowhere).
     data: the Splits (or anything with mean, std, label_names, image_shape, source) stored in
-    checkpoints.  Fitted state: step_, history_, seconds_ (train / eval / checkpoint).
+    checkpoints; augmentation needs its mean, std and image_shape (the training rows are
+    standardised images, and augmentation works on the raw ones).  Fitted state: step_,
+    history_, seconds_ (train / eval / checkpoint), optimizer_ (its memory is checkpointed).
     """
 
-    def __init__(self, net, config, checkpoint_path=None, data=None, progress=False):
+    def __init__(self, net, config, checkpoint_path=None, data=None, progress=False, schedule=None):
         self.net, self.config = net, config.validate()
+        # schedule: a callable steps_per_epoch -> schedule (eta(t), total_steps) replacing the
+        # config's cyclic/constant one (the Keras-style API counts epochs instead of cycles)
+        self.schedule = schedule
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.data, self.progress = data, progress
         self.step_, self.history_, self.saved_step_ = 0, None, None
         self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
         self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+        self.optimizer_ = self.config.make_optimizer().bind(net.theta.size, net.dtype)
+        self.augment_ = self.config.make_augment()
 
     def restore(self, ckpt):
         """Continue from a checkpoint.Checkpoint of this run."""
         self.net.set_state(ckpt.net.get_state())
+        if self.optimizer_.state.size:
+            if ckpt.optimizer_state is None or ckpt.optimizer_state.shape != self.optimizer_.state.shape:
+                raise ValueError("the checkpoint has no optimizer memory for this optimizer; resume "
+                                 "with the optimizer of the interrupted run.")
+            self.optimizer_.state[...] = ckpt.optimizer_state
         self.step_, self.saved_step_ = ckpt.step, ckpt.step
         self.history_ = History.from_arrays(ckpt.history)
         self.seconds_.update(ckpt.seconds)
@@ -105,10 +120,15 @@ class Trainer:
         X, y, val = self._checked(X, y, X_val, y_val)
         n, batch = X.shape[0], cfg.batch
         self.steps_per_epoch_ = spe = n // batch
-        total = self._start_history(cfg.make_schedule(spe))
+        total = self._start_history((self.schedule or cfg.make_schedule)(spe))
         etas = self.history_.eta.astype(net.dtype)          # the update multiplies in net.dtype
         train_eval = self._train_eval_rows(X, y)
         labels = np.empty(spe * batch, np.int64)           # this epoch's labels, in order
+        opt, augmenter, dropout = self.optimizer_, self._augmenter(X), any(net.dropout)
+        batch_rows = np.empty((batch, X.shape[1]), net.dtype) if augmenter else None
+        threads = numba.get_num_threads()
+        if augmenter:
+            from .augment import batch_key
         if not self.history_.evals:
             self._evaluate(train_eval, val)
 
@@ -123,9 +143,15 @@ class Trainer:
                 for b in range(first, min(spe, first + total - self.step_)):
                     tic, t = time.perf_counter(), self.step_
                     rows = slice(b * batch, (b + 1) * batch)
-                    # forward, backward and theta -= eta_t * dtheta in one compiled call
-                    # the batch's rows are gathered inside the compiled step
-                    loss = net._train_step(X, labels[rows], cfg.lam, etas[t], order[rows])
+                    if dropout:     # this step's masks: the same on a resumed run
+                        net.drop_key = np.uint64(stream_key(cfg.seed, t, DROPOUT_STREAM))
+                    # forward, backward and the optimiser's update in one compiled call; the
+                    # batch's rows are gathered inside it, or augmented into batch_rows first
+                    if augmenter:
+                        augmenter.apply(batch_rows, X, order[rows], batch_key(cfg.seed, t), threads)
+                        loss = net._train_step(batch_rows, labels[rows], cfg.lam, etas[t], None, opt, t)
+                    else:
+                        loss = net._train_step(X, labels[rows], cfg.lam, etas[t], order[rows], opt, t)
                     if not math.isfinite(loss):
                         raise TrainingDiverged(self._diverged_message(loss, t, epoch, etas[t]))
                     self.step_ = t + 1
@@ -143,6 +169,18 @@ class Trainer:
                 if self.step_ < total:
                     self.save_checkpoint()                  # end of an epoch
         return self
+
+    def _augmenter(self, X):
+        """The Augmenter of this run's --augment spec, or None when it is off."""
+        if not self.augment_.enabled:
+            return None
+        from .augment import Augmenter
+        data = self.data
+        if data is None or getattr(data, "image_shape", None) is None:
+            raise ValueError(f"augment={self.config.augment!r} needs the images' shape and the "
+                             f"standardisation's mean and std: pass data= (a fastmlp.data.Splits, or "
+                             f"an object with image_shape, mean and std) to the Trainer.")
+        return Augmenter(self.augment_, data.image_shape, data.mean, data.std)
 
     def _checked(self, X, y, X_val, y_val):
         """Inputs as the trusted internals want them: C-contiguous net.dtype rows, int64 labels."""
@@ -192,7 +230,7 @@ class Trainer:
             return
         tic = time.perf_counter()
         checkpoint.save(self.checkpoint_path, self.net, self.config, self.step_,
-                        self.history_.to_arrays(), self.data, self.seconds_)
+                        self.history_.to_arrays(), self.data, self.seconds_, self.optimizer_.state)
         self.saved_step_ = self.step_
         self.seconds_["checkpoint"] += time.perf_counter() - tic
 

@@ -8,6 +8,7 @@ from numba import prange
 
 from ._config import parallel_kernel
 from .blas import gemm
+from .optim import update_range
 
 ROWS = 4    # rows of X per block: each loaded row of W is reused ROWS times
 COLS = 16   # columns of X per dW block: X[n, i:i+16] is one cache line in float32
@@ -119,11 +120,13 @@ def bias_backward(db, dY):
 
 
 @parallel_kernel
-def weight_grad(dW, X, dY, W, lam, eta, update, nb):
+def weight_grad(dW, X, dY, W, lam, eta, update, nb, mW, vW, kind, hp):
     """dW (I, O) <- X (N, I)^T dY (N, O) + 2 lam W through BLAS, split into `nb` blocks of rows
     of dW (see blas.par_matmul), each a single-threaded call: the block is set to 2 lam W,
     then the product is added with beta = 1, so the L2 term costs no extra pass.
-    With `update`, the block then takes its SGD step, W -= eta * dW, while it is in cache."""
+    With `update`, the block then takes its optimiser step (kernels/optim.py: rule `kind`,
+    learning rate eta, W's slices mW, vW of the optimiser's memory, hyperparameters hp)
+    while it is in cache."""
     N, I = X.shape
     O = dY.shape[1]
     Xf, dYf, dWf = X.reshape(-1), dY.reshape(-1), dW.reshape(-1)
@@ -136,7 +139,5 @@ def weight_grad(dW, X, dY, W, lam, eta, update, nb):
         if i1 > i0:
             gemm(78, 84, O, i1 - i0, N, dYf, O, Xf[i0:], I, 1.0, dWf[i0 * O:], O)
         if update:
-            for i in range(i0, i1):
-                for o in range(O):
-                    W[i, o] -= eta * dW[i, o]
+            update_range(W.reshape(-1), dWf, mW, vW, i0 * O, i1 * O, kind, eta, hp)
     return

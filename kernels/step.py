@@ -26,9 +26,10 @@ import numpy as np
 from numba import prange
 
 from ._config import parallel_kernel, serial_kernel, serial_twin
-from . import batchnorm, linear, optim, relu, softmax_xent
+from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt, par_matmul
 from .linear import weight_grad
+from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS = 1, 2, 4, 8
 PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
@@ -43,7 +44,9 @@ relu_backward_s = serial_twin(relu.relu_backward)
 softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward)
 weight_grad_s = serial_twin(weight_grad)
-sgd_update_s = serial_twin(optim.sgd_update)
+update_s = serial_twin(optim.update)
+dropout_forward_s = serial_twin(dropout.dropout_forward)
+dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
 
 
 @parallel_kernel
@@ -88,8 +91,10 @@ def _product(C, A, B, nt):
 
 
 @serial_kernel
-def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt):
-    """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last)."""
+def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
+                   drop, drop_key):
+    """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last).
+    In training, hidden units are then dropped at rate drop[l] (kernels/dropout.py)."""
     N = h.shape[0]
     I, O = layout[l, 0], layout[l, 1]
     W = _view(theta, layout[l, 2], I, O)
@@ -99,6 +104,8 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
         out = _view(ws, wsl[l, 0 if last else 1], N, O)
         _product(out, h, W, nt)
         bias_forward_s(out, b, not last)
+        if train and not last and drop[l] > 0:
+            dropout_forward_s(out, drop[l], sub_key(drop_key, l))
         return out
     Z = _view(ws, wsl[l, 0], N, O)
     _product(Z, h, W, nt)
@@ -114,6 +121,8 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
         inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
         bn_forward_train_s(H, Xhat, mean, inv_std, run_mean, run_var, Z, gamma, beta,
                            eps, alpha, update_stats, True)
+        if drop[l] > 0:
+            dropout_forward_s(H, drop[l], sub_key(drop_key, l))
     else:
         bn_forward_infer_s(H, Z, gamma, beta, run_mean, run_var, eps, True)
     return H
@@ -121,7 +130,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 @serial_kernel
 def train_step_rows(theta, dtheta, stats, layout, ws, wsl, Xb, X, rows, y, lam, eta, eps, alpha,
-                    flags, nt):
+                    flags, nt, kind, state, hp, drop, drop_key):
     """train_step on the rows `rows` of the training set X, gathered into Xb first; y holds
     the labels of those rows."""
     if nt > 1:
@@ -129,15 +138,18 @@ def train_step_rows(theta, dtheta, stats, layout, ws, wsl, Xb, X, rows, y, lam, 
     else:
         gather_rows_s(Xb, X, rows)
     return train_step(theta, dtheta, stats, layout, ws, wsl, Xb, y, lam, eta, eps, alpha,
-                      flags, nt)
+                      flags, nt, kind, state, hp, drop, drop_key)
 
 
 @serial_kernel
-def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt):
+def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
+               kind, state, hp, drop, drop_key):
     """One training step on the batch X (N, I0), y (N,); what runs is chosen by `flags`:
     FORWARD (batch statistics; UPDATE_STATS also moves the running ones), BACKWARD (fills
     dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last forward's
-    workspace) and UPDATE (theta -= eta * dtheta).  Returns the mean loss of the forward
+    workspace) and UPDATE (optimiser `kind` with learning rate eta, its memory `state` and
+    hyperparameters `hp`, kernels/optim.py).  drop (L,) float64 holds each layer's dropout
+    rate and drop_key (uint64) names this step's masks.  Returns the mean loss of the forward
     (0.0 without FORWARD)."""
     L = layout.shape[0]
     N = X.shape[0]
@@ -149,18 +161,22 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
         h = X
         for l in range(L):
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, True,
-                               (flags & UPDATE_STATS) != 0, eps, alpha, nt)
+                               (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key)
         loss = softmax_xent_forward_s(P, losses, h, y)
     if flags & BACKWARD:      # with UPDATE, each layer takes its step as soon as it can
-        _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, (flags & UPDATE) != 0, nt)
+        _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, (flags & UPDATE) != 0, nt,
+                  kind, state, hp, drop, drop_key)
     elif flags & UPDATE:
-        sgd_update_s(theta, dtheta, eta)
+        update_s(theta, dtheta, state, kind, eta, hp)
     return loss
 
 
 @serial_kernel
-def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt):
+def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt, kind, state, hp,
+              drop, drop_key):
     L = layout.shape[0]
+    P = theta.shape[0]
+    m, v = state[:P], state[P:]
     N = X.shape[0]
     C = layout[L - 1, 1]
     dZ = _view(ws, wsl[L - 1, 3], N, C)
@@ -171,6 +187,8 @@ def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt):
         if l < L - 1:                      # back through ReLU (and BN) of hidden layer l
             dH = _view(ws, wsl[l, 4], N, O)
             H = _view(ws, wsl[l, 1], N, O)
+            if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below keeps them 0
+                dropout_backward_s(dH, drop[l], sub_key(drop_key, l))
             if layout[l, 4] >= 0:
                 dgamma = dtheta[layout[l, 4]:layout[l, 4] + O]
                 dbeta = dtheta[layout[l, 5]:layout[l, 5] + O]
@@ -186,27 +204,29 @@ def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt):
         # the first layer needs no input gradient, so its W can step inside weight_grad;
         # any other W is still needed for dX and steps after it
         nb = blocks(I, N * I * O, nt)
+        off = layout[l, 2]
+        mW, vW = m[off:off + I * O], v[off:off + I * O]
         if nb > 1:
-            weight_grad(dW, h_in, dZ, W, lam, eta, update and l == 0, nb)
+            weight_grad(dW, h_in, dZ, W, lam, eta, update and l == 0, nb, mW, vW, kind, hp)
         else:
-            weight_grad_s(dW, h_in, dZ, W, lam, eta, update and l == 0, 1)
+            weight_grad_s(dW, h_in, dZ, W, lam, eta, update and l == 0, 1, mW, vW, kind, hp)
         db = dtheta[layout[l, 3]:layout[l, 3] + O]
         bias_backward_s(db, dZ)
         if l > 0:
             matmul_nt(_view(ws, wsl[l - 1, 4], N, I), dZ, W, 0.0)
         if update:
             if l > 0:
-                _step_slice(theta, dtheta, layout[l, 2], I * O, eta)
-            _step_slice(theta, dtheta, layout[l, 3], O, eta)
+                _step_slice(theta, dtheta, m, v, layout[l, 2], I * O, kind, eta, hp)
+            _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp)
             if layout[l, 4] >= 0:
-                _step_slice(theta, dtheta, layout[l, 4], O, eta)
-                _step_slice(theta, dtheta, layout[l, 5], O, eta)
+                _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp)
+                _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp)
 
 
 @serial_kernel
-def _step_slice(theta, dtheta, off, size, eta):
-    """SGD on theta[off:off + size]."""
-    sgd_update_s(theta[off:off + size], dtheta[off:off + size], eta)
+def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp):
+    """The optimiser's step on theta[off:off + size]."""
+    optim.update_range(theta, dtheta, m, v, off, off + size, kind, eta, hp)
 
 
 @serial_kernel
@@ -219,7 +239,8 @@ def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt):
     C = layout[L - 1, 1]
     h = X
     for l in range(L):
-        h = _forward_layer(theta, stats, layout, ws, wsl, l, h, False, False, eps, 0.0, nt)
+        h = _forward_layer(theta, stats, layout, ws, wsl, l, h, False, False, eps, 0.0, nt,
+                           np.zeros(0), np.uint64(0))
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
     if y.shape[0] != N:

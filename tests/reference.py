@@ -124,3 +124,106 @@ def network_loss_and_grads(params, X, y, lam, batch_norm, eps=1e-5):
             dz = relu_backward(dh, out)
         grads[f"W{k}"], grads[f"b{k}"], dh = linear_backward(dz, h_in, params[f"W{k}"], lam)
     return loss + lam * l2, loss, grads
+
+
+# ---- counter-based random numbers, dropout, optimisers ----------------------------------------
+_U64 = np.uint64
+_GOLDEN, _M1, _M2 = _U64(0x9E3779B97F4A7C15), _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
+
+
+def splitmix_uniform(key, idx):
+    """Draws idx (array) of stream `key`: the SplitMix64 outputs for states key + (i+1) * golden,
+    top 53 bits as floats in [0, 1).  uint64 arithmetic wraps as the kernels' does."""
+    with np.errstate(over="ignore"):
+        z = _U64(key) + (np.asarray(idx, np.uint64) + _U64(1)) * _GOLDEN
+        z = (z ^ (z >> _U64(30))) * _M1
+        z = (z ^ (z >> _U64(27))) * _M2
+        z = z ^ (z >> _U64(31))
+    return (z >> _U64(11)).astype(np.float64) / 2.0 ** 53
+
+
+def dropout_mask(key, shape, rate):
+    """The kernels' mask for an (N, O) layer: 1 / (1 - rate) where kept, 0 where dropped."""
+    u = splitmix_uniform(key, np.arange(np.prod(shape))).reshape(shape)
+    return np.where(u < rate, 0.0, 1.0 / (1.0 - rate))
+
+
+def optimizer_steps(name, theta, grads, etas, momentum=0.9, nesterov=False, beta1=0.9,
+                    beta2=0.999, eps=1e-8):
+    """theta after one update per gradient in `grads` with learning rates `etas`, following the
+    update rules as the PyTorch documentation writes them (torch.optim.SGD, Adagrad, Adam)."""
+    theta = np.array(theta, np.float64)
+    buf = np.zeros_like(theta)
+    sq = np.zeros_like(theta)
+    for t, (g, eta) in enumerate(zip(grads, etas), start=1):
+        g = np.asarray(g, np.float64)
+        if name == "sgd":
+            theta = theta - eta * g
+        elif name == "momentum":
+            buf = g.copy() if t == 1 else momentum * buf + g
+            theta = theta - eta * (g + momentum * buf if nesterov else buf)
+        elif name == "adagrad":
+            sq = sq + g * g
+            theta = theta - eta * g / (np.sqrt(sq) + eps)
+        elif name == "adam":
+            buf = beta1 * buf + (1 - beta1) * g
+            sq = beta2 * sq + (1 - beta2) * g * g
+            m_hat = buf / (1 - beta1 ** t)
+            v_hat = sq / (1 - beta2 ** t)
+            theta = theta - eta * m_hat / (np.sqrt(v_hat) + eps)
+        else:
+            raise ValueError(name)
+    return theta
+
+
+def augment_rows_ref(X, rows, mean, std, shape, params, key, draws=8):
+    """Twin of kernels/augment.py augment_rows, in float64, with whole-image NumPy operations:
+    the flip and shift move an index image (np.flip, np.pad), the blur sums shifted copies of an
+    edge-padded image, the jitter is array arithmetic.  Draw j of row n is uniform(key,
+    n * draws + j): 0 flip, 1 dy, 2 dx, 3 blur?, 4 sigma, 5 brightness, 6 contrast."""
+    from fastmlp.kernels.rng import uniform
+    X = np.asarray(X)
+    mean, std = f64(mean, std)
+    C, H, W = (int(v) for v in shape)
+    flip_p, s, edge, blur_p, s_lo, s_hi, bright, contrast, vrange = (float(v) for v in params)
+    s = int(s)
+    out = np.empty((len(rows), C * H * W))
+    for n, r in enumerate(rows):
+        u = [uniform(np.uint64(key), n * draws + j) for j in range(7)]
+        flip = flip_p > 0 and u[0] < flip_p
+        dy = dx = 0
+        if s > 0:   # an integer in [-s, s]
+            dy = min(int(np.floor(u[1] * (2 * s + 1))), 2 * s) - s
+            dx = min(int(np.floor(u[2] * (2 * s + 1))), 2 * s) - s
+        blur = blur_p > 0 and u[3] < blur_p
+        jitter = bright > 0 or contrast > 0
+        # where each output pixel comes from: -1 for raw 0
+        src = np.arange(C * H * W).reshape(C, H, W)
+        if flip:
+            src = src[:, :, ::-1]
+        pads = ((0, 0), (max(dy, 0), max(-dy, 0)), (max(dx, 0), max(-dx, 0)))
+        src = np.pad(src, pads, mode="edge") if edge else np.pad(src, pads, constant_values=-1)
+        src = src[:, max(-dy, 0):max(-dy, 0) + H, max(-dx, 0):max(-dx, 0) + W].ravel()
+        raw = X[r].astype(np.float64) * std + mean
+        img = np.where(src >= 0, raw[np.maximum(src, 0)], 0.0).reshape(C, H, W)
+        if blur:
+            sigma = s_lo + u[4] * (s_hi - s_lo)
+            rad = int(np.ceil(3 * sigma))
+            k = np.exp(-0.5 * ((np.arange(2 * rad + 1) - rad) / sigma) ** 2)
+            k /= k.sum()
+            p = np.pad(img, ((0, 0), (0, 0), (rad, rad)), mode="edge")
+            img = sum(k[j] * p[:, :, j:j + W] for j in range(2 * rad + 1))
+            p = np.pad(img, ((0, 0), (rad, rad), (0, 0)), mode="edge")
+            img = sum(k[j] * p[:, j:j + H, :] for j in range(2 * rad + 1))
+        if jitter:
+            if bright > 0:
+                img = img + (2 * u[5] - 1) * bright * vrange
+            if contrast > 0:
+                m = img.mean()
+                img = (img - m) * (1 + (2 * u[6] - 1) * contrast) + m
+            img = np.clip(img, 0, vrange)
+        out[n] = (img.ravel() - mean) / std
+        if not (blur or jitter):   # pixels that stay where they are keep X's value exactly
+            same = src == np.arange(C * H * W)
+            out[n, same] = X[r][same]
+    return out

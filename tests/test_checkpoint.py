@@ -15,8 +15,8 @@ from train_helpers import LABELS, tiny_config, tiny_splits
 
 def make_trainer(config, splits, **kw):
     sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
-    return Trainer(Network(sizes, config.batch_norm, config.init, config.dtype, config.seed), config,
-                   data=splits, **kw)
+    return Trainer(Network(sizes, config.batch_norm, config.init, config.dtype, config.seed,
+                           dropout=config.dropout), config, data=splits, **kw)
 
 
 def fit(trainer, splits):
@@ -100,9 +100,14 @@ def test_bad_files_are_refused_with_the_file_named(tmp_path):
         checkpoint.load(tmp_path / "future.npz")
 
 
-def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path):
+@pytest.mark.parametrize("bonus", [{}, {"optimizer": "adam", "dropout": 0.2, "eta_max": 0.01},
+                                   {"optimizer": "momentum", "nesterov": True, "dropout": [0.1, 0.3]},
+                                   {"optimizer": "adagrad", "eta_max": 0.01}])
+def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path, bonus):
+    """The resumed run rebuilds the interrupted step's dropout masks and continues from the
+    optimiser memory saved in the checkpoint."""
     splits = tiny_splits()
-    config = tiny_config(eval_every=5)
+    config = tiny_config(eval_every=5, **bonus)
     whole = fit(make_trainer(config, splits), splits)
 
     path = tmp_path / "checkpoint.npz"
@@ -154,3 +159,23 @@ def test_train_resume_finishes_the_run_folder(tmp_path):
     assert not (out / "checkpoint.npz").exists()
     with pytest.raises(ValueError, match=r"nothing to resume in .*cut.* \(it finished: model.npz is there\)"):
         train(config, splits, resume=True)
+
+
+def test_resume_with_augmentation_rebuilds_the_same_batches(tmp_path):
+    """Augmentation draws are keyed by (seed, step), so an interrupted augmented run resumes to
+    the same bits."""
+    from fastmlp.config import TrainConfig
+    from fastmlp.run import load_data
+    config = TrainConfig(dataset="sample", ns=12, cycles=1, batch=50, augment="flip,translate=2:edge,jitter",
+                         dropout=0.1, optimizer="adam", eta_max=0.005, train_eval=200)
+    splits = load_data(config)
+    whole = fit(make_trainer(config, splits), splits)
+    path = tmp_path / "checkpoint.npz"
+    first = make_trainer(config, splits, checkpoint_path=path)
+    interrupt_at(first.net, 9)
+    with pytest.raises(TrainingInterrupted):
+        fit(first, splits)
+    second = make_trainer(config, splits, checkpoint_path=path).restore(checkpoint.load(path))
+    fit(second, splits)
+    assert second.net.theta.tobytes() == whole.net.theta.tobytes()
+    assert second.history_.batch_loss.tobytes() == whole.history_.batch_loss.tobytes()

@@ -176,7 +176,7 @@ def bad_inputs(npz, tmp_path):
         (["train", *data, "--n-val", "5000"], r"n_val must be an integer in \[1, 399\]"),
         (["train", *data, "--sizes", "100-16-auto"], r"sizes must start with the data's 12 input features"),
         (["train", "--sizes", "3072-x"], r"sizes must be at least two positive widths"),
-        (["train", "--init", "glorot"], r"init must be 'he', 'xavier' or a positive float sigma"),
+        (["train", "--init", "glorot"], r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform or a positive float sigma"),
         (["train", "--split", "a4"], r"argument --split: invalid choice: 'a4'"),
         (["train", "--dtype", "float16"], r"argument --dtype: invalid choice"),
         (["train", "--threads", "0"], r"threads must be an integer in \[1, \d+\]; got 0"),
@@ -230,3 +230,19 @@ def test_python_dash_m_in_a_subprocess(npz, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr == "fastmlp: error: cycles must be an integer >= 1; got 0.\n"
+
+
+def test_show_augment_writes_a_grid_png(tmp_path, capsys):
+    from matplotlib.image import imread
+    path = tmp_path / "grid.png"
+    code, _, err = run(["show-augment", "--dataset", "sample", "--augment", "flip,translate=2:edge,blur,jitter",
+                        "--n", 3, "--variants", 4, "--seed", 1, "--out", path], capsys)
+    assert code == 0, err
+    assert "flip=0.5,translate=2:edge,blur=0.5:0.3-1,brightness=0.1,contrast=0.2" in err
+    assert imread(path).shape[:2] == (3 * 96, 5 * 96)       # one row per image; original + 4 variants
+
+
+def test_show_augment_rejects_a_bad_spec(tmp_path, capsys):
+    code, _, err = run(["show-augment", "--dataset", "sample", "--augment", "flip=2", "--out",
+                        tmp_path / "x.png"], capsys)
+    assert code == 2 and "flip must be a number in [0, 1]" in err and not (tmp_path / "x.png").exists()

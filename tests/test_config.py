@@ -55,7 +55,7 @@ def test_every_field_has_exactly_one_train_flag_with_the_same_default():
     (dict(schedule="step"), r"^schedule must be one of cyclic, constant; got 'step'\.$"),
     (dict(dataset="cifar100"), r"^dataset must be one of cifar10, fashion-mnist, sample or a path "
                                r"ending in \.npz; got 'cifar100'\.$"),
-    (dict(init="glorot"), r"init must be 'he', 'xavier' or a positive float sigma"),
+    (dict(init="glorot"), r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform or a positive float sigma"),
     (dict(sizes="3072-x-10"), r"^sizes must be at least two positive widths .*got '3072-x-10'\.$"),
     (dict(sizes="3072-auto-10"), r"sizes must be .*'auto' allowed only at either end"),
     (dict(sizes="10"), r"sizes must be at least two"),

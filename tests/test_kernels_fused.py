@@ -13,6 +13,11 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
+def sgd_args(dtype):
+    """weight_grad's optimiser arguments for plain SGD: no memory, no hyperparameters."""
+    return np.empty(0, dtype), np.empty(0, dtype), optim.SGD, np.zeros(optim.HP_SIZE)
+
+
 def rand(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
@@ -62,7 +67,7 @@ def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update):
     W0 = W.copy()
     dW = np.empty_like(W)
     with blas_single_threaded():
-        linear.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb)
+        linear.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype))
     want = X.T.astype(np.float64) @ dY + 2 * 0.05 * W0
     np.testing.assert_allclose(dW, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(W, W0 - 0.1 * dW if update else W0, rtol=TOL[dtype], atol=TOL[dtype])
@@ -88,7 +93,7 @@ def test_serial_twins_equal_parallel_builds(rng, dtype):
     for build in (lambda k: k, serial_twin):
         dW, Wc = np.empty_like(W), W.copy()
         with blas_single_threaded():
-            build(linear.weight_grad)(dW, X, dY, Wc, 0.01, 0.1, True, 4)
+            build(linear.weight_grad)(dW, X, dY, Wc, 0.01, 0.1, True, 4, *sgd_args(dtype))
         Y = dY.copy()
         build(linear.bias_forward)(Y, W[0], True)
         db = np.empty(30, dtype)

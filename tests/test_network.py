@@ -26,14 +26,25 @@ def test_parameters_are_named_views_of_one_buffer():
     assert no_bn.param_names == ["W1", "b1", "W2", "b2"] and not no_bn.running
 
 
-@pytest.mark.parametrize("init, expected", [("he", lambda i, o: np.sqrt(2 / i)),
-                                            ("xavier", lambda i, o: np.sqrt(2 / (i + o))),
-                                            (1e-3, lambda i, o: 1e-3)])
-def test_initialisation_scale(init, expected):
+@pytest.mark.parametrize("init, expected, bound", [
+    ("he", lambda i, o: np.sqrt(2 / i), None),
+    ("he_uniform", lambda i, o: np.sqrt(2 / i), lambda i, o: np.sqrt(6 / i)),
+    ("xavier", lambda i, o: np.sqrt(2 / (i + o)), None),
+    ("xavier_normal", lambda i, o: np.sqrt(2 / (i + o)), None),
+    ("xavier_uniform", lambda i, o: np.sqrt(2 / (i + o)), lambda i, o: np.sqrt(6 / (i + o))),
+    (1e-3, lambda i, o: 1e-3, None)])
+def test_initialisation_scale(init, expected, bound):
+    """Every initialiser draws weights of its documented std (uniform ones: U(-a, a) with
+    a = sqrt(3) std, filling the interval); the normal ones have tails past 2.5 std."""
     net = fastmlp.Network([3072, 200, 10], init=init, seed=0, dtype=np.float64)
     for k, (i, o) in enumerate([(3072, 200), (200, 10)], start=1):
         W = net[f"W{k}"]
         assert abs(W.std() / expected(i, o) - 1) < 0.05 and abs(W.mean()) < 0.1 * W.std()
+        if bound is not None:
+            a = bound(i, o)
+            assert np.abs(W).max() <= a and np.abs(W).max() > 0.98 * a
+        else:
+            assert np.abs(W).max() > 2.5 * expected(i, o)
         assert (net[f"b{k}"] == 0).all()
     assert (net["gamma1"] == 1).all() and (net["beta1"] == 0).all()
     assert (net["run_mean1"] == 0).all() and (net["run_var1"] == 1).all()
@@ -154,6 +165,32 @@ def test_results_do_not_depend_on_thread_count():
                 net.loss_and_grad(X, y, lam=0.005)
                 net.theta -= 0.05 * net.dtheta
             results.append((net.theta.copy(), net.stats.copy(), net.predict_proba(X)))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_training_with_the_bonus_toolbox_does_not_depend_on_thread_count():
+    """Dropout masks, augmentation draws and the Adam update are the same bits with 1 or 2
+    threads (counter-based draws, each element written by one thread)."""
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs at least 2 Numba threads")
+    from types import SimpleNamespace
+    from fastmlp.config import TrainConfig
+    from fastmlp.train import Trainer
+    X, y = data(n=600, d=3072, dtype=np.float32)
+    images = SimpleNamespace(image_shape=(3, 32, 32), mean=np.full(3072, 120.0), std=np.full(3072, 60.0))
+    config = TrainConfig(sizes="3072-50-50-10", ns=6, cycles=1, batch=100, optimizer="adam", eta_max=0.01,
+                         dropout=0.2, augment="flip,translate=3,blur,jitter", train_eval=0)
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            net = fastmlp.Network([3072, 50, 50, 10], seed=0, dropout=0.2)
+            trainer = Trainer(net, config, data=images).fit(X, y)
+            results.append((net.theta.copy(), net.stats.copy(), trainer.history_.batch_loss.copy()))
     finally:
         numba.set_num_threads(before)
     for one, two in zip(*results):

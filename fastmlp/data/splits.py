@@ -91,14 +91,20 @@ def standardize(X_raw, mean, std, dtype=np.float32) -> np.ndarray:
     return out
 
 
-def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32) -> Splits:
+def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32, merge_val=False) -> Splits:
     """Split `raw` and standardise every part with the training part's statistics.
 
     a2: train on CIFAR-10's data_batch_1, validate on data_batch_2 (n_val is not used).
     a3: train on all training rows but the last n_val, validate on those last n_val.
+    merge_val: train on the training and validation rows of that split together (standardised with
+    the statistics of both), leaving no validation rows (X_val is (0, D)): a final run on all the
+    labelled rows, scored on the test set only.
     """
     dtype = float_dtype(dtype)
     train, val, how = _split_rows(raw, check_split(split), n_val)
+    if merge_val:   # both splits put the validation rows right after the training rows
+        train, val, how = slice(train.start, val.stop), slice(val.stop, val.stop), \
+            f"{how}; trained on both, no validation rows"
     mean, std = feature_stats(raw.x_train[train])
     return Splits(
         X_train=standardize(raw.x_train[train], mean, std, dtype),

@@ -27,7 +27,7 @@ def default_dataset():
 
 
 def check_gradients(dataset=None, sizes="auto-50-50-auto", batch_norm=True, lam=0.005, n=20, dims=50,
-                    seed=0, data_dir=None):
+                    seed=0, data_dir=None, dropout=0.0):
     """(rows, settings): fastmlp.gradcheck's rows and what was checked, for the report."""
     _int("n", n, 1)
     _int("dims", dims, 1)
@@ -45,19 +45,29 @@ def check_gradients(dataset=None, sizes="auto-50-50-auto", batch_norm=True, lam=
         raise ValueError(f"sizes must start with dims={dims} inputs and end with the "
                          f"{splits.n_classes} classes (or 'auto' there); got sizes={sizes!r}.")
     widths[0], widths[-1] = dims, splits.n_classes
-    net = Network(widths, batch_norm, "he", "float64", seed)
+    # with dropout, every forward of the check uses the masks of the network's drop_key: fixed
+    net = Network(widths, batch_norm, "he", "float64", seed, dropout=dropout)
     X, y = splits.X_train[:n, :dims].copy(), splits.y_train[:n]
     rows = gradcheck(net, X, y, lam=lam)
     settings = {"dataset": config.dataset, "source": splits.source, "sizes": widths,
-                "batch_norm": batch_norm, "lam": lam, "n": n, "dims": dims, "seed": seed, "h": 1e-5}
+                "batch_norm": batch_norm, "lam": lam, "n": n, "dims": dims, "seed": seed, "h": 1e-5,
+                "dropout": list(net.dropout)}
     return rows, settings
 
 
 def describe(settings):
     s = settings
     return (f"{'-'.join(map(str, s['sizes']))} {'with' if s['batch_norm'] else 'without'} batch norm, "
-            f"lam={s['lam']:g}, {s['n']} images x first {s['dims']} features of {s['dataset']}, "
+            f"{_dropout_text(s)}lam={s['lam']:g}, {s['n']} images x first {s['dims']} features of {s['dataset']}, "
             f"seed {s['seed']}, h={s['h']:g}")
+
+
+def _dropout_text(s):
+    rates = s.get("dropout") or []
+    if not any(rates):
+        return ""
+    shown = f"{rates[0]:g}" if len(set(rates)) == 1 else ",".join(f"{r:g}" for r in rates)
+    return f"dropout {shown} (one fixed mask), "
 
 
 def write_report(out, rows, settings):

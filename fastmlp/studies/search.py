@@ -1,147 +1,482 @@
-"""`fastmlp search`: random search for the L2 penalty lam, coarse then fine.
+"""`fastmlp search`: random search for the L2 penalty lam (and, if asked, eta_max and the
+architecture), coarse then fine, then optionally the winner retrained for longer.
 
-Coarse: `coarse` values of lam drawn log-uniformly from [10^l_min, 10^l_max].  Fine: `fine` values
-drawn log-uniformly from a band of +-`width` decades around the coarse trial with the best
-validation accuracy.  The draws are seeded (`search_seed`), so a restarted search draws the same
-values again.
+Coarse: `coarse` trials, lam drawn log-uniformly from [10^l_min, 10^l_max]; with `eta_max_range`
+also eta_max, log-uniform in [10^lo, 10^hi]; with `sizes_choices` also the layer widths, uniformly
+from that list.  Fine: `fine` trials around the coarse trial with the best validation accuracy:
+its architecture, lam (and eta_max) drawn log-uniformly within +-`width` decades of its values.
+Every quantity has its own seeded stream ([search_seed, phase, quantity]), so a restarted search
+draws the same trials, and adding eta_max or the architecture leaves the lam draws as they were.
+The best validation accuracy after the fine phase is never below the coarse best: the ranking
+covers both phases.
 
-Trials run in a pool of `workers` processes, each with one Numba thread (two runs on two cores
-beat one run on two threads at this size); each worker loads the data once.  Every finished trial
-is appended to OUT/trials.jsonl, and a restarted search with the same --out reruns none of them
-(an interrupted run is resumed from its checkpoint, see trials.run_or_reuse).
+With `repeats` N, each trial trains N seeds (seed, seed + 1, ...) and is ranked by its mean
+validation accuracy; the table shows mean ± std.  `final` retrains the winner for `final_cycles`
+cycles with the same seeds, on the training rows or on training + validation (`final_train_val`,
+then there is no validation score and the test accuracy is the one to report), into OUT/final/.
+
+Runs are tasks of a concurrent.futures executor: a local pool of `workers` spawned processes, or
+the workers of a Dask cluster (`dask_scheduler`, needs the `dask` extra).  Either way each task
+trains one run with one Numba thread (two runs on two cores beat one run on two threads at this
+size) and each worker process loads the data once.  Every finished trial is appended to
+OUT/trials.jsonl, and a restarted search with the same OUT reruns none of them (the runs of an
+unfinished trial are reused or resumed from their folders, see trials.run_or_reuse).
 """
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
+import os
+import socket
+import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import checkpoint
-from ..config import TrainConfig
+from ..config import TrainConfig, parse_sizes
+from ..run import resolve_dataset
+from . import repeats as rep
 from .report import markdown, write_csv, write_json
 from .trials import check_same_config, run_or_reuse
 
 RESULTS = "trials.jsonl"
-_worker_data = {}     # per worker process: the loaded splits, by what selects them
+FINAL = "final"
+DASK_CONNECT_TIMEOUT = 10.0   # seconds to reach the scheduler before giving up
+_worker_data = {}             # per worker process: the loaded splits, by what selects them
+_one_run = threading.Lock()   # a Dask worker with several threads still trains one run at a time
 
 
-def lam_values(l_min, l_max, n, seed):
-    """n values of lam, log-uniform in [10^l_min, 10^l_max], seeded."""
-    return list(10.0 ** np.random.default_rng(seed).uniform(l_min, l_max, n))
+def _arg(default, help, **cli):
+    """A SearchPlan field: `help` is its comment and its CLI help; `cli` holds argparse extras."""
+    return field(default=default, metadata={"help": help, **cli})
 
 
-def search(base, out, l_min=-5.0, l_max=-1.0, coarse=8, fine=8, width=0.5, search_seed=0, workers=2,
-           log=print):
-    """Run the coarse and the fine phase; return every trial's record, best validation accuracy first."""
-    _check_range(l_min, l_max, coarse, fine, width, workers)
-    out = Path(out)
+@dataclass
+class SearchPlan:
+    """Every setting of a search but the base TrainConfig; `fastmlp search` has one flag per field."""
+    l_min: float = _arg(-5.0, "log10 of the smallest lam of the coarse phase", type=float)
+    l_max: float = _arg(-1.0, "log10 of the largest lam of the coarse phase", type=float)
+    eta_max_range: tuple | None = _arg(None, "also search eta_max, log-uniform in [10^LO, 10^HI]; unset: "
+                                             "--eta-max for every trial", type=float, nargs=2,
+                                       metavar=("LO", "HI"))
+    sizes_choices: str | tuple | None = _arg(None, "also search the architecture: candidate layer widths, "
+                                                   "comma-separated, drawn uniformly; the fine phase keeps "
+                                                   "the coarse winner's; unset: --sizes for every trial",
+                                             metavar="auto-50-50-auto,auto-100-auto,...")
+    coarse: int = _arg(8, "trials of the coarse phase", type=int)
+    fine: int = _arg(8, "trials of the fine phase", type=int)
+    width: float = _arg(0.5, "decades either side of the coarse winner's lam (and eta_max) searched by "
+                             "the fine phase", type=float)
+    search_seed: int = _arg(0, "seeds the draws", type=int)
+    repeats: int = _arg(1, "runs per trial, seeds --seed, --seed + 1, ...; ranked by mean validation "
+                           "accuracy, shown as mean ± std", type=int)
+    workers: int | None = _arg(None, "parallel local worker processes, one Numba thread each; unset: 2",
+                               type=int)
+    dask_scheduler: str | None = _arg(None, "run the trials on the Dask cluster of this scheduler "
+                                            "(tcp://HOST:PORT) instead of local processes; needs "
+                                            "pip install \"fastmlp[dask]\"", metavar="ADDRESS")
+    final: bool = _arg(False, "retrain the winner (best validation accuracy) for --final-cycles cycles "
+                              "into OUT/final/", action="store_true")
+    final_cycles: int | None = _arg(None, "cycles of the final run; unset: twice --cycles", type=int)
+    final_train_val: bool = _arg(False, "train the final run on the training and validation rows "
+                                        "together (no validation score then)", action="store_true")
+
+    def validate(self):
+        """Check and normalise every field that can be checked without the base config; return self."""
+        for name in ("l_min", "l_max", "width"):
+            _finite(name, getattr(self, name))
+        if self.l_min > self.l_max:
+            raise ValueError(f"l_min must be <= l_max; got l_min={self.l_min}, l_max={self.l_max}.")
+        if self.eta_max_range is not None:
+            lo_hi = tuple(self.eta_max_range)
+            if len(lo_hi) != 2:
+                raise ValueError(f"eta_max_range must be two numbers LO HI (log10 of eta_max); got "
+                                 f"{self.eta_max_range!r}.")
+            for name, value in zip(("eta_max_range LO", "eta_max_range HI"), lo_hi):
+                _finite(name, value)
+            if lo_hi[0] > lo_hi[1] or lo_hi[1] > 1:
+                raise ValueError(f"eta_max_range must be LO <= HI <= 1 (log10 of eta_max, so eta_max <= 10); "
+                                 f"got LO={lo_hi[0]}, HI={lo_hi[1]}.")
+            self.eta_max_range = tuple(map(float, lo_hi))
+        if self.sizes_choices is not None:
+            self.sizes_choices = _parse_choices(self.sizes_choices)
+        for name, lo in (("coarse", 1), ("fine", 0), ("search_seed", 0), ("repeats", 1)):
+            _integer(name, getattr(self, name), lo)
+        for name in ("workers", "final_cycles"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), 1)
+        if self.dask_scheduler is not None:
+            if not isinstance(self.dask_scheduler, str) or not self.dask_scheduler.strip():
+                raise ValueError(f"dask_scheduler must be the scheduler's address, e.g. tcp://10.0.0.5:8786; "
+                                 f"got {self.dask_scheduler!r}.")
+            if self.workers is not None:
+                raise ValueError(f"workers sets the local process pool, but dask_scheduler runs the trials "
+                                 f"on the cluster's workers; drop workers (got workers={self.workers}).")
+        if not self.final:
+            for name, unset in (("final_cycles", None), ("final_train_val", False)):
+                if getattr(self, name) != unset:
+                    raise ValueError(f"{name} sets the final run of the winner, which needs final; add "
+                                     f"--final or drop --{name.replace('_', '-')} (got {getattr(self, name)}).")
+        return self
+
+    def check_base(self, base):
+        """The checks that need the base config."""
+        if self.eta_max_range is not None:
+            if base.schedule != "cyclic":
+                raise ValueError(f"eta_max_range searches the cyclic schedule's eta_max, but schedule is "
+                                 f"{base.schedule!r}; use --schedule cyclic or drop --eta-max-range.")
+            if 10.0 ** self.eta_max_range[0] < base.eta_min:
+                raise ValueError(f"eta_max_range LO must be >= log10(eta_min) = {np.log10(base.eta_min):.3g}, "
+                                 f"so that every eta_max >= eta_min; got LO={self.eta_max_range[0]}. Raise LO "
+                                 f"or lower --eta-min.")
+        if self.final_cycles is None:
+            self.final_cycles = 2 * base.cycles
+        return self
+
+
+def log_uniform(lo, hi, n, seed):
+    """n values log-uniform in [10^lo, 10^hi], seeded."""
+    return list(10.0 ** np.random.default_rng(seed).uniform(lo, hi, n))
+
+
+lam_values = log_uniform     # the name the lam draws had before eta_max was searched too
+
+
+def draws(plan, base, phase, n, centre=None):
+    """n trial points {lam, eta_max, sizes} of `phase` (0 coarse, 1 fine around `centre`, a record)."""
+    seed = [plan.search_seed, phase]
+    if centre is None:
+        lams = log_uniform(plan.l_min, plan.l_max, n, seed)
+        etas = (log_uniform(*plan.eta_max_range, n, [*seed, 1]) if plan.eta_max_range else [base.eta_max] * n)
+        if plan.sizes_choices:
+            picks = np.random.default_rng([*seed, 2]).integers(len(plan.sizes_choices), size=n)
+            sizes = [plan.sizes_choices[k] for k in picks]
+        else:
+            sizes = [base.sizes] * n
+    else:
+        c = np.log10(centre["lam"])
+        lams = log_uniform(c - plan.width, c + plan.width, n, seed)
+        if plan.eta_max_range:   # never below eta_min: the schedule needs eta_min <= eta_max
+            c = np.log10(centre["eta_max"])
+            etas = log_uniform(max(c - plan.width, np.log10(base.eta_min)), c + plan.width, n, [*seed, 1])
+        else:
+            etas = [centre["eta_max"]] * n
+        sizes = [centre["sizes"]] * n
+    return [{"lam": float(lam), "eta_max": float(eta), "sizes": s} for lam, eta, s in zip(lams, etas, sizes)]
+
+
+# ---- the search --------------------------------------------------------------------------------
+def search(base, out, plan=None, log=print):
+    """Run the coarse and the fine phase (and the final run if plan.final); return (every trial's
+    record, best mean validation accuracy first; the final runs' records or None)."""
+    plan = (plan or SearchPlan()).validate()
+    out = Path(out).resolve()      # workers, local or remote, may start in another folder
+    base = _portable(replace(base, out=None)).validate()
+    plan.check_base(base)
     out.mkdir(parents=True, exist_ok=True)
-    base = replace(base, out=None).validate()
-    _same_search(out / "search.json", {"base": base.to_dict(), "l_min": l_min, "l_max": l_max,
-                                       "search_seed": search_seed})
-    done = _read_results(out / RESULTS)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_start_worker) as pool:
-        try:
-            _phase("coarse", lam_values(l_min, l_max, coarse, [search_seed, 0]), base, out, done, pool, log)
-            best = max((r for r in done.values() if r["phase"] == "coarse"), key=_val_key)
-            centre = np.log10(best["lam"])
-            _phase("fine", lam_values(centre - width, centre + width, fine, [search_seed, 1]), base, out,
-                   done, pool, log)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)     # do not start the queued trials
-            raise
-    return sorted(done.values(), key=_val_key, reverse=True)
+    _same_search(out / "search.json", base, plan)
+    done = _read_results(out / RESULTS, base)
+    final_runs = None
+    with trial_executor(plan) as executor:
+        _phase(executor, "coarse", draws(plan, base, 0, plan.coarse), base, plan, out, done, log)
+        best = max((r for r in done.values() if r["phase"] == "coarse"), key=_val_key)
+        _phase(executor, "fine", draws(plan, base, 1, plan.fine, best), base, plan, out, done, log)
+        records = sorted(done.values(), key=_val_key, reverse=True)
+        if plan.final:
+            final_runs = _final(executor, records[0], base, plan, out, log)
+    return records, final_runs
 
 
-def _phase(phase, lams, base, out, done, pool, log):
-    todo = {}
-    for k, lam in enumerate(lams):
-        key = f"{phase}-{k}"
-        if key in done:
-            continue
-        config = replace(base, lam=float(lam), out=str(out / "runs" / f"{key}-lam{lam:.3e}"))
-        todo[pool.submit(_trial, config)] = (key, phase, float(lam))
-    finished = len(lams) - len(todo)
-    for future in concurrent.futures.as_completed(todo):
-        key, phase, lam = todo[future]
-        record = {"key": key, "phase": phase, "lam": lam, **future.result()}
-        done[key] = record
-        with open(out / RESULTS, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        finished += 1
-        result = ("diverged" if record["val_accuracy"] is None else
-                  f"val {100 * record['val_accuracy']:.2f}%, test {100 * record['test_accuracy']:.2f}%")
-        log(f"[{phase} {finished}/{len(lams)}] lam={lam:.3e}: {result} ({record['seconds']:.1f} s)")
+def _phase(executor, phase, points, base, plan, out, done, log):
+    """Train the trials of `points` not in `done`, each with every seed; record each trial in
+    `done` and OUT/trials.jsonl as soon as its last seed finishes."""
+    trials = {f"{phase}-{k}": p for k, p in enumerate(points)}
+    seeds = rep.seeds_of(base, plan.repeats)
+    jobs = [((key, seed), _trial_config(base, point, seed, out / "runs" / _folder(key, point, seed, plan)), False)
+            for key, point in trials.items() if key not in done for seed in seeds]
+    runs = {}                                    # key -> the finished runs of an unfinished trial
+    with contextlib.closing(_completed(executor, jobs)) as completed:
+        for (key, seed), run in completed:
+            runs.setdefault(key, []).append(run)
+            if plan.repeats > 1:
+                log(f"  {key} seed {seed}: {rep.describe_run(run)}")
+            if len(runs[key]) < len(seeds):
+                continue
+            done[key] = record = _record(key, phase, trials[key], sorted(runs.pop(key), key=lambda r: r["seed"]))
+            with open(out / RESULTS, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            log(f"[{phase} {sum(k in done for k in trials)}/{len(trials)}] {_describe_point(record, plan)}: "
+                f"{_describe_result(record)} ({record['seconds']:.1f} s)")
 
 
-def _start_worker():
+def _trial_config(base, point, seed, folder):
+    return replace(base, **point, seed=seed, out=str(folder))
+
+
+def _folder(key, point, seed, plan):
+    name = f"{key}-lam{point['lam']:.3e}"
+    if plan.eta_max_range:
+        name += f"-eta{point['eta_max']:.3e}"
+    if plan.sizes_choices:
+        name += f"-{point['sizes']}"
+    return name + (f"-seed{seed}" if plan.repeats > 1 else "")
+
+
+def _record(key, phase, point, runs):
+    """A trial's line of trials.jsonl: its point, the mean and std of its runs' scores, its runs."""
+    finished = [r for r in runs if not r["diverged"]]
+    return {"key": key, "phase": phase, **point, **rep.summarise(finished),
+            "diverged": len(runs) - len(finished), "seconds": sum(r["seconds"] for r in runs), "runs": runs}
+
+
+def _final(executor, winner, base, plan, out, log):
+    """Retrain `winner` for plan.final_cycles with the search's seeds into OUT/final/; return its runs."""
+    if winner["val_accuracy"] is None:
+        raise ValueError("every trial diverged, so there is no winner to retrain; search lower lam or "
+                         "eta_max ranges (--l-max, --eta-max-range) and run again.")
+    folder = out / FINAL
+    point = {k: winner[k] for k in ("lam", "eta_max", "sizes")}
+    config = replace(base, **point, cycles=plan.final_cycles)
+    settings = {"winner": winner["key"], **point, "cycles": plan.final_cycles, "train_val": plan.final_train_val,
+                "seeds": rep.seeds_of(base, plan.repeats)}
+    _same_final(folder / "final.json", settings)
+    log(f"Final: retraining {winner['key']} ({_describe_point(winner, plan)}) for {plan.final_cycles} cycles on "
+        f"the training{' and validation' if plan.final_train_val else ''} rows.")
+    jobs = [(seed, _trial_config(config, {}, seed, rep.seed_folder(folder, seed)), plan.final_train_val)
+            for seed in settings["seeds"]]
+    with contextlib.closing(_completed(executor, jobs)) as completed:
+        runs = sorted((run for _, run in completed), key=lambda r: r["seed"])
+    for run in runs:
+        log(f"  final seed {run['seed']}: {rep.describe_run(run)}")
+    rep.write_summary(folder, runs, config, final_title(winner, plan),
+                      final_notes(plan), {"winner": winner, "final": settings})
+    return runs
+
+
+def final_title(winner, plan):
+    return (f"Final: the search's winner {winner['key']} ({_describe_point(winner, plan)}), "
+            f"{plan.final_cycles} cycles")
+
+
+def final_notes(plan):
+    if plan.final_train_val:
+        return ("Trained on the training and validation rows together: no rows are held out for "
+                "validation, so the val column is empty; the test accuracy is the score to report.",)
+    return ("Trained on the training rows; the validation rows are those the search ranked on, so the "
+            "test accuracy is the unbiased score.",)
+
+
+# ---- executors -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def trial_executor(plan):
+    """A concurrent.futures executor for the runs: local spawned processes, or a Dask cluster."""
+    if plan.dask_scheduler is None:
+        with concurrent.futures.ProcessPoolExecutor(plan.workers or 2,
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+        return
+    client = dask_client(plan.dask_scheduler)
+    try:
+        yield client.get_executor(pure=False)    # a concurrent.futures.Executor over the cluster
+    finally:
+        client.close()
+
+
+def dask_client(address):
+    """A dask.distributed Client of the scheduler at `address`, with errors that say what to do."""
+    try:
+        import distributed
+    except ImportError:
+        raise ValueError(f"dask_scheduler={address!r} needs dask.distributed, which is not installed; "
+                         f"install it with pip install \"fastmlp[dask]\", or drop --dask-scheduler to use "
+                         f"local worker processes.") from None
+    try:
+        return distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ValueError(f"dask_scheduler={address!r}: cannot reach a Dask scheduler there within "
+                         f"{DASK_CONNECT_TIMEOUT:g} s ({type(e).__name__}: {e}); start one (dask scheduler, "
+                         f"then dask worker ADDRESS --nthreads 1 on each machine) or check the address.") from None
+
+
+def _completed(executor, jobs):
+    """Submit every (tag, config, merge_val) job; yield (tag, run record) as each one finishes.  On
+    an error or Ctrl-C the jobs not yet started are cancelled."""
+    futures = {executor.submit(_trial, config, merge_val): tag for tag, config, merge_val in jobs}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _trial(config, merge_val=False):
+    """In a worker: train one config with one Numba thread (reusing a finished run folder) and
+    return its run record.  The data is loaded once per worker process."""
     import numba
-    numba.set_num_threads(1)
 
-
-def _trial(config):
-    """In a worker: train one config (reusing a finished run folder) and return its scores."""
     from ..run import load_data
-    tic = time.perf_counter()
-    key = (config.dataset, config.data_dir, config.split, config.n_val, config.dtype)
-    if key not in _worker_data:
-        _worker_data[key] = load_data(config)
-    metrics, _, diverged = run_or_reuse(config, _worker_data[key])
-    scores = {k: None if metrics is None else metrics[k]
-              for k in ("train_accuracy", "val_accuracy", "test_accuracy", "val_loss")}
-    return {**scores, "diverged": diverged, "seconds": time.perf_counter() - tic, "out": config.out}
+    with _one_run:
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            tic = time.perf_counter()
+            key = (config.dataset, config.data_dir, config.split, config.n_val, config.dtype, merge_val)
+            if key not in _worker_data:
+                _worker_data[key] = load_data(config, merge_val)
+            metrics, _, diverged = run_or_reuse(config, _worker_data[key])
+            run = rep.run_record(config.seed, config.out, metrics, diverged, time.perf_counter() - tic)
+        finally:
+            numba.set_num_threads(threads)
+    return {**run, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
+# ---- records and settings ----------------------------------------------------------------------
 def _val_key(record):
     return -1.0 if record["val_accuracy"] is None else record["val_accuracy"]
 
 
-def _read_results(path):
+def _read_results(path, base):
     if not path.exists():
         return {}
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["key"]: r for r in records}
+    return {r["key"]: _upgrade(r, base) for r in records}
 
 
-def _same_search(path, settings):
+def _upgrade(record, base):
+    """A record of a search made before repeats, eta_max and sizes were searched, in today's form."""
+    if "runs" in record:
+        return record
+    run = {"seed": base.seed, **{k: record[k] for k in (*rep.ACCURACIES, "val_loss")},
+           "diverged": record["diverged"], "seconds": record["seconds"], "out": record["out"]}
+    record = {k: v for k, v in record.items() if k != "out"}
+    return {**record, "eta_max": base.eta_max, "sizes": base.sizes, "diverged": int(bool(run["diverged"])),
+            **{f"{k}_std": None for k in (*rep.ACCURACIES, "val_loss")}, "runs": [run]}
+
+
+def _portable(config):
+    """config with its dataset chosen and its paths absolute, so that a worker started in another
+    folder (or on another machine that mounts the same files) loads the same data."""
+    name = resolve_dataset(config)[0]
+    if name.endswith(".npz"):
+        name = str(Path(name).expanduser().resolve())
+    data_dir = None if config.data_dir is None else str(Path(config.data_dir).expanduser().resolve())
+    return replace(config, dataset=name, data_dir=data_dir)
+
+
+DRAWS = ("l_min", "l_max", "search_seed", "width", "eta_max_range", "sizes_choices", "repeats")
+UNSET = {"eta_max_range": None, "sizes_choices": None, "repeats": 1}   # in a search.json from before them
+
+
+def _same_search(path, base, plan):
     """Write the search's settings, or check that a restarted search has the same ones."""
-    settings = json.loads(json.dumps(settings))
+    settings = json.loads(json.dumps({"base": base.to_dict(), **{k: getattr(plan, k) for k in DRAWS}}))
     if path.exists():
         stored = json.loads(path.read_text())
-        if stored["l_min"] != settings["l_min"] or stored["l_max"] != settings["l_max"] or \
-                stored["search_seed"] != settings["search_seed"]:
-            raise ValueError(f"{path.parent} holds a search with other lam draws; choose another --out.")
-        check_same_config(path.parent, stored["base"], TrainConfig(**{**settings["base"], "out": None}))
+        for name in DRAWS:
+            if name in stored or name in UNSET:
+                was = stored.get(name, UNSET.get(name))
+                if was != settings[name]:
+                    raise ValueError(f"{path.parent} holds a search with {name}={was!r}, not {settings[name]!r}; "
+                                     f"rerun with the same settings to continue it, or choose another --out.")
+        stored_base = _portable(TrainConfig(**{**stored["base"], "out": None}))
+        check_same_config(path.parent, stored_base.to_dict(), base)
     checkpoint.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
 
 
-def _check_range(l_min, l_max, coarse, fine, width, workers):
-    for name, value in (("l_min", l_min), ("l_max", l_max), ("width", width)):
-        if not np.isfinite(value):
-            raise ValueError(f"{name} must be a finite number; got {value!r}.")
-    if l_min > l_max:
-        raise ValueError(f"l_min must be <= l_max; got l_min={l_min}, l_max={l_max}.")
-    for name, value, lo in (("coarse", coarse, 1), ("fine", fine, 0), ("workers", workers, 1)):
-        if value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}; got {value}.")
+def _same_final(path, settings):
+    settings = json.loads(json.dumps(settings))
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != settings:
+            changed = ", ".join(f"{k}={stored.get(k)!r}" for k in settings if stored.get(k) != settings[k])
+            raise ValueError(f"{path.parent} holds the final run of another setting ({changed}); remove "
+                             f"{path.parent} to retrain with these settings, or rerun with the earlier ones.")
+    checkpoint.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
 
 
-def write_search(out, records):
-    """results.md / .json / .csv, best validation accuracy first; returns the markdown table."""
+def _parse_choices(choices):
+    """'a,b,c' or a sequence of size strings -> a tuple of size strings, each checked."""
+    items = choices.split(",") if isinstance(choices, str) else list(choices)
+    items = [item.strip() if isinstance(item, str) else item for item in items]
+    if not items or any(item in ("", None) for item in items):
+        raise ValueError(f"sizes_choices must be layer widths separated by commas, e.g. "
+                         f"'auto-50-50-auto,auto-100-auto'; got {choices!r}.")
+    for k, item in enumerate(items):
+        try:
+            parse_sizes(item)
+        except ValueError as e:
+            raise ValueError(f"sizes_choices entry {k + 1} ({item!r}) is not an architecture: {e}") from None
+    return tuple(item if isinstance(item, str) else "-".join(map(str, item)) for item in items)
+
+
+def _finite(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+
+
+def _integer(name, value, lo):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}.")
+
+
+# ---- tables ------------------------------------------------------------------------------------
+def _describe_point(record, plan):
+    parts = [f"lam={record['lam']:.3e}"]
+    if plan.eta_max_range:
+        parts.append(f"eta_max={record['eta_max']:.3e}")
+    if plan.sizes_choices:
+        parts.append(f"sizes={record['sizes']}")
+    return ", ".join(parts)
+
+
+def _describe_result(record):
+    if record["val_accuracy"] is None:
+        return "diverged"
+    val = rep.pct_mean_std(record["val_accuracy"], record["val_accuracy_std"])
+    test = rep.pct_mean_std(record["test_accuracy"], record["test_accuracy_std"])
+    return f"val {val}, test {test}" + (f" ({record['diverged']} diverged)" if record["diverged"] else "")
+
+
+def best_line(records):
+    """Coarse best and overall best validation accuracy (the fine phase can only add to it)."""
+    coarse = max((r for r in records if r["phase"] == "coarse"), key=_val_key)
+    best = records[0]
+    return (f"Best validation accuracy: coarse phase {rep.pct(coarse['val_accuracy'])} ({coarse['key']}); "
+            f"after the fine phase {rep.pct(best['val_accuracy'])} ({best['key']}).")
+
+
+def write_search(out, records, plan=None):
+    """results.md / .json / .csv, best validation accuracy first; returns the markdown table.
+    The table shows the searched columns: lam, and eta_max and sizes when they were searched."""
+    plan = plan or SearchPlan()
     out = Path(out)
-    rows = [[k + 1, r["phase"], f"{r['lam']:.3e}", *(_pct(r[c]) for c in
-             ("val_accuracy", "test_accuracy", "train_accuracy")), f"{r['seconds']:.1f}"]
-            for k, r in enumerate(records)]
-    md = markdown(["rank", "phase", "lam", "val accuracy", "test accuracy", "train accuracy", "seconds"], rows)
-    checkpoint.atomic_write_text(out / "results.md", f"# Random search for lam\n\n{md}\n")
+    searched = ["lam", *(["eta_max"] if plan.eta_max_range else []), *(["sizes"] if plan.sizes_choices else [])]
+    header = ["rank", "phase", *searched, "val accuracy", "test accuracy", "train accuracy",
+              *(["runs"] if plan.repeats > 1 else []), "seconds"]
+    rows = []
+    for k, r in enumerate(records):
+        cells = [f"{r[c]:.3e}" if c != "sizes" else r[c] for c in searched]
+        scores = [_score(r, key) for key in ("val_accuracy", "test_accuracy", "train_accuracy")]
+        runs = [f"{len(r['runs'])}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")]
+        rows.append([k + 1, r["phase"], *cells, *scores, *(runs if plan.repeats > 1 else []),
+                     f"{r['seconds']:.1f}"])
+    md = markdown(header, rows)
+    title = "Random search for " + " and ".join(["lam", *(["eta_max"] if plan.eta_max_range else []),
+                                                 *(["the architecture"] if plan.sizes_choices else [])])
+    seeds = f" Each trial: {plan.repeats} seeds, mean ± std." if plan.repeats > 1 else ""
+    checkpoint.atomic_write_text(out / "results.md", f"# {title}\n\n{md}\n\n{best_line(records)}{seeds}\n")
     write_json(out / "results.json", records)
-    write_csv(out / "results.csv", [{k: v for k, v in r.items() if k != "diverged"} for r in records])
+    write_csv(out / "results.csv", [{"rank": k + 1, **{c: v for c, v in r.items() if c != "runs"},
+                                     "runs": len(r["runs"])} for k, r in enumerate(records)])
     return md
 
 
-def _pct(value):
-    return "diverged" if value is None else f"{100 * value:.2f}%"
+def _score(record, key):
+    if record["val_accuracy"] is None:
+        return "diverged"
+    return rep.pct_mean_std(record[key], record[f"{key}_std"])
+

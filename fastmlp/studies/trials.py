@@ -81,16 +81,17 @@ def run_trials(trials, base, seeds, out, log=print):
     return outcomes
 
 
-def run_or_reuse(config, splits):
+def run_or_reuse(config, splits, progress=False):
     """(metrics, history, None) of one run, or (None, None, message) if it diverged.  A run that
-    finished in an earlier session is read back; one that was interrupted is resumed."""
+    finished in an earlier session is read back; one that was interrupted is resumed.
+    progress: show the trainer's progress bar."""
     folder = Path(config.out)
     if (folder / MODEL).exists() and not (folder / CHECKPOINT).exists():
         metrics = json.loads((folder / "metrics.json").read_text())
         check_same_config(folder, metrics["config"], config)
         return metrics, History.from_arrays(checkpoint.load(folder / MODEL).history), None
     try:
-        result = train(config, splits, resume=(folder / CHECKPOINT).exists())
+        result = train(config, splits, resume=(folder / CHECKPOINT).exists(), progress=progress)
     except TrainingDiverged as e:
         return None, None, str(e)
     return result.metrics, result.history, None

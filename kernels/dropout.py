@@ -1,0 +1,31 @@
+"""Inverted dropout.  Legend: N batch rows, O units.
+
+Forward: each unit is dropped (set to 0) with probability `rate` and the kept ones are scaled by
+1 / (1 - rate), so evaluation needs no rescaling (PyTorch's and Keras' convention; "keep
+probability 0.9" is rate 0.1).  The mask is not stored: unit (n, o) is kept when draw n*O + o
+of stream `key` (kernels/rng.py) is >= rate, and the backward draws it again, so a step, a
+resumed step or a gradient check with the same key sees the same mask.  prange over rows.
+"""
+from numba import prange
+
+from ._config import parallel_kernel
+from .rng import uniform
+
+
+@parallel_kernel
+def dropout_forward(H, rate, key):
+    """H (N, O) <- H * mask / (1 - rate), in place."""
+    N, O = H.shape
+    scale = 1.0 / (1.0 - rate)
+    for n in prange(N):
+        for o in range(O):
+            if uniform(key, n * O + o) < rate:
+                H[n, o] = 0
+            else:
+                H[n, o] = H[n, o] * scale
+    return
+
+
+# The gradient through dropout_forward is the same elementwise map, dH * mask / (1 - rate) with
+# the same rate and key, so the backward is the forward kernel itself.
+dropout_backward = dropout_forward
