@@ -240,6 +240,12 @@ class Augmenter:
         self.mean, self.std = mean, std
         self.value_range = float(value_range)
         self.params = self.augment.params(self.value_range)
+        # statistics constant over each plane (per-channel standardisation): moves are copies
+        if len(shape) == 3 and D:
+            planes = shape[0]
+            self.params[_k.PER_PLANE] = float(all(
+                (m == m[0]).all() and (sd == sd[0]).all()
+                for m, sd in zip(np.split(mean, planes), np.split(std, planes))))
         self.shape = np.array(shape if len(shape) == 3 else (1, 1, D), np.int64)
 
     @property

@@ -30,6 +30,7 @@ DATASETS = ("cifar10", "fashion-mnist", "sample")
 SPLITS = ("a2", "a3")
 DTYPES = ("float32", "float64")
 SCHEDULES = ("cyclic", "constant")
+STANDARDIZE = ("auto", "pixel", "channel")
 # Fields that may change between an interrupted run and its resumption: they do not touch the result.
 RESUME_FREE = ("threads", "out", "data_dir", "download")
 
@@ -76,6 +77,11 @@ class TrainConfig:
                                 "list of flip[=P], translate[=K[:edge]], blur[=P], brightness=B, "
                                 "contrast=C, jitter (see fastmlp show-augment); none: off",
                         metavar="SPEC")
+    standardize: str = _opt("auto", "standardise with each pixel's training mean and std (pixel, the "
+                                    "study's), or each channel's (channel); auto: channel when "
+                                    "augmenting, since a pixel moved onto a low-variance spot (an "
+                                    "image's border) would be blown up, else pixel",
+                            choices=STANDARDIZE)
     # -- network
     sizes: str | list = _opt("auto-50-50-auto", "layer widths, inputs first; 'auto' at either end takes the "
                                          "width from the data", metavar="3072-50-50-10")
@@ -127,6 +133,7 @@ class TrainConfig:
         _choice("split", self.split, SPLITS)
         _choice("dtype", self.dtype, DTYPES)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("standardize", self.standardize, STANDARDIZE)
         if self.n_val is not None:
             _int("n_val", self.n_val, 1)
         widths = parse_sizes(self.sizes)
@@ -193,6 +200,12 @@ class TrainConfig:
         """A fresh fastmlp.optim.Optimizer for this run."""
         return optim.make(self.optimizer, self.momentum, self.nesterov, self.beta1, self.beta2,
                           self.opt_eps)
+
+    def standardization(self):
+        """'pixel' or 'channel': the standardisation this run uses (auto resolved)."""
+        if self.standardize != "auto":
+            return self.standardize
+        return "channel" if self.make_augment().enabled else "pixel"
 
     def make_augment(self):
         """The parsed --augment spec (a fastmlp.augment.Augment; .enabled is False for none)."""

@@ -49,7 +49,8 @@ def load_data(config, merge_val=False):
     n_val = config.n_val
     if n_val is None:
         n_val = STUDY_N_VAL if name == "cifar10" else max(1, len(raw.x_train) // 10)
-    return data.make_splits(raw, config.split, n_val, config.dtype, merge_val)
+    return data.make_splits(raw, config.split, n_val, config.dtype, merge_val,
+                            per_channel=config.standardization() == "channel")
 
 
 def train(config, splits=None, *, resume=False, progress=False, log=None):
@@ -158,6 +159,7 @@ def final_metrics(trainer, splits, seconds):
         # the bonus settings as they ran: canonical augmentation spec, every optimiser
         # hyperparameter (defaults filled in), dropout per hidden layer
         augment=trainer.augment_.spec(), optimizer=trainer.optimizer_.config(),
+        standardize=trainer.config.standardization(),
         dropout=list(trainer.net.dropout))
     return metrics
 

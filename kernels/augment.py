@@ -29,8 +29,9 @@ from ._config import parallel_kernel, serial_kernel, serial_twin
 from .rng import uniform
 
 # params[k]; kept in one float64 array so that the kernel signature stays short
-FLIP_P, SHIFT_MAX, PAD_EDGE, BLUR_P, SIGMA_MIN, SIGMA_MAX, BRIGHTNESS, CONTRAST, VALUE_RANGE = range(9)
-N_PARAMS = 9
+FLIP_P, SHIFT_MAX, PAD_EDGE, BLUR_P, SIGMA_MIN, SIGMA_MAX, BRIGHTNESS, CONTRAST, VALUE_RANGE, \
+    PER_PLANE = range(10)
+N_PARAMS = 10
 # draw j of row n is uniform(key, n * DRAWS + j); 7 are used, one is spare
 DRAWS = 8
 U_FLIP, U_DY, U_DX, U_BLUR, U_SIGMA, U_BRIGHTNESS, U_CONTRAST = range(7)
@@ -57,7 +58,9 @@ def augment_rows(out, X, rows, mean, std, shape, params, key):
     [-SHIFT_MAX, SHIFT_MAX] (zero or edge padding); with probability BLUR_P a separable Gaussian
     blur, sigma ~ U(SIGMA_MIN, SIGMA_MAX), borders clamped; add U(-b, b) * VALUE_RANGE; scale
     deviations from the image mean by 1 + U(-c, c); clip to [0, VALUE_RANGE] when b or c > 0;
-    re-standardise.  A parameter at 0 skips its transform and its work.
+    re-standardise.  A parameter at 0 skips its transform and its work.  PER_PLANE != 0 says
+    mean and std are constant over each channel plane (per-channel standardisation): a moved
+    pixel then keeps its standardised value, and flips and shifts are copies.
 
     prange over rows: each writes only its own row of out.  Rows that only move pixels are
     written straight into out; blur and jitter work on a per-row float64 scratch (2D + window)
@@ -73,6 +76,7 @@ def augment_rows(out, X, rows, mean, std, shape, params, key):
     value_range = params[VALUE_RANGE]
     jitter = brightness > 0.0 or contrast > 0.0
     window = 2 * blur_radius(sigma_hi) + 1 if blur_p > 0.0 else 0
+    per_plane = params[PER_PLANE] != 0.0
     any_move = flip_p > 0.0 or s > 0 or blur_p > 0.0 or jitter
     inv_std = _reciprocal(std) if any_move else std
     for n in prange(N):
@@ -84,7 +88,9 @@ def augment_rows(out, X, rows, mean, std, shape, params, key):
         x = X[rows[n]]
         o = out[n]
         if not (blur or jitter):
-            if flip or dy != 0 or dx != 0:
+            if (flip or dy != 0 or dx != 0) and per_plane:
+                _move_copy(o, x, mean, inv_std, C, H, W, flip, dy, dx, edge)
+            elif flip or dy != 0 or dx != 0:
                 _move_standardised(o, x, mean, std, inv_std, C, H, W, flip, dy, dx, edge)
             else:
                 for q in range(D):
@@ -181,6 +187,45 @@ def _move_standardised(o, x, mean, std, inv_std, C, H, W, flip, dy, dx, edge):
             raw = x[p] * std[p] + mean[p]
             for q in range(q0 + hi, q0 + W):
                 o[q] = x[q] if p == q else (raw - mean[q]) * inv_std[q]
+
+
+@serial_kernel
+def _move_copy(o, x, mean, inv_std, C, H, W, flip, dy, dx, edge):
+    """_move_standardised for statistics constant over each plane: a moved pixel keeps its
+    standardised value, so each output row is a copy of (part of) one input row, and a zero pad
+    is the plane's standardised raw 0.  Output row y reads input row y - dy, output column j
+    input column j - dx (flipped: W - 1 - (j - dx)); pads as in _move_raw.  Indices are unsigned
+    (no wraparound test, so the copies vectorise) and no slice is taken per row (a slice view
+    costs more than copying a 32-pixel row)."""
+    HW = H * W
+    lo = min(max(dx, 0), W)             # output columns [lo, hi) read inside the image
+    hi = max(min(W + dx, W), lo)
+    for c in range(C):
+        zero = (0.0 - mean[c * HW]) * inv_std[c * HW]
+        for y in range(H):
+            q0 = c * HW + y * W
+            sy = y - dy
+            if (sy < 0 or sy >= H) and not edge:
+                for q in range(q0, q0 + W):
+                    o[np.uint64(q)] = zero
+                continue
+            p0 = c * HW + min(max(sy, 0), H - 1) * W
+            if flip:                    # output q reads input pq - q
+                pq = p0 + W - 1 + dx + q0
+                for q in range(q0 + lo, q0 + hi):
+                    o[np.uint64(q)] = x[np.uint64(pq - q)]
+            else:                       # output q reads input q + d
+                d = p0 - q0 - dx
+                for q in range(q0 + lo, q0 + hi):
+                    o[np.uint64(q)] = x[np.uint64(q + d)]
+            if lo == 0 and hi == W:
+                continue
+            left = (x[p0 + W - 1] if flip else x[p0]) if edge else zero
+            right = (x[p0] if flip else x[p0 + W - 1]) if edge else zero
+            for q in range(q0, q0 + lo):
+                o[np.uint64(q)] = left
+            for q in range(q0 + hi, q0 + W):
+                o[np.uint64(q)] = right
 
 
 @serial_kernel

@@ -185,7 +185,8 @@ def augment_rows_ref(X, rows, mean, std, shape, params, key, draws=8):
     X = np.asarray(X)
     mean, std = f64(mean, std)
     C, H, W = (int(v) for v in shape)
-    flip_p, s, edge, blur_p, s_lo, s_hi, bright, contrast, vrange = (float(v) for v in params)
+    # params[9] (statistics constant per plane) only picks the kernel's faster path
+    flip_p, s, edge, blur_p, s_lo, s_hi, bright, contrast, vrange = (float(v) for v in params[:9])
     s = int(s)
     out = np.empty((len(rows), C * H * W))
     for n, r in enumerate(rows):

@@ -9,7 +9,7 @@ from fastmlp.kernels import augment as K
 from fastmlp.kernels.rng import stream_key, uniform
 from reference import augment_rows_ref
 
-OFF = dict(flip=0.0, s=0, edge=0, blur=0.0, lo=0.3, hi=1.0, b=0.0, c=0.0)
+OFF = dict(flip=0.0, s=0, edge=0, blur=0.0, lo=0.3, hi=1.0, b=0.0, c=0.0, plane=0.0)
 CASES = {                                           # each transform alone, then together
     "off": {}, "flip": dict(flip=0.5), "flip_all": dict(flip=1.0), "translate_zero": dict(s=2),
     "translate_edge": dict(s=3, edge=1), "flip_translate": dict(flip=0.5, s=2),
@@ -28,7 +28,8 @@ def rng():
 
 def params(**kw):
     p = {**OFF, **kw}
-    return np.array([p["flip"], p["s"], p["edge"], p["blur"], p["lo"], p["hi"], p["b"], p["c"], 255.0])
+    return np.array([p["flip"], p["s"], p["edge"], p["blur"], p["lo"], p["hi"], p["b"], p["c"], 255.0,
+                     p["plane"]])
 
 
 def dataset(shape, rng, m=24, real=None):
@@ -37,6 +38,14 @@ def dataset(shape, rng, m=24, real=None):
         rng.integers(0, 256, (m, int(np.prod(shape)))).astype(np.float64)
     mean, std = raw.mean(axis=0), raw.std(axis=0)
     std[std == 0] = 1.0
+    return (raw - mean) / std, mean, std
+
+
+def plane_dataset(shape, rng, m=24):
+    """Like dataset, standardised per channel plane (fastmlp.data.channel_stats)."""
+    from fastmlp.data.splits import channel_stats
+    raw = rng.integers(0, 256, (m, int(np.prod(shape)))).astype(np.float64)
+    mean, std = channel_stats(raw, shape)
     return (raw - mean) / std, mean, std
 
 
@@ -244,3 +253,53 @@ def test_augment_fields_are_validated():
         Augment(translate=2, pad="wrap")
     with pytest.raises(ValueError, match="blur_sigma must be a pair"):
         Augment(blur=0.5, blur_sigma=0.5)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("case", ["flip_all", "translate_zero", "translate_edge", "flip_translate",
+                                  "all_edge_pad", "all_zero_pad"])
+def test_per_plane_statistics_take_the_copy_path(case, shape, rng):
+    """With mean and std constant over each plane (PER_PLANE), flips and shifts copy standardised
+    values: the same result as the general path up to its rounding, moved pixels bit-equal to
+    their sources, parallel equal to serial."""
+    X, mean, std = plane_dataset(shape, rng)
+    rows = rng.integers(0, len(X), 40)
+    key = stream_key(2, 3, 4)
+    general = run(X, rows, mean, std, shape, params(**CASES[case]), key, np.float32)
+    fast = run(X, rows, mean, std, shape, params(**CASES[case], plane=1.0), key, np.float32)
+    serial = run(X, rows, mean, std, shape, params(**CASES[case], plane=1.0), key, np.float32, parallel=False)
+    np.testing.assert_allclose(fast, general, rtol=1e-6, atol=1e-6)
+    assert fast.tobytes() == serial.tobytes()
+    ref = augment_rows_ref(X.astype(np.float32), rows, mean, std, shape, params(**CASES[case]), key)
+    np.testing.assert_allclose(fast, ref.astype(np.float32), rtol=2.5e-7, atol=2.5e-7)
+    if CASES[case].get("blur", 0) == 0 and CASES[case].get("b", 0) == 0 and CASES[case].get("c", 0) == 0:
+        values = set(np.float32(X).ravel().tolist()) | set(np.float32(-mean / std).tolist())
+        assert set(fast.ravel().tolist()) <= values       # copies of inputs, or the zero pad
+
+
+def test_augmenter_detects_per_plane_statistics(rng):
+    X, mean, std = plane_dataset((3, 8, 8), rng)
+    assert Augmenter("flip", (3, 8, 8), mean, std).params[K.PER_PLANE] == 1.0
+    X, mean, std = dataset((3, 8, 8), rng)
+    assert Augmenter("flip", (3, 8, 8), mean, std).params[K.PER_PLANE] == 0.0
+
+
+def test_training_standardises_per_channel_when_augmenting(tmp_path):
+    """auto standardisation is per pixel (the study's) without augmentation and per channel with
+    it; forcing per-pixel statistics with tiny border stds warns."""
+    from fastmlp.config import TrainConfig
+    from fastmlp.run import load_data, train
+    plain = TrainConfig(dataset="sample")
+    augmented = TrainConfig(dataset="sample", augment="flip,translate=2", ns=4, cycles=1,
+                            out=str(tmp_path / "a"))
+    assert plain.standardization() == "pixel" and augmented.standardization() == "channel"
+    splits = load_data(augmented)
+    assert "standardised per channel" in splits.source
+    plane = splits.std[:28 * 28]
+    assert (plane == plane[0]).all()
+    result = train(augmented, splits)
+    assert result.metrics["standardize"] == "channel"
+    assert result.metrics["augment"] == "flip=0.5,translate=2"
+    forced = TrainConfig(**{**augmented.to_dict(), "standardize": "pixel", "out": str(tmp_path / "b")})
+    with pytest.warns(UserWarning, match=r"scaled up to \d+x .*standardize='channel'"):
+        train(forced, load_data(forced))

@@ -50,11 +50,11 @@ def _chunk_rows(n_features: int) -> int:
     return max(1, CHUNK_VALUES // max(1, n_features))
 
 
-def feature_stats(x):
+def feature_stats(x, keep_zero=False):
     """Per-feature mean and (population) std of rows x (N, D) in float64, in two passes over chunks.
 
     Two passes rather than E[x^2] - E[x]^2, which cancels badly for features far from zero. A feature
-    with std 0 gets std 1, so it standardises to 0 instead of NaN.
+    with std 0 gets std 1, so it standardises to 0 instead of NaN (keep_zero: leave it 0).
     """
     x = np.asarray(x)
     rows = _chunk_rows(x.shape[1])
@@ -67,7 +67,30 @@ def feature_stats(x):
         centred = x[i:i + rows] - mean  # float64, since mean is
         squares += np.einsum("ij,ij->j", centred, centred)
     std = np.sqrt(squares / len(x))
-    std[std == 0] = 1.0
+    if not keep_zero:
+        std[std == 0] = 1.0
+    return mean, std
+
+
+def channel_stats(x, image_shape):
+    """Mean and (population) std of each channel plane of rows x (N, D), pooled over the plane's
+    pixels and all rows, returned per feature as (D,) float64 arrays constant over each plane.
+
+    Why: augmentation moves pixels, and with per-pixel statistics a pixel shifted onto a spot
+    whose std is tiny is blown up (Fashion-MNIST's border pixels have std 0.014: a shifted-in
+    stroke standardises to ~1,000 instead of at most ~70).  With one mean and std per plane a
+    moved pixel keeps its standardised value.  Plain feature rows (image_shape (D,)) are one plane.
+    """
+    mean_px, std_px = feature_stats(x, keep_zero=True)
+    planes = image_shape[0] if len(image_shape) == 3 else 1
+    mean = np.empty_like(mean_px)
+    std = np.empty_like(std_px)
+    for c, (m, sd) in enumerate(zip(np.split(mean_px, planes), np.split(std_px, planes))):
+        m_c = m.mean()                                        # the planes' pixels have equal counts
+        var_c = (sd ** 2 + (m - m_c) ** 2).mean()             # pooled: within plus between pixels
+        at = slice(c * len(m), (c + 1) * len(m))
+        mean[at] = m_c
+        std[at] = np.sqrt(var_c) if var_c > 0 else 1.0
     return mean, std
 
 
@@ -91,8 +114,10 @@ def standardize(X_raw, mean, std, dtype=np.float32) -> np.ndarray:
     return out
 
 
-def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32, merge_val=False) -> Splits:
-    """Split `raw` and standardise every part with the training part's statistics.
+def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32, merge_val=False,
+                per_channel=False) -> Splits:
+    """Split `raw` and standardise every part with the training part's statistics: per pixel
+    (the study's), or per channel plane with per_channel (for augmentation, see channel_stats).
 
     a2: train on CIFAR-10's data_batch_1, validate on data_batch_2 (n_val is not used).
     a3: train on all training rows but the last n_val, validate on those last n_val.
@@ -105,7 +130,11 @@ def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32, merge_va
     if merge_val:   # both splits put the validation rows right after the training rows
         train, val, how = slice(train.start, val.stop), slice(val.stop, val.stop), \
             f"{how}; trained on both, no validation rows"
-    mean, std = feature_stats(raw.x_train[train])
+    if per_channel:
+        mean, std = channel_stats(raw.x_train[train], raw.image_shape)
+        how += "; standardised per channel"
+    else:
+        mean, std = feature_stats(raw.x_train[train])
     return Splits(
         X_train=standardize(raw.x_train[train], mean, std, dtype),
         y_train=raw.y_train[train].copy(),

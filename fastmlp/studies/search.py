@@ -324,7 +324,8 @@ def _trial(config, merge_val=False):
         numba.set_num_threads(1)
         try:
             tic = time.perf_counter()
-            key = (config.dataset, config.data_dir, config.split, config.n_val, config.dtype, merge_val)
+            key = (config.dataset, config.data_dir, config.split, config.n_val, config.dtype, merge_val,
+                   config.standardization())
             if key not in _worker_data:
                 _worker_data[key] = load_data(config, merge_val)
             metrics, _, diverged = run_or_reuse(config, _worker_data[key])
