@@ -231,8 +231,13 @@ class Augmenter:
             raise ValueError(f"mean and std must have shape ({D},) for image_shape {shape}; got "
                              f"{mean.shape} and {std.shape}. Pass the training split's Splits.mean/.std.")
         if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-            raise ValueError("std must be finite and > 0 and mean finite for every feature; use "
-                             "fastmlp.data.feature_stats, which sets the std of a constant feature to 1.")
+            bad = int(np.argmin(np.where(np.isfinite(std), std, -np.inf)))
+            bad_mean = int(np.argmin(np.isfinite(mean))) if not np.isfinite(mean).all() else None
+            raise ValueError(f"std must be finite and > 0 and mean finite for every feature; got "
+                             f"std[{bad}] = {std[bad]!r}" + (f", mean[{bad_mean}] = {mean[bad_mean]!r}"
+                                                             if bad_mean is not None else "")
+                             + "; use fastmlp.data.feature_stats, which sets the std of a constant "
+                               "feature to 1.")
         if not (isinstance(value_range, numbers.Real) and math.isfinite(value_range) and value_range > 0):
             raise ValueError(f"value_range must be a finite number > 0 (255 for 8-bit images); "
                              f"got {value_range!r}.")

@@ -88,7 +88,7 @@ class TrainConfig:
     batch_norm: bool = _opt(True, "Linear -> BatchNorm -> ReLU in the hidden layers")
     init: str | float = _opt("he", "weight init: he (He normal), he_uniform, xavier or xavier_normal "
                                    "(Glorot normal), xavier_uniform, or a float sigma for N(0, sigma^2)",
-                             type=_parse_init, metavar="{he,he_uniform,xavier,xavier_uniform,SIGMA}")
+                             type=_parse_init, metavar="{he,he_uniform,xavier,xavier_normal,xavier_uniform,SIGMA}")
     dtype: str = _opt("float32", "float type of data and parameters", choices=DTYPES)
     dropout: float | list = _opt(0.0, "inverted dropout after each hidden layer: the probability of "
                                       "dropping a unit, or one rate per hidden layer (0.1,0.2)",
@@ -113,7 +113,8 @@ class TrainConfig:
     ns: int | None = _opt(None, "half-cycle n_s in update steps; overrides ns_epochs", type=int)
     cycles: int = _opt(2, "number of cycles; the run is 2 * n_s * cycles update steps", type=int)
     batch: int = _opt(100, "rows per update step", type=int)
-    seed: int = _opt(0, "seeds the weights and every epoch's shuffle", type=int)
+    seed: int = _opt(0, "seeds the weights, every epoch's shuffle, the dropout masks and the "
+                        "augmentation draws", type=int)
     # -- running
     threads: int | None = _opt(None, "Numba threads (1..NUMBA_NUM_THREADS); unset: all", type=int)
     eval_every: int = _opt(0, "also evaluate every this many steps; 0: only at the end of each epoch",

@@ -135,8 +135,9 @@ class FitHistory:
 class _ImageData:
     """What the Trainer needs for augmentation (and a checkpoint stores): raw = X * std + mean."""
 
-    def __init__(self, image_shape, mean, std, n_classes):
+    def __init__(self, image_shape, mean, std, n_classes, value_range=255.0):
         self.image_shape, self.mean, self.std = image_shape, mean, std
+        self.value_range = value_range          # raw pixels lie in [0, value_range]
         self.label_names = [str(c) for c in range(n_classes)]
         self.source = "arrays given to Sequential.fit"
 
@@ -229,7 +230,8 @@ class Sequential:
 
     # ---- training ---------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=None, validation_data=None, validation_split=0.0,
-            augment=None, image_shape=None, standardization=None, seed=0, verbose=1):
+            augment=None, image_shape=None, standardization=None, value_range=255.0, seed=0,
+            verbose=1):
         """Train for `epochs` epochs of len(X) // batch_size steps (the last partial batch of each
         epoch is dropped; batch_size above len(X) is clipped to it); returns a FitHistory.
 
@@ -238,8 +240,9 @@ class Sequential:
         rows, before shuffling, as in Keras.  augment: a spec string such as
         "flip,translate=2" or a fastmlp.augment.Augment, applied to each training batch on the
         fly; it needs image_shape (C, H, W), and standardization=(mean, std) when X is
-        standardised raw pixels (X = (raw - mean) / std; raw pixels range over 0..255), since
-        augmentation works on raw images.  seed: the weights (when this fit builds the model),
+        standardised raw pixels (X = (raw - mean) / std), since augmentation works on raw images;
+        value_range: raw pixels lie in [0, value_range] (255 for 8-bit images, 1.0 for pixels
+        scaled to [0, 1]), which scales brightness jitter and bounds the clipping.  seed: the weights (when this fit builds the model),
         each epoch's shuffle, the dropout masks and the augmentation draws.  verbose: 0 silent,
         1 a progress bar (on a terminal), 2 one line per epoch, printed when fit returns."""
         if self.optimizer is None:
@@ -272,13 +275,19 @@ class Sequential:
         spe = len(X) // batch
         total = epochs * spe
         schedule, fields = self._schedule(spe, total)
-        aug_spec, data = self._augmentation(augment, image_shape, standardization, X.shape[1])
+        aug_spec, data = self._augmentation(augment, image_shape, standardization, X.shape[1],
+                                            value_range)
         if self.net is None:            # every check passed: draw the weights
             self.build(X.shape[1], seed)
         net = self.net
+        # a fresh model draws shuffles, dropout masks and augmentation from `seed` (so it equals
+        # the Network + Trainer run with that seed); a model that has trained mixes in its step
+        # count (saved with it), or a second fit would repeat the first one's draws step for step
+        steps = self.optimizer.t
+        draws = seed if steps == 0 else int(np.random.SeedSequence([seed, steps]).generate_state(1)[0])
         config = TrainConfig(
             sizes=list(net.sizes), batch_norm=net.batch_norm, init=net.init, dtype=net.dtype.name,
-            dropout=list(net.dropout), augment=aug_spec, lam=self.l2, batch=batch, seed=seed,
+            dropout=list(net.dropout), augment=aug_spec, lam=self.l2, batch=batch, seed=draws,
             train_eval=0, **fields, **_optimizer_fields(self.optimizer))
         trainer = Trainer(net, config, data=data, progress=verbose == 1,
                           schedule=lambda steps_per_epoch: schedule)
@@ -308,7 +317,7 @@ class Sequential:
         return (_FitSchedule(lambda t: np.full(np.shape(t), eta), total),
                 {"schedule": "constant", "eta": eta, "cycles": 1})
 
-    def _augmentation(self, augment, image_shape, standardization, n_features):
+    def _augmentation(self, augment, image_shape, standardization, n_features, value_range=255.0):
         """(the config's augment spec, the Trainer's data object or None).  The data object also
         goes into saved files, so that `fastmlp predict` can standardise raw rows."""
         spec = "none"
@@ -331,13 +340,15 @@ class Sequential:
             mean, std = np.zeros(n_features), np.ones(n_features)
         else:
             if not (isinstance(standardization, (tuple, list)) and len(standardization) == 2):
-                raise ValueError("standardization must be a pair (mean, std) of (D,) arrays with "
-                                 "X = (raw - mean) / std, or None when X holds raw pixels.")
+                raise ValueError(f"standardization must be a pair (mean, std) of (D,) arrays with "
+                                 f"X = (raw - mean) / std, or None when X holds raw pixels; got "
+                                 f"{type(standardization).__name__} of length "
+                                 f"{len(standardization) if hasattr(standardization, '__len__') else '-'}.")
             mean, std = (np.asarray(a, np.float64).ravel() for a in standardization)
             if mean.shape != (n_features,) or std.shape != (n_features,):
                 raise ValueError(f"standardization must be (mean, std), each with one value per "
                                  f"feature ({n_features}); got shapes {mean.shape} and {std.shape}.")
-        return spec, _ImageData(shape, mean, std, self.stack.n_classes)
+        return spec, _ImageData(shape, mean, std, self.stack.n_classes, value_range)
 
     # ---- using ------------------------------------------------------------------------------
     def _fitted(self, what):
@@ -448,9 +459,13 @@ class Sequential:
         model.compile(config.make_optimizer(), schedule, config.lam, config.batch)
         model.net = net
         opt = model.optimizer.bind(net.theta.size, net.dtype)
-        if ckpt.optimizer_state is not None and ckpt.optimizer_state.shape == opt.state.shape:
+        if opt.state.size == 0:         # SGD: no memory, the step count alone
+            opt.t = ckpt.step
+        elif ckpt.optimizer_state is not None and ckpt.optimizer_state.shape == opt.state.shape:
             opt.state[...] = ckpt.optimizer_state
-        opt.t = ckpt.step
+            opt.t = ckpt.step
+        else:       # no memory saved (or another optimiser's): start it afresh, t with it, or
+            opt.t = 0   # Adam's bias correction would be off for the first steps
         return model
 
     def __repr__(self):

@@ -73,6 +73,10 @@ def check_dropout(dropout, n_hidden):
     if not ok or len(rates) != n_hidden:
         raise ValueError(f"dropout must be a rate in [0, 1) (the probability of dropping a unit) "
                          f"or a list of {n_hidden} such rates, one per hidden layer; got {dropout!r}.")
+    if n_hidden == 0 and ok and any(r > 0 for r in ([dropout] if isinstance(dropout, numbers.Real)
+                                                    else dropout)):
+        raise ValueError(f"dropout acts after hidden layers, and this network has none; got "
+                         f"dropout={dropout!r}. Add a hidden layer or set dropout to 0.")
     return tuple(float(r) for r in rates)
 
 
@@ -441,8 +445,8 @@ class Network:
         return X, _checks.check_y(y, self.n_classes, X.shape[0])
 
     def loss(self, X, y, train=False):
-        """Mean cross-entropy.  train=True uses the batch's own BN statistics (without
-        touching the running ones), as the training objective does."""
+        """Mean cross-entropy.  train=True computes the training objective: the batch's own BN
+        statistics (the running ones are not touched) and dropout with the masks of drop_key."""
         X, y = self._checked(X, y)
         if train:
             return self._forward_train(X, y, update_stats=False)

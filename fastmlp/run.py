@@ -168,7 +168,7 @@ def write_outputs(out, trainer, splits, metrics):
     """model.npz, metrics.json, history.csv, steps.csv and the plots; then drop the checkpoint."""
     from . import plots  # matplotlib loads in ~0.5 s: only when plotting
     checkpoint.save(out / MODEL, trainer.net, trainer.config, trainer.step_,
-                    trainer.history_.to_arrays(), splits, trainer.seconds_)
+                    trainer.history_.to_arrays(), splits, trainer.seconds_, trainer.optimizer_.state)
     checkpoint.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     checkpoint.atomic_write_text(out / "history.csv", trainer.history_.csv())
     checkpoint.atomic_write_text(out / "steps.csv", trainer.history_.steps_csv())

@@ -313,8 +313,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return np.ascontiguousarray(Xs, dtype=self.network_.dtype)
 
     def _half_cycle(self, steps_per_epoch):
-        epochs = self.max_iter / (2 * self.n_cycles)
-        return max(1, int(round(epochs * steps_per_epoch)))
+        """n_s in steps: n_cycles whole cycles fit in max_iter epochs (never more epochs than
+        max_iter, as scikit-learn users read it)."""
+        ns = (self.max_iter * steps_per_epoch) // (2 * self.n_cycles)
+        if ns < 1:
+            raise ValueError(
+                f"the cyclic learning rate needs at least 2 * n_cycles update steps within max_iter "
+                f"epochs; got max_iter={self.max_iter}, n_cycles={self.n_cycles} and "
+                f"{steps_per_epoch} step(s) per epoch (n_samples // batch_size, batch_size="
+                f"{self.batch_size}). Raise max_iter, lower n_cycles or batch_size, or use "
+                f"learning_rate='constant'.")
+        return ns
 
     def _train(self, X, ids, batch, total, seed):
         """Run `total` steps from the estimator's current step t_ with a Trainer; update

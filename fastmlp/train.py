@@ -1,4 +1,5 @@
-"""Mini-batch SGD for a Network: the loop a reader follows top to bottom (`Trainer.fit`).
+"""Mini-batch training of a Network (SGD or another fastmlp.optim optimiser, dropout and
+augmentation on the fly): the loop a reader follows top to bottom (`Trainer.fit`).
 
 Choices a reader should know:
 - Each epoch draws its own permutation from np.random.default_rng([seed, 0, epoch]), so a run is
@@ -106,9 +107,13 @@ class Trainer:
         """Continue from a checkpoint.Checkpoint of this run."""
         self.net.set_state(ckpt.net.get_state())
         if self.optimizer_.state.size:
-            if ckpt.optimizer_state is None or ckpt.optimizer_state.shape != self.optimizer_.state.shape:
-                raise ValueError("the checkpoint has no optimizer memory for this optimizer; resume "
-                                 "with the optimizer of the interrupted run.")
+            saved = ckpt.config.make_optimizer().config()
+            got = None if ckpt.optimizer_state is None else ckpt.optimizer_state.shape
+            if saved != self.optimizer_.config() or got != self.optimizer_.state.shape:
+                raise ValueError(f"the checkpoint was trained with {saved} (memory of shape {got}), "
+                                 f"this run is configured with {self.optimizer_.config()} (memory of "
+                                 f"shape {self.optimizer_.state.shape}); resume with the optimizer "
+                                 f"settings of the interrupted run.")
             self.optimizer_.state[...] = ckpt.optimizer_state
         self.step_, self.saved_step_ = ckpt.step, ckpt.step
         self.history_ = History.from_arrays(ckpt.history)
@@ -180,7 +185,8 @@ class Trainer:
             raise ValueError(f"augment={self.config.augment!r} needs the images' shape and the "
                              f"standardisation's mean and std: pass data= (a fastmlp.data.Splits, or "
                              f"an object with image_shape, mean and std) to the Trainer.")
-        augmenter = Augmenter(self.augment_, data.image_shape, data.mean, data.std)
+        augmenter = Augmenter(self.augment_, data.image_shape, data.mean, data.std,
+                              getattr(data, "value_range", 255.0))
         std = np.asarray(data.std)
         if std.min() < 0.01 * np.median(std):
             import warnings

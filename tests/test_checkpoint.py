@@ -179,3 +179,16 @@ def test_resume_with_augmentation_rebuilds_the_same_batches(tmp_path):
     fit(second, splits)
     assert second.net.theta.tobytes() == whole.net.theta.tobytes()
     assert second.history_.batch_loss.tobytes() == whole.history_.batch_loss.tobytes()
+
+
+def test_restore_refuses_another_optimizers_memory(tmp_path):
+    splits = tiny_splits()
+    config = tiny_config(optimizer="momentum")
+    t = fit(make_trainer(config, splits), splits)
+    path = tmp_path / "m.npz"
+    checkpoint.save(path, t.net, config, t.step_, t.history_.to_arrays(), splits, t.seconds_,
+                    t.optimizer_.state)
+    other = make_trainer(tiny_config(optimizer="adam"), splits)
+    with pytest.raises(ValueError, match=r"trained with \{'optimizer': 'momentum'.*this run is configured "
+                                         r"with \{'optimizer': 'adam'"):
+        other.restore(checkpoint.load(path))

@@ -149,3 +149,10 @@ def test_rates_per_layer():
     assert check_dropout([0.1, 0, 0.5], 3) == (0.1, 0.0, 0.5)
     net = fastmlp.Network([10, 8, 6, 3], dropout=[0.5, 0.0])
     assert "dropout=[0.5, 0.0]" in repr(net)
+
+
+def test_dropout_needs_a_hidden_layer():
+    with pytest.raises(ValueError, match=r"dropout acts after hidden layers, and this network has none; "
+                                         r"got dropout=0.3"):
+        fastmlp.Network([10, 3], dropout=0.3)
+    assert fastmlp.Network([10, 3], dropout=0.0).dropout == ()

@@ -1,5 +1,6 @@
 """The Keras-style API (fastmlp.Sequential): a front end compiled onto Network + Trainer."""
 import contextlib
+
 import numpy as np
 import pytest
 
@@ -183,3 +184,31 @@ def test_summary_and_build():
     assert "Network(3072-50-50-10, batch_norm=True" in text
     net = model.build(seed=3)
     assert np.array_equal(net.theta, Network([3072, 50, 50, 10], seed=3).theta)
+
+
+def test_a_second_fit_draws_new_masks_and_shuffles(sample):
+    """fit keys its shuffles and dropout masks on the seed and the steps already taken: calling
+    fit again goes on with new draws instead of repeating the first fit's."""
+    d = sample
+    model = Sequential([Dense(20), ReLU(), Dropout(0.3), Dense(10)])
+    model.compile(optimizer="sgd", schedule=0.01)
+    keys = []
+    for _ in range(2):
+        model.fit(d.X_train[:500], d.y_train[:500], epochs=1, batch_size=100, seed=0, verbose=0)
+        keys.append(int(model.net.drop_key))
+    assert keys[0] != keys[1]
+
+
+def test_load_model_of_a_train_run_restores_the_adam_memory(tmp_path):
+    """fastmlp train's model.npz keeps the optimiser memory; a model loaded from it continues
+    with it (or, without it, restarts Adam's step count with fresh moments)."""
+    from fastmlp.run import load_data, train
+    config = TrainConfig(dataset="sample", optimizer="adam", eta_max=0.005, ns=10, cycles=1,
+                         out=str(tmp_path / "run"))
+    result = train(config, load_data(config))
+    loaded = fastmlp.load_model(tmp_path / "run" / "model.npz")
+    assert loaded.optimizer.t == result.metrics["steps"] == 20
+    assert loaded.optimizer.state.any()
+    path = tmp_path / "no-memory.npz"
+    checkpoint.save(path, result.net, config, step=20)
+    assert fastmlp.load_model(path).optimizer.t == 0

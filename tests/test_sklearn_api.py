@@ -131,3 +131,17 @@ def test_bad_parameters_are_refused_at_fit(params, message):
     with pytest.raises(ValueError) as err:
         clf.fit([[0.0], [1.0]], [0, 1])
     assert message in str(err.value)
+
+
+def test_fit_never_trains_more_epochs_than_max_iter():
+    """The cyclic schedule fits n_cycles whole cycles into max_iter epochs, or refuses."""
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    clf = fastmlp.MLPClassifier(hidden_layer_sizes=(8,), batch_size=10, max_iter=1, n_cycles=2).fit(X, y)
+    assert clf.n_iter_ <= 1 and clf.t_ == 4
+    clf = fastmlp.MLPClassifier(hidden_layer_sizes=(8,), batch_size=10, max_iter=3, n_cycles=2).fit(X, y)
+    assert clf.n_iter_ <= 3
+    with pytest.raises(ValueError, match=r"needs at least 2 \* n_cycles update steps .*got max_iter=1, "
+                                         r"n_cycles=2 and 1 step\(s\) per epoch"):
+        fastmlp.MLPClassifier(hidden_layer_sizes=(8,), batch_size=40, max_iter=1, n_cycles=2).fit(X, y)
