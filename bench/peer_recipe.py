@@ -1,7 +1,8 @@
 """Peer check: does fastmlp train the study's recipe as well as an independent PyTorch version of it?
 
 The recipe (DD2424 Assignment 3): in-50-50-out, Linear -> BatchNorm -> ReLU per hidden layer, last
-Linear -> softmax cross-entropy; He init N(0, 2/fan_in) weights, zero biases, BN gamma=1 beta=0;
+Linear -> softmax cross-entropy (`--hidden 50-30-20-20-10-10-10-10` for other hidden widths, e.g.
+the depth study's 9-layer net; `--no-batch-norm` for Linear -> ReLU hidden layers); He init N(0, 2/fan_in) weights, zero biases, BN gamma=1 beta=0;
 cost = mean cross-entropy + lam * sum ||W||^2 over the weight matrices only (lam = 0.005); plain
 mini-batch SGD (no momentum); triangular cyclical learning rate eta_min=1e-5 .. eta_max=1e-1 with
 n_s = 5 epochs = 5 * (n_train // 100) update steps, 2 cycles, batch 100; a fresh shuffle each epoch
@@ -12,6 +13,9 @@ fastmlp is trained through its library API (TrainConfig + Network + Trainer, no 
 The PyTorch peer shares nothing with it but the standardised splits from fastmlp.data.load_dataset
 (the data layer is not what is compared): its own parameters, init RNG (torch.Generator), shuffles
 (torch.randperm), schedule, loop and BN.
+
+Without BN (`--no-batch-norm`) both sides are Linear -> ReLU with the same He init and the same
+L2 term; the hidden biases then get a real gradient.
 
 BN in the peer: by default it is computed by hand (`--torch-bn manual`) so that, like fastmlp, the
 running variance is updated with the *biased* batch variance.  `--torch-bn builtin` uses
@@ -29,6 +33,11 @@ of 0 flips sign in one of them, after which they drift apart like any two chaoti
 
     python bench/peer_recipe.py --dataset cifar-subset --seeds 0 1 2 3 4 --impl both --threads 2
     python bench/peer_recipe.py --dataset fashion-mnist --seeds 0 1 2 --impl both --threads 2
+    python bench/peer_recipe.py --dataset fashion-mnist --n-val 6000 --hidden 50-30-20-20-10-10-10-10 \
+        --no-batch-norm --seeds 0 1 2 --threads 1
+
+`--n-val 6000` on Fashion-MNIST is the split `fastmlp study` uses there (a tenth of the 60,000
+training rows); the default here, 5000, is the one of the first runs of this check.
 
 Timing: with --threads 2 on a 2-core machine, any other busy process makes both Numba's and
 PyTorch's thread pools wait on a descheduled thread (seen here: 30-100x slower steps); the load
@@ -44,7 +53,7 @@ import numba
 import numpy as np
 
 DEFAULT_CIFAR_SUBSET = "/work/shared/data/cifar10-subset.npz"
-HIDDEN = (50, 50)
+HIDDEN = (50, 50)                   # default hidden widths (--hidden)
 LAM = 0.005
 ETA_MIN, ETA_MAX = 1e-5, 1e-1
 NS_EPOCHS, CYCLES, BATCH = 5, 2, 100
@@ -52,11 +61,27 @@ BN_EPS, BN_MOMENTUM = 1e-5, 0.1     # run = (1 - 0.1) * run + 0.1 * batch
 
 
 # ---------------------------------------------------------------------------------------------- data
-def load_splits(dataset, path):
+def load_splits(dataset, path, n_val=None):
     from fastmlp.data import load_dataset
     if dataset == "cifar-subset":
-        return load_dataset(path or DEFAULT_CIFAR_SUBSET, n_val=500)
-    return load_dataset(path or "fashion-mnist", n_val=5000)
+        return load_dataset(path or DEFAULT_CIFAR_SUBSET, n_val=500 if n_val is None else n_val)
+    return load_dataset(path or "fashion-mnist", n_val=5000 if n_val is None else n_val)
+
+
+def parse_hidden(text):
+    """'50-30-20' -> (50, 30, 20): the hidden widths, inputs and classes excluded."""
+    try:
+        widths = tuple(int(w) for w in text.split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hidden widths joined by '-', e.g. 50-50; got {text!r}")
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"hidden widths must be positive integers; got {text!r}")
+    return widths
+
+
+def arch_name(hidden, batch_norm):
+    return f"in-{'-'.join(map(str, hidden))}-out ({len(hidden) + 1} layers), " + \
+        ("Linear -> BN -> ReLU" if batch_norm else "Linear -> ReLU (no BN)")
 
 
 def n_steps(n_train):
@@ -66,17 +91,17 @@ def n_steps(n_train):
 
 
 # ------------------------------------------------------------------------------------------ fastmlp
-def fastmlp_config(seed, threads):
+def fastmlp_config(seed, threads, hidden=HIDDEN, batch_norm=True):
     from fastmlp import TrainConfig
-    return TrainConfig(sizes="auto-50-50-auto", batch_norm=True, init="he", dtype="float32",
+    return TrainConfig(sizes="auto-" + "-".join(map(str, hidden)) + "-auto", batch_norm=batch_norm, init="he", dtype="float32",
                        lam=LAM, schedule="cyclic", eta_min=ETA_MIN, eta_max=ETA_MAX,
                        ns_epochs=float(NS_EPOCHS), cycles=CYCLES, batch=BATCH, seed=seed,
                        threads=threads)
 
 
-def run_fastmlp(splits, seed, threads):
+def run_fastmlp(splits, seed, threads, hidden=HIDDEN, batch_norm=True):
     from fastmlp import Network, Trainer
-    config = fastmlp_config(seed, threads)
+    config = fastmlp_config(seed, threads, hidden, batch_norm)
     numba.set_num_threads(threads)
     tic = time.perf_counter()
     sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
@@ -92,24 +117,25 @@ def run_fastmlp(splits, seed, threads):
             "final_batch_loss": float(trainer.history_.batch_loss[-1]), "steps": trainer.step_}
 
 
-def warm_up_fastmlp(splits, threads):
+def warm_up_fastmlp(splits, threads, hidden=HIDDEN, batch_norm=True):
     """Load / compile the Numba kernels outside the timed runs (a few steps on 300 rows)."""
     from fastmlp import Network, TrainConfig, Trainer
     X, y = splits.X_train[:300], splits.y_train[:300]
-    cfg = TrainConfig(sizes="auto-50-50-auto", ns=2, cycles=1, seed=0, threads=threads,
-                      train_eval=0)
-    net = Network(cfg.check_data(300, X.shape[1], splits.n_classes), seed=0)
+    cfg = TrainConfig(sizes="auto-" + "-".join(map(str, hidden)) + "-auto", batch_norm=batch_norm,
+                      ns=2, cycles=1, seed=0, threads=threads, train_eval=0)
+    net = Network(cfg.check_data(300, X.shape[1], splits.n_classes), batch_norm, seed=0)
     Trainer(net, cfg).fit(X, y, splits.X_val[:50], splits.y_val[:50])
     net.accuracy(splits.X_test[:50], splits.y_test[:50])
 
 
 # -------------------------------------------------------------------------------------------- torch
 class TorchMLP:
-    """The recipe's network in PyTorch: explicit parameters, x @ W + b, BN by hand or built in."""
+    """The recipe's network in PyTorch: explicit parameters, x @ W + b, BN by hand or built in
+    (or none: batch_norm=False gives Linear -> ReLU hidden layers)."""
 
-    def __init__(self, sizes, seed, bn="manual"):
+    def __init__(self, sizes, seed, bn="manual", batch_norm=True):
         import torch
-        self.torch, self.bn = torch, bn
+        self.torch, self.bn, self.batch_norm = torch, bn, batch_norm
         g = torch.Generator().manual_seed(10_000 + seed)
         self.W, self.b, self.gamma, self.beta = [], [], [], []
         self.run_mean, self.run_var, self.bn_modules = [], [], []
@@ -118,7 +144,7 @@ class TorchMLP:
             W = torch.randn(fan_in, fan_out, generator=g, dtype=torch.float32) * (2.0 / fan_in) ** 0.5
             self.W.append(W.requires_grad_())
             self.b.append(torch.zeros(fan_out, requires_grad=True))
-            if k < len(sizes) - 2:
+            if batch_norm and k < len(sizes) - 2:
                 if bn == "builtin":
                     m = torch.nn.BatchNorm1d(fan_out, eps=BN_EPS, momentum=BN_MOMENTUM)
                     self.bn_modules.append(m)
@@ -152,7 +178,8 @@ class TorchMLP:
     def scores(self, x, train):
         h = x
         for k in range(len(self.W) - 1):
-            h = self.torch.relu(self._bn(k, h @ self.W[k] + self.b[k], train))
+            z = h @ self.W[k] + self.b[k]
+            h = self.torch.relu(self._bn(k, z, train) if self.batch_norm else z)
         return h @ self.W[-1] + self.b[-1]
 
     def cost(self, x, y):
@@ -166,11 +193,11 @@ class TorchMLP:
             return (self.scores(x, False).argmax(dim=1) == y).float().mean().item()
 
 
-def warm_up_torch(splits, threads, bn):
+def warm_up_torch(splits, threads, bn, hidden=HIDDEN, batch_norm=True):
     """First calls of PyTorch's kernels and allocator outside the timed runs."""
     import torch
     torch.set_num_threads(threads)
-    model = TorchMLP([splits.X_train.shape[1], *HIDDEN, splits.n_classes], 0, bn)
+    model = TorchMLP([splits.X_train.shape[1], *hidden, splits.n_classes], 0, bn, batch_norm)
     x, y = torch.from_numpy(splits.X_train[:BATCH]), torch.from_numpy(splits.y_train[:BATCH].astype(np.int64))
     opt = torch.optim.SGD(model.parameters(), lr=ETA_MIN, momentum=0.0, weight_decay=0.0)
     for _ in range(20):     # the optimiser's first step imports more of torch (~1 s)
@@ -189,7 +216,7 @@ def torch_eta(t, ns):
     return ETA_MIN + frac * (ETA_MAX - ETA_MIN)
 
 
-def run_torch(splits, seed, threads, bn, rng="own"):
+def run_torch(splits, seed, threads, bn, rng="own", hidden=HIDDEN, batch_norm=True):
     """rng "own": torch's initial weights and shuffles; "fastmlp": fastmlp's (same seed), for a
     paired comparison of the two implementations on identical draws."""
     import torch
@@ -199,11 +226,11 @@ def run_torch(splits, seed, threads, bn, rng="own"):
     y = torch.from_numpy(splits.y_train.astype(np.int64))
     n = X.shape[0]
     spe, ns, total = n_steps(n)
-    sizes = [X.shape[1], *HIDDEN, splits.n_classes]
-    model = TorchMLP(sizes, seed, bn)
+    sizes = [X.shape[1], *hidden, splits.n_classes]
+    model = TorchMLP(sizes, seed, bn, batch_norm)
     if rng == "fastmlp":
         from fastmlp import Network
-        init = Network(sizes, True, "he", np.float32, seed)
+        init = Network(sizes, batch_norm, "he", np.float32, seed)
         with torch.no_grad():
             for k, W in enumerate(model.W):
                 W.copy_(torch.from_numpy(init[f"W{k + 1}"]))
@@ -235,15 +262,15 @@ def run_torch(splits, seed, threads, bn, rng="own"):
 
 
 # ---------------------------------------------------------------------------- one-step cross-check
-def check_step(splits, threads, bn):
+def check_step(splits, threads, bn, hidden=HIDDEN, batch_norm=True):
     """Same initial weights, same batch: one training step of each; print the differences."""
     import torch
     from fastmlp import Network
     torch.set_num_threads(threads)
     numba.set_num_threads(threads)
-    sizes = [splits.X_train.shape[1], *HIDDEN, splits.n_classes]
-    net = Network(sizes, True, "he", np.float32, seed=0)
-    model = TorchMLP(sizes, 0, bn)
+    sizes = [splits.X_train.shape[1], *hidden, splits.n_classes]
+    net = Network(sizes, batch_norm, "he", np.float32, seed=0)
+    model = TorchMLP(sizes, 0, bn, batch_norm)
     with torch.no_grad():
         for k in range(len(model.W)):
             model.W[k].copy_(torch.from_numpy(net[f"W{k + 1}"]))
@@ -251,7 +278,8 @@ def check_step(splits, threads, bn):
     cost_f, loss_f = net.loss_and_grad(Xb, yb, LAM)
     loss_t, cost_t = model.cost(torch.from_numpy(Xb), torch.from_numpy(yb.astype(np.int64)))
     cost_t.backward()
-    print(f"one-step check on the same initial weights and batch ({bn} BN in torch):")
+    print(f"one-step check on the same initial weights and batch "
+          f"({f'{bn} BN in torch' if batch_norm else 'no BN'}):")
     print(f"  loss  fastmlp {loss_f:.7f}  torch {loss_t.item():.7f}")
     print(f"  cost  fastmlp {cost_f:.7f}  torch {cost_t.item():.7f}")
     pairs = []
@@ -281,7 +309,7 @@ def check_step(splits, threads, bn):
               f"run_var{k + 1} max rel diff = "
               f"{(np.abs(net[f'run_var{k + 1}'] - rv) / rv).max():.2e}")
     ns = n_steps(len(splits.X_train))[1]
-    sched = fastmlp_config(0, threads).make_schedule(len(splits.X_train) // BATCH)
+    sched = fastmlp_config(0, threads, hidden, batch_norm).make_schedule(len(splits.X_train) // BATCH)
     ts = np.arange(sched.total_steps)
     etas = np.array([torch_eta(int(t), ns) for t in ts])
     print(f"  schedule: {sched!r}; max |eta_fastmlp - eta_torch| over {len(ts)} steps = "
@@ -327,6 +355,15 @@ def main(argv=None):
     p.add_argument("--dataset", choices=("cifar-subset", "fashion-mnist"), default="cifar-subset")
     p.add_argument("--path", default=None, help=f"dataset file / name (default: {DEFAULT_CIFAR_SUBSET} "
                                                 "for cifar-subset, 'fashion-mnist' for fashion-mnist)")
+    p.add_argument("--n-val", type=int, default=None,
+                   help="validation rows held out of the training set (default: 500 for cifar-subset, "
+                        "5000 for fashion-mnist; fastmlp study uses 6000 on fashion-mnist)")
+    p.add_argument("--hidden", type=parse_hidden, default=HIDDEN, metavar="50-50",
+                   help="hidden widths joined by '-', e.g. 50-30-20-20-10-10-10-10 for the depth "
+                        "study's 9-layer net (default: 50-50)")
+    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
+                   help="Linear -> BN -> ReLU hidden layers; --no-batch-norm: Linear -> ReLU "
+                        "(default: on)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--impl", choices=("fastmlp", "torch", "both"), default="both")
     p.add_argument("--threads", type=int, default=2)
@@ -347,30 +384,33 @@ def main(argv=None):
     impls = ("fastmlp", "torch") if args.impl == "both" else (args.impl,)
 
     tic = time.perf_counter()
-    splits = load_splits(args.dataset, args.path)
+    splits = load_splits(args.dataset, args.path, args.n_val)
+    arch = dict(hidden=args.hidden, batch_norm=args.batch_norm)
     n_train = len(splits.X_train)
     spe, ns, total = n_steps(n_train)
     print(f"# {args.dataset}: {splits.source}")
     print(f"# train {n_train} x {splits.X_train.shape[1]}, val {len(splits.X_val)}, test "
           f"{len(splits.X_test)}; {spe} steps/epoch, n_s = {ns}, {total} steps per run; "
           f"threads {args.threads} (torch {torch.get_num_threads()}, numba {numba.get_num_threads()}); "
-          f"torch {torch.__version__}, numba {numba.__version__}; torch BN: {args.torch_bn}, "
+          f"torch {torch.__version__}, numba {numba.__version__}; "
+          f"network {arch_name(args.hidden, args.batch_norm)}; "
+          f"torch BN: {args.torch_bn if args.batch_norm else 'none'}, "
           f"torch init/shuffles: {args.torch_rng}; "
           f"data loaded in {time.perf_counter() - tic:.1f} s", flush=True)
     fingerprint = fastmlp_fingerprint()
     print(f"# fastmlp: {fingerprint}; load average {os.getloadavg()[0]:.2f}", flush=True)
     if "fastmlp" in impls:
-        warm_up_fastmlp(splits, args.threads)
+        warm_up_fastmlp(splits, args.threads, **arch)
     if "torch" in impls:
-        warm_up_torch(splits, args.threads, args.torch_bn)
+        warm_up_torch(splits, args.threads, args.torch_bn, **arch)
     if args.check_step:
-        check_step(splits, args.threads, args.torch_bn)
+        check_step(splits, args.threads, args.torch_bn, **arch)
 
     results = {impl: {} for impl in impls}
     for seed in args.seeds:
         for impl in impls:
-            r = (run_fastmlp(splits, seed, args.threads) if impl == "fastmlp"
-                 else run_torch(splits, seed, args.threads, args.torch_bn, args.torch_rng))
+            r = (run_fastmlp(splits, seed, args.threads, **arch) if impl == "fastmlp"
+                 else run_torch(splits, seed, args.threads, args.torch_bn, args.torch_rng, **arch))
             results[impl][seed] = r
             print(f"# seed {seed} {impl:7s}: test {100 * r['acc']:.2f}%  val {100 * r['val_acc']:.2f}%  "
                   f"final batch loss {r['final_batch_loss']:.4f}  {r['seconds']:.1f} s  "
