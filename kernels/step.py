@@ -114,7 +114,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
     beta = theta[layout[l, 5]:layout[l, 5] + O]
     run_mean = stats[layout[l, 6]:layout[l, 6] + O]
     run_var = stats[layout[l, 7]:layout[l, 7] + O]
-    bias_forward_s(Z, b, False)
+    bias_forward_s(Z, b, last)        # last is False here (see the note in eval_forward)
     if train:
         Xhat = _view(ws, wsl[l, 2], N, O)
         mean = ws[wsl[l, 5]:wsl[l, 5] + O]
@@ -160,7 +160,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     if flags & FORWARD:
         h = X
         for l in range(L):
-            h = _forward_layer(theta, stats, layout, ws, wsl, l, h, True,
+            h = _forward_layer(theta, stats, layout, ws, wsl, l, h, (flags & FORWARD) != 0,
                                (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key)
         loss = softmax_xent_forward_s(P, losses, h, y)
     if flags & BACKWARD:      # with UPDATE, each layer takes its step as soon as it can
@@ -239,7 +239,11 @@ def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt):
     C = layout[L - 1, 1]
     h = X
     for l in range(L):
-        h = _forward_layer(theta, stats, layout, ws, wsl, l, h, False, False, eps, 0.0, nt,
+        # no = False, but not a constant: Numba compiles a callee once per literal True/False
+        # argument, and literals here made it compile _forward_layer and the kernels under it a
+        # second time (1.9 s of the first run's compile, measured)
+        no = N < 0
+        h = _forward_layer(theta, stats, layout, ws, wsl, l, h, no, no, eps, 0.0, nt,
                            np.zeros(0), np.uint64(0))
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
