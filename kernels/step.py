@@ -28,7 +28,7 @@ from numba import prange
 from ._config import parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt, par_matmul
-from .linear import weight_grad
+from .linear import weight_grad, weight_sgd_step
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS = 1, 2, 4, 8
@@ -44,6 +44,7 @@ relu_backward_s = serial_twin(relu.relu_backward)
 softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward)
 weight_grad_s = serial_twin(weight_grad)
+weight_sgd_step_s = serial_twin(weight_sgd_step)
 update_s = serial_twin(optim.update)
 dropout_forward_s = serial_twin(dropout.dropout_forward)
 dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
@@ -206,7 +207,13 @@ def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt, kind, 
         nb = blocks(I, N * I * O, nt)
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
-        if nb > 1:
+        if update and l == 0 and kind == optim.SGD:
+            # plain SGD folds into the product itself: W1's gradient is never stored
+            if nb > 1:
+                weight_sgd_step(W, h_in, dZ, lam, eta, nb)
+            else:
+                weight_sgd_step_s(W, h_in, dZ, lam, eta, 1)
+        elif nb > 1:
             weight_grad(dW, h_in, dZ, W, lam, eta, update and l == 0, nb, mW, vW, kind, hp)
         else:
             weight_grad_s(dW, h_in, dZ, W, lam, eta, update and l == 0, 1, mW, vW, kind, hp)

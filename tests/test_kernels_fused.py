@@ -74,6 +74,22 @@ def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nb", [1, 2, 5])
+def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb):
+    """The first layer's SGD step folded into its product: (1 - 2 eta lam) W - eta X^T dY, the
+    same as W - eta (X^T dY + 2 lam W) to rounding, and the same bits for any block count."""
+    X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (300, 20), dtype)
+    want = W.astype(np.float64) - 0.1 * (X.T.astype(np.float64) @ dY + 2 * 0.05 * W)
+    got = W.copy()
+    with blas_single_threaded():
+        linear.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb)
+        one = W.copy()
+        serial_twin(linear.weight_sgd_step)(one, X, dY, 0.05, dtype(0.1), 1)
+    np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
+    np.testing.assert_allclose(one, got, rtol=TOL[dtype], atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_gather_rows_and_sgd_update(rng, dtype):
     X = rand(rng, (50, 9), dtype)
     idx = rng.permutation(50)[:20]
