@@ -150,8 +150,8 @@ class Trainer:
                     rows = slice(b * batch, (b + 1) * batch)
                     if dropout:     # this step's masks: the same on a resumed run
                         net.drop_key = np.uint64(stream_key(cfg.seed, t, DROPOUT_STREAM))
-                    # forward, backward and the optimiser's update in one compiled call; the
-                    # batch's rows are gathered inside it, or augmented into batch_rows first
+                    # forward, backward and the optimiser's update in one compiled call, after
+                    # one that gathers the batch's rows (or augments them into batch_rows)
                     if augmenter:
                         augmenter.apply(batch_rows, X, order[rows], batch_key(cfg.seed, t), threads)
                         loss = net._train_step(batch_rows, labels[rows], cfg.lam, etas[t], None, opt, t)

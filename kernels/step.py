@@ -1,5 +1,5 @@
-"""The fused training step: forward, loss, backward and SGD update of a whole network in one
-compiled call, and the evaluation pass likewise.
+"""The fused training step: forward, loss, backward and the optimiser's update of a whole
+network in one compiled call, and the evaluation pass likewise.
 
 Why one call: a Python-level loop over layers pays ~1-3 us per kernel call and a
 `numba.typed.List` ~150 us per call; here the network arrives as flat buffers plus integer
@@ -44,8 +44,6 @@ relu_backward_s = serial_twin(relu.relu_backward)
 softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward)
 weight_grad_s = serial_twin(weight_grad)
-weight_sgd_step_s = serial_twin(weight_sgd_step)
-update_s = serial_twin(optim.update)
 dropout_forward_s = serial_twin(dropout.dropout_forward)
 dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
 
@@ -130,26 +128,14 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 
 @serial_kernel
-def train_step_rows(theta, dtheta, stats, layout, ws, wsl, Xb, X, rows, y, lam, eta, eps, alpha,
-                    flags, nt, kind, state, hp, drop, drop_key):
-    """train_step on the rows `rows` of the training set X, gathered into Xb first; y holds
-    the labels of those rows."""
-    if nt > 1:
-        gather_rows(Xb, X, rows)
-    else:
-        gather_rows_s(Xb, X, rows)
-    return train_step(theta, dtheta, stats, layout, ws, wsl, Xb, y, lam, eta, eps, alpha,
-                      flags, nt, kind, state, hp, drop, drop_key)
-
-
-@serial_kernel
 def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
                kind, state, hp, drop, drop_key):
     """One training step on the batch X (N, I0), y (N,); what runs is chosen by `flags`:
     FORWARD (batch statistics; UPDATE_STATS also moves the running ones), BACKWARD (fills
     dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last forward's
-    workspace) and UPDATE (optimiser `kind` with learning rate eta, its memory `state` and
-    hyperparameters `hp`, kernels/optim.py).  drop (L,) float64 holds each layer's dropout
+    workspace) and, with BACKWARD, UPDATE (optimiser `kind` with learning rate eta, its memory
+    `state` and hyperparameters `hp`, kernels/optim.py; UPDATE alone does nothing: the
+    whole-buffer update is optim.update).  drop (L,) float64 holds each layer's dropout
     rate and drop_key (uint64) names this step's masks.  Returns the mean loss of the forward
     (0.0 without FORWARD)."""
     L = layout.shape[0]
@@ -167,8 +153,6 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     if flags & BACKWARD:      # with UPDATE, each layer takes its step as soon as it can
         _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, (flags & UPDATE) != 0, nt,
                   kind, state, hp, drop, drop_key)
-    elif flags & UPDATE:
-        update_s(theta, dtheta, state, kind, eta, hp)
     return loss
 
 
@@ -208,11 +192,10 @@ def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt, kind, 
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
         if update and l == 0 and kind == optim.SGD:
-            # plain SGD folds into the product itself: W1's gradient is never stored
-            if nb > 1:
-                weight_sgd_step(W, h_in, dZ, lam, eta, nb)
-            else:
-                weight_sgd_step_s(W, h_in, dZ, lam, eta, 1)
+            # plain SGD folds into the product itself: W1's gradient is never stored.  One
+            # build only (nb = 1 runs its single block on this thread's pool slot): a serial
+            # twin would add to the first run's compile, which is at its 15 s budget
+            weight_sgd_step(W, h_in, dZ, lam, eta, nb)
         elif nb > 1:
             weight_grad(dW, h_in, dZ, W, lam, eta, update and l == 0, nb, mW, vW, kind, hp)
         else:
