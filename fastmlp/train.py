@@ -134,6 +134,7 @@ class Trainer:
         threads = numba.get_num_threads()
         if augmenter:
             from .augment import batch_key
+            augment = augmenter.apply
         if not self.history_.evals:
             self._evaluate(train_eval, val)
 
@@ -153,7 +154,8 @@ class Trainer:
                     # forward, backward and the optimiser's update in one compiled call, after
                     # one that gathers the batch's rows (or augments them into batch_rows)
                     if augmenter:
-                        augmenter.apply(batch_rows, X, order[rows], batch_key(cfg.seed, t), threads)
+                        augment(batch_rows, X, order[rows], batch_key(cfg.seed, t), threads)
+                        augment = augmenter.apply_trusted     # checked on the first step
                         loss = net._train_step(batch_rows, labels[rows], cfg.lam, etas[t], None, opt, t)
                     else:
                         loss = net._train_step(X, labels[rows], cfg.lam, etas[t], order[rows], opt, t)
