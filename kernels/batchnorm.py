@@ -10,7 +10,7 @@ reductions are serial per column and independent of the thread count.
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel
+from ._config import parallel_kernel, serial_kernel
 
 
 @parallel_kernel
@@ -89,4 +89,76 @@ def bn_backward(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
             if relu and not Y[n, d] > 0:
                 g = 0
             dX[n, d] = k * (N * g - sb - Xhat[n, d] * sg)
+    return
+
+
+# ---- row-major builds for one thread -------------------------------------------------------
+# The kernels above loop over rows inside a column: each column's sums are one chain of
+# dependent additions (no `reassoc`, so no reordering), ~4 cycles each, and the fused step runs
+# batch norm on one thread, where that made it ~19 us (forward) and ~15 us (backward) at
+# 100 x 50 (measured).  These do the same arithmetic in the same order per column, but with
+# the row loop outside, so the inner loop runs over features, whose chains are independent:
+# it vectorises.  Same bits as the column kernels (tested).
+
+@serial_kernel
+def bn_forward_train_rows(Y, Xhat, mean, inv_std, run_mean, run_var,
+                          X, gamma, beta, eps, alpha, update_running, relu):
+    """bn_forward_train, row-major, on the calling thread."""
+    N, D = X.shape
+    s = np.zeros(D)
+    for n in range(N):
+        for d in range(D):
+            s[d] += X[n, d]
+    mu = np.empty(D)
+    for d in range(D):
+        mu[d] = s[d] / N
+    v = np.zeros(D)
+    for n in range(N):
+        for d in range(D):
+            t = X[n, d] - mu[d]
+            v[d] += t * t
+    inv = np.empty(D)
+    for d in range(D):
+        var = v[d] / N
+        inv[d] = 1.0 / np.sqrt(var + eps)
+        mean[d] = mu[d]
+        inv_std[d] = inv[d]
+        if update_running:
+            run_mean[d] = alpha * run_mean[d] + (1 - alpha) * mu[d]
+            run_var[d] = alpha * run_var[d] + (1 - alpha) * var
+    for n in range(N):
+        for d in range(D):
+            xh = (X[n, d] - mu[d]) * inv[d]
+            Xhat[n, d] = xh
+            out = gamma[d] * xh + beta[d]
+            if relu and out < 0:
+                out = 0
+            Y[n, d] = out
+    return
+
+
+@serial_kernel
+def bn_backward_rows(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
+    """bn_backward, row-major, on the calling thread."""
+    N, D = dY.shape
+    sb = np.zeros(D)
+    sg = np.zeros(D)
+    for n in range(N):
+        for d in range(D):
+            g = dY[n, d]
+            if relu and not Y[n, d] > 0:
+                g = 0
+            sb[d] += g
+            sg[d] += g * Xhat[n, d]
+    k = np.empty(D)
+    for d in range(D):
+        dbeta[d] = sb[d]
+        dgamma[d] = sg[d]
+        k[d] = gamma[d] * inv_std[d] / N
+    for n in range(N):
+        for d in range(D):
+            g = dY[n, d]
+            if relu and not Y[n, d] > 0:
+                g = 0
+            dX[n, d] = k[d] * (N * g - sb[d] - Xhat[n, d] * sg[d])
     return

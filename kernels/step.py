@@ -35,9 +35,10 @@ FORWARD, BACKWARD, UPDATE, UPDATE_STATS = 1, 2, 4, 8
 PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
 MIN_BLOCK_ROWS = 16      # OpenBLAS rounds a row the same in any block at least this tall
 
-bn_forward_train_s = serial_twin(batchnorm.bn_forward_train)
+# batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
+bn_forward_train_s = batchnorm.bn_forward_train_rows
 bn_forward_infer_s = serial_twin(batchnorm.bn_forward_infer)
-bn_backward_s = serial_twin(batchnorm.bn_backward)
+bn_backward_s = batchnorm.bn_backward_rows
 bias_forward_s = serial_twin(linear.bias_forward)
 bias_backward_s = serial_twin(linear.bias_backward)
 relu_backward_s = serial_twin(relu.relu_backward)
