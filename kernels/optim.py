@@ -76,13 +76,3 @@ def update(theta, dtheta, state, kind, eta, hp):
     for blk in prange((P + BLOCK - 1) // BLOCK):
         update_range(theta, dtheta, m, v, blk * BLOCK, min(P, (blk + 1) * BLOCK), kind, eta, hp)
     return
-
-
-@parallel_kernel
-def sgd_update(theta, dtheta, eta):
-    """theta <- theta - eta * dtheta."""
-    P = theta.shape[0]
-    for blk in prange((P + BLOCK - 1) // BLOCK):
-        for p in range(blk * BLOCK, min(P, (blk + 1) * BLOCK)):
-            theta[p] -= eta * dtheta[p]
-    return

@@ -98,7 +98,7 @@ def test_gather_rows_and_sgd_update(rng, dtype):
     np.testing.assert_array_equal(out, X[idx])
     theta, dtheta = rand(rng, 10000, dtype), rand(rng, 10000, dtype)
     want = theta - dtype(0.01) * dtheta
-    optim.sgd_update(theta, dtheta, dtype(0.01))
+    optim.update(theta, dtheta, np.empty(0, dtype), optim.SGD, dtype(0.01), np.zeros(optim.HP_SIZE))
     np.testing.assert_allclose(theta, want, rtol=TOL[dtype])
 
 
