@@ -164,3 +164,7 @@ def test_row_major_batch_norm_equals_the_column_kernels(rng, dtype, shape):
     for got, want in zip(outs[1][:-1], outs[0][:-1]):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(outs[1][-1], outs[0][-1], rtol=TOL[dtype] / 1000, atol=0)
+    cols, rows = np.empty(D, dtype), np.empty(D, dtype)
+    linear.bias_backward(cols, dY)
+    linear.bias_backward_rows(rows, dY)
+    np.testing.assert_array_equal(rows, cols)
