@@ -26,7 +26,7 @@ EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image se
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
 
 
-DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augmentation uses 2)
+DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augment.STREAM: augmentation's)
 # name -> (distribution, scale): normal draws have std `scale`, uniform ones lie in +-scale
 INITS = {
     "he": ("normal", lambda fi, fo: np.sqrt(2.0 / fi)),                  # He / Kaiming normal

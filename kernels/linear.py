@@ -164,7 +164,7 @@ def weight_sgd_step(W, X, dY, lam, eta, nb):
     """The first layer's SGD step without its gradient: W (I, O) <- W - eta * (X^T dY + 2 lam W)
     = (1 - 2 eta lam) W - eta X (N, I)^T dY (N, O), as one BLAS product per block of rows of W
     (alpha = -eta, beta = 1 - 2 eta lam).  weight_grad followed by the update reads and writes
-    W and dW in two more passes (measured ~45 us of a ~0.63 ms step of net A); the price is that
+    W and dW in two more passes (measured 25-30 us of a ~0.63 ms step of net A); the price is that
     dW is not computed, so only a training step that needs no gradient uses this."""
     N, I = X.shape
     O = dY.shape[1]

@@ -14,9 +14,10 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the o
   4 dH (N, O), 5 mean (O,), 6 inv_std (O,), 7 P (N, C) and 8 losses (N,) (the last two on the
   last row; -1 where a buffer is not needed).
 Threads: products of at least PAR_FLOPS multiply-adds are cut into one block of rows per
-  thread, each a single-threaded BLAS call (kernels/blas.py), and the first layer's SGD step
-  runs inside those blocks.  Everything else (bias, batch norm, ReLU, softmax, the small
-  layers' products) runs on the calling thread, in the serial twins of the parallel kernels:
+  thread, each a single-threaded BLAS call (kernels/blas.py), and the first layer's update
+  runs inside those blocks (plain SGD folded into the product itself, linear.weight_sgd_step).
+  Everything else (bias, batch norm, ReLU, softmax, the small layers' products) runs on the
+  calling thread, in the serial twins of the parallel kernels or their row-major builds:
   at the study's widths (<= 50 units) it is ~15 % of a step, and running it in parallel
   was measured no faster at batch 100 or 500, while it doubled the first run's compile time.
   Blocks are never shorter than MIN_BLOCK_ROWS, so the result does not depend on the number
