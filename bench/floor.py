@@ -1,7 +1,9 @@
 """What bounds net A's step: its first layer's two products alone, timed interleaved with
 fastmlp's whole step and PyTorch's (batch 100, float32, 2 threads, median ms over 15 rounds
-of 20 calls, each after 0.1 s untimed).  The products are the very calls the step makes:
-`par_matmul` for X W1 and `weight_grad` for X^T dZ, one block of rows per thread.
+of 20 calls, each after 0.1 s untimed).  The products are the very calls the step makes, in
+both builds: register-blocked (kernels/gemm.py: dot_nt for X W1^T, weight_sgd_step for the
+update) and through BLAS (par_matmul_nt, weight_sgd_step with simd=False); the step likewise
+with Network.simd on and off.
 
     python bench/floor.py
 """
@@ -13,22 +15,36 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import impls  # noqa: E402
-from fastmlp.kernels import blas, linear, optim  # noqa: E402
+from fastmlp.kernels import blas, gemm, linear  # noqa: E402
+from fastmlp.kernels.simd import AVX512  # noqa: E402
 from fastmlp.threads import blas_single_threaded  # noqa: E402
+
+ETA = np.float32(1e-6)      # small: the weights barely move over the many timed calls
 
 
 def main():
     X, y = impls.batch(100)
     rng = np.random.default_rng(0)
-    W = (rng.standard_normal((3072, 50)) * 0.02).astype(np.float32)
+    WT = (rng.standard_normal((50, 3072)) * 0.02).astype(np.float32)
     Z, dZ = np.empty((100, 50), np.float32), rng.standard_normal((100, 50)).astype(np.float32)
-    dW, none, hp = np.empty_like(W), np.empty(0, np.float32), np.zeros(optim.HP_SIZE)
 
-    def products():
-        blas.par_matmul(Z, X, W, 0.0, 2)
-        linear.weight_grad(dW, X, dZ, W, 0.0, np.float32(0.0), False, 2, none, none, optim.SGD, hp)
+    def products(simd):
+        def run():
+            if simd:
+                gemm.dot_nt(Z, X, WT, 2)
+            else:
+                blas.par_matmul_nt(Z, X, WT, 0.0, 2)
+            linear.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2, simd)
+        return run
 
-    cases = {"first-layer products": products, "fastmlp step": impls.make_fastmlp("A", X, y)[0]}
+    def step(simd):
+        run, net = impls.make_fastmlp("A", X, y)
+        net.simd = simd
+        return run
+
+    cases = {"products, BLAS": products(False), "fastmlp step, BLAS": step(False)}
+    if AVX512:
+        cases.update({"products, blocked": products(True), "fastmlp step, blocked": step(True)})
     if impls.torch_available():
         cases["torch step"] = impls.make_torch("A", X, y)[0]
     times = {name: [] for name in cases}
@@ -43,11 +59,15 @@ def main():
                     run()
                 times[name].append((time.perf_counter() - start) / 20 * 1e3)
     med = {name: float(np.median(t)) for name, t in times.items()}
+    flops = 2 * 2 * 100 * 3072 * 50
     for name, m in med.items():
-        print(f"{name:22s} {m:.3f} ms")
+        rate = f"  ({flops / m / 1e6:.0f} GFLOP/s)" if name.startswith("products") else ""
+        print(f"{name:24s} {m:.3f} ms{rate}")
     if "torch step" in med:
-        print(f"torch / fastmlp {med['torch step'] / med['fastmlp step']:.2f}x; torch / products alone "
-              f"{med['torch step'] / med['first-layer products']:.2f}x (the ceiling)")
+        for build in ("BLAS", "blocked"):
+            if f"fastmlp step, {build}" in med:
+                print(f"{build}: torch / fastmlp {med['torch step'] / med[f'fastmlp step, {build}']:.2f}x; "
+                      f"torch / products alone {med['torch step'] / med[f'products, {build}']:.2f}x (the ceiling)")
 
 
 class _nothing:

@@ -59,12 +59,12 @@ def _compare(net64, X, y, lam, h, max_entries, seed):
     rng = np.random.default_rng(seed)
     rows = []
     for name, param in net64.params.items():
-        flat = param.reshape(-1)                     # a view: writes go into net64.theta
+        flat = param.reshape(-1, order="A")                  # a view: writes go into net64.theta
         if max_entries is None or flat.size <= max_entries:
             idx = np.arange(flat.size)
         else:
             idx = np.sort(rng.choice(flat.size, size=max_entries, replace=False))
-        ga = net64.grads[name].reshape(-1)[idx].copy()
+        ga = net64.grads[name].reshape(-1, order="A")[idx].copy()
         gn = np.empty(idx.size)
         smooth = np.ones(idx.size, bool)
         for j, i in enumerate(idx):

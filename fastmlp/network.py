@@ -4,6 +4,7 @@ softmax.  Parameters live in one flat buffer `theta` with named views (W1, b1, g
 with one array operation and a compiled step can take the whole network as a few arrays.
 """
 import numbers
+import os
 from collections import OrderedDict
 
 import numba
@@ -12,6 +13,7 @@ import numpy as np
 from . import _checks
 from . import optim as _optim
 from .kernels import step
+from .kernels.simd import AVX512 as _AVX512
 from .kernels import optim as optim_kernels
 from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
 from .kernels.dropout import dropout_backward, dropout_forward
@@ -78,6 +80,12 @@ def check_dropout(dropout, n_hidden):
         raise ValueError(f"dropout acts after hidden layers, and this network has none; got "
                          f"dropout={dropout!r}. Add a hidden layer or set dropout to 0.")
     return tuple(float(r) for r in rates)
+
+
+def simd_available():
+    """Whether the fused step's big products run register-blocked (kernels/gemm.py): on CPUs
+    with AVX-512, unless FASTMLP_SIMD=0."""
+    return _AVX512 and os.environ.get("FASTMLP_SIMD", "1") != "0"
 
 
 class _Workspace:
@@ -183,6 +191,9 @@ class Network:
         self._offsets.update(stat_offsets)
         self.layout = self._layout()
         self.fused = True   # False: one kernel call per operation (the reference path)
+        # the fused path's big products: register-blocked (kernels/gemm.py) where the CPU has
+        # AVX-512, else BLAS
+        self.simd = simd_available()
         # scratch for W transposed, used by the backward of layers 2..k (layer 1 has no dX)
         self._WT = [np.empty((0, 0), self.dtype)] + [
             np.empty((self.sizes[k], self.sizes[k - 1]), self.dtype) for k in range(2, self.n_layers + 1)]
@@ -192,7 +203,8 @@ class Network:
 
     def _layout(self):
         """The offset table of the fused step (kernels/step.py): per layer I, O and the offsets
-        of W, b, gamma, beta in theta and of the running mean and variance in stats."""
+        of W (stored (O, I), see _flat_views), b, gamma, beta in theta and of the running
+        mean and variance in stats."""
         rows = []
         for k in range(1, self.n_layers + 1):
             rows.append([self.sizes[k - 1], self.sizes[k]]
@@ -242,6 +254,7 @@ class Network:
         net.theta[...] = self.theta
         net.stats[...] = self.stats
         net.fused = self.fused
+        net.simd = self.simd
         net.drop_key = self.drop_key
         return net
 
@@ -279,7 +292,8 @@ class Network:
         with blas_single_threaded():
             return float(step.train_step(self.theta, self.dtheta, self.stats, self.layout,
                                          ws.buf, ws.wsl, X, y, lam, eta, self.bn_eps,
-                                         self.bn_alpha, flags, numba.get_num_threads(),
+                                         self.bn_alpha, flags | (step.SIMD if self.simd else 0),
+                                         numba.get_num_threads(),
                                          opt.kind, opt.state, opt.hyper(t), self._drop,
                                          self.drop_key))
 
@@ -407,7 +421,7 @@ class Network:
             with blas_single_threaded():
                 total, correct = step.eval_forward(self.theta, self.stats, self.layout, ws.buf,
                                                    ws.wsl, X, y, self.bn_eps,
-                                                   numba.get_num_threads())
+                                                   numba.get_num_threads(), self.simd)
             return ws, total, correct
         self._forward_eval(X)
         if len(y) == 0:
@@ -498,13 +512,18 @@ class Network:
 
 
 def _flat_views(shapes, dtype):
-    """One contiguous buffer, a dict of named views into it and their offsets."""
+    """One contiguous buffer, a dict of named views into it and their offsets.  A weight
+    matrix W (fan_in, fan_out) is stored as its transpose, one row per output unit (as the
+    products in kernels/gemm.py read it), and its view is the transpose of that block."""
     total = sum(int(np.prod(s)) for s in shapes.values())
     flat = np.zeros(total, dtype)
     views, offsets, at = OrderedDict(), {}, 0
     for name, shape in shapes.items():
         size = int(np.prod(shape))
-        views[name] = flat[at:at + size].reshape(shape)
+        if name.startswith("W"):
+            views[name] = flat[at:at + size].reshape(shape[::-1]).T
+        else:
+            views[name] = flat[at:at + size].reshape(shape)
         offsets[name] = at
         at += size
     return flat, views, offsets

@@ -1,10 +1,12 @@
 """Matrix products through the BLAS that Numba itself links (SciPy's), called single-threaded
 from inside Numba's own thread pool.
 
-Why: OpenBLAS's sgemm kernels reach ~80 GFLOP/s per core on the first layer's shapes, 3-4x
-what a loop nest compiled by Numba reaches, and splitting a product into one row block per
-Numba thread, each a single-threaded BLAS call, keeps one thread pool on the cores (measured
-136-168 GFLOP/s on 2 cores for 100x3072x50, faster than OpenBLAS's own 2-thread split).  A
+Why: OpenBLAS's sgemm kernels reach ~70-80 GFLOP/s per core on the first layer's shapes, 3-4x
+what a scalar loop nest compiled by Numba reaches, and splitting a product into one row block
+per Numba thread, each a single-threaded BLAS call, keeps one thread pool on the cores (measured
+136-168 GFLOP/s on 2 cores for 100x3072x50, faster than OpenBLAS's own 2-thread split).  On
+CPUs with AVX-512 the first layer's products use kernels/gemm.py instead (register-blocked
+vectors, 1.3-1.5x these); BLAS keeps the small products and is the fallback elsewhere.  A
 multithreaded BLAS call inside `prange` would start a second pool on the same cores, which
 was measured 10-20x slower: callers must keep the BLAS at one thread while these run
 (fastmlp.threads.blas_single_threaded does it).
@@ -85,16 +87,17 @@ def gemm(transa, transb, m, n, k, A, lda, B, ldb, beta, C, ldc):
 
 
 @parallel_kernel
-def par_matmul(C, A, B, beta, nb):
-    """matmul split into `nb` blocks of rows of C, each a single-threaded BLAS call, spread
-    over the threads.  Each element comes from one call over the full K; OpenBLAS rounds it
-    the same whatever the block's height, as long as blocks are not tiny (its small-matrix
-    path sums in another order: seen for blocks of 10 rows, not from 16 up)."""
-    M, K = A.shape
-    N = B.shape[1]
+def par_matmul_nt(C, A, B, beta, nb):
+    """matmul_nt (C (M, K) <- A (M, N) @ B (K, N)^T + beta C) split into `nb` blocks of rows of
+    C, each a single-threaded BLAS call, spread over the threads.  Each element comes from one
+    call over the full N; OpenBLAS rounds it the same whatever the block's height, as long as
+    blocks are not tiny (its small-matrix path sums in another order: seen for blocks of 10
+    rows, not from 16 up)."""
+    M, N = A.shape
+    K = B.shape[0]
     Af, Bf, Cf = A.reshape(-1), B.reshape(-1), C.reshape(-1)
     for t in prange(nb):
         m0 = M * t // nb
         m1 = M * (t + 1) // nb
         if m1 > m0:
-            gemm(_NO, _NO, N, m1 - m0, K, Bf, N, Af[m0 * K:], K, beta, Cf[m0 * N:], N)
+            gemm(_T, _NO, K, m1 - m0, N, Bf, N, Af[m0 * N:], N, beta, Cf[m0 * K:], K)

@@ -9,6 +9,8 @@ from numba import prange
 
 from ._config import parallel_kernel, serial_kernel
 from .blas import fgemm, gemm
+from .gemm import outer_cols
+from .simd import lanes
 from .optim import update_range
 
 ROWS = 4    # rows of X per block: each loaded row of W is reused ROWS times
@@ -135,44 +137,66 @@ def bias_backward_rows(db, dY):
     return
 
 
+@serial_kernel
+def _cols(I, V, t, nb, simd):
+    """Columns [i0, i1) of a weight product's thread t of nb: whole vector pairs (kernels/gemm.py)
+    with simd, else an even cut (each a BLAS call)."""
+    if simd:
+        pairs = (I + 2 * V - 1) // (2 * V)
+        return min(I, 2 * V * (pairs * t // nb)), min(I, 2 * V * (pairs * (t + 1) // nb))
+    return I * t // nb, I * (t + 1) // nb
+
+
 @parallel_kernel
-def weight_grad(dW, X, dY, W, lam, eta, update, nb, mW, vW, kind, hp):
-    """dW (I, O) <- X (N, I)^T dY (N, O) + 2 lam W through BLAS, split into `nb` blocks of rows
-    of dW (see blas.par_matmul), each a single-threaded call: the block is set to 2 lam W,
-    then the product is added with beta = 1, so the L2 term costs no extra pass.
-    With `update`, the block then takes its optimiser step (kernels/optim.py: rule `kind`,
-    learning rate eta, W's slices mW, vW of the optimiser's memory, hyperparameters hp)
-    while it is in cache."""
+def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp, simd):
+    """dWT (O, I) <- dY (N, O)^T X (N, I) + 2 lam WT, the gradient of a weight matrix stored
+    one row per output unit, cut into `nb` runs of columns, one per thread: register-blocked
+    products with `simd` (kernels/gemm.py), else BLAS (the run first set to 2 lam WT, then the
+    product added with beta = 1).  With `update`, each run then takes its optimiser step
+    (kernels/optim.py: rule `kind`, learning rate eta, WT's slices mW, vW of the optimiser's
+    memory, hyperparameters hp) while it is in cache."""
     N, I = X.shape
     O = dY.shape[1]
-    Xf, dYf, dWf = X.reshape(-1), dY.reshape(-1), dW.reshape(-1)
+    Xf, dYf, dWf, Wf = X.reshape(-1), dY.reshape(-1), dWT.reshape(-1), WT.reshape(-1)
+    V = lanes(Xf)
     for t in prange(nb):
-        i0 = I * t // nb
-        i1 = I * (t + 1) // nb
-        for i in range(i0, i1):
+        i0, i1 = _cols(I, V, t, nb, simd)
+        if i1 <= i0:
+            continue
+        if simd:
+            outer_cols(dWT, WT, X, dY, 1.0, 2 * lam, (i0 + 2 * V - 1) // (2 * V),
+                       (i1 + 2 * V - 1) // (2 * V))
+        else:
             for o in range(O):
-                dW[i, o] = 2 * lam * W[i, o]
-        if i1 > i0:
-            gemm(78, 84, O, i1 - i0, N, dYf, O, Xf[i0:], I, 1.0, dWf[i0 * O:], O)
+                for i in range(i0, i1):
+                    dWT[o, i] = 2 * lam * WT[o, i]
+            gemm(78, 84, i1 - i0, O, N, Xf[i0:], I, dYf, O, 1.0, dWf[i0:], I)
         if update:
-            update_range(W.reshape(-1), dWf, mW, vW, i0 * O, i1 * O, kind, eta, hp)
+            for o in range(O):
+                update_range(Wf, dWf, mW, vW, o * I + i0, o * I + i1, kind, eta, hp)
     return
 
 
 @parallel_kernel
-def weight_sgd_step(W, X, dY, lam, eta, nb):
-    """The first layer's SGD step without its gradient: W (I, O) <- W - eta * (X^T dY + 2 lam W)
-    = (1 - 2 eta lam) W - eta X (N, I)^T dY (N, O), as one BLAS product per block of rows of W
-    (alpha = -eta, beta = 1 - 2 eta lam).  weight_grad followed by the update reads and writes
-    W and dW in two more passes (measured 25-30 us of a ~0.63 ms step of net A); the price is that
-    dW is not computed, so only a training step that needs no gradient uses this."""
+def weight_sgd_step(WT, X, dY, lam, eta, nb, simd):
+    """The first layer's SGD step without its gradient: WT (O, I) <- WT - eta (dY^T X + 2 lam WT)
+    = (1 - 2 eta lam) WT - eta dY (N, O)^T X (N, I), one product per run of columns (alpha =
+    -eta, beta = 1 - 2 eta lam; register-blocked with `simd`, else BLAS).  weight_grad followed
+    by the update reads and writes WT and dWT in two more passes (measured 25-30 us of a
+    ~0.63 ms step of net A); the price is that dWT is not computed, so only a training step that
+    needs no gradient uses this."""
     N, I = X.shape
     O = dY.shape[1]
-    Xf, dYf, Wf = X.reshape(-1), dY.reshape(-1), W.reshape(-1)
+    Xf, dYf, Wf = X.reshape(-1), dY.reshape(-1), WT.reshape(-1)
+    V = lanes(Xf)
     for t in prange(nb):
-        i0 = I * t // nb
-        i1 = I * (t + 1) // nb
-        if i1 > i0:
-            fgemm(78, 84, O, i1 - i0, N, -eta, dYf, O, Xf[i0:], I, 1.0 - 2.0 * eta * lam,
-                  Wf[i0 * O:], O)
+        i0, i1 = _cols(I, V, t, nb, simd)
+        if i1 <= i0:
+            continue
+        if simd:
+            outer_cols(WT, WT, X, dY, -eta, 1.0 - 2.0 * eta * lam, (i0 + 2 * V - 1) // (2 * V),
+                       (i1 + 2 * V - 1) // (2 * V))
+        else:
+            fgemm(78, 84, i1 - i0, O, N, -eta, Xf[i0:], I, dYf, O, 1.0 - 2.0 * eta * lam,
+                  Wf[i0:], I)
     return

@@ -28,11 +28,12 @@ from numba import prange
 
 from ._config import parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .blas import matmul, matmul_nt, par_matmul
+from .blas import matmul, matmul_nt, par_matmul_nt
+from .gemm import dot_nt
 from .linear import weight_grad, weight_sgd_step
 from .rng import sub_key
 
-FORWARD, BACKWARD, UPDATE, UPDATE_STATS = 1, 2, 4, 8
+FORWARD, BACKWARD, UPDATE, UPDATE_STATS, SIMD = 1, 2, 4, 8, 16
 PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
 MIN_BLOCK_ROWS = 16      # OpenBLAS rounds a row the same in any block at least this tall
 
@@ -82,34 +83,39 @@ def _view(buf, off, rows, cols):
 
 
 @serial_kernel
-def _product(C, A, B, nt):
-    """C <- A @ B, in blocks of rows on the threads when it is big enough."""
-    nb = blocks(A.shape[0], A.shape[0] * A.shape[1] * B.shape[1], nt)
-    if nb == 1:
-        matmul(C, A, B, 0.0)
+def _product(C, A, WT, nt, simd):
+    """C (N, O) <- A (N, I) @ WT (O, I)^T, in blocks of rows on the threads when it is big
+    enough: register-blocked (kernels/gemm.py) with simd, else BLAS."""
+    N, I = A.shape
+    flops = N * I * WT.shape[0]
+    nb = blocks(N, flops, nt)
+    if simd and flops >= PAR_FLOPS:     # whatever nb is: the same bits on 1 or 2 threads
+        dot_nt(C, A, WT, nb)
+    elif nb == 1:
+        matmul_nt(C, A, WT, 0.0)
     else:
-        par_matmul(C, A, B, 0.0, nb)
+        par_matmul_nt(C, A, WT, 0.0, nb)
 
 
 @serial_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
-                   drop, drop_key):
+                   drop, drop_key, simd):
     """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last).
     In training, hidden units are then dropped at rate drop[l] (kernels/dropout.py)."""
     N = h.shape[0]
     I, O = layout[l, 0], layout[l, 1]
-    W = _view(theta, layout[l, 2], I, O)
+    WT = _view(theta, layout[l, 2], O, I)
     b = theta[layout[l, 3]:layout[l, 3] + O]
     last = l == layout.shape[0] - 1
     if last or layout[l, 4] < 0:          # no batch norm: product, bias (and ReLU) in place
         out = _view(ws, wsl[l, 0 if last else 1], N, O)
-        _product(out, h, W, nt)
+        _product(out, h, WT, nt, simd)
         bias_forward_s(out, b, not last)
         if train and not last and drop[l] > 0:
             dropout_forward_s(out, drop[l], sub_key(drop_key, l))
         return out
     Z = _view(ws, wsl[l, 0], N, O)
-    _product(Z, h, W, nt)
+    _product(Z, h, WT, nt, simd)
     H = _view(ws, wsl[l, 1], N, O)
     gamma = theta[layout[l, 4]:layout[l, 4] + O]
     beta = theta[layout[l, 5]:layout[l, 5] + O]
@@ -150,17 +156,18 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
         h = X
         for l in range(L):
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, (flags & FORWARD) != 0,
-                               (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key)
+                               (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key,
+                               (flags & SIMD) != 0)
         loss = softmax_xent_forward_s(P, losses, h, y)
     if flags & BACKWARD:      # with UPDATE, each layer takes its step as soon as it can
         _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, (flags & UPDATE) != 0, nt,
-                  kind, state, hp, drop, drop_key)
+                  kind, state, hp, drop, drop_key, (flags & SIMD) != 0)
     return loss
 
 
 @serial_kernel
 def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt, kind, state, hp,
-              drop, drop_key):
+              drop, drop_key, simd):
     L = layout.shape[0]
     P = theta.shape[0]
     m, v = state[:P], state[P:]
@@ -186,26 +193,29 @@ def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt, kind, 
             else:
                 relu_backward_s(dZ, dH, H)
         h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
-        W = _view(theta, layout[l, 2], I, O)
-        dW = _view(dtheta, layout[l, 2], I, O)
+        WT = _view(theta, layout[l, 2], O, I)
+        dWT = _view(dtheta, layout[l, 2], O, I)
         # the first layer needs no input gradient, so its W can step inside weight_grad;
         # any other W is still needed for dX and steps after it
         nb = blocks(I, N * I * O, nt)
+        blocked = simd and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
         if update and l == 0 and kind == optim.SGD:
             # plain SGD folds into the product itself: W1's gradient is never stored.  One
             # build only (nb = 1 runs its single block on this thread's pool slot): a serial
             # twin would add to the first run's compile, which is at its 15 s budget
-            weight_sgd_step(W, h_in, dZ, lam, eta, nb)
-        elif nb > 1:
-            weight_grad(dW, h_in, dZ, W, lam, eta, update and l == 0, nb, mW, vW, kind, hp)
+            weight_sgd_step(WT, h_in, dZ, lam, eta, nb, blocked)
+        elif nb > 1 or blocked:
+            weight_grad(dWT, h_in, dZ, WT, lam, eta, update and l == 0, nb, mW, vW, kind, hp,
+                        blocked)
         else:
-            weight_grad_s(dW, h_in, dZ, W, lam, eta, update and l == 0, 1, mW, vW, kind, hp)
+            weight_grad_s(dWT, h_in, dZ, WT, lam, eta, update and l == 0, 1, mW, vW, kind, hp,
+                          False)
         db = dtheta[layout[l, 3]:layout[l, 3] + O]
         bias_backward_s(db, dZ)
         if l > 0:
-            matmul_nt(_view(ws, wsl[l - 1, 4], N, I), dZ, W, 0.0)
+            matmul(_view(ws, wsl[l - 1, 4], N, I), dZ, WT, 0.0)
         if update:
             if l > 0:
                 _step_slice(theta, dtheta, m, v, layout[l, 2], I * O, kind, eta, hp)
@@ -222,7 +232,7 @@ def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp):
 
 
 @serial_kernel
-def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt):
+def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt, simd):
     """Evaluation-mode forward (running BN statistics) of X (N, I0).  Fills P (and, when y has
     N labels, the per-row losses) in the workspace; returns (sum of losses, correct count),
     (0.0, 0) without labels."""
@@ -236,7 +246,7 @@ def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt):
         # second time (1.9 s of the first run's compile, measured)
         no = N < 0
         h = _forward_layer(theta, stats, layout, ws, wsl, l, h, no, no, eps, 0.0, nt,
-                           np.zeros(0), np.uint64(0))
+                           np.zeros(0), np.uint64(0), simd)
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
     if y.shape[0] != N:

@@ -22,6 +22,18 @@ def linear_backward(dY, X, W, lam=0.0):
     return X.T @ dY + 2 * lam * W, dY.sum(axis=0), dY @ W.T
 
 
+def dot_nt(X, WT):
+    """kernels/gemm.dot_nt: X (N, K) times the transpose of WT (O, K)."""
+    X, WT = f64(X, WT)
+    return X @ WT.T
+
+
+def outer_update(src, X, dY, alpha, beta):
+    """kernels/gemm.outer_update: alpha dY^T X + beta src, src (O, K) one row per output."""
+    src, X, dY = f64(src, X, dY)
+    return alpha * (dY.T @ X) + beta * src
+
+
 def relu_forward(X):
     return np.where(X > 0, X, 0.0).astype(np.float64)
 

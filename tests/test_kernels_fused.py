@@ -7,9 +7,12 @@ import pytest
 import fastmlp
 from fastmlp.kernels import blas, linear, optim, step
 from fastmlp.kernels._config import serial_twin
+from fastmlp.kernels.simd import AVX512
 from fastmlp.threads import blas_single_threaded
 
 DTYPES = [np.float32, np.float64]
+# the weight products' two builds: BLAS, and register-blocked (kernels/gemm.py, AVX-512 only)
+SIMD = [False, pytest.param(True, marks=pytest.mark.skipif(not AVX512, reason="the CPU has no AVX-512"))]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
@@ -37,13 +40,14 @@ def test_blas_products(rng, dtype, shape):
         C = np.ones((M, N), dtype)
         blas.matmul(C, A, B, 0.5)
         np.testing.assert_allclose(C, A.astype(np.float64) @ B + 0.5, rtol=tol, atol=tol)
-        for nb in (1, 2, 3):
-            P = np.empty((M, N), dtype)
-            blas.par_matmul(P, A, B, 0.0, nb)
-            np.testing.assert_allclose(P, A.astype(np.float64) @ B, rtol=tol, atol=tol)
         X = np.empty((M, K), dtype)
         blas.matmul_nt(X, D, B, 0.0)
         np.testing.assert_allclose(X, D.astype(np.float64) @ B.T, rtol=tol, atol=tol * np.sqrt(N))
+        BT = np.ascontiguousarray(B.T)
+        for nb in (1, 2, 3):
+            P = np.empty((M, N), dtype)
+            blas.par_matmul_nt(P, A, BT, 0.0, nb)
+            np.testing.assert_allclose(P, A.astype(np.float64) @ B, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -62,29 +66,33 @@ def test_bias(rng, dtype, relu_on):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nb", [1, 2, 5])
 @pytest.mark.parametrize("update", [False, True])
-def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update):
-    X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (300, 20), dtype)
+@pytest.mark.parametrize("simd", SIMD)
+def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update, simd):
+    """Weights stored (O, I), one row per output unit, as the network stores them."""
+    X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (20, 300), dtype)
     W0 = W.copy()
     dW = np.empty_like(W)
     with blas_single_threaded():
-        linear.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype))
-    want = X.T.astype(np.float64) @ dY + 2 * 0.05 * W0
+        linear.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype), simd)
+    want = dY.T.astype(np.float64) @ X + 2 * 0.05 * W0
     np.testing.assert_allclose(dW, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(W, W0 - 0.1 * dW if update else W0, rtol=TOL[dtype], atol=TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nb", [1, 2, 5])
-def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb):
-    """The first layer's SGD step folded into its product: (1 - 2 eta lam) W - eta X^T dY, the
-    same as W - eta (X^T dY + 2 lam W) to rounding, and the same bits for any block count."""
-    X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (300, 20), dtype)
-    want = W.astype(np.float64) - 0.1 * (X.T.astype(np.float64) @ dY + 2 * 0.05 * W)
+@pytest.mark.parametrize("simd", SIMD)
+def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb, simd):
+    """The first layer's SGD step folded into its product: (1 - 2 eta lam) W - eta dY^T X (W
+    stored (O, I)), the same as W - eta (dY^T X + 2 lam W) to rounding, and the same bits for
+    any block count."""
+    X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (20, 300), dtype)
+    want = W.astype(np.float64) - 0.1 * (dY.T.astype(np.float64) @ X + 2 * 0.05 * W)
     got = W.copy()
     with blas_single_threaded():
-        linear.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb)
+        linear.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb, simd)
         one = W.copy()
-        serial_twin(linear.weight_sgd_step)(one, X, dY, 0.05, dtype(0.1), 1)
+        linear.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1, simd)
     np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(one, got, rtol=TOL[dtype], atol=TOL[dtype])
 
@@ -104,14 +112,14 @@ def test_gather_rows_and_sgd_update(rng, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_serial_twins_equal_parallel_builds(rng, dtype):
-    X, dY, W = rand(rng, (64, 200), dtype), rand(rng, (64, 30), dtype), rand(rng, (200, 30), dtype)
+    X, dY, W = rand(rng, (64, 200), dtype), rand(rng, (64, 30), dtype), rand(rng, (30, 200), dtype)
     outs = []
     for build in (lambda k: k, serial_twin):
         dW, Wc = np.empty_like(W), W.copy()
         with blas_single_threaded():
-            build(linear.weight_grad)(dW, X, dY, Wc, 0.01, 0.1, True, 4, *sgd_args(dtype))
+            build(linear.weight_grad)(dW, X, dY, Wc, 0.01, 0.1, True, 4, *sgd_args(dtype), False)
         Y = dY.copy()
-        build(linear.bias_forward)(Y, W[0], True)
+        build(linear.bias_forward)(Y, W[:, 0].copy(), True)
         db = np.empty(30, dtype)
         build(linear.bias_backward)(db, dY)
         g = np.empty((10, 200), dtype)
@@ -124,10 +132,12 @@ def test_serial_twins_equal_parallel_builds(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes, bn", [([3072, 50, 50, 10], True), ([3072, 50, 50, 10], False),
                                        ([3072, 50, 30, 20, 20, 10, 10, 10, 10, 10], True)])
-def test_fused_step_equals_per_kernel_path(rng, dtype, sizes, bn):
+@pytest.mark.parametrize("simd", SIMD)
+def test_fused_step_equals_per_kernel_path(rng, dtype, sizes, bn, simd):
     X, y = rand(rng, (100, 3072), dtype), rng.integers(0, 10, 100)
     rows = rng.permutation(100)
     fused = fastmlp.Network(sizes, batch_norm=bn, dtype=dtype, seed=0)
+    fused.simd = simd
     ref = fused.copy()
     ref.fused = False
     tol = {np.float32: 2e-5, np.float64: 1e-12}[dtype]

@@ -1,0 +1,171 @@
+"""Explicit 64-byte vectors for compiled kernels: a Numba type whose values are LLVM vectors
+(16 float32 or 8 float64 lanes, one AVX-512 register) and the few operations the products in
+kernels/gemm.py need.
+
+Why: the register-blocked products there keep 20-25 independent accumulators in registers
+across a long loop.  Written as scalar Numba loops, LLVM either keeps them in memory (a load
+and a store per multiply-add) or reorders the sums only with `reassoc`, which this package
+leaves off (kernels/_config.py).  Vector values make the blocking explicit: every lane's sum
+runs in a fixed order, the same whatever the thread count, and the horizontal sum at the end
+is a fixed pairwise tree.
+
+AVX512 tells whether the compiling CPU has 32 such registers; without them the products fall
+back to BLAS (kernels/step.py), since a 25-accumulator block would spill from AVX2's 16.
+Legend: `a` a flat (1-D) contiguous array, `i` an element index into it.  Loads and stores
+are unaligned and unchecked: kernels trust their indices.
+"""
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils, config
+from numba.extending import intrinsic, models, register_model
+
+VECTOR_BYTES = 64
+
+
+def _host_has_avx512():
+    """Whether Numba compiles for a CPU with AVX-512F (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES,
+    used for portable caches, override the host)."""
+    if config.CPU_FEATURES is not None:
+        return "+avx512f" in config.CPU_FEATURES.split(",")
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+AVX512 = _host_has_avx512()
+
+
+class Vec(types.Type):
+    """VECTOR_BYTES of `dtype` (float32 or float64) as one LLVM vector value."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.lanes = VECTOR_BYTES * 8 // dtype.bitwidth
+        super().__init__(name=f"Vec({dtype} x {self.lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
+
+
+def _address(context, builder, arrty, arr, i):
+    data = cgutils.create_struct_proxy(arrty)(context, builder, value=arr).data
+    return builder.gep(data, [i])
+
+
+def _splat(builder, vty, x):
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count)
+    return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined), zeros)
+
+
+@intrinsic
+def vload(typingctx, a, i):
+    """a[i:i + lanes] as a vector."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        return builder.load(builder.bitcast(p, context.get_value_type(vt).as_pointer()), align=4)
+    return vt(a, i), codegen
+
+
+@intrinsic
+def vstore(typingctx, a, i, v):
+    """a[i:i + lanes] <- v."""
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(p, args[2].type.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(a, i, v), codegen
+
+
+@intrinsic
+def vsplat_at(typingctx, a, i):
+    """Every lane = a[i]."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        x = builder.load(_address(context, builder, sig.args[0], args[0], args[1]))
+        return _splat(builder, context.get_value_type(vt), x)
+    return vt(a, i), codegen
+
+
+@intrinsic
+def vsplat(typingctx, a, x):
+    """Every lane = x, converted to a's dtype."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        x = context.cast(builder, args[1], sig.args[1], vt.dtype)
+        return _splat(builder, context.get_value_type(vt), x)
+    return vt(a, x), codegen
+
+
+@intrinsic
+def vzero(typingctx, a):
+    """A vector of zeros of a's dtype."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(vt)
+        return ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * vt.lanes)
+    return vt(a), codegen
+
+
+@intrinsic
+def vfma(typingctx, x, y, acc):
+    """x * y + acc, lane by lane, rounded once (llvm.fma)."""
+    if not isinstance(x, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vty = args[0].type
+        bits = 32 if isinstance(vty.element, ir.FloatType) else 64
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                            f"llvm.fma.v{vty.count}f{bits}")
+        return builder.call(fn, list(args))
+    return x(x, y, acc), codegen
+
+
+@intrinsic
+def vmul(typingctx, x, y):
+    """x * y, lane by lane."""
+    if not isinstance(x, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fmul(args[0], args[1])
+    return x(x, y), codegen
+
+
+@intrinsic
+def vsum(typingctx, v):
+    """The sum of the lanes, as a fixed pairwise tree (halves added until one lane is left)."""
+    if not isinstance(v, Vec):
+        return None
+
+    def codegen(context, builder, sig, args):
+        x, n = args[0], sig.args[0].lanes
+        while n > 1:
+            h = n // 2
+            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h), list(range(h))))
+            hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h),
+                                                          list(range(h, n))))
+            x, n = builder.fadd(lo, hi), h
+        return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+    return v.dtype(v), codegen
+
+
+@intrinsic
+def lanes(typingctx, a):
+    """How many of a's elements one vector holds (a compile-time constant)."""
+    n = Vec(a.dtype).lanes
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(ir.IntType(64), n)
+    return types.intp(a), codegen

@@ -1,0 +1,128 @@
+"""The register-blocked products of kernels/gemm.py (the first layer's forward and weight
+step) against their NumPy twins, on the study's shapes and on shapes that leave every kind of
+remainder (rows, output units, vectors and single columns), in float32 and float64; the same
+bits for any thread cut; and a float64 gradient check of a full-width first layer, which is
+where the fused step uses them."""
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.kernels import gemm, step
+from fastmlp.kernels.simd import AVX512
+
+import reference as ref
+
+pytestmark = pytest.mark.skipif(not AVX512, reason="the register-blocked products need AVX-512")
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 3e-6, np.float64: 1e-14}
+# (N, K, O): the study's first layer (CIFAR and Fashion-MNIST), then remainders of each kind
+SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5), (1, 3, 1),
+          (103, 300, 50), (6, 33, 11)]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(11)
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dot_nt_matches_numpy_and_any_thread_cut(rng, dtype, shape):
+    N, K, O = shape
+    X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
+    want = ref.dot_nt(X, WT)
+    got = []
+    for nb in (1, 2, 3, 7):
+        Y = np.full((N, O), np.nan, dtype)
+        gemm.dot_nt(Y, X, WT, nb)
+        got.append(Y)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got[0], want, rtol=0, atol=TOL[dtype] * scale * np.sqrt(K / 16))
+    for Y in got[1:]:
+        np.testing.assert_array_equal(Y, got[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_outer_update_matches_numpy_in_place_or_not(rng, dtype, shape):
+    N, K, O = shape
+    X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype), rand(rng, (O, K), dtype)
+    grads, steps = [], []
+    for nb in (1, 2, 3, 7):
+        G = np.full((O, K), np.nan, dtype)
+        gemm.outer_update(G, W, X, dY, 1.0, 0.1, nb)           # a gradient, lam = 0.05
+        S = W.copy()
+        gemm.outer_update(S, S, X, dY, -0.01, 0.999, nb)       # an SGD step in place
+        grads.append(G)
+        steps.append(S)
+    tol = TOL[dtype] * np.sqrt(N)
+    want = ref.outer_update(W, X, dY, 1.0, 0.1)
+    np.testing.assert_allclose(grads[0], want, rtol=0, atol=tol * np.abs(want).max())
+    want = ref.outer_update(W, X, dY, -0.01, 0.999)
+    np.testing.assert_allclose(steps[0], want, rtol=0, atol=tol * np.abs(want).max())
+    for G, S in zip(grads[1:], steps[1:]):
+        np.testing.assert_array_equal(G, grads[0])
+        np.testing.assert_array_equal(S, steps[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
+    """An element comes out the same whether a full block or a remainder kernel computed it,
+    so where a cut falls never changes a result."""
+    X, WT = rand(rng, (10, 96), dtype), rand(rng, (10, 96), dtype)
+    full = np.empty((10, 10), dtype)
+    gemm.dot_nt(full, X, WT, 1)                       # two 5 x 5 blocks of rows and units
+    part = np.empty((2, 3), dtype)
+    gemm.dot_nt(part, X[5:7].copy(), WT[5:8].copy(), 1)   # one-element kernels only
+    np.testing.assert_array_equal(part, full[5:7, 5:8])
+
+    V = 64 // np.dtype(dtype).itemsize
+    X, dY = rand(rng, (9, 4 * V), dtype), rand(rng, (9, 10), dtype)
+    full = np.zeros((10, 4 * V), dtype)
+    gemm.outer_update(full, full, X, dY, 1.0, 0.0, 1)   # 10-unit blocks over vector pairs
+    cols = 3 * V + 1                                  # a pair, a lone vector, a lone column
+    part = np.zeros((3, cols), dtype)
+    gemm.outer_update(part, part, X[:, :cols].copy(), dY[:, 2:5].copy(), 1.0, 0.0, 1)
+    np.testing.assert_array_equal(part[:, :3 * V], full[2:5, :3 * V])
+    # the lone column sums in row order without vectors: rounding apart, the same value
+    np.testing.assert_allclose(part[:, 3 * V], full[2:5, 3 * V], rtol=1e-5 if dtype == np.float32 else 1e-13)
+
+
+def test_fused_step_uses_them_and_matches_the_blas_build(rng):
+    """Net A's step with the register-blocked products against the same step through BLAS:
+    equal to float32 rounding after 5 steps (the first layer's product is above step.PAR_FLOPS,
+    so the fused step does take the register-blocked path)."""
+    assert 100 * 3072 * 50 >= step.PAR_FLOPS
+    X, y = rand(rng, (100, 3072), np.float32), rng.integers(0, 10, 100)
+    a = fastmlp.Network([3072, 50, 50, 10], seed=0)
+    assert a.simd
+    b = a.copy()
+    b.simd = False
+    for _ in range(5):
+        la = a._train_step(X, y, 0.005, np.float32(0.05))
+        lb = b._train_step(X, y, 0.005, np.float32(0.05))
+        assert la == pytest.approx(lb, rel=1e-5)
+    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-4, atol=1e-5 * np.abs(b.theta).max())
+    Xe = rand(rng, (1000, 3072), np.float32)
+    np.testing.assert_allclose(a.predict_proba(Xe), b.predict_proba(Xe), rtol=1e-3, atol=1e-5)
+
+
+def test_gradient_check_through_the_register_blocked_products(cifar_subset):
+    """Full 3072-pixel rows of 100 real CIFAR images, so the first layer's forward and weight
+    gradient run through kernels/gemm.py (float64, 8 lanes); 40 sampled entries per parameter
+    must match centred differences to 1e-7, as every other gradient check here."""
+    raw = cifar_subset["x_train"][:100].reshape(100, -1).astype(np.float64)
+    X = (raw - raw.mean(axis=0)) / raw.std(axis=0)
+    y = cifar_subset["y_train"][:100].astype(np.int64)
+    net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, dtype=np.float64, seed=1)
+    assert net.simd and 100 * 3072 * 50 >= step.PAR_FLOPS
+    for r in fastmlp.gradcheck(net, X, y, lam=0.01, max_entries=40):
+        if r["zero_gradient"]:
+            assert r["max_abs_error"] <= 1e-9, r
+        else:
+            assert r["rel_error"] <= 1e-7, r
