@@ -1,7 +1,7 @@
 """What bounds net A's step: its first layer's two products alone, timed interleaved with
 fastmlp's whole step and PyTorch's (batch 100, float32, 2 threads, median ms over 15 rounds
 of 20 calls, each after 0.1 s untimed).  The products are the very calls the step makes, in
-both builds: register-blocked (kernels/gemm.py: dot_nt for X W1^T, weight_sgd_step for the
+both builds: register-blocked (kernels/gemm.py: dot_nt_split for X W1^T, weight_sgd_step for the
 update) and through BLAS (par_matmul_nt, weight_sgd_step with simd=False); the step likewise
 with Network.simd on and off.
 
@@ -27,11 +27,12 @@ def main():
     rng = np.random.default_rng(0)
     WT = (rng.standard_normal((50, 3072)) * 0.02).astype(np.float32)
     Z, dZ = np.empty((100, 50), np.float32), rng.standard_normal((100, 50)).astype(np.float32)
+    parts = np.empty((gemm.KSEG * 100, 50), np.float32)
 
     def products(simd):
         def run():
             if simd:
-                gemm.dot_nt(Z, X, WT, 2)
+                gemm.dot_nt_split(Z, parts, X, WT, 2)
             else:
                 blas.par_matmul_nt(Z, X, WT, 0.0, 2)
             linear.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2, simd)

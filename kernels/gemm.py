@@ -23,36 +23,40 @@ from ._config import parallel_kernel, serial_kernel
 from .simd import lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vsum, vzero
 
 RB = 5     # forward: rows of X and of WT per block
+KSEG = 2   # the training forward's runs of columns (dot_nt_split)
 OB = 10    # backward: output rows per block (2 vectors of K each)
 
 
 @serial_kernel
-def _dot1(Xf, Wf, x, w, K):
-    """One forward element: sum_k Xf[x + k] * Wf[w + k], in the lane order of _dot5x5."""
+def _dot1(Xf, Wf, x, w, k0, k1):
+    """One forward element over columns k0..k1: sum_k Xf[x + k] * Wf[w + k], in the lane
+    order of _dot5x5."""
     V = lanes(Xf)
-    KV = K - K % V
+    KV = k1 - (k1 - k0) % V
     a = vzero(Xf)
-    for k in range(0, KV, V):
+    for k in range(k0, KV, V):
         a = vfma(vload(Xf, x + k), vload(Wf, w + k), a)
     s = vsum(a)
-    for k in range(KV, K):
+    for k in range(KV, k1):
         s += Xf[x + k] * Wf[w + k]
     return s
 
 
 @serial_kernel
-def _tail(Xf, Wf, x, w, K, KV):
+def _tail(Xf, Wf, x, w, k1, KV):
+    """The columns KV..k1 left over after whole vectors, one by one."""
     s = vsum(vzero(Xf))
-    for k in range(KV, K):
+    for k in range(KV, k1):
         s += Xf[x + k] * Wf[w + k]
     return s
 
 
 @serial_kernel
-def _dot5x5(Yf, Xf, Wf, n0, o0, K, O):
-    """Y[n0:n0+5, o0:o0+5] (Yf flat, rows of O) from rows n0.. of X and o0.. of WT."""
+def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
+    """Y[n0:n0+5, o0:o0+5] (Yf flat, rows of O) from rows n0.. of X and o0.. of WT, over
+    columns k0..k1 (rows of X and WT are K long)."""
     V = lanes(Xf)
-    KV = K - K % V
+    KV = k1 - (k1 - k0) % V
     a0 = vzero(Xf); a1 = vzero(Xf); a2 = vzero(Xf); a3 = vzero(Xf); a4 = vzero(Xf)  # noqa: E702
     b0 = vzero(Xf); b1 = vzero(Xf); b2 = vzero(Xf); b3 = vzero(Xf); b4 = vzero(Xf)  # noqa: E702
     c0 = vzero(Xf); c1 = vzero(Xf); c2 = vzero(Xf); c3 = vzero(Xf); c4 = vzero(Xf)  # noqa: E702
@@ -62,7 +66,7 @@ def _dot5x5(Yf, Xf, Wf, n0, o0, K, O):
     x1, x2, x3, x4 = x0 + K, x0 + 2 * K, x0 + 3 * K, x0 + 4 * K
     w0 = o0 * K
     w1, w2, w3, w4 = w0 + K, w0 + 2 * K, w0 + 3 * K, w0 + 4 * K
-    for k in range(0, KV, V):
+    for k in range(k0, KV, V):
         p = vload(Xf, x0 + k)
         q = vload(Xf, x1 + k)
         r = vload(Xf, x2 + k)
@@ -79,40 +83,40 @@ def _dot5x5(Yf, Xf, Wf, n0, o0, K, O):
         w = vload(Wf, w4 + k)
         a4 = vfma(p, w, a4); b4 = vfma(q, w, b4); c4 = vfma(r, w, c4); d4 = vfma(s, w, d4); e4 = vfma(t, w, e4)  # noqa: E702,E501
     y = n0 * O + o0
-    Yf[y] = vsum(a0) + _tail(Xf, Wf, x0, w0, K, KV)
-    Yf[y + 1] = vsum(a1) + _tail(Xf, Wf, x0, w1, K, KV)
-    Yf[y + 2] = vsum(a2) + _tail(Xf, Wf, x0, w2, K, KV)
-    Yf[y + 3] = vsum(a3) + _tail(Xf, Wf, x0, w3, K, KV)
-    Yf[y + 4] = vsum(a4) + _tail(Xf, Wf, x0, w4, K, KV)
+    Yf[y] = vsum(a0) + _tail(Xf, Wf, x0, w0, k1, KV)
+    Yf[y + 1] = vsum(a1) + _tail(Xf, Wf, x0, w1, k1, KV)
+    Yf[y + 2] = vsum(a2) + _tail(Xf, Wf, x0, w2, k1, KV)
+    Yf[y + 3] = vsum(a3) + _tail(Xf, Wf, x0, w3, k1, KV)
+    Yf[y + 4] = vsum(a4) + _tail(Xf, Wf, x0, w4, k1, KV)
     y += O
-    Yf[y] = vsum(b0) + _tail(Xf, Wf, x1, w0, K, KV)
-    Yf[y + 1] = vsum(b1) + _tail(Xf, Wf, x1, w1, K, KV)
-    Yf[y + 2] = vsum(b2) + _tail(Xf, Wf, x1, w2, K, KV)
-    Yf[y + 3] = vsum(b3) + _tail(Xf, Wf, x1, w3, K, KV)
-    Yf[y + 4] = vsum(b4) + _tail(Xf, Wf, x1, w4, K, KV)
+    Yf[y] = vsum(b0) + _tail(Xf, Wf, x1, w0, k1, KV)
+    Yf[y + 1] = vsum(b1) + _tail(Xf, Wf, x1, w1, k1, KV)
+    Yf[y + 2] = vsum(b2) + _tail(Xf, Wf, x1, w2, k1, KV)
+    Yf[y + 3] = vsum(b3) + _tail(Xf, Wf, x1, w3, k1, KV)
+    Yf[y + 4] = vsum(b4) + _tail(Xf, Wf, x1, w4, k1, KV)
     y += O
-    Yf[y] = vsum(c0) + _tail(Xf, Wf, x2, w0, K, KV)
-    Yf[y + 1] = vsum(c1) + _tail(Xf, Wf, x2, w1, K, KV)
-    Yf[y + 2] = vsum(c2) + _tail(Xf, Wf, x2, w2, K, KV)
-    Yf[y + 3] = vsum(c3) + _tail(Xf, Wf, x2, w3, K, KV)
-    Yf[y + 4] = vsum(c4) + _tail(Xf, Wf, x2, w4, K, KV)
+    Yf[y] = vsum(c0) + _tail(Xf, Wf, x2, w0, k1, KV)
+    Yf[y + 1] = vsum(c1) + _tail(Xf, Wf, x2, w1, k1, KV)
+    Yf[y + 2] = vsum(c2) + _tail(Xf, Wf, x2, w2, k1, KV)
+    Yf[y + 3] = vsum(c3) + _tail(Xf, Wf, x2, w3, k1, KV)
+    Yf[y + 4] = vsum(c4) + _tail(Xf, Wf, x2, w4, k1, KV)
     y += O
-    Yf[y] = vsum(d0) + _tail(Xf, Wf, x3, w0, K, KV)
-    Yf[y + 1] = vsum(d1) + _tail(Xf, Wf, x3, w1, K, KV)
-    Yf[y + 2] = vsum(d2) + _tail(Xf, Wf, x3, w2, K, KV)
-    Yf[y + 3] = vsum(d3) + _tail(Xf, Wf, x3, w3, K, KV)
-    Yf[y + 4] = vsum(d4) + _tail(Xf, Wf, x3, w4, K, KV)
+    Yf[y] = vsum(d0) + _tail(Xf, Wf, x3, w0, k1, KV)
+    Yf[y + 1] = vsum(d1) + _tail(Xf, Wf, x3, w1, k1, KV)
+    Yf[y + 2] = vsum(d2) + _tail(Xf, Wf, x3, w2, k1, KV)
+    Yf[y + 3] = vsum(d3) + _tail(Xf, Wf, x3, w3, k1, KV)
+    Yf[y + 4] = vsum(d4) + _tail(Xf, Wf, x3, w4, k1, KV)
     y += O
-    Yf[y] = vsum(e0) + _tail(Xf, Wf, x4, w0, K, KV)
-    Yf[y + 1] = vsum(e1) + _tail(Xf, Wf, x4, w1, K, KV)
-    Yf[y + 2] = vsum(e2) + _tail(Xf, Wf, x4, w2, K, KV)
-    Yf[y + 3] = vsum(e3) + _tail(Xf, Wf, x4, w3, K, KV)
-    Yf[y + 4] = vsum(e4) + _tail(Xf, Wf, x4, w4, K, KV)
+    Yf[y] = vsum(e0) + _tail(Xf, Wf, x4, w0, k1, KV)
+    Yf[y + 1] = vsum(e1) + _tail(Xf, Wf, x4, w1, k1, KV)
+    Yf[y + 2] = vsum(e2) + _tail(Xf, Wf, x4, w2, k1, KV)
+    Yf[y + 3] = vsum(e3) + _tail(Xf, Wf, x4, w3, k1, KV)
+    Yf[y + 4] = vsum(e4) + _tail(Xf, Wf, x4, w4, k1, KV)
 
 
 @serial_kernel
-def dot_rows(Y, X, WT, b0, b1):
-    """Y[5 b0 : 5 b1] <- X[5 b0 : 5 b1] @ WT^T, rows cut at block b1 = the end of X."""
+def dot_rows(Y, X, WT, b0, b1, k0, k1):
+    """Y[5 b0 : 5 b1] <- X[5 b0 : 5 b1, k0:k1] @ WT[:, k0:k1]^T, rows cut at the end of X."""
     N, K = X.shape
     O = WT.shape[0]
     Yf, Xf, Wf = Y.reshape(-1), X.reshape(-1), WT.reshape(-1)
@@ -121,26 +125,61 @@ def dot_rows(Y, X, WT, b0, b1):
         n = RB * bn
         if n + RB <= N:
             for o in range(0, OF, RB):
-                _dot5x5(Yf, Xf, Wf, n, o, K, O)
+                _dot5x5(Yf, Xf, Wf, n, o, K, O, k0, k1)
             rows = RB
         else:
             rows = N - n
             for r in range(rows):
                 for o in range(OF):
-                    Yf[(n + r) * O + o] = _dot1(Xf, Wf, (n + r) * K, o * K, K)
+                    Yf[(n + r) * O + o] = _dot1(Xf, Wf, (n + r) * K, o * K, k0, k1)
         for r in range(rows):
             for o in range(OF, O):
-                Yf[(n + r) * O + o] = _dot1(Xf, Wf, (n + r) * K, o * K, K)
+                Yf[(n + r) * O + o] = _dot1(Xf, Wf, (n + r) * K, o * K, k0, k1)
     return
 
 
 @parallel_kernel
 def dot_nt(Y, X, WT, nb):
-    """Y (N, O) <- X (N, K) @ WT (O, K)^T, blocks of 5 rows cut into `nb` runs, one per thread."""
-    N = X.shape[0]
+    """Y (N, O) <- X (N, K) @ WT (O, K)^T, blocks of 5 rows cut into `nb` runs, one per thread:
+    for evaluation, where X is read-only and WT is not being written."""
+    N, K = X.shape
     blocks = (N + RB - 1) // RB
     for t in prange(nb):
-        dot_rows(Y, X, WT, blocks * t // nb, blocks * (t + 1) // nb)
+        dot_rows(Y, X, WT, blocks * t // nb, blocks * (t + 1) // nb, 0, K)
+    return
+
+
+@serial_kernel
+def segment(K, V, s, S):
+    """Columns [k0, k1) of run s of S: whole vector pairs, the last run ending at K.  The same
+    cut as outer_update's with nb = S, so with S threads each keeps to its own columns."""
+    pairs = (K + 2 * V - 1) // (2 * V)
+    return min(K, 2 * V * (pairs * s // S)), min(K, 2 * V * (pairs * (s + 1) // S))
+
+
+@parallel_kernel
+def dot_nt_split(Y, parts, X, WT, nb):
+    """dot_nt for the training step: each element summed over KSEG runs of columns into
+    `parts` (KSEG N, O), then the runs added in order.  With 2 threads, each reads only the
+    columns of X and WT that it gathered and updated itself (step.gather_cols,
+    outer_update): reading all of WT after the other core wrote half of it was measured to
+    cost 135 us a step of net A, 40 % of the products.  KSEG is fixed, not the thread count,
+    so the result is the same on any number of threads."""
+    N, K = X.shape
+    V = lanes(X.reshape(-1))
+    blocks = (N + RB - 1) // RB
+    R = max(1, nb // KSEG)                    # runs of rows per run of columns
+    for t in prange(KSEG * R):
+        s, r = t // R, t % R
+        k0, k1 = segment(K, V, s, KSEG)
+        P = parts[s * N:(s + 1) * N]
+        dot_rows(P, X, WT, blocks * r // R, blocks * (r + 1) // R, k0, k1)
+    for n in range(N):
+        for o in range(Y.shape[1]):
+            v = parts[n, o]
+            for s in range(1, KSEG):
+                v += parts[s * N + n, o]
+            Y[n, o] = v
     return
 
 

@@ -6,22 +6,27 @@ Why one call: a Python-level loop over layers pays ~1-3 us per kernel call and a
 tables of offsets, so one call takes it whole.
 
 Parameters: `theta` (P,) holds every parameter; row l of `layout` (L, 8) gives for layer l
-  0 I, 1 O, 2 W offset (I*O values, row-major (I, O)), 3 b offset, 4 gamma offset, 5 beta
-  offset, 6 running-mean offset, 7 running-variance offset (4-7 are -1 without batch norm;
-  6-7 index `stats`).  `dtheta` mirrors `theta`.
-Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the offsets of
+  0 I, 1 O, 2 W offset (I*O values stored row-major (O, I): one row per output unit, see
+  kernels/gemm.py), 3 b offset, 4 gamma offset, 5 beta offset, 6 running-mean offset,
+  7 running-variance offset (4-7 are -1 without batch norm; 6-7 index `stats`).  `dtheta`
+  mirrors `theta`.
+Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 10) gives the offsets of
   0 Z (N, O) scores before BN/ReLU, 1 H (N, O) hidden output, 2 Xhat (N, O), 3 dZ (N, O),
   4 dH (N, O), 5 mean (O,), 6 inv_std (O,), 7 P (N, C) and 8 losses (N,) (the last two on the
-  last row; -1 where a buffer is not needed).
-Threads: products of at least PAR_FLOPS multiply-adds are cut into one block of rows per
-  thread, each a single-threaded BLAS call (kernels/blas.py), and the first layer's update
-  runs inside those blocks (plain SGD folded into the product itself, linear.weight_sgd_step).
-  Everything else (bias, batch norm, ReLU, softmax, the small layers' products) runs on the
-  calling thread, in the serial twins of the parallel kernels or their row-major builds:
-  at the study's widths (<= 50 units) it is ~15 % of a step, and running it in parallel
-  was measured no faster at batch 100 or 500, while it doubled the first run's compile time.
-  Blocks are never shorter than MIN_BLOCK_ROWS, so the result does not depend on the number
-  of threads.
+  last row), 9 the first layer's partial sums (gemm.KSEG N, O) in training (-1 where a
+  buffer is not needed).
+Threads and products: products of at least PAR_FLOPS multiply-adds (the first layer's) run on
+  all threads.  On CPUs with AVX-512 (flag SIMD) they are register-blocked (kernels/gemm.py)
+  and cut by runs of columns, so that each thread gathers, reads and updates its own half of
+  the batch and of W1 (gemm.dot_nt_split); elsewhere they are cut into blocks of rows, each a
+  single-threaded BLAS call (kernels/blas.py), no block shorter than MIN_BLOCK_ROWS.  Either
+  way the result does not depend on the number of threads.  The first layer's update runs
+  inside its weight product (plain SGD folded into the product itself,
+  linear.weight_sgd_step).  Everything else (bias, batch norm, ReLU, softmax, the small
+  layers' BLAS products) runs on the calling thread, in the serial twins of the parallel
+  kernels or their row-major builds: at the study's widths (<= 50 units) running it in
+  parallel was measured no faster at batch 100 or 500, while it doubled the first run's
+  compile time.
 """
 import numpy as np
 from numba import prange
@@ -29,7 +34,8 @@ from numba import prange
 from ._config import parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt, par_matmul_nt
-from .gemm import dot_nt
+from .gemm import KSEG, dot_nt, dot_nt_split, segment
+from .simd import lanes
 from .linear import weight_grad, weight_sgd_step
 from .rng import sub_key
 
@@ -55,12 +61,16 @@ dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.
 def gather_rows(out, X, idx):
     """out (N, I) <- X[idx] (X (M, I), idx (N,) row numbers): a batch of shuffled rows, copied
     where the step needs it, instead of shuffling the whole training set each epoch (a 553 MB
-    copy at the study's size).  prange over rows."""
+    copy at the study's size).  prange over gemm.KSEG runs of columns, the runs the first
+    layer's products keep to (gemm.dot_nt_split), so each thread copies what it reads next."""
     N, I = out.shape
-    for n in prange(N):
-        r = idx[n]
-        for i in range(I):
-            out[n, i] = X[r, i]
+    V = lanes(out.reshape(-1))
+    for s in prange(KSEG):
+        i0, i1 = segment(I, V, s, KSEG)
+        for n in range(N):
+            r = idx[n]
+            for i in range(i0, i1):
+                out[n, i] = X[r, i]
     return
 
 
@@ -83,14 +93,18 @@ def _view(buf, off, rows, cols):
 
 
 @serial_kernel
-def _product(C, A, WT, nt, simd):
-    """C (N, O) <- A (N, I) @ WT (O, I)^T, in blocks of rows on the threads when it is big
-    enough: register-blocked (kernels/gemm.py) with simd, else BLAS."""
+def _product(C, A, WT, nt, simd, parts):
+    """C (N, O) <- A (N, I) @ WT (O, I)^T, in blocks on the threads when it is big enough:
+    register-blocked (kernels/gemm.py) with simd, else BLAS.  In training, `parts`
+    (gemm.KSEG N, O) holds the runs of columns of gemm.dot_nt_split; elsewhere it is empty."""
     N, I = A.shape
     flops = N * I * WT.shape[0]
     nb = blocks(N, flops, nt)
     if simd and flops >= PAR_FLOPS:     # whatever nb is: the same bits on 1 or 2 threads
-        dot_nt(C, A, WT, nb)
+        if parts.shape[0] == KSEG * N:
+            dot_nt_split(C, parts, A, WT, nb)
+        else:
+            dot_nt(C, A, WT, nb)
     elif nb == 1:
         matmul_nt(C, A, WT, 0.0)
     else:
@@ -107,15 +121,16 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
     WT = _view(theta, layout[l, 2], O, I)
     b = theta[layout[l, 3]:layout[l, 3] + O]
     last = l == layout.shape[0] - 1
+    parts = _view(ws, wsl[l, 9], KSEG * N, O) if train and wsl[l, 9] >= 0 else _view(ws, 0, 0, O)
     if last or layout[l, 4] < 0:          # no batch norm: product, bias (and ReLU) in place
         out = _view(ws, wsl[l, 0 if last else 1], N, O)
-        _product(out, h, WT, nt, simd)
+        _product(out, h, WT, nt, simd, parts)
         bias_forward_s(out, b, not last)
         if train and not last and drop[l] > 0:
             dropout_forward_s(out, drop[l], sub_key(drop_key, l))
         return out
     Z = _view(ws, wsl[l, 0], N, O)
-    _product(Z, h, WT, nt, simd)
+    _product(Z, h, WT, nt, simd, parts)
     H = _view(ws, wsl[l, 1], N, O)
     gamma = theta[layout[l, 4]:layout[l, 4] + O]
     beta = theta[layout[l, 5]:layout[l, 5] + O]

@@ -49,6 +49,36 @@ def test_dot_nt_matches_numpy_and_any_thread_cut(rng, dtype, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
+def test_dot_nt_split_matches_numpy_and_any_thread_cut(rng, dtype, shape):
+    """The training forward, summed over gemm.KSEG runs of columns: the same bits on any
+    number of threads (the runs are fixed, not one per thread)."""
+    N, K, O = shape
+    X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
+    want = ref.dot_nt(X, WT)
+    got = []
+    for nb in (1, 2, 3, 4, 7):
+        Y = np.full((N, O), np.nan, dtype)
+        parts = np.full((gemm.KSEG * N, O), np.nan, dtype)
+        gemm.dot_nt_split(Y, parts, X, WT, nb)
+        got.append(Y)
+    np.testing.assert_allclose(got[0], want, rtol=0,
+                               atol=TOL[dtype] * np.abs(want).max() * np.sqrt(K / 16))
+    for Y in got[1:]:
+        np.testing.assert_array_equal(Y, got[0])
+
+
+def test_runs_of_columns_are_the_weight_products_cut():
+    """With KSEG threads, thread s gathers, reads and updates the same columns (the point of
+    the split): gemm.segment and the weight products' cut agree."""
+    from fastmlp.kernels.linear import _cols
+    for K in (3072, 784, 50, 33):
+        for V in (8, 16):
+            for s in range(gemm.KSEG):
+                assert gemm.segment(K, V, s, gemm.KSEG) == _cols(K, V, s, gemm.KSEG, True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
 def test_outer_update_matches_numpy_in_place_or_not(rng, dtype, shape):
     N, K, O = shape
     X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype), rand(rng, (O, K), dtype)
