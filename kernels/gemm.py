@@ -1,8 +1,9 @@
 """The first layer's two products, register-blocked on 64-byte vectors (kernels/simd.py), with
-weights stored as the network stores them: WT (O, K), one row per output unit.
+weights stored as the network stores them: WT (O, K), one row per output unit; and
+first_layer, the one parallel region that runs them (or their BLAS builds) in the step.
 
-    forward   Y (N, O)  <- X (N, K) @ WT^T                  dot_nt
-    backward  out (O, K) <- alpha * dY^T @ X + beta * src    outer_update
+    forward   Y (N, O)  <- X (N, K) @ WT^T                  dot_rows
+    backward  out (O, K) <- alpha * dY^T @ X + beta * src    outer_cols
               (SGD's step: out = src = WT, alpha = -eta, beta = 1 - 2 eta lam;
                the gradient: out = dWT, src = WT, alpha = 1, beta = 2 lam)
 
@@ -17,29 +18,17 @@ forward sums k = j, j + V, ...; then the lanes in a fixed tree, then the k tail)
 block kernel or thread computes it, so results do not depend on the thread count.
 Legend: V lanes per vector, flat views `Xf` etc. of C-contiguous arrays.
 """
+import numpy as np
 from numba import prange
 
 from ._config import parallel_kernel, serial_kernel
+from .blas import fgemm, gemm
+from .optim import HP_SIZE, update_range
 from .simd import lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vsum, vzero
 
 RB = 5     # forward: rows of X and of WT per block
-KSEG = 2   # the training forward's runs of columns (dot_nt_split)
+KSEG = 2   # the training forward's runs of columns (first_layer's FORWARD_SPLIT)
 OB = 10    # backward: output rows per block (2 vectors of K each)
-
-
-@serial_kernel
-def _dot1(Xf, Wf, x, w, k0, k1):
-    """One forward element over columns k0..k1: sum_k Xf[x + k] * Wf[w + k], in the lane
-    order of _dot5x5."""
-    V = lanes(Xf)
-    KV = k1 - (k1 - k0) % V
-    a = vzero(Xf)
-    for k in range(k0, KV, V):
-        a = vfma(vload(Xf, x + k), vload(Wf, w + k), a)
-    s = vsum(a)
-    for k in range(KV, k1):
-        s += Xf[x + k] * Wf[w + k]
-    return s
 
 
 @serial_kernel
@@ -52,9 +41,22 @@ def _tail(Xf, Wf, x, w, k1, KV):
 
 
 @serial_kernel
+def _dot1(Xf, Wf, x, w, k0, k1):
+    """One forward element over columns k0..k1: sum_k Xf[x + k] * Wf[w + k], in the lane
+    order of _dot5x5 and with the same tail."""
+    V = lanes(Xf)
+    KV = k1 - (k1 - k0) % V
+    a = vzero(Xf)
+    for k in range(k0, KV, V):
+        a = vfma(vload(Xf, x + k), vload(Wf, w + k), a)
+    return vsum(a) + _tail(Xf, Wf, x, w, k1, KV)
+
+
+@serial_kernel
 def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
     """Y[n0:n0+5, o0:o0+5] (Yf flat, rows of O) from rows n0.. of X and o0.. of WT, over
-    columns k0..k1 (rows of X and WT are K long)."""
+    the whole vectors of columns k0..k1 (rows of X and WT are K long); dot_rows adds the
+    columns left over, as _dot1 does."""
     V = lanes(Xf)
     KV = k1 - (k1 - k0) % V
     a0 = vzero(Xf); a1 = vzero(Xf); a2 = vzero(Xf); a3 = vzero(Xf); a4 = vzero(Xf)  # noqa: E702
@@ -83,104 +85,50 @@ def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
         w = vload(Wf, w4 + k)
         a4 = vfma(p, w, a4); b4 = vfma(q, w, b4); c4 = vfma(r, w, c4); d4 = vfma(s, w, d4); e4 = vfma(t, w, e4)  # noqa: E702,E501
     y = n0 * O + o0
-    Yf[y] = vsum(a0) + _tail(Xf, Wf, x0, w0, k1, KV)
-    Yf[y + 1] = vsum(a1) + _tail(Xf, Wf, x0, w1, k1, KV)
-    Yf[y + 2] = vsum(a2) + _tail(Xf, Wf, x0, w2, k1, KV)
-    Yf[y + 3] = vsum(a3) + _tail(Xf, Wf, x0, w3, k1, KV)
-    Yf[y + 4] = vsum(a4) + _tail(Xf, Wf, x0, w4, k1, KV)
+    Yf[y] = vsum(a0); Yf[y + 1] = vsum(a1); Yf[y + 2] = vsum(a2); Yf[y + 3] = vsum(a3); Yf[y + 4] = vsum(a4)  # noqa: E702,E501
     y += O
-    Yf[y] = vsum(b0) + _tail(Xf, Wf, x1, w0, k1, KV)
-    Yf[y + 1] = vsum(b1) + _tail(Xf, Wf, x1, w1, k1, KV)
-    Yf[y + 2] = vsum(b2) + _tail(Xf, Wf, x1, w2, k1, KV)
-    Yf[y + 3] = vsum(b3) + _tail(Xf, Wf, x1, w3, k1, KV)
-    Yf[y + 4] = vsum(b4) + _tail(Xf, Wf, x1, w4, k1, KV)
+    Yf[y] = vsum(b0); Yf[y + 1] = vsum(b1); Yf[y + 2] = vsum(b2); Yf[y + 3] = vsum(b3); Yf[y + 4] = vsum(b4)  # noqa: E702,E501
     y += O
-    Yf[y] = vsum(c0) + _tail(Xf, Wf, x2, w0, k1, KV)
-    Yf[y + 1] = vsum(c1) + _tail(Xf, Wf, x2, w1, k1, KV)
-    Yf[y + 2] = vsum(c2) + _tail(Xf, Wf, x2, w2, k1, KV)
-    Yf[y + 3] = vsum(c3) + _tail(Xf, Wf, x2, w3, k1, KV)
-    Yf[y + 4] = vsum(c4) + _tail(Xf, Wf, x2, w4, k1, KV)
+    Yf[y] = vsum(c0); Yf[y + 1] = vsum(c1); Yf[y + 2] = vsum(c2); Yf[y + 3] = vsum(c3); Yf[y + 4] = vsum(c4)  # noqa: E702,E501
     y += O
-    Yf[y] = vsum(d0) + _tail(Xf, Wf, x3, w0, k1, KV)
-    Yf[y + 1] = vsum(d1) + _tail(Xf, Wf, x3, w1, k1, KV)
-    Yf[y + 2] = vsum(d2) + _tail(Xf, Wf, x3, w2, k1, KV)
-    Yf[y + 3] = vsum(d3) + _tail(Xf, Wf, x3, w3, k1, KV)
-    Yf[y + 4] = vsum(d4) + _tail(Xf, Wf, x3, w4, k1, KV)
+    Yf[y] = vsum(d0); Yf[y + 1] = vsum(d1); Yf[y + 2] = vsum(d2); Yf[y + 3] = vsum(d3); Yf[y + 4] = vsum(d4)  # noqa: E702,E501
     y += O
-    Yf[y] = vsum(e0) + _tail(Xf, Wf, x4, w0, k1, KV)
-    Yf[y + 1] = vsum(e1) + _tail(Xf, Wf, x4, w1, k1, KV)
-    Yf[y + 2] = vsum(e2) + _tail(Xf, Wf, x4, w2, k1, KV)
-    Yf[y + 3] = vsum(e3) + _tail(Xf, Wf, x4, w3, k1, KV)
-    Yf[y + 4] = vsum(e4) + _tail(Xf, Wf, x4, w4, k1, KV)
+    Yf[y] = vsum(e0); Yf[y + 1] = vsum(e1); Yf[y + 2] = vsum(e2); Yf[y + 3] = vsum(e3); Yf[y + 4] = vsum(e4)  # noqa: E702,E501
 
 
 @serial_kernel
-def dot_rows(Y, X, WT, b0, b1, k0, k1):
-    """Y[5 b0 : 5 b1] <- X[5 b0 : 5 b1, k0:k1] @ WT[:, k0:k1]^T, rows cut at the end of X."""
-    N, K = X.shape
-    O = WT.shape[0]
-    Yf, Xf, Wf = Y.reshape(-1), X.reshape(-1), WT.reshape(-1)
+def dot_rows(Yf, Xf, Wf, N, K, O, b0, b1, k0, k1):
+    """Rows 5 b0 .. 5 b1 (cut at N) of Y (N, O) <- X (N, K) @ WT (O, K)^T over columns
+    k0..k1, on flat views."""
+    V = lanes(Xf)
+    KV = k1 - (k1 - k0) % V
     OF = O - O % RB
     for bn in range(b0, b1):
         n = RB * bn
         if n + RB <= N:
             for o in range(0, OF, RB):
                 _dot5x5(Yf, Xf, Wf, n, o, K, O, k0, k1)
-            rows = RB
+            if KV < k1:
+                for r in range(n, n + RB):
+                    for o in range(OF):
+                        Yf[r * O + o] += _tail(Xf, Wf, r * K, o * K, k1, KV)
         else:
-            rows = N - n
-            for r in range(rows):
+            for r in range(n, N):
                 for o in range(OF):
-                    Yf[(n + r) * O + o] = _dot1(Xf, Wf, (n + r) * K, o * K, k0, k1)
-        for r in range(rows):
+                    Yf[r * O + o] = _dot1(Xf, Wf, r * K, o * K, k0, k1)
+        for r in range(n, min(N, n + RB)):
             for o in range(OF, O):
-                Yf[(n + r) * O + o] = _dot1(Xf, Wf, (n + r) * K, o * K, k0, k1)
-    return
-
-
-@parallel_kernel
-def dot_nt(Y, X, WT, nb):
-    """Y (N, O) <- X (N, K) @ WT (O, K)^T, blocks of 5 rows cut into `nb` runs, one per thread:
-    for evaluation, where X is read-only and WT is not being written."""
-    N, K = X.shape
-    blocks = (N + RB - 1) // RB
-    for t in prange(nb):
-        dot_rows(Y, X, WT, blocks * t // nb, blocks * (t + 1) // nb, 0, K)
+                Yf[r * O + o] = _dot1(Xf, Wf, r * K, o * K, k0, k1)
     return
 
 
 @serial_kernel
 def segment(K, V, s, S):
-    """Columns [k0, k1) of run s of S: whole vector pairs, the last run ending at K.  The same
-    cut as outer_update's with nb = S, so with S threads each keeps to its own columns."""
+    """Columns [k0, k1) of run s of S: whole vector pairs, the last run ending at K.  The
+    forward's runs of columns and the weight tasks' runs are both cut here, so with KSEG
+    threads each keeps to its own columns."""
     pairs = (K + 2 * V - 1) // (2 * V)
     return min(K, 2 * V * (pairs * s // S)), min(K, 2 * V * (pairs * (s + 1) // S))
-
-
-@parallel_kernel
-def dot_nt_split(Y, parts, X, WT, nb):
-    """dot_nt for the training step: each element summed over KSEG runs of columns into
-    `parts` (KSEG N, O), then the runs added in order.  With 2 threads, each reads only the
-    columns of X and WT that it gathered and updated itself (step.gather_cols,
-    outer_update): reading all of WT after the other core wrote half of it was measured to
-    cost 135 us a step of net A, 40 % of the products.  KSEG is fixed, not the thread count,
-    so the result is the same on any number of threads."""
-    N, K = X.shape
-    V = lanes(X.reshape(-1))
-    blocks = (N + RB - 1) // RB
-    R = max(1, nb // KSEG)                    # runs of rows per run of columns
-    for t in prange(KSEG * R):
-        s, r = t // R, t % R
-        k0, k1 = segment(K, V, s, KSEG)
-        P = parts[s * N:(s + 1) * N]
-        dot_rows(P, X, WT, blocks * r // R, blocks * (r + 1) // R, k0, k1)
-    for n in range(N):
-        for o in range(Y.shape[1]):
-            v = parts[n, o]
-            for s in range(1, KSEG):
-                v += parts[s * N + n, o]
-            Y[n, o] = v
-    return
 
 
 @serial_kernel
@@ -235,28 +183,24 @@ def _outer1(outf, srcf, Xf, dYf, i, o, N, K, O, va, vb):
 
 
 @serial_kernel
-def outer_cols(out, src, X, dY, alpha, beta, c0, c1):
-    """out[:, cols] <- alpha * dY^T @ X[:, cols] + beta * src[:, cols] for the columns of the
-    vector pairs c0..c1 (2V columns each; the last run ends at column K, tail included)."""
-    N, K = X.shape
-    O = dY.shape[1]
-    outf, srcf, Xf, dYf = out.reshape(-1), src.reshape(-1), X.reshape(-1), dY.reshape(-1)
+def outer_cols(outf, srcf, Xf, dYf, N, K, O, alpha, beta, i0, i1):
+    """Columns i0..i1 of out (O, K) <- alpha * dY (N, O)^T @ X (N, K) + beta * src (O, K), on
+    flat views; i0 is a multiple of 2V and i1 one too or K.  out may be src (in place)."""
     V = lanes(Xf)
     va, vb = vsplat(Xf, alpha), vsplat(Xf, beta)
     OF = O - O % OB
-    for c in range(c0, c1):
-        i = 2 * V * c
-        if i + 2 * V <= K:
+    for i in range(i0, i1, 2 * V):
+        if i + 2 * V <= i1:
             for o in range(0, OF, OB):
                 _outer10(outf, srcf, Xf, dYf, i, o, N, K, O, va, vb)
             for o in range(OF, O):
                 _outer1(outf, srcf, Xf, dYf, i, o, N, K, O, va, vb)
                 _outer1(outf, srcf, Xf, dYf, i + V, o, N, K, O, va, vb)
             continue
-        for j in range(i, K - V + 1, V):       # what is left of the last pair: whole vectors
+        for j in range(i, i1 - V + 1, V):      # what is left of the last pair: whole vectors
             for o in range(O):
                 _outer1(outf, srcf, Xf, dYf, j, o, N, K, O, va, vb)
-        for j in range(K - K % V, K):          # and single columns
+        for j in range(i1 - (i1 - i) % V, i1):  # and single columns
             for o in range(O):
                 s = vsum(vzero(Xf))
                 for n in range(N):
@@ -265,13 +209,134 @@ def outer_cols(out, src, X, dY, alpha, beta, c0, c1):
     return
 
 
+FORWARD, FORWARD_SPLIT, GRAD, SGD_STEP = 0, 1, 2, 3
+
+
 @parallel_kernel
-def outer_update(out, src, X, dY, alpha, beta, nb):
-    """out (O, K) <- alpha * dY (N, O)^T @ X (N, K) + beta * src (O, K), columns cut into `nb`
-    runs of vector pairs, one per thread.  out may be src (an in-place step)."""
-    K = X.shape[1]
-    V = lanes(X.reshape(-1))
-    pairs = (K + 2 * V - 1) // (2 * V)
-    for t in prange(nb):
-        outer_cols(out, src, X, dY, alpha, beta, pairs * t // nb, pairs * (t + 1) // nb)
+def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd):
+    """The big products of a step (the first layer's), all in this one parallel region: every
+    `prange` kernel costs 1-2.4 s of the first run's compile (measured; the 15 s budget), so
+    the tasks share one.  X (N, K), WT (O, K) as stored, Y and dY (N, O).
+
+      FORWARD        Y <- X WT^T, rows cut into nb runs (evaluation: X read-only, WT idle)
+      FORWARD_SPLIT  the same summed over KSEG fixed runs of columns into parts (KSEG N, O),
+                     then added in order (training; see below)
+      GRAD           dWT <- dY^T X + 2 lam WT, columns cut into nb runs; with `update`, each
+                     run then takes its optimiser step (kernels/optim.py: rule `kind`,
+                     learning rate eta, WT's slices mW, vW of the memory, hyperparameters hp)
+      SGD_STEP       WT <- (1 - 2 eta lam) WT - eta dY^T X: plain SGD folded into the product,
+                     no gradient stored (saves two passes over WT and dWT: 25-30 us a step)
+
+    simd: register-blocked products (this file) on AVX-512; else single-threaded BLAS calls
+    per run (kernels/blas.py).  Why the split forward: with 2 threads, each then reads only
+    the columns of X and WT that it gathered (step.gather_rows) and updated itself; reading
+    all of WT after the other core wrote half of it cost 135 us a step of net A, 40 % of its
+    products (measured).  KSEG is fixed, not the thread count, so every result is the same
+    bits on any number of threads."""
+    N = X.shape[0]
+    R = max(1, nb // KSEG) if task == FORWARD_SPLIT else nb
+    tasks = KSEG * R if task == FORWARD_SPLIT else nb
+    for t in prange(tasks):
+        # int64: the parallel loop index is unsigned, and a second build for it costs ~2 s
+        _run(np.int64(t), R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
+             nb, simd)
+    if task == FORWARD_SPLIT:
+        O = WT.shape[0]
+        Yf = Y.reshape(-1)
+        for n in range(N * O):
+            v = parts[n // O, n % O]
+            for s in range(1, KSEG):
+                v += parts[s * N + n // O, n % O]
+            Yf[n] = v
     return
+
+
+@serial_kernel
+def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd):
+    """Run t of first_layer's parallel region (a function of its own: the region's body is
+    compiled by the parallel pipeline, which costs seconds more on a big body)."""
+    N, K = X.shape
+    O = WT.shape[0]
+    Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)
+    V = lanes(Xf)
+    if task == FORWARD or task == FORWARD_SPLIT:
+        s, r = (t // R, t % R) if task == FORWARD_SPLIT else (0, t)
+        k0, k1 = segment(K, V, s, KSEG) if task == FORWARD_SPLIT else (0, K)
+        out = parts.reshape(-1)[s * N * O:] if task == FORWARD_SPLIT else Yf
+        if simd:
+            blocks = (N + RB - 1) // RB
+            dot_rows(out, Xf, Wf, N, K, O, blocks * r // R, blocks * (r + 1) // R, k0, k1)
+        else:       # runs of rows at least 16 tall: OpenBLAS rounds a row the same in any
+            n0, n1 = N * r // R, N * (r + 1) // R
+            if n1 > n0 and k1 > k0:
+                gemm(84, 78, O, n1 - n0, k1 - k0, Wf[k0:], K, Xf[n0 * K + k0:], K, 0.0,
+                     out[n0 * O:], O)
+            elif n1 > n0:           # an empty run of columns (K < 2V) adds nothing
+                out[n0 * O:n1 * O] = 0
+        return
+    i0, i1 = segment(K, V, t, nb)
+    if i1 <= i0:
+        return
+    if task == SGD_STEP:
+        alpha, beta = -eta, 1.0 - 2.0 * eta * lam     # eta, lam: float64
+        if simd:
+            outer_cols(Wf, Wf, Xf, dYf, N, K, O, alpha, beta, i0, i1)
+        else:
+            fgemm(78, 84, i1 - i0, O, N, alpha, Xf[i0:], K, dYf, O, beta, Wf[i0:], K)
+        return
+    if simd:
+        outer_cols(dWf, Wf, Xf, dYf, N, K, O, 1.0, 2.0 * lam, i0, i1)
+    else:
+        for o in range(O):
+            for i in range(i0, i1):
+                dWf[o * K + i] = 2 * lam * Wf[o * K + i]
+        gemm(78, 84, i1 - i0, O, N, Xf[i0:], K, dYf, O, 1.0, dWf[i0:], K)
+    if update:
+        for o in range(O):
+            update_range(Wf, dWf, mW, vW, o * K + i0, o * K + i1, kind, eta, hp)
+    return
+
+
+# ---- the tasks one by one, from Python (tests, benchmarks) --------------------------------
+def _none(X):
+    return np.empty((0, 0), X.dtype)
+
+
+def _no_state(X):
+    return np.empty(0, X.dtype), np.empty(0, X.dtype), 0, np.zeros(HP_SIZE)
+
+
+def dot_nt(Y, X, WT, nb, simd=True):
+    """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
+    first_layer(FORWARD, Y, _none(X), X, WT, _none(X), _none(X), 0.0, 0.0, False,
+                *_no_state(X), nb, simd)
+
+
+def dot_nt_split(Y, parts, X, WT, nb, simd=True):
+    """dot_nt summed over KSEG runs of columns in parts (KSEG N, O) (task FORWARD_SPLIT)."""
+    first_layer(FORWARD_SPLIT, Y, parts, X, WT, _none(X), _none(X), 0.0, 0.0, False,
+                *_no_state(X), nb, simd)
+
+
+def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp, simd=True):
+    """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
+    (task GRAD)."""
+    first_layer(GRAD, _none(X), _none(X), X, WT, dY, dWT, float(lam), float(eta), update,
+                mW, vW, kind, hp, nb, simd)
+
+
+def weight_sgd_step(WT, X, dY, lam, eta, nb, simd=True):
+    """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
+    first_layer(SGD_STEP, _none(X), _none(X), X, WT, dY, _none(X), float(lam), float(eta),
+                True, *_no_state(X), nb, simd)
+
+
+def outer_update(out, src, X, dY, alpha, beta, nb):
+    """out (O, K) <- alpha dY^T X + beta src (register-blocked; out may be src), columns cut
+    into nb runs as first_layer's: the backward products' building block, for tests."""
+    V = 64 // X.dtype.itemsize
+    for t in range(nb):
+        i0, i1 = segment(X.shape[1], V, t, nb)
+        if i1 > i0:
+            outer_cols(out.reshape(-1), src.reshape(-1), X.reshape(-1), dY.reshape(-1),
+                       X.shape[0], X.shape[1], dY.shape[1], float(alpha), float(beta), i0, i1)

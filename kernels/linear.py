@@ -8,10 +8,7 @@ import numpy as np
 from numba import prange
 
 from ._config import parallel_kernel, serial_kernel
-from .blas import fgemm, gemm
-from .gemm import outer_cols
-from .simd import lanes
-from .optim import update_range
+from .blas import gemm
 
 ROWS = 4    # rows of X per block: each loaded row of W is reused ROWS times
 COLS = 16   # columns of X per dW block: X[n, i:i+16] is one cache line in float32
@@ -138,65 +135,13 @@ def bias_backward_rows(db, dY):
 
 
 @serial_kernel
-def _cols(I, V, t, nb, simd):
-    """Columns [i0, i1) of a weight product's thread t of nb: whole vector pairs (kernels/gemm.py)
-    with simd, else an even cut (each a BLAS call)."""
-    if simd:
-        pairs = (I + 2 * V - 1) // (2 * V)
-        return min(I, 2 * V * (pairs * t // nb)), min(I, 2 * V * (pairs * (t + 1) // nb))
-    return I * t // nb, I * (t + 1) // nb
-
-
-@parallel_kernel
-def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp, simd):
-    """dWT (O, I) <- dY (N, O)^T X (N, I) + 2 lam WT, the gradient of a weight matrix stored
-    one row per output unit, cut into `nb` runs of columns, one per thread: register-blocked
-    products with `simd` (kernels/gemm.py), else BLAS (the run first set to 2 lam WT, then the
-    product added with beta = 1).  With `update`, each run then takes its optimiser step
-    (kernels/optim.py: rule `kind`, learning rate eta, WT's slices mW, vW of the optimiser's
-    memory, hyperparameters hp) while it is in cache."""
+def weight_grad_serial(dWT, X, dY, WT, lam):
+    """dWT (O, I) <- dY (N, O)^T X (N, I) + 2 lam WT in one BLAS call on this thread: the small
+    layers' weight gradient (the first layer's runs in gemm.first_layer)."""
     N, I = X.shape
     O = dY.shape[1]
-    Xf, dYf, dWf, Wf = X.reshape(-1), dY.reshape(-1), dWT.reshape(-1), WT.reshape(-1)
-    V = lanes(Xf)
-    for t in prange(nb):
-        i0, i1 = _cols(I, V, t, nb, simd)
-        if i1 <= i0:
-            continue
-        if simd:
-            outer_cols(dWT, WT, X, dY, 1.0, 2 * lam, (i0 + 2 * V - 1) // (2 * V),
-                       (i1 + 2 * V - 1) // (2 * V))
-        else:
-            for o in range(O):
-                for i in range(i0, i1):
-                    dWT[o, i] = 2 * lam * WT[o, i]
-            gemm(78, 84, i1 - i0, O, N, Xf[i0:], I, dYf, O, 1.0, dWf[i0:], I)
-        if update:
-            for o in range(O):
-                update_range(Wf, dWf, mW, vW, o * I + i0, o * I + i1, kind, eta, hp)
-    return
-
-
-@parallel_kernel
-def weight_sgd_step(WT, X, dY, lam, eta, nb, simd):
-    """The first layer's SGD step without its gradient: WT (O, I) <- WT - eta (dY^T X + 2 lam WT)
-    = (1 - 2 eta lam) WT - eta dY (N, O)^T X (N, I), one product per run of columns (alpha =
-    -eta, beta = 1 - 2 eta lam; register-blocked with `simd`, else BLAS).  weight_grad followed
-    by the update reads and writes WT and dWT in two more passes (measured 25-30 us of a
-    ~0.63 ms step of net A); the price is that dWT is not computed, so only a training step that
-    needs no gradient uses this."""
-    N, I = X.shape
-    O = dY.shape[1]
-    Xf, dYf, Wf = X.reshape(-1), dY.reshape(-1), WT.reshape(-1)
-    V = lanes(Xf)
-    for t in prange(nb):
-        i0, i1 = _cols(I, V, t, nb, simd)
-        if i1 <= i0:
-            continue
-        if simd:
-            outer_cols(WT, WT, X, dY, -eta, 1.0 - 2.0 * eta * lam, (i0 + 2 * V - 1) // (2 * V),
-                       (i1 + 2 * V - 1) // (2 * V))
-        else:
-            fgemm(78, 84, i1 - i0, O, N, -eta, Xf[i0:], I, dYf, O, 1.0 - 2.0 * eta * lam,
-                  Wf[i0:], I)
+    for o in range(O):
+        for i in range(I):
+            dWT[o, i] = 2 * lam * WT[o, i]
+    gemm(78, 84, I, O, N, X.reshape(-1), I, dY.reshape(-1), O, 1.0, dWT.reshape(-1), I)
     return

@@ -33,10 +33,10 @@ from numba import prange
 
 from ._config import parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .blas import matmul, matmul_nt, par_matmul_nt
-from .gemm import KSEG, dot_nt, dot_nt_split, segment
+from .blas import matmul, matmul_nt
+from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GRAD, KSEG, SGD_STEP, first_layer, segment
 from .simd import lanes
-from .linear import weight_grad, weight_sgd_step
+from .linear import weight_grad_serial
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, SIMD = 1, 2, 4, 8, 16
@@ -52,7 +52,6 @@ bias_backward_s = linear.bias_backward_rows     # row-major, as batch norm's bel
 relu_backward_s = serial_twin(relu.relu_backward)
 softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward)
-weight_grad_s = serial_twin(weight_grad)
 dropout_forward_s = serial_twin(dropout.dropout_forward)
 dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
 
@@ -93,44 +92,47 @@ def _view(buf, off, rows, cols):
 
 
 @serial_kernel
-def _product(C, A, WT, nt, simd, parts):
-    """C (N, O) <- A (N, I) @ WT (O, I)^T, in blocks on the threads when it is big enough:
-    register-blocked (kernels/gemm.py) with simd, else BLAS.  In training, `parts`
-    (gemm.KSEG N, O) holds the runs of columns of gemm.dot_nt_split; elsewhere it is empty."""
-    N, I = A.shape
-    flops = N * I * WT.shape[0]
-    nb = blocks(N, flops, nt)
-    if simd and flops >= PAR_FLOPS:     # whatever nb is: the same bits on 1 or 2 threads
-        if parts.shape[0] == KSEG * N:
-            dot_nt_split(C, parts, A, WT, nb)
-        else:
-            dot_nt(C, A, WT, nb)
-    elif nb == 1:
-        matmul_nt(C, A, WT, 0.0)
-    else:
-        par_matmul_nt(C, A, WT, 0.0, nb)
+def _out_col(layout, l):
+    """The workspace column a layer's product goes to: Z (0) before batch norm and in the last
+    layer, else H (1), where bias and ReLU then act in place."""
+    return 0 if l == layout.shape[0] - 1 or layout[l, 4] >= 0 else 1
+
+
+@serial_kernel
+def _big_forward(layout, ws, wsl, l, N, train, nt, simd):
+    """Whether layer l's product is big (at least PAR_FLOPS multiply-adds, or cut into blocks)
+    and so runs in gemm.first_layer, with that call's task, output, partial sums and run
+    count.  The callers (train_step, eval_forward) make the call themselves: the code under
+    first_layer is big, and every function it is compiled into optimises it all again (about
+    0.6 s of the first run's compile per level, measured)."""
+    I, O = layout[l, 0], layout[l, 1]
+    nb = blocks(N, N * I * O, nt)
+    split = train and simd and wsl[l, 9] >= 0
+    parts = _view(ws, wsl[l, 9], KSEG * N, O) if split else _view(ws, 0, 0, O)
+    big = (simd and N * I * O >= PAR_FLOPS) or nb > 1
+    return (big, FORWARD_SPLIT if split else FORWARD_TASK,
+            _view(ws, wsl[l, _out_col(layout, l)], N, O), parts, nb)
 
 
 @serial_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
-                   drop, drop_key, simd):
+                   drop, drop_key, have):
     """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last).
+    `have`: its product is already in place (_forward_big); else it is one BLAS call here.
     In training, hidden units are then dropped at rate drop[l] (kernels/dropout.py)."""
     N = h.shape[0]
     I, O = layout[l, 0], layout[l, 1]
-    WT = _view(theta, layout[l, 2], O, I)
     b = theta[layout[l, 3]:layout[l, 3] + O]
     last = l == layout.shape[0] - 1
-    parts = _view(ws, wsl[l, 9], KSEG * N, O) if train and wsl[l, 9] >= 0 else _view(ws, 0, 0, O)
-    if last or layout[l, 4] < 0:          # no batch norm: product, bias (and ReLU) in place
-        out = _view(ws, wsl[l, 0 if last else 1], N, O)
-        _product(out, h, WT, nt, simd, parts)
+    out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
+    if not have:
+        matmul_nt(out, h, _view(theta, layout[l, 2], O, I), 0.0)
+    if last or layout[l, 4] < 0:          # no batch norm: bias (and ReLU) in place
         bias_forward_s(out, b, not last)
         if train and not last and drop[l] > 0:
             dropout_forward_s(out, drop[l], sub_key(drop_key, l))
         return out
-    Z = _view(ws, wsl[l, 0], N, O)
-    _product(Z, h, WT, nt, simd, parts)
+    Z = out
     H = _view(ws, wsl[l, 1], N, O)
     gamma = theta[layout[l, 4]:layout[l, 4] + O]
     beta = theta[layout[l, 5]:layout[l, 5] + O]
@@ -158,86 +160,101 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last forward's
     workspace) and, with BACKWARD, UPDATE (optimiser `kind` with learning rate eta, its memory
     `state` and hyperparameters `hp`, kernels/optim.py; UPDATE alone does nothing: the
-    whole-buffer update is optim.update).  drop (L,) float64 holds each layer's dropout
-    rate and drop_key (uint64) names this step's masks.  Returns the mean loss of the forward
-    (0.0 without FORWARD)."""
+    whole-buffer update is optim.update); SIMD: the big products register-blocked.  drop (L,)
+    float64 holds each layer's dropout rate and drop_key (uint64) names this step's masks.
+    Returns the mean loss of the forward (0.0 without FORWARD)."""
     L = layout.shape[0]
     N = X.shape[0]
     C = layout[L - 1, 1]
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
+    simd = (flags & SIMD) != 0
+    train = (flags & FORWARD) != 0
     loss = 0.0
     if flags & FORWARD:
         h = X
         for l in range(L):
-            h = _forward_layer(theta, stats, layout, ws, wsl, l, h, (flags & FORWARD) != 0,
-                               (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key,
-                               (flags & SIMD) != 0)
+            have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, train, nt, simd)
+            if have:        # argument types as in the backward's call (no literals: one build)
+                none = np.empty(0, X.dtype)
+                WT = _view(theta, layout[l, 2], layout[l, 1], h.shape[1])
+                first_layer(task, out, parts, h, WT, out, out, 0.0, 0.0, nb < 0, none, none,
+                            nb * 0, hp, nb, simd)
+            h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
+                               (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key, have)
         loss = softmax_xent_forward_s(P, losses, h, y)
-    if flags & BACKWARD:      # with UPDATE, each layer takes its step as soon as it can
-        _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, (flags & UPDATE) != 0, nt,
-                  kind, state, hp, drop, drop_key, (flags & SIMD) != 0)
+    if not flags & BACKWARD:
+        return loss
+    # with UPDATE, each layer takes its step as soon as it can
+    update = (flags & UPDATE) != 0
+    m, v = state[:theta.shape[0]], state[theta.shape[0]:]
+    softmax_xent_backward_s(_view(ws, wsl[L - 1, 3], N, C), P, y)
+    for l in range(L - 1, -1, -1):
+        I, O = layout[l, 0], layout[l, 1]
+        dZ = _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key)
+        h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
+        WT = _view(theta, layout[l, 2], O, I)
+        dWT = _view(dtheta, layout[l, 2], O, I)
+        nb = blocks(I, N * I * O, nt)
+        blocked = simd and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
+        off = layout[l, 2]
+        if l == 0 or nb > 1 or blocked:
+            # the first layer needs no input gradient, so its W can take its step inside the
+            # product's runs (nb = 1 runs its single run on this thread's pool slot); plain
+            # SGD folds into the product itself, and W1's gradient is never stored.  Any other
+            # W is still needed for dX and steps after it
+            task = SGD_STEP if update and l == 0 and kind == optim.SGD else GRAD
+            first_layer(task, dZ, dZ, h_in, WT, dZ, dWT, np.float64(lam), np.float64(eta),
+                        update and l == 0, m[off:off + I * O], v[off:off + I * O], kind, hp, nb,
+                        blocked)
+        else:
+            weight_grad_serial(dWT, h_in, dZ, WT, lam)
+        _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, np.float64(eta),
+                       hp)
     return loss
 
 
 @serial_kernel
-def _backward(theta, dtheta, layout, ws, wsl, X, y, lam, eta, update, nt, kind, state, hp,
-              drop, drop_key, simd):
-    L = layout.shape[0]
-    P = theta.shape[0]
-    m, v = state[:P], state[P:]
-    N = X.shape[0]
-    C = layout[L - 1, 1]
-    dZ = _view(ws, wsl[L - 1, 3], N, C)
-    softmax_xent_backward_s(dZ, _view(ws, wsl[L - 1, 7], N, C), y)
-    for l in range(L - 1, -1, -1):
-        I, O = layout[l, 0], layout[l, 1]
-        dZ = _view(ws, wsl[l, 3], N, O)
-        if l < L - 1:                      # back through ReLU (and BN) of hidden layer l
-            dH = _view(ws, wsl[l, 4], N, O)
-            H = _view(ws, wsl[l, 1], N, O)
-            if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below keeps them 0
-                dropout_backward_s(dH, drop[l], sub_key(drop_key, l))
-            if layout[l, 4] >= 0:
-                dgamma = dtheta[layout[l, 4]:layout[l, 4] + O]
-                dbeta = dtheta[layout[l, 5]:layout[l, 5] + O]
-                gamma = theta[layout[l, 4]:layout[l, 4] + O]
-                Xhat = _view(ws, wsl[l, 2], N, O)
-                inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
-                bn_backward_s(dZ, dgamma, dbeta, dH, Xhat, inv_std, gamma, H, True)
-            else:
-                relu_backward_s(dZ, dH, H)
-        h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
-        WT = _view(theta, layout[l, 2], O, I)
-        dWT = _view(dtheta, layout[l, 2], O, I)
-        # the first layer needs no input gradient, so its W can step inside weight_grad;
-        # any other W is still needed for dX and steps after it
-        nb = blocks(I, N * I * O, nt)
-        blocked = simd and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
-        off = layout[l, 2]
-        mW, vW = m[off:off + I * O], v[off:off + I * O]
-        if update and l == 0 and kind == optim.SGD:
-            # plain SGD folds into the product itself: W1's gradient is never stored.  One
-            # build only (nb = 1 runs its single block on this thread's pool slot): a serial
-            # twin would add to the first run's compile, which is at its 15 s budget
-            weight_sgd_step(WT, h_in, dZ, lam, eta, nb, blocked)
-        elif nb > 1 or blocked:
-            weight_grad(dWT, h_in, dZ, WT, lam, eta, update and l == 0, nb, mW, vW, kind, hp,
-                        blocked)
-        else:
-            weight_grad_s(dWT, h_in, dZ, WT, lam, eta, update and l == 0, 1, mW, vW, kind, hp,
-                          False)
-        db = dtheta[layout[l, 3]:layout[l, 3] + O]
-        bias_backward_s(db, dZ)
-        if l > 0:
-            matmul(_view(ws, wsl[l - 1, 4], N, I), dZ, WT, 0.0)
-        if update:
-            if l > 0:
-                _step_slice(theta, dtheta, m, v, layout[l, 2], I * O, kind, eta, hp)
-            _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp)
-            if layout[l, 4] >= 0:
-                _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp)
-                _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp)
+def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
+    """dZ of layer l from the dH its successor left (back through dropout, ReLU and batch norm,
+    filling dgamma and dbeta); the last layer's dZ is the softmax's.  Returns dZ."""
+    O = layout[l, 1]
+    dZ = _view(ws, wsl[l, 3], N, O)
+    if l == layout.shape[0] - 1:
+        return dZ
+    dH = _view(ws, wsl[l, 4], N, O)
+    H = _view(ws, wsl[l, 1], N, O)
+    if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below keeps them 0
+        dropout_backward_s(dH, drop[l], sub_key(drop_key, l))
+    if layout[l, 4] >= 0:
+        dgamma = dtheta[layout[l, 4]:layout[l, 4] + O]
+        dbeta = dtheta[layout[l, 5]:layout[l, 5] + O]
+        gamma = theta[layout[l, 4]:layout[l, 4] + O]
+        Xhat = _view(ws, wsl[l, 2], N, O)
+        inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
+        bn_backward_s(dZ, dgamma, dbeta, dH, Xhat, inv_std, gamma, H, True)
+    else:
+        relu_backward_s(dZ, dH, H)
+    return dZ
+
+
+@serial_kernel
+def _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, eta, hp):
+    """After layer l's weight gradient: its bias gradient, the input gradient dH of layer
+    l - 1, and with `update` the optimiser's step on its parameters (W1's was taken already)."""
+    I, O = layout[l, 0], layout[l, 1]
+    dZ = _view(ws, wsl[l, 3], N, O)
+    bias_backward_s(dtheta[layout[l, 3]:layout[l, 3] + O], dZ)
+    if l > 0:
+        matmul(_view(ws, wsl[l - 1, 4], N, I), dZ, _view(theta, layout[l, 2], O, I), 0.0)
+    if not update:
+        return
+    if l > 0:
+        _step_slice(theta, dtheta, m, v, layout[l, 2], I * O, kind, eta, hp)
+    _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp)
+    if layout[l, 4] >= 0:
+        _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp)
+        _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp)
 
 
 @serial_kernel
@@ -260,8 +277,14 @@ def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt, simd):
         # argument, and literals here made it compile _forward_layer and the kernels under it a
         # second time (1.9 s of the first run's compile, measured)
         no = N < 0
+        have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, no, nt, simd)
+        if have:            # as in train_step
+            none = np.empty(0, X.dtype)
+            WT = _view(theta, layout[l, 2], layout[l, 1], h.shape[1])
+            first_layer(task, out, parts, h, WT, out, out, 0.0, 0.0, no, none, none, nb * 0,
+                        np.zeros(optim.HP_SIZE), nb, simd)
         h = _forward_layer(theta, stats, layout, ws, wsl, l, h, no, no, eps, 0.0, nt,
-                           np.zeros(0), np.uint64(0), simd)
+                           np.zeros(0), np.uint64(0), have)
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
     if y.shape[0] != N:

@@ -67,16 +67,6 @@ def test_dot_nt_split_matches_numpy_and_any_thread_cut(rng, dtype, shape):
         np.testing.assert_array_equal(Y, got[0])
 
 
-def test_runs_of_columns_are_the_weight_products_cut():
-    """With KSEG threads, thread s gathers, reads and updates the same columns (the point of
-    the split): gemm.segment and the weight products' cut agree."""
-    from fastmlp.kernels.linear import _cols
-    for K in (3072, 784, 50, 33):
-        for V in (8, 16):
-            for s in range(gemm.KSEG):
-                assert gemm.segment(K, V, s, gemm.KSEG) == _cols(K, V, s, gemm.KSEG, True)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_outer_update_matches_numpy_in_place_or_not(rng, dtype, shape):

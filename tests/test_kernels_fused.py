@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import blas, linear, optim, step
+from fastmlp.kernels import blas, gemm, linear, optim, step
 from fastmlp.kernels._config import serial_twin
 from fastmlp.kernels.simd import AVX512
 from fastmlp.threads import blas_single_threaded
@@ -73,7 +73,7 @@ def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update, simd):
     W0 = W.copy()
     dW = np.empty_like(W)
     with blas_single_threaded():
-        linear.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype), simd)
+        gemm.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype), simd)
     want = dY.T.astype(np.float64) @ X + 2 * 0.05 * W0
     np.testing.assert_allclose(dW, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(W, W0 - 0.1 * dW if update else W0, rtol=TOL[dtype], atol=TOL[dtype])
@@ -90,9 +90,9 @@ def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb, simd):
     want = W.astype(np.float64) - 0.1 * (dY.T.astype(np.float64) @ X + 2 * 0.05 * W)
     got = W.copy()
     with blas_single_threaded():
-        linear.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb, simd)
+        gemm.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb, simd)
         one = W.copy()
-        linear.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1, simd)
+        gemm.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1, simd)
     np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(one, got, rtol=TOL[dtype], atol=TOL[dtype])
 
@@ -115,16 +115,15 @@ def test_serial_twins_equal_parallel_builds(rng, dtype):
     X, dY, W = rand(rng, (64, 200), dtype), rand(rng, (64, 30), dtype), rand(rng, (30, 200), dtype)
     outs = []
     for build in (lambda k: k, serial_twin):
-        dW, Wc = np.empty_like(W), W.copy()
-        with blas_single_threaded():
-            build(linear.weight_grad)(dW, X, dY, Wc, 0.01, 0.1, True, 4, *sgd_args(dtype), False)
+        dW = np.empty_like(W)
+        build(linear.weight_grad_serial)(dW, X, dY, W, 0.01)
         Y = dY.copy()
         build(linear.bias_forward)(Y, W[:, 0].copy(), True)
         db = np.empty(30, dtype)
         build(linear.bias_backward)(db, dY)
         g = np.empty((10, 200), dtype)
         build(step.gather_rows)(g, X, np.arange(10)[::-1].copy())
-        outs.append((dW, Wc, Y, db, g))
+        outs.append((dW, Y, db, g))
     for got, want in zip(*outs):
         np.testing.assert_array_equal(got, want)
 
@@ -178,3 +177,23 @@ def test_row_major_batch_norm_equals_the_column_kernels(rng, dtype, shape):
     linear.bias_backward(cols, dY)
     linear.bias_backward_rows(rows, dY)
     np.testing.assert_array_equal(rows, cols)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("simd", SIMD)
+@pytest.mark.parametrize("shape", [(100, 3072, 50), (37, 300, 13), (16, 20, 3)])
+def test_first_layer_forward_tasks(rng, dtype, simd, shape):
+    """gemm.first_layer's forward tasks in both builds: rows cut into runs (evaluation) and
+    summed over runs of columns (training), against NumPy, for any run count."""
+    N, K, O = shape
+    X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
+    want = X.astype(np.float64) @ WT.T.astype(np.float64)
+    tol = TOL[dtype] * np.sqrt(K) * 10
+    with blas_single_threaded():
+        for nb in (1, 2, 3):
+            Y = np.full((N, O), np.nan, dtype)
+            gemm.dot_nt(Y, X, WT, nb, simd)
+            np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)
+            parts = np.full((gemm.KSEG * N, O), np.nan, dtype)
+            gemm.dot_nt_split(Y, parts, X, WT, nb, simd)
+            np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)
