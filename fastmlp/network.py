@@ -27,6 +27,7 @@ from .threads import blas_single_threaded
 
 EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image sets
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
+_NO_ROWS = np.empty(0, np.int64)      # train_step's `rows` when the batch is given whole
 
 
 DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augment.STREAM: augmentation's)
@@ -290,15 +291,17 @@ class Network:
         self._workspaces[key] = ws
         return ws
 
-    def _step(self, ws, X, y, lam, eta, flags, opt=None, t=0):
+    def _step(self, ws, X, y, lam, eta, flags, opt=None, t=0, src=None, rows=_NO_ROWS):
+        """train_step on the batch X, or on the rows `rows` of src gathered into X first."""
         opt = opt or self._sgd
         with blas_single_threaded():
             return float(step.train_step(self.theta, self.dtheta, self.stats, self.layout,
-                                         ws.buf, ws.wsl, X, y, lam, eta, self.bn_eps,
-                                         self.bn_alpha, flags | (step.SIMD if self.simd else 0),
+                                         ws.buf, ws.wsl, X, y, float(lam), float(eta),
+                                         float(self.bn_eps), float(self.bn_alpha),
+                                         flags | (step.SIMD if self.simd else 0),
                                          numba.get_num_threads(),
                                          opt.kind, opt.state, opt.hyper(t), self._drop,
-                                         self.drop_key))
+                                         self.drop_key, X if src is None else src, rows)[0])
 
     def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):
         """One optimiser step in one compiled call: forward (updating the running statistics,
@@ -324,11 +327,7 @@ class Network:
         if ws.Xrows is None:
             ws.Xrows = np.empty((len(y), self.n_features), self.dtype)
         ws.X = ws.Xrows
-        # gathered by a call of its own: a compiled wrapper around gather + step cost 1.5 s of
-        # the first run's compile (LLVM optimises the whole step again inside it) for ~5 us
-        # a step saved
-        (step.gather_rows if numba.get_num_threads() > 1 else step.gather_rows_s)(ws.Xrows, X, rows)
-        return self._step(ws, ws.Xrows, y, lam, eta, flags, opt, t)
+        return self._step(ws, ws.Xrows, y, lam, eta, flags, opt, t, X, rows)
 
     def _forward_train(self, X, y, update_stats=True):
         """Training-mode forward on a checked batch; keeps what backward needs.  Returns the
@@ -421,10 +420,14 @@ class Network:
         correct count); y may be empty (no labels: probabilities only)."""
         ws = self._workspace(X.shape[0], False)
         if self.fused:
+            flags = step.EVALUATE | (step.SIMD if self.simd else 0)
             with blas_single_threaded():
-                total, correct = step.eval_forward(self.theta, self.stats, self.layout, ws.buf,
-                                                   ws.wsl, X, y, self.bn_eps,
-                                                   numba.get_num_threads(), self.simd)
+                total, correct = step.train_step(self.theta, self.dtheta, self.stats,
+                                                 self.layout, ws.buf, ws.wsl, X, y, 0.0, 0.0,
+                                                 float(self.bn_eps), 0.0, flags,
+                                                 numba.get_num_threads(), self._sgd.kind,
+                                                 self._sgd.state, self._sgd.hp, self._drop,
+                                                 self.drop_key, X, _NO_ROWS)
             return ws, total, correct
         self._forward_eval(X)
         if len(y) == 0:

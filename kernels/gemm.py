@@ -21,7 +21,7 @@ Legend: V lanes per vector, flat views `Xf` etc. of C-contiguous arrays.
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel, serial_kernel
+from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .optim import HP_SIZE, update_range
 from .simd import lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vsum, vzero
@@ -31,7 +31,7 @@ KSEG = 2   # the training forward's runs of columns (first_layer's FORWARD_SPLIT
 OB = 10    # backward: output rows per block (2 vectors of K each)
 
 
-@serial_kernel
+@internal_kernel
 def _tail(Xf, Wf, x, w, k1, KV):
     """The columns KV..k1 left over after whole vectors, one by one."""
     s = vsum(vzero(Xf))
@@ -40,7 +40,7 @@ def _tail(Xf, Wf, x, w, k1, KV):
     return s
 
 
-@serial_kernel
+@internal_kernel
 def _dot1(Xf, Wf, x, w, k0, k1):
     """One forward element over columns k0..k1: sum_k Xf[x + k] * Wf[w + k], in the lane
     order of _dot5x5 and with the same tail."""
@@ -52,7 +52,7 @@ def _dot1(Xf, Wf, x, w, k0, k1):
     return vsum(a) + _tail(Xf, Wf, x, w, k1, KV)
 
 
-@serial_kernel
+@internal_kernel
 def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
     """Y[n0:n0+5, o0:o0+5] (Yf flat, rows of O) from rows n0.. of X and o0.. of WT, over
     the whole vectors of columns k0..k1 (rows of X and WT are K long); dot_rows adds the
@@ -96,7 +96,7 @@ def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
     Yf[y] = vsum(e0); Yf[y + 1] = vsum(e1); Yf[y + 2] = vsum(e2); Yf[y + 3] = vsum(e3); Yf[y + 4] = vsum(e4)  # noqa: E702,E501
 
 
-@serial_kernel
+@internal_kernel
 def dot_rows(Yf, Xf, Wf, N, K, O, b0, b1, k0, k1):
     """Rows 5 b0 .. 5 b1 (cut at N) of Y (N, O) <- X (N, K) @ WT (O, K)^T over columns
     k0..k1, on flat views."""
@@ -122,7 +122,7 @@ def dot_rows(Yf, Xf, Wf, N, K, O, b0, b1, k0, k1):
     return
 
 
-@serial_kernel
+@internal_kernel
 def segment(K, V, s, S):
     """Columns [k0, k1) of run s of S: whole vector pairs, the last run ending at K.  The
     forward's runs of columns and the weight tasks' runs are both cut here, so with KSEG
@@ -131,13 +131,13 @@ def segment(K, V, s, S):
     return min(K, 2 * V * (pairs * s // S)), min(K, 2 * V * (pairs * (s + 1) // S))
 
 
-@serial_kernel
+@internal_kernel
 def _put(outf, srcf, at, acc, va, vb):
     """outf[at:at+V] <- acc * alpha + beta * srcf[at:at+V] (va, vb: alpha, beta splatted)."""
     vstore(outf, at, vfma(acc, va, vmul(vload(srcf, at), vb)))
 
 
-@serial_kernel
+@internal_kernel
 def _outer10(outf, srcf, Xf, dYf, i, o0, N, K, O, va, vb):
     """out[o0:o0+10, i:i+2V] from 2 vectors of each row of X and 10 columns of dY."""
     V = lanes(Xf)
@@ -173,7 +173,7 @@ def _outer10(outf, srcf, Xf, dYf, i, o0, N, K, O, va, vb):
     _put(outf, srcf, at, k0, va, vb); _put(outf, srcf, at + V, k1, va, vb)  # noqa: E702
 
 
-@serial_kernel
+@internal_kernel
 def _outer1(outf, srcf, Xf, dYf, i, o, N, K, O, va, vb):
     """out[o, i:i+V]: one vector of one output row, in the lane order of _outer10."""
     a = vzero(Xf)
@@ -182,7 +182,7 @@ def _outer1(outf, srcf, Xf, dYf, i, o, N, K, O, va, vb):
     _put(outf, srcf, o * K + i, a, va, vb)
 
 
-@serial_kernel
+@internal_kernel
 def outer_cols(outf, srcf, Xf, dYf, N, K, O, alpha, beta, i0, i1):
     """Columns i0..i1 of out (O, K) <- alpha * dY (N, O)^T @ X (N, K) + beta * src (O, K), on
     flat views; i0 is a multiple of 2V and i1 one too or K.  out may be src (in place)."""
@@ -209,11 +209,12 @@ def outer_cols(outf, srcf, Xf, dYf, N, K, O, alpha, beta, i0, i1):
     return
 
 
-FORWARD, FORWARD_SPLIT, GRAD, SGD_STEP = 0, 1, 2, 3
+FORWARD, FORWARD_SPLIT, GRAD, SGD_STEP, GATHER = 0, 1, 2, 3, 4
 
 
 @parallel_kernel
-def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd):
+def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd,
+                src, idx):
     """The big products of a step (the first layer's), all in this one parallel region: every
     `prange` kernel costs 1-2.4 s of the first run's compile (measured; the 15 s budget), so
     the tasks share one.  X (N, K), WT (O, K) as stored, Y and dY (N, O).
@@ -226,20 +227,23 @@ def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, 
                      learning rate eta, WT's slices mW, vW of the memory, hyperparameters hp)
       SGD_STEP       WT <- (1 - 2 eta lam) WT - eta dY^T X: plain SGD folded into the product,
                      no gradient stored (saves two passes over WT and dWT: 25-30 us a step)
+      GATHER         X <- src[idx] (idx (N,) row numbers), in KSEG runs of columns: a batch of
+                     shuffled rows copied where the step needs it, instead of shuffling the
+                     whole training set each epoch (a 553 MB copy at the study's size)
 
     simd: register-blocked products (this file) on AVX-512; else single-threaded BLAS calls
     per run (kernels/blas.py).  Why the split forward: with 2 threads, each then reads only
-    the columns of X and WT that it gathered (step.gather_rows) and updated itself; reading
+    the columns of X and WT that it gathered (GATHER) and updated itself; reading
     all of WT after the other core wrote half of it cost 135 us a step of net A, 40 % of its
     products (measured).  KSEG is fixed, not the thread count, so every result is the same
     bits on any number of threads."""
     N = X.shape[0]
     R = max(1, nb // KSEG) if task == FORWARD_SPLIT else nb
-    tasks = KSEG * R if task == FORWARD_SPLIT else nb
+    tasks = KSEG * R if task == FORWARD_SPLIT else (KSEG if task == GATHER else nb)
     for t in prange(tasks):
         # int64: the parallel loop index is unsigned, and a second build for it costs ~2 s
         _run(np.int64(t), R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
-             nb, simd)
+             nb, simd, src, idx)
     if task == FORWARD_SPLIT:
         O = WT.shape[0]
         Yf = Y.reshape(-1)
@@ -251,14 +255,22 @@ def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, 
     return
 
 
-@serial_kernel
-def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd):
+@internal_kernel
+def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd,
+         src, idx):
     """Run t of first_layer's parallel region (a function of its own: the region's body is
     compiled by the parallel pipeline, which costs seconds more on a big body)."""
     N, K = X.shape
     O = WT.shape[0]
     Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)
     V = lanes(Xf)
+    if task == GATHER:
+        k0, k1 = segment(K, V, t, KSEG)
+        for n in range(N):
+            r = idx[n]
+            for k in range(k0, k1):
+                X[n, k] = src[r, k]
+        return
     if task == FORWARD or task == FORWARD_SPLIT:
         s, r = (t // R, t % R) if task == FORWARD_SPLIT else (0, t)
         k0, k1 = segment(K, V, s, KSEG) if task == FORWARD_SPLIT else (0, K)
@@ -298,6 +310,15 @@ def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, h
 
 
 # ---- the tasks one by one, from Python (tests, benchmarks) --------------------------------
+_NO_ROWS = np.empty(0, np.int64)
+
+
+def gather(out, X, rows):
+    """out (N, K) <- X[rows] (task GATHER)."""
+    first_layer(GATHER, _none(out), _none(out), out, _none(out), _none(out), _none(out), 0.0,
+                0.0, False, *_no_state(out), KSEG, True, X, rows)
+
+
 def _none(X):
     return np.empty((0, 0), X.dtype)
 
@@ -309,34 +330,23 @@ def _no_state(X):
 def dot_nt(Y, X, WT, nb, simd=True):
     """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
     first_layer(FORWARD, Y, _none(X), X, WT, _none(X), _none(X), 0.0, 0.0, False,
-                *_no_state(X), nb, simd)
+                *_no_state(X), nb, simd, X, _NO_ROWS)
 
 
 def dot_nt_split(Y, parts, X, WT, nb, simd=True):
     """dot_nt summed over KSEG runs of columns in parts (KSEG N, O) (task FORWARD_SPLIT)."""
     first_layer(FORWARD_SPLIT, Y, parts, X, WT, _none(X), _none(X), 0.0, 0.0, False,
-                *_no_state(X), nb, simd)
+                *_no_state(X), nb, simd, X, _NO_ROWS)
 
 
 def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp, simd=True):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
     (task GRAD)."""
     first_layer(GRAD, _none(X), _none(X), X, WT, dY, dWT, float(lam), float(eta), update,
-                mW, vW, kind, hp, nb, simd)
+                mW, vW, kind, hp, nb, simd, X, _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb, simd=True):
     """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
     first_layer(SGD_STEP, _none(X), _none(X), X, WT, dY, _none(X), float(lam), float(eta),
-                True, *_no_state(X), nb, simd)
-
-
-def outer_update(out, src, X, dY, alpha, beta, nb):
-    """out (O, K) <- alpha dY^T X + beta src (register-blocked; out may be src), columns cut
-    into nb runs as first_layer's: the backward products' building block, for tests."""
-    V = 64 // X.dtype.itemsize
-    for t in range(nb):
-        i0, i1 = segment(X.shape[1], V, t, nb)
-        if i1 > i0:
-            outer_cols(out.reshape(-1), src.reshape(-1), X.reshape(-1), dY.reshape(-1),
-                       X.shape[0], X.shape[1], dY.shape[1], float(alpha), float(beta), i0, i1)
+                True, *_no_state(X), nb, simd, X, _NO_ROWS)

@@ -5,10 +5,10 @@ Z (N, C) scores, P (N, C) probabilities, y (N,) integer labels in [0, C), losses
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel, serial_kernel
+from ._config import internal_kernel, parallel_kernel, serial_kernel
 
 
-@serial_kernel
+@internal_kernel
 def _softmax_row(P, Z, n):
     """P[n] <- softmax(Z[n]); returns (max of Z[n], log of the sum of exp(Z[n] - max)).
     Subtracting the row max keeps exp() from overflowing."""

@@ -31,28 +31,28 @@ Threads and products: products of at least PAR_FLOPS multiply-adds (the first la
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel, serial_kernel, serial_twin
+from ._config import inlined_kernel, internal_kernel, parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt
-from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GRAD, KSEG, SGD_STEP, first_layer, segment
+from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GATHER, GRAD, KSEG, SGD_STEP, first_layer, segment
 from .simd import lanes
 from .linear import weight_grad_serial
 from .rng import sub_key
 
-FORWARD, BACKWARD, UPDATE, UPDATE_STATS, SIMD = 1, 2, 4, 8, 16
+FORWARD, BACKWARD, UPDATE, UPDATE_STATS, SIMD, EVALUATE = 1, 2, 4, 8, 16, 32
 PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
 MIN_BLOCK_ROWS = 16      # OpenBLAS rounds a row the same in any block at least this tall
 
 # batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
 bn_forward_train_s = batchnorm.bn_forward_train_rows
-bn_forward_infer_s = serial_twin(batchnorm.bn_forward_infer)
+bn_forward_infer_s = serial_twin(batchnorm.bn_forward_infer, internal=True)
 bn_backward_s = batchnorm.bn_backward_rows
-bias_forward_s = serial_twin(linear.bias_forward)
+bias_forward_s = serial_twin(linear.bias_forward, internal=True)
 bias_backward_s = linear.bias_backward_rows     # row-major, as batch norm's below
-relu_backward_s = serial_twin(relu.relu_backward)
-softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward)
-softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward)
-dropout_forward_s = serial_twin(dropout.dropout_forward)
+relu_backward_s = serial_twin(relu.relu_backward, internal=True)
+softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward, internal=True)
+softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward, internal=True)
+dropout_forward_s = serial_twin(dropout.dropout_forward, internal=True)
 dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
 
 
@@ -76,7 +76,7 @@ def gather_rows(out, X, idx):
 gather_rows_s = serial_twin(gather_rows)
 
 
-@serial_kernel
+@internal_kernel
 def blocks(rows, flops, nt):
     """How many blocks of rows a product is cut into: one per thread, none shorter than
     MIN_BLOCK_ROWS.  OpenBLAS gives a row the same bits in a block of any height from
@@ -86,23 +86,23 @@ def blocks(rows, flops, nt):
     return max(1, min(nt, rows // MIN_BLOCK_ROWS))
 
 
-@serial_kernel
+@internal_kernel
 def _view(buf, off, rows, cols):
     return buf[off:off + rows * cols].reshape((rows, cols))
 
 
-@serial_kernel
+@internal_kernel
 def _out_col(layout, l):
     """The workspace column a layer's product goes to: Z (0) before batch norm and in the last
     layer, else H (1), where bias and ReLU then act in place."""
     return 0 if l == layout.shape[0] - 1 or layout[l, 4] >= 0 else 1
 
 
-@serial_kernel
+@inlined_kernel
 def _big_forward(layout, ws, wsl, l, N, train, nt, simd):
     """Whether layer l's product is big (at least PAR_FLOPS multiply-adds, or cut into blocks)
     and so runs in gemm.first_layer, with that call's task, output, partial sums and run
-    count.  The callers (train_step, eval_forward) make the call themselves: the code under
+    count.  The caller (train_step) makes the call itself: the code under
     first_layer is big, and every function it is compiled into optimises it all again (about
     0.6 s of the first run's compile per level, measured)."""
     I, O = layout[l, 0], layout[l, 1]
@@ -114,7 +114,7 @@ def _big_forward(layout, ws, wsl, l, N, train, nt, simd):
             _view(ws, wsl[l, _out_col(layout, l)], N, O), parts, nb)
 
 
-@serial_kernel
+@inlined_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
                    drop, drop_key, have):
     """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last).
@@ -138,7 +138,9 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
     beta = theta[layout[l, 5]:layout[l, 5] + O]
     run_mean = stats[layout[l, 6]:layout[l, 6] + O]
     run_var = stats[layout[l, 7]:layout[l, 7] + O]
-    bias_forward_s(Z, b, last)        # last is False here (see the note in eval_forward)
+    # `last` is False here; a variable, not a literal False, which would compile a second
+    # build of bias_forward_s
+    bias_forward_s(Z, b, last)
     if train:
         Xhat = _view(ws, wsl[l, 2], N, O)
         mean = ws[wsl[l, 5]:wsl[l, 5] + O]
@@ -154,37 +156,52 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 @serial_kernel
 def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
-               kind, state, hp, drop, drop_key):
-    """One training step on the batch X (N, I0), y (N,); what runs is chosen by `flags`:
-    FORWARD (batch statistics; UPDATE_STATS also moves the running ones), BACKWARD (fills
-    dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last forward's
-    workspace) and, with BACKWARD, UPDATE (optimiser `kind` with learning rate eta, its memory
-    `state` and hyperparameters `hp`, kernels/optim.py; UPDATE alone does nothing: the
-    whole-buffer update is optim.update); SIMD: the big products register-blocked.  drop (L,)
-    float64 holds each layer's dropout rate and drop_key (uint64) names this step's masks.
-    Returns the mean loss of the forward (0.0 without FORWARD)."""
+               kind, state, hp, drop, drop_key, src, rows):
+    """One training step on the batch X (N, I0), y (N,), or an evaluation; what runs is
+    chosen by `flags`: FORWARD (batch statistics; UPDATE_STATS also moves the running ones),
+    BACKWARD (fills dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last
+    forward's workspace) and, with BACKWARD, UPDATE (optimiser `kind` with learning rate eta,
+    its memory `state` and hyperparameters `hp`, kernels/optim.py; UPDATE alone does nothing:
+    the whole-buffer update is optim.update); SIMD: the big products register-blocked.
+    drop (L,) float64 holds each layer's dropout rate and drop_key (uint64) names this step's
+    masks.  With rows (N,) row numbers, the batch is first gathered into X from src[rows]
+    (gemm.first_layer's GATHER, here rather than in a call of its own: one dispatch and one
+    parallel build fewer).  Returns (mean loss of the forward, 0) (0.0 without FORWARD).
+    EVALUATE (alone or with SIMD): the evaluation-mode forward (running BN statistics, no
+    dropout), filling P (and, when y has N labels, the per-row losses); returns (sum of
+    losses, correct count), (0.0, 0) without labels.  Evaluation is a flag here, not a
+    function of its own, so that the forward pass is compiled once (seconds of the first run)."""
     L = layout.shape[0]
     N = X.shape[0]
     C = layout[L - 1, 1]
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
     simd = (flags & SIMD) != 0
-    train = (flags & FORWARD) != 0
+    evaluate = (flags & EVALUATE) != 0
+    train = (flags & FORWARD) != 0 and not evaluate
     loss = 0.0
-    if flags & FORWARD:
+    none = np.empty(0, X.dtype)
+    if rows.shape[0] == N and N > 0:
+        # + 0 * N: a global constant is a literal, whose type would compile the parallel
+        # region a second time (measured: 4.9 s)
+        first_layer(GATHER + 0 * N, X, X, X, X, X, X, 0.0, 0.0, N < 0, none, none, N * 0, hp,
+                    KSEG + 0 * N, simd, src, rows)
+    if train or evaluate:
         h = X
         for l in range(L):
             have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, train, nt, simd)
             if have:        # argument types as in the backward's call (no literals: one build)
-                none = np.empty(0, X.dtype)
                 WT = _view(theta, layout[l, 2], layout[l, 1], h.shape[1])
                 first_layer(task, out, parts, h, WT, out, out, 0.0, 0.0, nb < 0, none, none,
-                            nb * 0, hp, nb, simd)
+                            nb * 0, hp, nb, simd, src, rows)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
-                               (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop, drop_key, have)
+                               train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
+                               drop_key, have)
+        if evaluate:
+            return _score(P, losses, h, y)
         loss = softmax_xent_forward_s(P, losses, h, y)
     if not flags & BACKWARD:
-        return loss
+        return loss, 0
     # with UPDATE, each layer takes its step as soon as it can
     update = (flags & UPDATE) != 0
     m, v = state[:theta.shape[0]], state[theta.shape[0]:]
@@ -206,15 +223,15 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
             task = SGD_STEP if update and l == 0 and kind == optim.SGD else GRAD
             first_layer(task, dZ, dZ, h_in, WT, dZ, dWT, np.float64(lam), np.float64(eta),
                         update and l == 0, m[off:off + I * O], v[off:off + I * O], kind, hp, nb,
-                        blocked)
+                        blocked, src, rows)
         else:
             weight_grad_serial(dWT, h_in, dZ, WT, lam)
         _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, np.float64(eta),
                        hp)
-    return loss
+    return loss, 0
 
 
-@serial_kernel
+@inlined_kernel
 def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
     """dZ of layer l from the dH its successor left (back through dropout, ReLU and batch norm,
     filling dgamma and dbeta); the last layer's dZ is the softmax's.  Returns dZ."""
@@ -238,7 +255,7 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
     return dZ
 
 
-@serial_kernel
+@inlined_kernel
 def _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, eta, hp):
     """After layer l's weight gradient: its bias gradient, the input gradient dH of layer
     l - 1, and with `update` the optimiser's step on its parameters (W1's was taken already)."""
@@ -257,36 +274,17 @@ def _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, eta
         _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp)
 
 
-@serial_kernel
+@internal_kernel
 def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp):
     """The optimiser's step on theta[off:off + size]."""
     optim.update_range(theta, dtheta, m, v, off, off + size, kind, eta, hp)
 
 
-@serial_kernel
-def eval_forward(theta, stats, layout, ws, wsl, X, y, eps, nt, simd):
-    """Evaluation-mode forward (running BN statistics) of X (N, I0).  Fills P (and, when y has
-    N labels, the per-row losses) in the workspace; returns (sum of losses, correct count),
-    (0.0, 0) without labels."""
-    L = layout.shape[0]
-    N = X.shape[0]
-    C = layout[L - 1, 1]
-    h = X
-    for l in range(L):
-        # no = False, but not a constant: Numba compiles a callee once per literal True/False
-        # argument, and literals here made it compile _forward_layer and the kernels under it a
-        # second time (1.9 s of the first run's compile, measured)
-        no = N < 0
-        have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, no, nt, simd)
-        if have:            # as in train_step
-            none = np.empty(0, X.dtype)
-            WT = _view(theta, layout[l, 2], layout[l, 1], h.shape[1])
-            first_layer(task, out, parts, h, WT, out, out, 0.0, 0.0, no, none, none, nb * 0,
-                        np.zeros(optim.HP_SIZE), nb, simd)
-        h = _forward_layer(theta, stats, layout, ws, wsl, l, h, no, no, eps, 0.0, nt,
-                           np.zeros(0), np.uint64(0), have)
-    P = _view(ws, wsl[L - 1, 7], N, C)
-    losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
+@inlined_kernel
+def _score(P, losses, h, y):
+    """An evaluation's result from the last layer's scores h (N, C): P and, with labels, the
+    per-row losses; (sum of losses, correct count), or (0.0, 0) without labels."""
+    N, C = h.shape
     if y.shape[0] != N:
         softmax_xent_forward_s(P, losses, h, np.zeros(N, np.int64))
         return 0.0, 0

@@ -1,5 +1,5 @@
-"""The register-blocked products of kernels/gemm.py (the first layer's forward and weight
-step) against their NumPy twins, on the study's shapes and on shapes that leave every kind of
+"""The register-blocked products of kernels/gemm.py (the first layer's forward, weight
+gradient and folded SGD step, each a task of gemm.first_layer) against their NumPy twins, on the study's shapes and on shapes that leave every kind of
 remainder (rows, output units, vectors and single columns), in float32 and float64; the same
 bits for any thread cut; and a float64 gradient check of a full-width first layer, which is
 where the fused step uses them."""
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, step
+from fastmlp.kernels import gemm, optim, step
 from fastmlp.kernels.simd import AVX512
 
 import reference as ref
@@ -67,23 +67,28 @@ def test_dot_nt_split_matches_numpy_and_any_thread_cut(rng, dtype, shape):
         np.testing.assert_array_equal(Y, got[0])
 
 
+def no_state(dtype):
+    return np.empty(0, dtype), np.empty(0, dtype), 0, np.zeros(optim.HP_SIZE)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_outer_update_matches_numpy_in_place_or_not(rng, dtype, shape):
+def test_weight_tasks_match_numpy_in_place_or_not(rng, dtype, shape):
+    """The gradient (out = dWT, src = WT) and the folded SGD step (in place in WT)."""
     N, K, O = shape
     X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype), rand(rng, (O, K), dtype)
     grads, steps = [], []
     for nb in (1, 2, 3, 7):
         G = np.full((O, K), np.nan, dtype)
-        gemm.outer_update(G, W, X, dY, 1.0, 0.1, nb)           # a gradient, lam = 0.05
+        gemm.weight_grad(G, X, dY, W, 0.05, 0.0, False, nb, *no_state(dtype))
         S = W.copy()
-        gemm.outer_update(S, S, X, dY, -0.01, 0.999, nb)       # an SGD step in place
+        gemm.weight_sgd_step(S, X, dY, 0.0005, 0.01, nb)
         grads.append(G)
         steps.append(S)
     tol = TOL[dtype] * np.sqrt(N)
     want = ref.outer_update(W, X, dY, 1.0, 0.1)
     np.testing.assert_allclose(grads[0], want, rtol=0, atol=tol * np.abs(want).max())
-    want = ref.outer_update(W, X, dY, -0.01, 0.999)
+    want = ref.outer_update(W, X, dY, -0.01, 1 - 2 * 0.01 * 0.0005)
     np.testing.assert_allclose(steps[0], want, rtol=0, atol=tol * np.abs(want).max())
     for G, S in zip(grads[1:], steps[1:]):
         np.testing.assert_array_equal(G, grads[0])
@@ -104,10 +109,11 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     V = 64 // np.dtype(dtype).itemsize
     X, dY = rand(rng, (9, 4 * V), dtype), rand(rng, (9, 10), dtype)
     full = np.zeros((10, 4 * V), dtype)
-    gemm.outer_update(full, full, X, dY, 1.0, 0.0, 1)   # 10-unit blocks over vector pairs
+    gemm.weight_grad(full, X, dY, np.zeros_like(full), 0.0, 0.0, False, 1, *no_state(dtype))
     cols = 3 * V + 1                                  # a pair, a lone vector, a lone column
     part = np.zeros((3, cols), dtype)
-    gemm.outer_update(part, part, X[:, :cols].copy(), dY[:, 2:5].copy(), 1.0, 0.0, 1)
+    gemm.weight_grad(part, X[:, :cols].copy(), dY[:, 2:5].copy(), np.zeros_like(part), 0.0,
+                     0.0, False, 1, *no_state(dtype))
     np.testing.assert_array_equal(part[:, :3 * V], full[2:5, :3 * V])
     # the lone column sums in row order without vectors: rounding apart, the same value
     np.testing.assert_allclose(part[:, 3 * V], full[2:5, 3 * V], rtol=1e-5 if dtype == np.float32 else 1e-13)
