@@ -113,20 +113,20 @@ def test_kernels(benchmark, rng, family, impl):
         benchmark(numpy_impl(family, a))
 
 
-AUGMENT = {"gather_rows": None, "augment_flip_translate": "flip,translate=2",
+AUGMENT = {"gather": None, "augment_flip_translate": "flip,translate=2",
            "augment_flip_translate_edge": "flip,translate=2:edge"}
 
 
 @pytest.mark.parametrize("case", list(AUGMENT))
 def test_augment_rows(benchmark, rng, case):
     """A batch of 100 CIFAR-shaped rows gathered from a 5000-row float32 training set, plain
-    (gather_rows, what a step does without augmentation) or flipped and translated on the way
+    (gemm.gather, what a step does without augmentation) or flipped and translated on the way
     (augment_rows), with the threads the run has; the augmentation's cost is the difference."""
     import sys
     from pathlib import Path
     from fastmlp.augment import Augmenter
     from fastmlp.kernels.rng import stream_key
-    from fastmlp.kernels.step import gather_rows
+    from fastmlp.kernels.gemm import gather
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from reference import augment_rows_ref
     raw = rng.integers(0, 256, (5000, I)).astype(np.float64)
@@ -136,7 +136,7 @@ def test_augment_rows(benchmark, rng, case):
     out = np.empty((N, I), DT)
     key = stream_key(0, 1, 2)
     if AUGMENT[case] is None:
-        run = lambda: gather_rows(out, X, rows)
+        run = lambda: gather(out, X, rows)
         expected = X[rows]
     else:
         aug = Augmenter(AUGMENT[case], (3, 32, 32), mean, std)

@@ -56,24 +56,6 @@ dropout_forward_s = serial_twin(dropout.dropout_forward, internal=True)
 dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
 
 
-@parallel_kernel
-def gather_rows(out, X, idx):
-    """out (N, I) <- X[idx] (X (M, I), idx (N,) row numbers): a batch of shuffled rows, copied
-    where the step needs it, instead of shuffling the whole training set each epoch (a 553 MB
-    copy at the study's size).  prange over gemm.KSEG runs of columns, the runs the first
-    layer's products keep to (gemm.dot_nt_split), so each thread copies what it reads next."""
-    N, I = out.shape
-    V = lanes(out.reshape(-1))
-    for s in prange(KSEG):
-        i0, i1 = segment(I, V, s, KSEG)
-        for n in range(N):
-            r = idx[n]
-            for i in range(i0, i1):
-                out[n, i] = X[r, i]
-    return
-
-
-gather_rows_s = serial_twin(gather_rows)
 
 
 @internal_kernel
