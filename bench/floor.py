@@ -1,9 +1,8 @@
 """What bounds net A's step: its first layer's two products alone, timed interleaved with
 fastmlp's whole step and PyTorch's (batch 100, float32, 2 threads, median ms over 15 rounds
-of 20 calls, each after 0.1 s untimed).  The products are the very calls the step makes, in
-both builds: register-blocked (kernels/gemm.py: dot_nt_split for X W1^T, weight_sgd_step for the
-update) and through BLAS (par_matmul_nt, weight_sgd_step with simd=False); the step likewise
-with Network.simd on and off.
+of 20 calls, each after 0.1 s untimed).  The products are the very calls the step makes
+(gemm.first_layer's split forward and folded SGD step), in this CPU's build: register-blocked
+with AVX-512, else BLAS.  NUMBA_CPU_NAME=haswell runs the BLAS build on an AVX-512 machine.
 
     python bench/floor.py
 """
@@ -15,11 +14,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import impls  # noqa: E402
-from fastmlp.kernels import blas, gemm, linear  # noqa: E402
-from fastmlp.kernels.simd import AVX512  # noqa: E402
+from fastmlp.kernels import gemm  # noqa: E402
 from fastmlp.threads import blas_single_threaded  # noqa: E402
 
-ETA = np.float32(1e-6)      # small: the weights barely move over the many timed calls
+ETA = 1e-6      # small: the weights barely move over the many timed calls
 
 
 def main():
@@ -29,23 +27,11 @@ def main():
     Z, dZ = np.empty((100, 50), np.float32), rng.standard_normal((100, 50)).astype(np.float32)
     parts = np.empty((gemm.KSEG * 100, 50), np.float32)
 
-    def products(simd):
-        def run():
-            if simd:
-                gemm.dot_nt_split(Z, parts, X, WT, 2)
-            else:
-                blas.par_matmul_nt(Z, X, WT, 0.0, 2)
-            linear.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2, simd)
-        return run
+    def products():
+        gemm.dot_nt_split(Z, parts, X, WT, 2)
+        gemm.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2)
 
-    def step(simd):
-        run, net = impls.make_fastmlp("A", X, y)
-        net.simd = simd
-        return run
-
-    cases = {"products, BLAS": products(False), "fastmlp step, BLAS": step(False)}
-    if AVX512:
-        cases.update({"products, blocked": products(True), "fastmlp step, blocked": step(True)})
+    cases = {"first-layer products": products, "fastmlp step": impls.make_fastmlp("A", X, y)[0]}
     if impls.torch_available():
         cases["torch step"] = impls.make_torch("A", X, y)[0]
     times = {name: [] for name in cases}
@@ -60,15 +46,14 @@ def main():
                     run()
                 times[name].append((time.perf_counter() - start) / 20 * 1e3)
     med = {name: float(np.median(t)) for name, t in times.items()}
+    build = "register-blocked" if gemm.SIMD else "BLAS"
     flops = 2 * 2 * 100 * 3072 * 50
     for name, m in med.items():
-        rate = f"  ({flops / m / 1e6:.0f} GFLOP/s)" if name.startswith("products") else ""
-        print(f"{name:24s} {m:.3f} ms{rate}")
+        rate = f"  ({flops / m / 1e6:.0f} GFLOP/s, {build})" if name.startswith("first") else ""
+        print(f"{name:22s} {m:.3f} ms{rate}")
     if "torch step" in med:
-        for build in ("BLAS", "blocked"):
-            if f"fastmlp step, {build}" in med:
-                print(f"{build}: torch / fastmlp {med['torch step'] / med[f'fastmlp step, {build}']:.2f}x; "
-                      f"torch / products alone {med['torch step'] / med[f'products, {build}']:.2f}x (the ceiling)")
+        print(f"torch / fastmlp {med['torch step'] / med['fastmlp step']:.2f}x; torch / products alone "
+              f"{med['torch step'] / med['first-layer products']:.2f}x (the ceiling)")
 
 
 class _nothing:

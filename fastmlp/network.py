@@ -4,7 +4,6 @@ softmax.  Parameters live in one flat buffer `theta` with named views (W1, b1, g
 with one array operation and a compiled step can take the whole network as a few arrays.
 """
 import numbers
-import os
 from collections import OrderedDict
 
 import numba
@@ -14,7 +13,6 @@ from . import _checks
 from . import optim as _optim
 from .kernels import step
 from .kernels.gemm import KSEG
-from .kernels.simd import AVX512 as _AVX512
 from .kernels import optim as optim_kernels
 from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
 from .kernels.dropout import dropout_backward, dropout_forward
@@ -82,12 +80,6 @@ def check_dropout(dropout, n_hidden):
         raise ValueError(f"dropout acts after hidden layers, and this network has none; got "
                          f"dropout={dropout!r}. Add a hidden layer or set dropout to 0.")
     return tuple(float(r) for r in rates)
-
-
-def simd_available():
-    """Whether the fused step's big products run register-blocked (kernels/gemm.py): on CPUs
-    with AVX-512, unless FASTMLP_SIMD=0."""
-    return _AVX512 and os.environ.get("FASTMLP_SIMD", "1") != "0"
 
 
 class _Workspace:
@@ -195,9 +187,6 @@ class Network:
         self._offsets.update(stat_offsets)
         self.layout = self._layout()
         self.fused = True   # False: one kernel call per operation (the reference path)
-        # the fused path's big products: register-blocked (kernels/gemm.py) where the CPU has
-        # AVX-512, else BLAS
-        self.simd = simd_available()
         # scratch for W transposed, used by the backward of layers 2..k (layer 1 has no dX)
         self._WT = [np.empty((0, 0), self.dtype)] + [
             np.empty((self.sizes[k], self.sizes[k - 1]), self.dtype) for k in range(2, self.n_layers + 1)]
@@ -258,7 +247,6 @@ class Network:
         net.theta[...] = self.theta
         net.stats[...] = self.stats
         net.fused = self.fused
-        net.simd = self.simd
         net.drop_key = self.drop_key
         return net
 
@@ -298,7 +286,7 @@ class Network:
             return float(step.train_step(self.theta, self.dtheta, self.stats, self.layout,
                                          ws.buf, ws.wsl, X, y, float(lam), float(eta),
                                          float(self.bn_eps), float(self.bn_alpha),
-                                         flags | (step.SIMD if self.simd else 0),
+                                         flags,
                                          numba.get_num_threads(),
                                          opt.kind, opt.state, opt.hyper(t), self._drop,
                                          self.drop_key, X if src is None else src, rows)[0])
@@ -420,7 +408,7 @@ class Network:
         correct count); y may be empty (no labels: probabilities only)."""
         ws = self._workspace(X.shape[0], False)
         if self.fused:
-            flags = step.EVALUATE | (step.SIMD if self.simd else 0)
+            flags = step.EVALUATE
             with blas_single_threaded():
                 total, correct = step.train_step(self.theta, self.dtheta, self.stats,
                                                  self.layout, ws.buf, ws.wsl, X, y, 0.0, 0.0,

@@ -24,11 +24,16 @@ from numba import prange
 from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .optim import HP_SIZE, update_range
-from .simd import lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vsum, vzero
+from .simd import AVX512, lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vsum, vzero
 
 RB = 5     # forward: rows of X and of WT per block
 KSEG = 2   # the training forward's runs of columns (first_layer's FORWARD_SPLIT)
 OB = 10    # backward: output rows per block (2 vectors of K each)
+# Register-blocked products where the CPU Numba compiles for has AVX-512, BLAS elsewhere.  A
+# constant, so each build compiles only its own code (0.9 s of the first run's compile,
+# measured); Numba's cache is kept per CPU name and features, so the builds never mix.  The
+# BLAS build can be run here with NUMBA_CPU_NAME=haswell (tests/test_blas_build.py).
+SIMD = AVX512
 
 
 @internal_kernel
@@ -213,8 +218,8 @@ FORWARD, FORWARD_SPLIT, GRAD, SGD_STEP, GATHER = 0, 1, 2, 3, 4
 
 
 @parallel_kernel
-def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd,
-                src, idx):
+def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src,
+                idx):
     """The big products of a step (the first layer's), all in this one parallel region: every
     `prange` kernel costs 1-2.4 s of the first run's compile (measured; the 15 s budget), so
     the tasks share one.  X (N, K), WT (O, K) as stored, Y and dY (N, O).
@@ -231,7 +236,7 @@ def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, 
                      shuffled rows copied where the step needs it, instead of shuffling the
                      whole training set each epoch (a 553 MB copy at the study's size)
 
-    simd: register-blocked products (this file) on AVX-512; else single-threaded BLAS calls
+    The products are register-blocked (this file) where SIMD, else single-threaded BLAS calls
     per run (kernels/blas.py).  Why the split forward: with 2 threads, each then reads only
     the columns of X and WT that it gathered (GATHER) and updated itself; reading
     all of WT after the other core wrote half of it cost 135 us a step of net A, 40 % of its
@@ -243,7 +248,7 @@ def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, 
     for t in prange(tasks):
         # int64: the parallel loop index is unsigned, and a second build for it costs ~2 s
         _run(np.int64(t), R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
-             nb, simd, src, idx)
+             nb, src, idx)
     if task == FORWARD_SPLIT:
         O = WT.shape[0]
         Yf = Y.reshape(-1)
@@ -256,8 +261,8 @@ def first_layer(task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, 
 
 
 @internal_kernel
-def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, simd,
-         src, idx):
+def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src,
+         idx):
     """Run t of first_layer's parallel region (a function of its own: the region's body is
     compiled by the parallel pipeline, which costs seconds more on a big body)."""
     N, K = X.shape
@@ -275,7 +280,7 @@ def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, h
         s, r = (t // R, t % R) if task == FORWARD_SPLIT else (0, t)
         k0, k1 = segment(K, V, s, KSEG) if task == FORWARD_SPLIT else (0, K)
         out = parts.reshape(-1)[s * N * O:] if task == FORWARD_SPLIT else Yf
-        if simd:
+        if SIMD:
             blocks = (N + RB - 1) // RB
             dot_rows(out, Xf, Wf, N, K, O, blocks * r // R, blocks * (r + 1) // R, k0, k1)
         else:       # runs of rows at least 16 tall: OpenBLAS rounds a row the same in any
@@ -291,12 +296,12 @@ def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, h
         return
     if task == SGD_STEP:
         alpha, beta = -eta, 1.0 - 2.0 * eta * lam     # eta, lam: float64
-        if simd:
+        if SIMD:
             outer_cols(Wf, Wf, Xf, dYf, N, K, O, alpha, beta, i0, i1)
         else:
             fgemm(78, 84, i1 - i0, O, N, alpha, Xf[i0:], K, dYf, O, beta, Wf[i0:], K)
         return
-    if simd:
+    if SIMD:
         outer_cols(dWf, Wf, Xf, dYf, N, K, O, 1.0, 2.0 * lam, i0, i1)
     else:
         for o in range(O):
@@ -316,7 +321,7 @@ _NO_ROWS = np.empty(0, np.int64)
 def gather(out, X, rows):
     """out (N, K) <- X[rows] (task GATHER)."""
     first_layer(GATHER, _none(out), _none(out), out, _none(out), _none(out), _none(out), 0.0,
-                0.0, False, *_no_state(out), KSEG, True, X, rows)
+                0.0, False, *_no_state(out), KSEG, X, rows)
 
 
 def _none(X):
@@ -327,26 +332,26 @@ def _no_state(X):
     return np.empty(0, X.dtype), np.empty(0, X.dtype), 0, np.zeros(HP_SIZE)
 
 
-def dot_nt(Y, X, WT, nb, simd=True):
+def dot_nt(Y, X, WT, nb):
     """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
     first_layer(FORWARD, Y, _none(X), X, WT, _none(X), _none(X), 0.0, 0.0, False,
-                *_no_state(X), nb, simd, X, _NO_ROWS)
+                *_no_state(X), nb, X, _NO_ROWS)
 
 
-def dot_nt_split(Y, parts, X, WT, nb, simd=True):
+def dot_nt_split(Y, parts, X, WT, nb):
     """dot_nt summed over KSEG runs of columns in parts (KSEG N, O) (task FORWARD_SPLIT)."""
     first_layer(FORWARD_SPLIT, Y, parts, X, WT, _none(X), _none(X), 0.0, 0.0, False,
-                *_no_state(X), nb, simd, X, _NO_ROWS)
+                *_no_state(X), nb, X, _NO_ROWS)
 
 
-def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp, simd=True):
+def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
     (task GRAD)."""
     first_layer(GRAD, _none(X), _none(X), X, WT, dY, dWT, float(lam), float(eta), update,
-                mW, vW, kind, hp, nb, simd, X, _NO_ROWS)
+                mW, vW, kind, hp, nb, X, _NO_ROWS)
 
 
-def weight_sgd_step(WT, X, dY, lam, eta, nb, simd=True):
+def weight_sgd_step(WT, X, dY, lam, eta, nb):
     """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
     first_layer(SGD_STEP, _none(X), _none(X), X, WT, dY, _none(X), float(lam), float(eta),
-                True, *_no_state(X), nb, simd, X, _NO_ROWS)
+                True, *_no_state(X), nb, X, _NO_ROWS)

@@ -16,7 +16,7 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 10) gives the 
   last row), 9 the first layer's partial sums (gemm.KSEG N, O) in training (-1 where a
   buffer is not needed).
 Threads and products: products of at least PAR_FLOPS multiply-adds (the first layer's) run on
-  all threads.  On CPUs with AVX-512 (flag SIMD) they are register-blocked (kernels/gemm.py)
+  all threads.  On CPUs with AVX-512 (gemm.SIMD) they are register-blocked (kernels/gemm.py)
   and cut by runs of columns, so that each thread gathers, reads and updates its own half of
   the batch and of W1 (gemm.dot_nt_split); elsewhere they are cut into blocks of rows, each a
   single-threaded BLAS call (kernels/blas.py), no block shorter than MIN_BLOCK_ROWS.  Either
@@ -34,12 +34,11 @@ from numba import prange
 from ._config import inlined_kernel, internal_kernel, parallel_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt
-from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GATHER, GRAD, KSEG, SGD_STEP, first_layer, segment
-from .simd import lanes
+from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GATHER, GRAD, KSEG, SGD_STEP, SIMD, first_layer
 from .linear import weight_grad_serial
 from .rng import sub_key
 
-FORWARD, BACKWARD, UPDATE, UPDATE_STATS, SIMD, EVALUATE = 1, 2, 4, 8, 16, 32
+FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 32
 PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
 MIN_BLOCK_ROWS = 16      # OpenBLAS rounds a row the same in any block at least this tall
 
@@ -81,7 +80,7 @@ def _out_col(layout, l):
 
 
 @inlined_kernel
-def _big_forward(layout, ws, wsl, l, N, train, nt, simd):
+def _big_forward(layout, ws, wsl, l, N, train, nt):
     """Whether layer l's product is big (at least PAR_FLOPS multiply-adds, or cut into blocks)
     and so runs in gemm.first_layer, with that call's task, output, partial sums and run
     count.  The caller (train_step) makes the call itself: the code under
@@ -89,9 +88,9 @@ def _big_forward(layout, ws, wsl, l, N, train, nt, simd):
     0.6 s of the first run's compile per level, measured)."""
     I, O = layout[l, 0], layout[l, 1]
     nb = blocks(N, N * I * O, nt)
-    split = train and simd and wsl[l, 9] >= 0
+    split = train and SIMD and wsl[l, 9] >= 0
     parts = _view(ws, wsl[l, 9], KSEG * N, O) if split else _view(ws, 0, 0, O)
-    big = (simd and N * I * O >= PAR_FLOPS) or nb > 1
+    big = (SIMD and N * I * O >= PAR_FLOPS) or nb > 1
     return (big, FORWARD_SPLIT if split else FORWARD_TASK,
             _view(ws, wsl[l, _out_col(layout, l)], N, O), parts, nb)
 
@@ -144,12 +143,12 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     BACKWARD (fills dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last
     forward's workspace) and, with BACKWARD, UPDATE (optimiser `kind` with learning rate eta,
     its memory `state` and hyperparameters `hp`, kernels/optim.py; UPDATE alone does nothing:
-    the whole-buffer update is optim.update); SIMD: the big products register-blocked.
+    the whole-buffer update is optim.update).
     drop (L,) float64 holds each layer's dropout rate and drop_key (uint64) names this step's
     masks.  With rows (N,) row numbers, the batch is first gathered into X from src[rows]
     (gemm.first_layer's GATHER, here rather than in a call of its own: one dispatch and one
     parallel build fewer).  Returns (mean loss of the forward, 0) (0.0 without FORWARD).
-    EVALUATE (alone or with SIMD): the evaluation-mode forward (running BN statistics, no
+    EVALUATE (alone): the evaluation-mode forward (running BN statistics, no
     dropout), filling P (and, when y has N labels, the per-row losses); returns (sum of
     losses, correct count), (0.0, 0) without labels.  Evaluation is a flag here, not a
     function of its own, so that the forward pass is compiled once (seconds of the first run)."""
@@ -158,7 +157,6 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     C = layout[L - 1, 1]
     P = _view(ws, wsl[L - 1, 7], N, C)
     losses = ws[wsl[L - 1, 8]:wsl[L - 1, 8] + N]
-    simd = (flags & SIMD) != 0
     evaluate = (flags & EVALUATE) != 0
     train = (flags & FORWARD) != 0 and not evaluate
     loss = 0.0
@@ -167,15 +165,15 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
         # + 0 * N: a global constant is a literal, whose type would compile the parallel
         # region a second time (measured: 4.9 s)
         first_layer(GATHER + 0 * N, X, X, X, X, X, X, 0.0, 0.0, N < 0, none, none, N * 0, hp,
-                    KSEG + 0 * N, simd, src, rows)
+                    KSEG + 0 * N, src, rows)
     if train or evaluate:
         h = X
         for l in range(L):
-            have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, train, nt, simd)
+            have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, train, nt)
             if have:        # argument types as in the backward's call (no literals: one build)
                 WT = _view(theta, layout[l, 2], layout[l, 1], h.shape[1])
                 first_layer(task, out, parts, h, WT, out, out, 0.0, 0.0, nb < 0, none, none,
-                            nb * 0, hp, nb, simd, src, rows)
+                            nb * 0, hp, nb, src, rows)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key, have)
@@ -195,7 +193,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
         WT = _view(theta, layout[l, 2], O, I)
         dWT = _view(dtheta, layout[l, 2], O, I)
         nb = blocks(I, N * I * O, nt)
-        blocked = simd and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
+        blocked = SIMD and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
         off = layout[l, 2]
         if l == 0 or nb > 1 or blocked:
             # the first layer needs no input gradient, so its W can take its step inside the
@@ -205,7 +203,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
             task = SGD_STEP if update and l == 0 and kind == optim.SGD else GRAD
             first_layer(task, dZ, dZ, h_in, WT, dZ, dWT, np.float64(lam), np.float64(eta),
                         update and l == 0, m[off:off + I * O], v[off:off + I * O], kind, hp, nb,
-                        blocked, src, rows)
+                        src, rows)
         else:
             weight_grad_serial(dWT, h_in, dZ, WT, lam)
         _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, np.float64(eta),

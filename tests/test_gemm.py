@@ -119,25 +119,6 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     np.testing.assert_allclose(part[:, 3 * V], full[2:5, 3 * V], rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
-def test_fused_step_uses_them_and_matches_the_blas_build(rng):
-    """Net A's step with the register-blocked products against the same step through BLAS:
-    equal to float32 rounding after 5 steps (the first layer's product is above step.PAR_FLOPS,
-    so the fused step does take the register-blocked path)."""
-    assert 100 * 3072 * 50 >= step.PAR_FLOPS
-    X, y = rand(rng, (100, 3072), np.float32), rng.integers(0, 10, 100)
-    a = fastmlp.Network([3072, 50, 50, 10], seed=0)
-    assert a.simd
-    b = a.copy()
-    b.simd = False
-    for _ in range(5):
-        la = a._train_step(X, y, 0.005, np.float32(0.05))
-        lb = b._train_step(X, y, 0.005, np.float32(0.05))
-        assert la == pytest.approx(lb, rel=1e-5)
-    np.testing.assert_allclose(a.theta, b.theta, rtol=1e-4, atol=1e-5 * np.abs(b.theta).max())
-    Xe = rand(rng, (1000, 3072), np.float32)
-    np.testing.assert_allclose(a.predict_proba(Xe), b.predict_proba(Xe), rtol=1e-3, atol=1e-5)
-
-
 def test_gradient_check_through_the_register_blocked_products(cifar_subset):
     """Full 3072-pixel rows of 100 real CIFAR images, so the first layer's forward and weight
     gradient run through kernels/gemm.py (float64, 8 lanes); 40 sampled entries per parameter
@@ -146,7 +127,7 @@ def test_gradient_check_through_the_register_blocked_products(cifar_subset):
     X = (raw - raw.mean(axis=0)) / raw.std(axis=0)
     y = cifar_subset["y_train"][:100].astype(np.int64)
     net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, dtype=np.float64, seed=1)
-    assert net.simd and 100 * 3072 * 50 >= step.PAR_FLOPS
+    assert gemm.SIMD and 100 * 3072 * 50 >= step.PAR_FLOPS
     for r in fastmlp.gradcheck(net, X, y, lam=0.01, max_entries=40):
         if r["zero_gradient"]:
             assert r["max_abs_error"] <= 1e-9, r

@@ -7,12 +7,9 @@ import pytest
 import fastmlp
 from fastmlp.kernels import blas, gemm, linear, optim, step
 from fastmlp.kernels._config import serial_twin
-from fastmlp.kernels.simd import AVX512
 from fastmlp.threads import blas_single_threaded
 
 DTYPES = [np.float32, np.float64]
-# the weight products' two builds: BLAS, and register-blocked (kernels/gemm.py, AVX-512 only)
-SIMD = [False, pytest.param(True, marks=pytest.mark.skipif(not AVX512, reason="the CPU has no AVX-512"))]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
@@ -66,14 +63,13 @@ def test_bias(rng, dtype, relu_on):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nb", [1, 2, 5])
 @pytest.mark.parametrize("update", [False, True])
-@pytest.mark.parametrize("simd", SIMD)
-def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update, simd):
+def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update):
     """Weights stored (O, I), one row per output unit, as the network stores them."""
     X, dY, W = rand(rng, (40, 300), dtype), rand(rng, (40, 20), dtype), rand(rng, (20, 300), dtype)
     W0 = W.copy()
     dW = np.empty_like(W)
     with blas_single_threaded():
-        gemm.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype), simd)
+        gemm.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype))
     want = dY.T.astype(np.float64) @ X + 2 * 0.05 * W0
     np.testing.assert_allclose(dW, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(W, W0 - 0.1 * dW if update else W0, rtol=TOL[dtype], atol=TOL[dtype])
@@ -81,8 +77,7 @@ def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update, simd):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nb", [1, 2, 5])
-@pytest.mark.parametrize("simd", SIMD)
-def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb, simd):
+def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb):
     """The first layer's SGD step folded into its product: (1 - 2 eta lam) W - eta dY^T X (W
     stored (O, I)), the same as W - eta (dY^T X + 2 lam W) to rounding, and the same bits for
     any block count."""
@@ -90,9 +85,9 @@ def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb, simd):
     want = W.astype(np.float64) - 0.1 * (dY.T.astype(np.float64) @ X + 2 * 0.05 * W)
     got = W.copy()
     with blas_single_threaded():
-        gemm.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb, simd)
+        gemm.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb)
         one = W.copy()
-        gemm.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1, simd)
+        gemm.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1)
     np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(one, got, rtol=TOL[dtype], atol=TOL[dtype])
 
@@ -131,12 +126,10 @@ def test_serial_twins_equal_parallel_builds(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes, bn", [([3072, 50, 50, 10], True), ([3072, 50, 50, 10], False),
                                        ([3072, 50, 30, 20, 20, 10, 10, 10, 10, 10], True)])
-@pytest.mark.parametrize("simd", SIMD)
-def test_fused_step_equals_per_kernel_path(rng, dtype, sizes, bn, simd):
+def test_fused_step_equals_per_kernel_path(rng, dtype, sizes, bn):
     X, y = rand(rng, (100, 3072), dtype), rng.integers(0, 10, 100)
     rows = rng.permutation(100)
     fused = fastmlp.Network(sizes, batch_norm=bn, dtype=dtype, seed=0)
-    fused.simd = simd
     ref = fused.copy()
     ref.fused = False
     tol = {np.float32: 2e-5, np.float64: 1e-12}[dtype]
@@ -180,11 +173,11 @@ def test_row_major_batch_norm_equals_the_column_kernels(rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("simd", SIMD)
 @pytest.mark.parametrize("shape", [(100, 3072, 50), (37, 300, 13), (16, 20, 3)])
-def test_first_layer_forward_tasks(rng, dtype, simd, shape):
-    """gemm.first_layer's forward tasks in both builds: rows cut into runs (evaluation) and
-    summed over runs of columns (training), against NumPy, for any run count."""
+def test_first_layer_forward_tasks(rng, dtype, shape):
+    """gemm.first_layer's forward tasks (this CPU's build; tests/test_blas_build.py runs the
+    BLAS one): rows cut into runs (evaluation) and summed over runs of columns (training),
+    against NumPy, for any run count."""
     N, K, O = shape
     X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
     want = X.astype(np.float64) @ WT.T.astype(np.float64)
@@ -192,8 +185,8 @@ def test_first_layer_forward_tasks(rng, dtype, simd, shape):
     with blas_single_threaded():
         for nb in (1, 2, 3):
             Y = np.full((N, O), np.nan, dtype)
-            gemm.dot_nt(Y, X, WT, nb, simd)
+            gemm.dot_nt(Y, X, WT, nb)
             np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)
             parts = np.full((gemm.KSEG * N, O), np.nan, dtype)
-            gemm.dot_nt_split(Y, parts, X, WT, nb, simd)
+            gemm.dot_nt_split(Y, parts, X, WT, nb)
             np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)
