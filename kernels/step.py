@@ -83,9 +83,9 @@ def _out_col(layout, l):
 def _big_forward(layout, ws, wsl, l, N, train, nt):
     """Whether layer l's product is big (at least PAR_FLOPS multiply-adds, or cut into blocks)
     and so runs in gemm.first_layer, with that call's task, output, partial sums and run
-    count.  The caller (train_step) makes the call itself: the code under
-    first_layer is big, and every function it is compiled into optimises it all again (about
-    0.6 s of the first run's compile per level, measured)."""
+    count.  The caller (train_step) makes the call itself: the code under first_layer is big,
+    and every function it is compiled into optimises it all again (about 0.6 s of the first
+    run's compile per level, measured)."""
     I, O = layout[l, 0], layout[l, 1]
     nb = blocks(N, N * I * O, nt)
     # evaluation cuts rows instead: 8192-row chunks are faster so (17 vs 19 ms, measured)
@@ -100,7 +100,7 @@ def _big_forward(layout, ws, wsl, l, N, train, nt):
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
                    drop, drop_key, have):
     """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last).
-    `have`: its product is already in place (_forward_big); else it is one BLAS call here.
+    `have`: its product is already in place (_big_forward); else it is one BLAS call here.
     In training, hidden units are then dropped at rate drop[l] (kernels/dropout.py)."""
     N = h.shape[0]
     I, O = layout[l, 0], layout[l, 1]
