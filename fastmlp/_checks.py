@@ -49,7 +49,8 @@ def check_nonnegative(value, name):
 
 def check_X(X, n_features, dtype, name="X"):
     """A non-empty, finite, 2-D float array with `n_features` columns, returned C-contiguous
-    in `dtype` (float32 data is widened for a float64 network and vice versa)."""
+    and writeable in `dtype` (float32 data is widened for a float64 network and vice versa;
+    a read-only array, e.g. a memory map, is copied)."""
     arr = np.asarray(X)
     if arr.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} must hold float32 or float64 values; got dtype {arr.dtype}. "
@@ -72,7 +73,9 @@ def check_X(X, n_features, dtype, name="X"):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name} must be finite; got {arr[tuple(bad)]} at {tuple(int(i) for i in bad)}. "
                          f"Remove or impute NaN/inf values.")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # writeable too: Numba types a read-only array as another type, which would compile the
+    # whole step again (and the step writes its gathered batch into the array it reads)
+    return np.require(arr, dtype=dtype, requirements=["C", "W"])
 
 
 def check_y(y, n_classes, n_samples, name="y"):

@@ -19,7 +19,28 @@ import numpy as np
 from .config import TrainConfig
 from .network import Network
 
-FORMAT = "fastmlp-checkpoint/1"
+FORMAT = "fastmlp-checkpoint/2"
+# /1 stored each W (fan_in, fan_out) row-major inside the flat parameter order that the
+# optimiser's memory mirrors; /2 stores it (fan_out, fan_in).  Parameters are saved by name
+# and load either way; the optimiser's memory of a /1 file is reordered on load.
+OLD_FORMATS = ("fastmlp-checkpoint/1",)
+
+
+def optimizer_state_from_v1(net, state):
+    """The optimiser's memory saved by format /1 (each W block (fan_in, fan_out) row-major),
+    reordered for `net`'s layout (each W block (fan_out, fan_in)); state holds one or more
+    copies of the flat parameter order (m, then v)."""
+    state = np.array(state, copy=True)
+    P = net.theta.size
+    if state.size % P:
+        return state
+    for c in range(state.size // P):
+        for k in range(1, net.n_layers + 1):
+            fan_in, fan_out = net.sizes[k - 1], net.sizes[k]
+            at = c * P + net._offsets[f"W{k}"]
+            block = state[at:at + fan_in * fan_out]
+            block[...] = block.reshape(fan_in, fan_out).T.reshape(-1)
+    return state
 
 
 class CheckpointError(ValueError):
@@ -100,7 +121,7 @@ def load(path):
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable .npz model ({e}); give a model.npz written by "
                               f"`fastmlp train`.") from None
-    if "format" not in arrays or str(arrays["format"]) != FORMAT:
+    if "format" not in arrays or str(arrays["format"]) not in (FORMAT,) + OLD_FORMATS:
         raise CheckpointError(f"{path}: not a fastmlp model (format {_get(arrays, 'format')!r}, expected "
                               f"{FORMAT!r}); give a model.npz written by `fastmlp train`.")
     try:
@@ -120,7 +141,9 @@ def load(path):
         label_names=[str(s) for s in arrays["data.label_names"]] if has_data else None,
         image_shape=tuple(int(s) for s in arrays["data.image_shape"]) if has_data else None,
         source=str(arrays["source"]), seconds=json.loads(str(arrays["seconds"])),
-        optimizer_state=arrays.get("optimizer.state"))
+        optimizer_state=(optimizer_state_from_v1(net, arrays["optimizer.state"])
+                         if "optimizer.state" in arrays and str(arrays["format"]) in OLD_FORMATS
+                         else arrays.get("optimizer.state")))
 
 
 def _network_spec(net):

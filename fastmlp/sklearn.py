@@ -222,14 +222,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         net = state.pop("network_", None)
         if net is not None:
             state["_network_arrays"] = (checkpoint._network_spec(net), net.get_state())
+        state["_layout"] = 2            # the optimiser's memory in checkpoint format /2 order
         return state
 
     def __setstate__(self, state):
         arrays = state.pop("_network_arrays", None)
+        layout = state.pop("_layout", 1)
         if arrays is not None:
             net = checkpoint._network(arrays[0])
             net.set_state(arrays[1])
             state["network_"] = net
+            opt = state.get("_optimizer")
+            if layout == 1 and opt is not None and getattr(opt, "state", None) is not None \
+                    and opt.state.size:
+                opt.state[...] = checkpoint.optimizer_state_from_v1(net, opt.state)
         super().__setstate__(state)
 
     # ---- internals --------------------------------------------------------------------------------

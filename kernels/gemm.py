@@ -2,8 +2,8 @@
 weights stored as the network stores them: WT (O, K), one row per output unit; and
 first_layer, the one parallel region that runs them (or their BLAS builds) in the step.
 
-    forward   Y (N, O)  <- X (N, K) @ WT^T                  dot_rows
-    backward  out (O, K) <- alpha * dY^T @ X + beta * src    outer_cols
+    forward   Y (N, O)  <- X (N, K) @ WT^T                  _dot_rows
+    backward  out (O, K) <- alpha * dY^T @ X + beta * src    _outer_cols
               (SGD's step: out = src = WT, alpha = -eta, beta = 1 - 2 eta lam;
                the gradient: out = dWT, src = WT, alpha = 1, beta = 2 lam)
 
@@ -60,7 +60,7 @@ def _dot1(Xf, Wf, x, w, k0, k1):
 @internal_kernel
 def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
     """Y[n0:n0+5, o0:o0+5] (Yf flat, rows of O) from rows n0.. of X and o0.. of WT, over
-    the whole vectors of columns k0..k1 (rows of X and WT are K long); dot_rows adds the
+    the whole vectors of columns k0..k1 (rows of X and WT are K long); _dot_rows adds the
     columns left over, as _dot1 does."""
     V = lanes(Xf)
     KV = k1 - (k1 - k0) % V
@@ -102,7 +102,7 @@ def _dot5x5(Yf, Xf, Wf, n0, o0, K, O, k0, k1):
 
 
 @internal_kernel
-def dot_rows(Yf, Xf, Wf, N, K, O, b0, b1, k0, k1):
+def _dot_rows(Yf, Xf, Wf, N, K, O, b0, b1, k0, k1):
     """Rows 5 b0 .. 5 b1 (cut at N) of Y (N, O) <- X (N, K) @ WT (O, K)^T over columns
     k0..k1, on flat views."""
     V = lanes(Xf)
@@ -128,7 +128,7 @@ def dot_rows(Yf, Xf, Wf, N, K, O, b0, b1, k0, k1):
 
 
 @internal_kernel
-def segment(K, V, s, S):
+def _segment(K, V, s, S):
     """Columns [k0, k1) of run s of S: whole vector pairs, the last run ending at K.  The
     forward's runs of columns and the weight tasks' runs are both cut here, so with KSEG
     threads each keeps to its own columns."""
@@ -188,7 +188,7 @@ def _outer1(outf, srcf, Xf, dYf, i, o, N, K, O, va, vb):
 
 
 @internal_kernel
-def outer_cols(outf, srcf, Xf, dYf, N, K, O, alpha, beta, i0, i1):
+def _outer_cols(outf, srcf, Xf, dYf, N, K, O, alpha, beta, i0, i1):
     """Columns i0..i1 of out (O, K) <- alpha * dY (N, O)^T @ X (N, K) + beta * src (O, K), on
     flat views; i0 is a multiple of 2V and i1 one too or K.  out may be src (in place)."""
     V = lanes(Xf)
@@ -270,17 +270,17 @@ def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, h
     Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)
     V = lanes(Xf)
     if task == GATHER:
-        k0, k1 = segment(K, V, t, KSEG)
+        k0, k1 = _segment(K, V, t, KSEG)
         for n in range(N):      # a slice copy: 5x faster than the element loop (measured)
             X[n, k0:k1] = src[idx[n], k0:k1]
         return
     if task == FORWARD or task == FORWARD_SPLIT:
         s, r = (t // R, t % R) if task == FORWARD_SPLIT else (0, t)
-        k0, k1 = segment(K, V, s, KSEG) if task == FORWARD_SPLIT else (0, K)
+        k0, k1 = _segment(K, V, s, KSEG) if task == FORWARD_SPLIT else (0, K)
         out = parts.reshape(-1)[s * N * O:] if task == FORWARD_SPLIT else Yf
         if SIMD:
             blocks = (N + RB - 1) // RB
-            dot_rows(out, Xf, Wf, N, K, O, blocks * r // R, blocks * (r + 1) // R, k0, k1)
+            _dot_rows(out, Xf, Wf, N, K, O, blocks * r // R, blocks * (r + 1) // R, k0, k1)
         else:       # runs of rows at least 16 tall: OpenBLAS rounds a row the same in any
             n0, n1 = N * r // R, N * (r + 1) // R
             if n1 > n0 and k1 > k0:
@@ -289,18 +289,18 @@ def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, h
             elif n1 > n0:           # an empty run of columns (K < 2V) adds nothing
                 out[n0 * O:n1 * O] = 0
         return
-    i0, i1 = segment(K, V, t, nb)
+    i0, i1 = _segment(K, V, t, nb)
     if i1 <= i0:
         return
     if task == SGD_STEP:
         alpha, beta = -eta, 1.0 - 2.0 * eta * lam     # eta, lam: float64
         if SIMD:
-            outer_cols(Wf, Wf, Xf, dYf, N, K, O, alpha, beta, i0, i1)
+            _outer_cols(Wf, Wf, Xf, dYf, N, K, O, alpha, beta, i0, i1)
         else:
             fgemm(78, 84, i1 - i0, O, N, alpha, Xf[i0:], K, dYf, O, beta, Wf[i0:], K)
         return
     if SIMD:
-        outer_cols(dWf, Wf, Xf, dYf, N, K, O, 1.0, 2.0 * lam, i0, i1)
+        _outer_cols(dWf, Wf, Xf, dYf, N, K, O, 1.0, 2.0 * lam, i0, i1)
     else:
         for o in range(O):
             for i in range(i0, i1):
@@ -318,6 +318,10 @@ _NO_ROWS = np.empty(0, np.int64)
 
 def gather(out, X, rows):
     """out (N, K) <- X[rows] (task GATHER)."""
+    rows = np.asarray(rows, np.int64)
+    if out.shape != (len(rows), X.shape[1]) or out.dtype != X.dtype or not X.flags.c_contiguous:
+        raise ValueError(f"out must be (len(rows), K) = {(len(rows), X.shape[1])} in X's dtype, and X "
+                         f"C-contiguous; got out {out.shape} {out.dtype}")
     first_layer(GATHER, _none(out), _none(out), out, _none(out), _none(out), _none(out), 0.0,
                 0.0, False, *_no_state(out), KSEG, X, rows)
 
@@ -330,14 +334,29 @@ def _no_state(X):
     return np.empty(0, X.dtype), np.empty(0, X.dtype), 0, np.zeros(HP_SIZE)
 
 
+def _check(X, WT, out_shape, *pairs):
+    """The tasks trust their shapes; these wrappers, off the step's path, check them."""
+    arrays = (X, WT) + tuple(a for a, _ in pairs)
+    if len({a.dtype for a in arrays}) != 1 or not all(a.flags.c_contiguous for a in arrays):
+        raise ValueError("every array must be C-contiguous with one dtype")
+    if WT.shape[1] != X.shape[1]:
+        raise ValueError(f"WT must be (O, K) = (units, inputs) for X (N, K) = {X.shape}; got "
+                         f"{WT.shape} (weights are stored one row per output unit)")
+    for a, shape in pairs:
+        if a.shape != shape:
+            raise ValueError(f"expected an array of shape {shape}; got {a.shape}")
+
+
 def dot_nt(Y, X, WT, nb):
     """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
+    _check(X, WT, None, (Y, (X.shape[0], WT.shape[0])))
     first_layer(FORWARD, Y, _none(X), X, WT, _none(X), _none(X), 0.0, 0.0, False,
                 *_no_state(X), nb, X, _NO_ROWS)
 
 
 def dot_nt_split(Y, parts, X, WT, nb):
     """dot_nt summed over KSEG runs of columns in parts (KSEG N, O) (task FORWARD_SPLIT)."""
+    _check(X, WT, None, (Y, (X.shape[0], WT.shape[0])), (parts, (KSEG * X.shape[0], WT.shape[0])))
     first_layer(FORWARD_SPLIT, Y, parts, X, WT, _none(X), _none(X), 0.0, 0.0, False,
                 *_no_state(X), nb, X, _NO_ROWS)
 
@@ -345,11 +364,13 @@ def dot_nt_split(Y, parts, X, WT, nb):
 def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
     (task GRAD)."""
+    _check(X, WT, None, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
     first_layer(GRAD, _none(X), _none(X), X, WT, dY, dWT, float(lam), float(eta), update,
                 mW, vW, kind, hp, nb, X, _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb):
     """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
+    _check(X, WT, None, (dY, (X.shape[0], WT.shape[0])))
     first_layer(SGD_STEP, _none(X), _none(X), X, WT, dY, _none(X), float(lam), float(eta),
                 True, *_no_state(X), nb, X, _NO_ROWS)

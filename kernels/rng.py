@@ -11,7 +11,7 @@ l, the augmentation of a batch, ...); all arithmetic wraps modulo 2**64.
 """
 import numpy as np
 
-from ._config import internal_kernel, serial_kernel
+from ._config import serial_kernel
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -19,7 +19,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _TO_UNIT = 1.0 / 9007199254740992.0      # 2**-53
 
 
-@internal_kernel
+@serial_kernel
 def mix64(z):
     """The SplitMix64 finaliser: a bijection of uint64 that scrambles every bit."""
     z = np.uint64(z)

@@ -14,23 +14,23 @@ back to BLAS (kernels/step.py), since a 25-accumulator block would spill from AV
 Legend: `a` a flat (1-D) contiguous array, `i` an element index into it.  Loads and stores
 are unaligned and unchecked: kernels trust their indices.
 """
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils, codegen, config
 from numba.extending import intrinsic, models, register_model
 
 VECTOR_BYTES = 64
 
 
 def _host_has_avx512():
-    """Whether Numba compiles for a CPU with AVX-512F (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES,
-    used for portable caches, override the host)."""
+    """Whether Numba compiles for a CPU with AVX-512F: NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
+    (used for portable caches) override the host, and Numba's own list of host features is
+    asked rather than LLVM's, because it drops AVX where Numba turns it off (NUMBA_ENABLE_AVX)."""
     if config.CPU_FEATURES is not None:
         return "+avx512f" in config.CPU_FEATURES.split(",")
     if config.CPU_NAME not in (None, "host"):
         return False
-    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    return "+avx512f" in codegen.get_host_cpu_features().split(",")
 
 
 AVX512 = _host_has_avx512()

@@ -18,12 +18,12 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 10) gives the 
 Threads and products: products of at least PAR_FLOPS multiply-adds (the first layer's) run on
   all threads.  On CPUs with AVX-512 (gemm.SIMD) they are register-blocked (kernels/gemm.py)
   and cut by runs of columns, so that each thread gathers, reads and updates its own half of
-  the batch and of W1 (gemm.dot_nt_split); elsewhere they are cut into blocks of rows, each a
-  single-threaded BLAS call (kernels/blas.py), no block shorter than MIN_BLOCK_ROWS.  Either
+  the batch and of W1 (gemm's FORWARD_SPLIT); elsewhere they are cut into blocks of rows, each
+  a single-threaded BLAS call (kernels/blas.py), no block shorter than MIN_BLOCK_ROWS.  Either
   way the result does not depend on the number of threads.  The first layer's update runs
-  inside its weight product (plain SGD folded into the product itself,
-  linear.weight_sgd_step).  Everything else (bias, batch norm, ReLU, softmax, the small
-  layers' BLAS products) runs on the calling thread, in the serial twins of the parallel
+  inside its weight product (plain SGD folded into the product itself, gemm's SGD_STEP).
+  Everything else (bias, batch norm, ReLU, softmax, the small layers' BLAS products) runs on
+  the calling thread, in the serial twins of the parallel
   kernels or their row-major builds: at the study's widths (<= 50 units) running it in
   parallel was measured no faster at batch 100 or 500, while it doubled the first run's
   compile time.
@@ -58,7 +58,7 @@ dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.
 
 
 @internal_kernel
-def blocks(rows, flops, nt):
+def _blocks(rows, flops, nt):
     """How many blocks of rows a product is cut into: one per thread, none shorter than
     MIN_BLOCK_ROWS.  OpenBLAS gives a row the same bits in a block of any height from
     MIN_BLOCK_ROWS up (checked, tests/test_network.py), so the cut does not change results."""
@@ -87,7 +87,7 @@ def _big_forward(layout, ws, wsl, l, N, train, nt):
     and every function it is compiled into optimises it all again (about 0.6 s of the first
     run's compile per level, measured)."""
     I, O = layout[l, 0], layout[l, 1]
-    nb = blocks(N, N * I * O, nt)
+    nb = _blocks(N, N * I * O, nt)
     # evaluation cuts rows instead: 8192-row chunks are faster so (17 vs 19 ms, measured)
     split = train and SIMD and wsl[l, 9] >= 0
     parts = _view(ws, wsl[l, 9], KSEG * N, O) if split else _view(ws, 0, 0, O)
@@ -193,7 +193,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
         h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
         WT = _view(theta, layout[l, 2], O, I)
         dWT = _view(dtheta, layout[l, 2], O, I)
-        nb = blocks(I, N * I * O, nt)
+        nb = _blocks(I, N * I * O, nt)
         blocked = SIMD and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
         off = layout[l, 2]
         if l == 0 or nb > 1 or blocked:

@@ -29,7 +29,8 @@ def dot_nt(X, WT):
 
 
 def outer_update(src, X, dY, alpha, beta):
-    """kernels/gemm.outer_update: alpha dY^T X + beta src, src (O, K) one row per output."""
+    """kernels/gemm's weight tasks (GRAD, SGD_STEP): alpha dY^T X + beta src, src (O, K) one
+    row per output unit."""
     src, X, dY = f64(src, X, dY)
     return alpha * (dY.T @ X) + beta * src
 

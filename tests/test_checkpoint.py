@@ -192,3 +192,26 @@ def test_restore_refuses_another_optimizers_memory(tmp_path):
     with pytest.raises(ValueError, match=r"trained with \{'optimizer': 'momentum'.*this run is configured "
                                          r"with \{'optimizer': 'adam'"):
         other.restore(checkpoint.load(path))
+
+
+def test_format_1_optimizer_memory_is_reordered_on_load(tmp_path):
+    """Format /1 files stored each W's optimiser memory in (fan_in, fan_out) order; loading one
+    gives the memory in the network's (fan_out, fan_in) order, parameters unchanged."""
+    net = Network([7, 5, 3], seed=0)
+    rng = np.random.default_rng(0)
+    state = rng.standard_normal(2 * net.theta.size).astype(net.dtype)     # Adam's m, then v
+    old = state.copy()
+    P = net.theta.size
+    for c in range(2):
+        for k, (fi, fo) in enumerate([(7, 5), (5, 3)], start=1):
+            at = c * P + net._offsets[f"W{k}"]
+            old[at:at + fi * fo] = state[at:at + fi * fo].reshape(fo, fi).T.reshape(-1)
+    checkpoint.save(tmp_path / "m.npz", net, tiny_config(), optimizer_state=old)
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = dict(z)
+    arrays["format"] = np.array("fastmlp-checkpoint/1")
+    np.savez(tmp_path / "v1.npz", **arrays)
+    loaded = checkpoint.load(tmp_path / "v1.npz")
+    np.testing.assert_array_equal(loaded.optimizer_state, state)
+    np.testing.assert_array_equal(loaded.net.theta, net.theta)
+    np.testing.assert_array_equal(checkpoint.load(tmp_path / "m.npz").optimizer_state, old)

@@ -213,3 +213,15 @@ def test_a_few_sgd_steps_learn_real_images(cifar_subset):
             net.theta -= 0.05 * net.dtheta
     assert net.loss(X, y) < 0.6 * start
     assert net.accuracy(Xt, cifar_subset["y_test"]) > 0.2
+
+
+def test_read_only_inputs_are_accepted():
+    """A read-only array (a memory map, say) is copied by the checks: the step writes its
+    gathered batch into the array it reads, and Numba types read-only arrays apart."""
+    X, y = data(n=60, d=30)
+    X.setflags(write=False)
+    net = fastmlp.Network([30, 20, 10], seed=0)
+    a = net.predict_proba(X)
+    b = net.predict_proba(X.copy())
+    np.testing.assert_array_equal(a, b)
+    assert 0 <= net.accuracy(X, y) <= 1
