@@ -271,8 +271,16 @@ def _run(t, R, task, Y, parts, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, h
     V = lanes(Xf)
     if task == GATHER:
         k0, k1 = _segment(K, V, t, KSEG)
-        for n in range(N):      # a slice copy: 5x faster than the element loop (measured)
-            X[n, k0:k1] = src[idx[n], k0:k1]
+        Sf = src.reshape(-1)
+        L = k1 - k0
+        for n in range(N):
+            # 1-D views indexed from 0: the copy vectorises (2-D indexing from k0 kept Numba's
+            # negative-index test in the loop: 5x slower), and it compiles in a fraction of
+            # the time of a slice assignment (~2.5 s of the first run, measured)
+            dst = Xf[n * K + k0:n * K + k1]
+            row = Sf[idx[n] * K + k0:idx[n] * K + k1]
+            for j in range(L):
+                dst[j] = row[j]
         return
     if task == FORWARD or task == FORWARD_SPLIT:
         s, r = (t // R, t % R) if task == FORWARD_SPLIT else (0, t)
