@@ -5,7 +5,7 @@ Z (N, C) scores, P (N, C) probabilities, y (N,) integer labels in [0, C), losses
 import numpy as np
 from numba import prange
 
-from ._config import internal_kernel, parallel_kernel, serial_kernel
+from ._config import internal_kernel, parallel_kernel
 
 
 @internal_kernel

@@ -29,9 +29,8 @@ Threads and products: products of at least PAR_FLOPS multiply-adds (the first la
   compile time.
 """
 import numpy as np
-from numba import prange
 
-from ._config import inlined_kernel, internal_kernel, parallel_kernel, serial_kernel, serial_twin
+from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .blas import matmul, matmul_nt
 from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GATHER, GRAD, KSEG, SGD_STEP, SIMD, first_layer

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import blas, gemm, linear, optim, step
+from fastmlp.kernels import blas, gemm, linear, optim
 from fastmlp.kernels._config import serial_twin
 from fastmlp.threads import blas_single_threaded
 
