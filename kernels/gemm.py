@@ -342,7 +342,7 @@ def _no_state(X):
     return np.empty(0, X.dtype), np.empty(0, X.dtype), 0, np.zeros(HP_SIZE)
 
 
-def _check(X, WT, out_shape, *pairs):
+def _check(X, WT, *pairs):
     """The tasks trust their shapes; these wrappers, off the step's path, check them."""
     arrays = (X, WT) + tuple(a for a, _ in pairs)
     if len({a.dtype for a in arrays}) != 1 or not all(a.flags.c_contiguous for a in arrays):
@@ -357,14 +357,14 @@ def _check(X, WT, out_shape, *pairs):
 
 def dot_nt(Y, X, WT, nb):
     """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
-    _check(X, WT, None, (Y, (X.shape[0], WT.shape[0])))
+    _check(X, WT, (Y, (X.shape[0], WT.shape[0])))
     first_layer(FORWARD, Y, _none(X), X, WT, _none(X), _none(X), 0.0, 0.0, False,
                 *_no_state(X), nb, X, _NO_ROWS)
 
 
 def dot_nt_split(Y, parts, X, WT, nb):
     """dot_nt summed over KSEG runs of columns in parts (KSEG N, O) (task FORWARD_SPLIT)."""
-    _check(X, WT, None, (Y, (X.shape[0], WT.shape[0])), (parts, (KSEG * X.shape[0], WT.shape[0])))
+    _check(X, WT, (Y, (X.shape[0], WT.shape[0])), (parts, (KSEG * X.shape[0], WT.shape[0])))
     first_layer(FORWARD_SPLIT, Y, parts, X, WT, _none(X), _none(X), 0.0, 0.0, False,
                 *_no_state(X), nb, X, _NO_ROWS)
 
@@ -372,13 +372,13 @@ def dot_nt_split(Y, parts, X, WT, nb):
 def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
     (task GRAD)."""
-    _check(X, WT, None, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
+    _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
     first_layer(GRAD, _none(X), _none(X), X, WT, dY, dWT, float(lam), float(eta), update,
                 mW, vW, kind, hp, nb, X, _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb):
     """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
-    _check(X, WT, None, (dY, (X.shape[0], WT.shape[0])))
+    _check(X, WT, (dY, (X.shape[0], WT.shape[0])))
     first_layer(SGD_STEP, _none(X), _none(X), X, WT, dY, _none(X), float(lam), float(eta),
                 True, *_no_state(X), nb, X, _NO_ROWS)

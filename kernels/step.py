@@ -23,10 +23,9 @@ Threads and products: products of at least PAR_FLOPS multiply-adds (the first la
   way the result does not depend on the number of threads.  The first layer's update runs
   inside its weight product (plain SGD folded into the product itself, gemm's SGD_STEP).
   Everything else (bias, batch norm, ReLU, softmax, the small layers' BLAS products) runs on
-  the calling thread, in the serial twins of the parallel
-  kernels or their row-major builds: at the study's widths (<= 50 units) running it in
-  parallel was measured no faster at batch 100 or 500, while it doubled the first run's
-  compile time.
+  the calling thread, in the serial twins of the parallel kernels or their row-major builds:
+  at the study's widths (<= 50 units) running it in parallel was measured no faster at batch
+  100 or 500, while it doubled the first run's compile time.
 """
 import numpy as np
 
@@ -37,7 +36,7 @@ from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GATHER, GRAD, KSEG, SG
 from .linear import weight_grad_serial
 from .rng import sub_key
 
-FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 32
+FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
 PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
 MIN_BLOCK_ROWS = 16      # OpenBLAS rounds a row the same in any block at least this tall
 
@@ -52,8 +51,6 @@ softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward, internal
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward, internal=True)
 dropout_forward_s = serial_twin(dropout.dropout_forward, internal=True)
 dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
-
-
 
 
 @internal_kernel
