@@ -1,8 +1,8 @@
 """What bounds net A's step: its first layer's two products alone, timed interleaved with
 fastmlp's whole step and PyTorch's (batch 100, float32, 2 threads, median ms over 15 rounds
 of 20 calls, each after 0.1 s untimed).  The products are the very calls the step makes
-(gemm.first_layer's split forward and folded SGD step), in this CPU's build: register-blocked
-with AVX-512, else BLAS.  NUMBA_CPU_NAME=haswell runs the BLAS build on an AVX-512 machine.
+(gemm.products' forward and folded SGD step), in this CPU's build: register-blocked with AVX2
+and FMA, else BLAS.  NUMBA_CPU_NAME=nehalem runs the BLAS build on any x86-64 machine.
 
     python bench/floor.py
 """
@@ -25,10 +25,9 @@ def main():
     rng = np.random.default_rng(0)
     WT = (rng.standard_normal((50, 3072)) * 0.02).astype(np.float32)
     Z, dZ = np.empty((100, 50), np.float32), rng.standard_normal((100, 50)).astype(np.float32)
-    parts = np.empty((gemm.KSEG * 100, 50), np.float32)
 
     def products():
-        gemm.dot_nt_split(Z, parts, X, WT, 2)
+        gemm.dot_nt(Z, X, WT, 2)
         gemm.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2)
 
     cases = {"first-layer products": products, "fastmlp step": impls.make_fastmlp("A", X, y)[0]}

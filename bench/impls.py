@@ -20,9 +20,14 @@ def batch(n, d=3072, classes=10, seed=0, dtype=np.float32):
     return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, classes, n)
 
 
+def net_spec(net):
+    """(sizes, batch_norm) of a net: a name of NETS or such a pair itself."""
+    return NETS[net] if isinstance(net, str) else (list(net[0]), bool(net[1]))
+
+
 def make_fastmlp(net_name, X, y, fused=True):
     import fastmlp
-    sizes, bn = NETS[net_name]
+    sizes, bn = net_spec(net_name)
     net = fastmlp.Network(sizes, batch_norm=bn, dtype=X.dtype, seed=0)
     net.fused = fused
     return (lambda: net._train_step(X, y, LAM, ETA)), net
@@ -95,7 +100,7 @@ class NumpyMLP:
 
 
 def make_numpy(net_name, X, y, like=None):
-    sizes, bn = NETS[net_name]
+    sizes, bn = net_spec(net_name)
     m = NumpyMLP.like(like) if like is not None else NumpyMLP(sizes, bn, dtype=X.dtype)
     return (lambda: m.step(X, y)), m
 
@@ -104,7 +109,7 @@ def make_torch(net_name, X, y, like=None):
     """PyTorch eager with torch.optim.SGD; the L2 term is part of the loss, as in the study.
     like: a fastmlp Network whose weights to start from."""
     import torch
-    sizes, bn = NETS[net_name]
+    sizes, bn = net_spec(net_name)
     layers = []
     for i, o in zip(sizes[:-2], sizes[1:-1]):
         layers.append(torch.nn.Linear(i, o))
@@ -131,6 +136,60 @@ def make_torch(net_name, X, y, like=None):
         opt.step()
         return loss.item()
     return step, model
+
+
+def make_jax(net_name, X, y, like=None):
+    """JAX as its users write it at its best: the whole step (forward, grad, SGD update) under
+    one `jax.jit`, parameters and the batch on the device, the old parameters donated.
+    like: a fastmlp Network whose weights to start from."""
+    import jax
+    import jax.numpy as jnp
+    sizes, bn = net_spec(net_name)
+    k = len(sizes) - 1
+    src = like if like is not None else NumpyMLP(sizes, bn, dtype=X.dtype)
+    if like is not None:
+        W = [like[f"W{l}"] for l in range(1, k + 1)]
+        b = [like[f"b{l}"] for l in range(1, k + 1)]
+        g = [like[f"gamma{l}"] for l in range(1, k)] if bn else []
+        be = [like[f"beta{l}"] for l in range(1, k)] if bn else []
+    else:
+        W, b, g, be = src.W, src.b, src.g, src.be
+    params = jax.device_put({"W": [np.array(w) for w in W], "b": [np.array(v) for v in b],
+                             "g": [np.array(v) for v in g], "be": [np.array(v) for v in be]})
+    Xd, yd = jax.device_put(X), jax.device_put(np.asarray(y, np.int32))
+
+    def cost(p, X, y):
+        h = X
+        for l in range(k - 1):
+            z = h @ p["W"][l] + p["b"][l]
+            if bn:
+                mu, var = z.mean(axis=0), z.var(axis=0)
+                z = p["g"][l] * (z - mu) * jax.lax.rsqrt(var + 1e-5) + p["be"][l]
+            h = jax.nn.relu(z)
+        z = h @ p["W"][-1] + p["b"][-1]
+        loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), y[:, None], axis=1))
+        return loss + LAM * sum(jnp.sum(w * w) for w in p["W"]), loss
+
+    @jax.jit
+    def update(p, X, y):
+        (_, loss), grads = jax.value_and_grad(cost, has_aux=True)(p, X, y)
+        return jax.tree_util.tree_map(lambda a, d: a - ETA * d, p, grads), loss
+
+    update = jax.jit(update.__wrapped__, donate_argnums=0)
+    state = {"p": params}
+
+    def step():
+        state["p"], loss = update(state["p"], Xd, yd)
+        return float(loss)
+    return step, state
+
+
+def jax_available():
+    try:
+        import jax  # noqa: F401
+        return True
+    except ImportError:
+        return False
 
 
 def torch_available():

@@ -12,7 +12,6 @@ import numpy as np
 from . import _checks
 from . import optim as _optim
 from .kernels import step
-from .kernels.gemm import KSEG
 from .kernels import optim as optim_kernels
 from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
 from .kernels.dropout import dropout_backward, dropout_forward
@@ -91,7 +90,7 @@ class _Workspace:
         widths = net.sizes[1:]
         L = len(widths)
         self.n = n
-        self.wsl = np.full((L, 10), -1, np.int64)
+        self.wsl = np.full((L, 9), -1, np.int64)
         at = 0
 
         def take(l, col, size):
@@ -112,8 +111,6 @@ class _Workspace:
                 take(l, 3, n * w)                              # dZ
                 if not last:
                     take(l, 4, n * w)                          # dH
-        if train:           # the first layer's runs of columns (kernels/gemm.dot_nt_split)
-            take(0, 9, KSEG * n * widths[0])
         take(L - 1, 7, n * widths[-1])                         # P
         take(L - 1, 8, n)                                      # losses
         self.buf = np.zeros(at, net.dtype)

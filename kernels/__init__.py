@@ -5,6 +5,7 @@ validates), allocate nothing in their loops, and write every output element from
 thread in a fixed order, so results do not depend on the number of threads.
 """
 import hashlib
+import os
 from pathlib import Path
 
 
@@ -15,7 +16,9 @@ def _drop_stale_cache():
     the compile flags in _config.py, are what they were when the cache was written."""
     here = Path(__file__).resolve().parent
     cache = here / "__pycache__"
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.glob("*.py")))).hexdigest()
+    # FASTMLP_VECTOR_BYTES (kernels/simd.py) changes the machine code without changing a file
+    forced = os.environ.get("FASTMLP_VECTOR_BYTES", "").encode()
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(here.glob("*.py"))) + forced).hexdigest()
     stamp = cache / "kernels-sources.sha256"
     try:
         if stamp.is_file() and stamp.read_text() == digest:

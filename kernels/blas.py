@@ -5,8 +5,9 @@ Why: OpenBLAS's sgemm kernels reach ~70-80 GFLOP/s per core on the first layer's
 what a scalar loop nest compiled by Numba reaches, and splitting a product into one row block
 per Numba thread, each a single-threaded BLAS call, keeps one thread pool on the cores (measured
 136-168 GFLOP/s on 2 cores for 100x3072x50, faster than OpenBLAS's own 2-thread split).  On
-CPUs with AVX-512 the first layer's products use kernels/gemm.py instead (register-blocked
-vectors, 1.3-1.5x these); BLAS keeps the small products and is the fallback elsewhere.  A
+CPUs with AVX2 and FMA every product of the step uses kernels/gemm.py instead, because
+OpenBLAS's bits depend on where an element falls in its tiles (kernels/gemm.py); BLAS is the
+fallback elsewhere and the per-kernel reference path's.  A
 multithreaded BLAS call inside `prange` would start a second pool on the same cores, which
 was measured 10-20x slower: callers must keep the BLAS at one thread while these run
 (fastmlp.threads.blas_single_threaded does it).

@@ -1,6 +1,6 @@
-"""Explicit 64-byte vectors for compiled kernels: a Numba type whose values are LLVM vectors
-(16 float32 or 8 float64 lanes, one AVX-512 register) and the few operations the products in
-kernels/gemm.py need.
+"""Explicit vectors for compiled kernels: a Numba type whose values are LLVM vectors of one
+register (64 bytes with AVX-512: 16 float32 or 8 float64 lanes; 32 bytes with AVX2) and the
+few operations the products in kernels/gemm.py need.
 
 Why: the register-blocked products there keep 20-25 independent accumulators in registers
 across a long loop.  Written as scalar Numba loops, LLVM either keeps them in memory (a load
@@ -9,31 +9,41 @@ leaves off (kernels/_config.py).  Vector values make the blocking explicit: ever
 runs in a fixed order, the same whatever the thread count, and the horizontal sum at the end
 is a fixed pairwise tree.
 
-AVX512 tells whether the compiling CPU has 32 such registers; without them the products fall
-back to BLAS (kernels/step.py), since a 25-accumulator block would spill from AVX2's 16.
+SIMD tells whether the compiling CPU has vector FMAs (AVX2 + FMA, or AVX-512); without them
+the products fall back to BLAS (kernels/gemm.py).
 Legend: `a` a flat (1-D) contiguous array, `i` an element index into it.  Loads and stores
 are unaligned and unchecked: kernels trust their indices.
 """
+import os
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, codegen, config
 from numba.extending import intrinsic, models, register_model
 
-VECTOR_BYTES = 64
 
 
-def _host_has_avx512():
-    """Whether Numba compiles for a CPU with AVX-512F: NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
-    (used for portable caches) override the host, and Numba's own list of host features is
-    asked rather than LLVM's, because it drops AVX where Numba turns it off (NUMBA_ENABLE_AVX)."""
+def _target_features():
+    """The features of the CPU Numba compiles for: NUMBA_CPU_NAME / NUMBA_CPU_FEATURES (used
+    for portable caches) override the host, and Numba's own list of host features is asked
+    rather than LLVM's, because it drops AVX where Numba turns it off (NUMBA_ENABLE_AVX).  A
+    named CPU without a feature list counts as having none of these (its exact features are
+    LLVM's to know), which is how the tests build the BLAS fallback on any host."""
     if config.CPU_FEATURES is not None:
-        return "+avx512f" in config.CPU_FEATURES.split(",")
+        return set(config.CPU_FEATURES.split(","))
     if config.CPU_NAME not in (None, "host"):
-        return False
-    return "+avx512f" in codegen.get_host_cpu_features().split(",")
+        return set()
+    return set(codegen.get_host_cpu_features().split(","))
 
 
-AVX512 = _host_has_avx512()
+_FEATURES = _target_features()
+AVX512 = "+avx512f" in _FEATURES
+# The products need fused multiply-adds on vectors of at least 8 float32 lanes, and 16
+# vector registers (AVX2 + FMA: every x86-64 CPU since 2013-2015); elsewhere they are BLAS calls.
+SIMD = AVX512 or {"+avx2", "+fma"} <= _FEATURES
+# one register: 64 bytes with AVX-512, else 32; FASTMLP_VECTOR_BYTES=64 forces 64 (LLVM then
+# splits each vector in two on AVX2), which lets this host test the 16-lane code's results
+VECTOR_BYTES = int(os.environ.get("FASTMLP_VECTOR_BYTES", 64 if AVX512 else 32))
 
 
 class Vec(types.Type):

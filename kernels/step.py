@@ -10,35 +10,33 @@ Parameters: `theta` (P,) holds every parameter; row l of `layout` (L, 8) gives f
   kernels/gemm.py), 3 b offset, 4 gamma offset, 5 beta offset, 6 running-mean offset,
   7 running-variance offset (4-7 are -1 without batch norm; 6-7 index `stats`).  `dtheta`
   mirrors `theta`.
-Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 10) gives the offsets of
+Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the offsets of
   0 Z (N, O) scores before BN/ReLU, 1 H (N, O) hidden output, 2 Xhat (N, O), 3 dZ (N, O),
   4 dH (N, O), 5 mean (O,), 6 inv_std (O,), 7 P (N, C) and 8 losses (N,) (the last two on the
-  last row), 9 the first layer's partial sums (gemm.KSEG N, O) in training (-1 where a
-  buffer is not needed).
-Threads and products: products of at least PAR_FLOPS multiply-adds (the first layer's) run on
-  all threads.  On CPUs with AVX-512 (gemm.SIMD) they are register-blocked (kernels/gemm.py)
-  and cut by runs of columns, so that each thread gathers, reads and updates its own half of
-  the batch and of W1 (gemm's FORWARD_SPLIT); elsewhere they are cut into blocks of rows, each
-  a single-threaded BLAS call (kernels/blas.py), no block shorter than MIN_BLOCK_ROWS.  Either
-  way the result does not depend on the number of threads.  The first layer's update runs
-  inside its weight product (plain SGD folded into the product itself, gemm's SGD_STEP).
-  Everything else (bias, batch norm, ReLU, softmax, the small layers' BLAS products) runs on
-  the calling thread, in the serial twins of the parallel kernels or their row-major builds:
-  at the study's widths (<= 50 units) running it in parallel was measured no faster at batch
-  100 or 500, while it doubled the first run's compile time.
+  last row) (-1 where a buffer is not needed).
+Threads and products: every product is one of kernels/gemm.py's (register-blocked on vectors
+  where the CPU has AVX2 and FMA, else one BLAS call); one of at least PAR_FLOPS multiply-adds
+  is cut into one part per thread (gemm.products), a smaller one runs on the calling thread
+  (gemm.run, the same code).  Every element of a product is the same bits whatever the cut, so
+  results do not depend on the number of threads.  Plain SGD folds into each layer's weight
+  product (gemm's SGD_STEP), after the layer's input gradient has read the old weights.
+  Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
+  twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
+  units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
+  the first run's compile time.
 """
 import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .blas import matmul, matmul_nt
-from .gemm import FORWARD as FORWARD_TASK, FORWARD_SPLIT, GATHER, GRAD, KSEG, SGD_STEP, SIMD, first_layer
-from .linear import weight_grad_serial
+from .gemm import DGRAD, FORWARD as FORWARD_TASK, GATHER, GRAD, SGD_STEP, products, run
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
-PAR_FLOPS = 1 << 21      # multiply-adds from which a product is cut into blocks
-MIN_BLOCK_ROWS = 16      # OpenBLAS rounds a row the same in any block at least this tall
+# multiply-adds from which a product is shared among the threads: waking the pool costs a few
+# microseconds, 2M multiply-adds take ~25 us on one core (so the hand-off is < 10 %)
+PAR_FLOPS = 1 << 21
+GATHER_VALUES = 1 << 16  # values from which a gather is shared (a copy of 256 KB in float32)
 
 # batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
 bn_forward_train_s = batchnorm.bn_forward_train_rows
@@ -54,13 +52,9 @@ dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.
 
 
 @internal_kernel
-def _blocks(rows, flops, nt):
-    """How many blocks of rows a product is cut into: one per thread, none shorter than
-    MIN_BLOCK_ROWS.  OpenBLAS gives a row the same bits in a block of any height from
-    MIN_BLOCK_ROWS up (checked, tests/test_network.py), so the cut does not change results."""
-    if flops < PAR_FLOPS:
-        return 1
-    return max(1, min(nt, rows // MIN_BLOCK_ROWS))
+def _parts(size, at_least, nt):
+    """Parts a product (or gather) of `size` is cut into: one per thread from `at_least` up."""
+    return nt if size >= at_least else 1
 
 
 @internal_kernel
@@ -76,35 +70,18 @@ def _out_col(layout, l):
 
 
 @inlined_kernel
-def _big_forward(layout, ws, wsl, l, N, train, nt):
-    """Whether layer l's product is big (at least PAR_FLOPS multiply-adds, or cut into blocks)
-    and so runs in gemm.first_layer, with that call's task, output, partial sums and run
-    count.  The caller (train_step) makes the call itself: the code under first_layer is big,
-    and every function it is compiled into optimises it all again (about 0.6 s of the first
-    run's compile per level, measured)."""
-    I, O = layout[l, 0], layout[l, 1]
-    nb = _blocks(N, N * I * O, nt)
-    # evaluation cuts rows instead: 8192-row chunks are faster so (17 vs 19 ms, measured)
-    split = train and SIMD and wsl[l, 9] >= 0
-    parts = _view(ws, wsl[l, 9], KSEG * N, O) if split else _view(ws, 0, 0, O)
-    big = (SIMD and N * I * O >= PAR_FLOPS) or nb > 1
-    return (big, FORWARD_SPLIT if split else FORWARD_TASK,
-            _view(ws, wsl[l, _out_col(layout, l)], N, O), parts, nb)
-
-
-@inlined_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
-                   drop, drop_key, have):
-    """Layer l on input h (N, I); returns its output (H for a hidden layer, Z for the last).
-    `have`: its product is already in place (_big_forward); else it is one BLAS call here.
-    In training, hidden units are then dropped at rate drop[l] (kernels/dropout.py)."""
+                   drop, drop_key):
+    """Layer l on its product, already in place (train_step makes that call: the code under
+    gemm.products is big, and every function it is compiled into optimises it all again,
+    ~0.6 s of the first run's compile per level); returns the layer's output (H for a hidden
+    layer, Z for the last).  In training, hidden units are then dropped at rate drop[l]
+    (kernels/dropout.py)."""
     N = h.shape[0]
     I, O = layout[l, 0], layout[l, 1]
     b = theta[layout[l, 3]:layout[l, 3] + O]
     last = l == layout.shape[0] - 1
     out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
-    if not have:
-        matmul_nt(out, h, _view(theta, layout[l, 2], O, I), 0.0)
     if last or layout[l, 4] < 0:          # no batch norm: bias (and ReLU) in place
         bias_forward_s(out, b, not last)
         if train and not last and drop[l] > 0:
@@ -158,22 +135,30 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     train = (flags & FORWARD) != 0 and not evaluate
     loss = 0.0
     none = np.empty(0, X.dtype)
+    none2 = X[:0]
+    # Every products/run call below has the same argument types (no literals, `+ 0 * N`
+    # included: a global constant is a literal, whose type would compile the parallel region
+    # a second time, measured 4.9 s)
     if rows.shape[0] == N and N > 0:
-        # + 0 * N: a global constant is a literal, whose type would compile the parallel
-        # region a second time (measured: 4.9 s)
-        first_layer(GATHER + 0 * N, X, X, X, X, X, X, 0.0, 0.0, N < 0, none, none, N * 0, hp,
-                    KSEG + 0 * N, src, rows)
+        nb = _parts(N * X.shape[1], GATHER_VALUES, nt)
+        products(GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none, none,
+                 N * 0, hp, nb, src, rows)
     if train or evaluate:
         h = X
         for l in range(L):
-            have, task, out, parts, nb = _big_forward(layout, ws, wsl, l, N, train, nt)
-            if have:        # argument types as in the backward's call (no literals: one build)
-                WT = _view(theta, layout[l, 2], layout[l, 1], h.shape[1])
-                first_layer(task, out, parts, h, WT, out, out, 0.0, 0.0, nb < 0, none, none,
-                            nb * 0, hp, nb, src, rows)
+            I, O = layout[l, 0], layout[l, 1]
+            out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
+            WT = _view(theta, layout[l, 2], O, I)
+            nb = _parts(N * I * O, PAR_FLOPS, nt)
+            if nb > 1:
+                products(FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
+                         N * 0, hp, nb, src, rows)
+            else:
+                run(np.int64(0), FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0,
+                    none, none, N * 0, hp, nb, src, rows)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
-                               drop_key, have)
+                               drop_key)
         if evaluate:
             return _score(P, losses, h, y)
         loss = softmax_xent_forward_s(P, losses, h, y)
@@ -183,28 +168,36 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     update = (flags & UPDATE) != 0
     m, v = state[:theta.shape[0]], state[theta.shape[0]:]
     softmax_xent_backward_s(_view(ws, wsl[L - 1, 3], N, C), P, y)
+    lam64, eta64 = np.float64(lam), np.float64(eta)
     for l in range(L - 1, -1, -1):
         I, O = layout[l, 0], layout[l, 1]
         dZ = _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key)
+        bias_backward_s(dtheta[layout[l, 3]:layout[l, 3] + O], dZ)
         h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
         WT = _view(theta, layout[l, 2], O, I)
         dWT = _view(dtheta, layout[l, 2], O, I)
-        nb = _blocks(I, N * I * O, nt)
-        blocked = SIMD and N * I * O >= PAR_FLOPS      # register-blocked, on any thread count
+        nb = _parts(N * I * O, PAR_FLOPS, nt)
+        if l > 0:       # dH of the layer below, from W before its step
+            dH = _view(ws, wsl[l - 1, 4], N, I)
+            if nb > 1:
+                products(DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none, none,
+                         N * 0, hp, nb, src, rows)
+            else:
+                run(np.int64(0), DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none,
+                    none, N * 0, hp, nb, src, rows)
+        # W takes its step inside its product: plain SGD folded into the product itself (its
+        # gradient is never stored), any other rule on each part right after its gradient
+        task = SGD_STEP if update and kind == optim.SGD else GRAD
         off = layout[l, 2]
-        if l == 0 or nb > 1 or blocked:
-            # the first layer needs no input gradient, so its W can take its step inside the
-            # product's runs (nb = 1 runs its single run on this thread's pool slot); plain
-            # SGD folds into the product itself, and W1's gradient is never stored.  Any other
-            # W is still needed for dX and steps after it
-            task = SGD_STEP if update and l == 0 and kind == optim.SGD else GRAD
-            first_layer(task, dZ, dZ, h_in, WT, dZ, dWT, np.float64(lam), np.float64(eta),
-                        update and l == 0, m[off:off + I * O], v[off:off + I * O], kind, hp, nb,
-                        src, rows)
+        mW, vW = m[off:off + I * O], v[off:off + I * O]
+        if nb > 1:
+            products(task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind, hp, nb,
+                     src, rows)
         else:
-            weight_grad_serial(dWT, h_in, dZ, WT, lam)
-        _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, np.float64(eta),
-                       hp)
+            run(np.int64(0), task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind,
+                hp, nb, src, rows)
+        if update:
+            _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0
 
 
@@ -233,18 +226,9 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
 
 
 @inlined_kernel
-def _backward_rest(theta, dtheta, layout, ws, wsl, l, N, update, kind, m, v, eta, hp):
-    """After layer l's weight gradient: its bias gradient, the input gradient dH of layer
-    l - 1, and with `update` the optimiser's step on its parameters (W1's was taken already)."""
-    I, O = layout[l, 0], layout[l, 1]
-    dZ = _view(ws, wsl[l, 3], N, O)
-    bias_backward_s(dtheta[layout[l, 3]:layout[l, 3] + O], dZ)
-    if l > 0:
-        matmul(_view(ws, wsl[l - 1, 4], N, I), dZ, _view(theta, layout[l, 2], O, I), 0.0)
-    if not update:
-        return
-    if l > 0:
-        _step_slice(theta, dtheta, m, v, layout[l, 2], I * O, kind, eta, hp)
+def _step_rest(theta, dtheta, m, v, layout, l, kind, eta, hp):
+    """The optimiser's step on layer l's b, gamma and beta (its W took its step in its product)."""
+    O = layout[l, 1]
     _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp)
     if layout[l, 4] >= 0:
         _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp)

@@ -1,24 +1,26 @@
-"""The register-blocked products of kernels/gemm.py (the first layer's forward, weight
-gradient and folded SGD step, each a task of gemm.first_layer) against their NumPy twins, on the study's shapes and on shapes that leave every kind of
-remainder (rows, output units, vectors and single columns), in float32 and float64; the same
-bits for any thread cut; and a float64 gradient check of a full-width first layer, which is
-where the fused step uses them."""
+"""The products of kernels/gemm.py (every layer's forward, weight gradient, folded SGD step and
+input gradient, each a task of gemm.products) against their NumPy twins, on the study's shapes,
+wide layers, and shapes that leave every kind of remainder (rows, output units, vectors, single
+columns, runs of KC columns, cache blocks), in float32 and float64; the same bits for any thread
+cut and for a row wherever it stands in the batch; and a float64 gradient check of a full-width
+network, which is where the fused step uses them."""
 import numpy as np
 import pytest
 
 import fastmlp
 from fastmlp.kernels import gemm, optim, step
-from fastmlp.kernels.simd import AVX512
+from fastmlp.kernels.simd import SIMD
 
 import reference as ref
 
-pytestmark = pytest.mark.skipif(not AVX512, reason="the register-blocked products need AVX-512")
+pytestmark = pytest.mark.skipif(not SIMD, reason="the register-blocked products need AVX2 and FMA "
+                                "(tests/test_blas_build.py checks the BLAS build)")
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 3e-6, np.float64: 1e-14}
 # (N, K, O): the study's first layer (CIFAR and Fashion-MNIST), then remainders of each kind
 SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5), (1, 3, 1),
-          (103, 300, 50), (6, 33, 11)]
+          (103, 300, 50), (6, 33, 11), (64, 1030, 130), (20, 515, 257)]
 
 
 @pytest.fixture
@@ -96,17 +98,55 @@ def test_weight_tasks_match_numpy_in_place_or_not(rng, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_input_grad_matches_numpy_and_any_thread_cut(rng, dtype, shape):
+    N, K, O = shape
+    dY, WT = rand(rng, (N, O), dtype), rand(rng, (O, K), dtype)
+    want = dY.astype(np.float64) @ WT.astype(np.float64)
+    got = []
+    for nb in (1, 2, 3, 7):
+        dX = np.full((N, K), np.nan, dtype)
+        gemm.input_grad(dX, dY, WT, nb)
+        got.append(dX)
+    np.testing.assert_allclose(got[0], want, rtol=0,
+                               atol=TOL[dtype] * np.abs(want).max() * np.sqrt(O))
+    for dX in got[1:]:
+        np.testing.assert_array_equal(dX, got[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_row_gets_the_same_bits_wherever_it_stands(rng, dtype):
+    """Rows permuted, or taken alone, give the same bits in every product: so a prediction
+    does not depend on the other rows of its batch (scikit-learn's check_methods_sample_order_
+    invariance; OpenBLAS fails it, see kernels/gemm.py)."""
+    N, K, O = 50, 700, 70
+    X, WT, dY = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype), rand(rng, (N, O), dtype)
+    p = rng.permutation(N)
+    Y, Yp, Y1 = np.empty((N, O), dtype), np.empty((N, O), dtype), np.empty((1, O), dtype)
+    gemm.dot_nt(Y, X, WT, 2)
+    gemm.dot_nt(Yp, X[p].copy(), WT, 3)
+    gemm.dot_nt(Y1, X[7:8].copy(), WT, 1)
+    np.testing.assert_array_equal(Yp, Y[p])
+    np.testing.assert_array_equal(Y1, Y[7:8])
+    D, Dp = np.empty((N, K), dtype), np.empty((N, K), dtype)
+    gemm.input_grad(D, dY, WT, 2)
+    gemm.input_grad(Dp, dY[p].copy(), WT, 3)
+    np.testing.assert_array_equal(Dp, D[p])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     """An element comes out the same whether a full block or a remainder kernel computed it,
     so where a cut falls never changes a result."""
-    X, WT = rand(rng, (10, 96), dtype), rand(rng, (10, 96), dtype)
-    full = np.empty((10, 10), dtype)
-    gemm.dot_nt(full, X, WT, 1)                       # two 5 x 5 blocks of rows and units
+    K = gemm.KC + 37                                  # two runs of columns, a tail after vectors
+    X, WT = rand(rng, (8, K), dtype), rand(rng, (9, K), dtype)
+    full = np.empty((8, 9), dtype)
+    gemm.dot_nt(full, X, WT, 1)                       # 3 x 4 blocks and remainders
     part = np.empty((2, 3), dtype)
-    gemm.dot_nt(part, X[5:7].copy(), WT[5:8].copy(), 1)   # one-element kernels only
-    np.testing.assert_array_equal(part, full[5:7, 5:8])
+    gemm.dot_nt(part, X[4:6].copy(), WT[5:8].copy(), 1)   # one-element kernels only
+    np.testing.assert_array_equal(part, full[4:6, 5:8])
 
-    V = 64 // np.dtype(dtype).itemsize
+    V = gemm_lanes(dtype)
     X, dY = rand(rng, (9, 4 * V), dtype), rand(rng, (9, 10), dtype)
     full = np.zeros((10, 4 * V), dtype)
     gemm.weight_grad(full, X, dY, np.zeros_like(full), 0.0, 0.0, False, 1, *no_state(dtype))
@@ -119,10 +159,15 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     np.testing.assert_allclose(part[:, 3 * V], full[2:5, 3 * V], rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
+def gemm_lanes(dtype):
+    from fastmlp.kernels.simd import VECTOR_BYTES
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
 def test_gradient_check_through_the_register_blocked_products(cifar_subset):
     """Full 3072-pixel rows of 100 real CIFAR images, so the first layer's forward and weight
-    gradient run through kernels/gemm.py (float64, 8 lanes); 40 sampled entries per parameter
-    must match centred differences to 1e-7, as every other gradient check here."""
+    gradient run through kernels/gemm.py's shared (cut) path in float64; 40 sampled entries per
+    parameter must match centred differences to 1e-7, as every other gradient check here."""
     raw = cifar_subset["x_train"][:100].reshape(100, -1).astype(np.float64)
     X = (raw - raw.mean(axis=0)) / raw.std(axis=0)
     y = cifar_subset["y_train"][:100].astype(np.int64)

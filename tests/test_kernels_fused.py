@@ -96,11 +96,12 @@ def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb):
 def test_gather_and_sgd_update(rng, dtype):
     X = rand(rng, (50, 9), dtype)
     idx = rng.permutation(50)[:20]
-    for width in (9, 100):          # one run of columns, then two (gemm.KSEG)
+    for width in (9, 100):
         X = rand(rng, (50, width), dtype)
-        out = np.empty((20, width), dtype)
-        gemm.gather(out, X, idx)
-        np.testing.assert_array_equal(out, X[idx])
+        for nb in (1, 2, 3):        # runs of columns, one per thread
+            out = np.empty((20, width), dtype)
+            gemm.gather(out, X, idx, nb)
+            np.testing.assert_array_equal(out, X[idx])
     theta, dtheta = rand(rng, 10000, dtype), rand(rng, 10000, dtype)
     want = theta - dtype(0.01) * dtheta
     optim.update(theta, dtheta, np.empty(0, dtype), optim.SGD, dtype(0.01), np.zeros(optim.HP_SIZE))
@@ -175,9 +176,8 @@ def test_row_major_batch_norm_equals_the_column_kernels(rng, dtype, shape):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(100, 3072, 50), (37, 300, 13), (16, 20, 3)])
 def test_first_layer_forward_tasks(rng, dtype, shape):
-    """gemm.first_layer's forward tasks (this CPU's build; tests/test_blas_build.py runs the
-    BLAS one): rows cut into runs (evaluation) and summed over runs of columns (training),
-    against NumPy, for any run count."""
+    """gemm.products' forward task (this CPU's build; tests/test_blas_build.py runs the BLAS
+    one) against NumPy, for any number of parts."""
     N, K, O = shape
     X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
     want = X.astype(np.float64) @ WT.T.astype(np.float64)
@@ -186,7 +186,4 @@ def test_first_layer_forward_tasks(rng, dtype, shape):
         for nb in (1, 2, 3):
             Y = np.full((N, O), np.nan, dtype)
             gemm.dot_nt(Y, X, WT, nb)
-            np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)
-            parts = np.full((gemm.KSEG * N, O), np.nan, dtype)
-            gemm.dot_nt_split(Y, parts, X, WT, nb)
             np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)

@@ -225,3 +225,35 @@ def test_read_only_inputs_are_accepted():
     b = net.predict_proba(X.copy())
     np.testing.assert_array_equal(a, b)
     assert 0 <= net.accuracy(X, y) <= 1
+
+
+EIGHT_THREADS = """
+import sys
+import numba
+import numpy as np
+import fastmlp
+rng = np.random.default_rng(3)
+X = rng.standard_normal((100, 784)).astype(np.float32)
+y = rng.integers(0, 10, 100)
+out = []
+for threads in (1, 2, 3, 8):
+    numba.set_num_threads(threads)
+    # wide enough that every layer's products are cut into one part per thread
+    net = fastmlp.Network([784, 300, 200, 10], seed=0)
+    for _ in range(3):
+        net._train_step(X, y, 0.005, 0.05)
+    out.append(np.concatenate([net.theta, net.stats, net.predict_proba(X).ravel()]))
+print(all(np.array_equal(o, out[0]) for o in out[1:]))
+"""
+
+
+def test_results_are_the_same_bits_on_1_2_3_and_8_threads():
+    """More threads than cores, and a count that cuts products unevenly: the same bits."""
+    import subprocess
+    import sys
+    import os
+    env = dict(os.environ, NUMBA_NUM_THREADS="8")
+    done = subprocess.run([sys.executable, "-c", EIGHT_THREADS], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"

@@ -1,0 +1,197 @@
+"""fastmlp against NumPy, JAX and PyTorch over a grid of MLP shapes and batch sizes, and against the
+BLAS itself on each cell's products, interleaved in one process.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/grid.py [--nets 784-50-50-10 ...]
+        [--batch 32 100 500] [--threads 2] [--rounds 9] [--block 0.1] [--peers numpy jax torch]
+
+Every net has Linear -> BatchNorm -> ReLU hidden layers, softmax cross-entropy, L2 (lam = 0.005)
+and plain SGD, float32, all implementations starting from fastmlp's weights; each one's first
+step must give fastmlp's first loss (rel 2e-4) or the cell is refused.  The peers are written as
+their users would at their best: NumPy textbook (bench/impls.NumpyMLP), JAX with the whole step
+under `jax.jit`, data on the device and parameters donated, PyTorch eager with
+`torch.set_num_threads` and `torch.optim.SGD`.  Optional ones that are not installed are left out.
+
+Each round runs every implementation once, in a fresh random order, for a timed block of at least
+`--block` seconds, after WARM seconds untimed (the previous one's spinning thread pools would
+otherwise be billed to it); a cell reports the median over rounds of the time per step.
+
+"blas" is the same cell's matrix products alone through NumPy's BLAS on `--threads` threads: per
+layer the forward H (N, I) @ W (I, O), the weight gradient H^T @ dZ and, but for the first layer,
+the input gradient dZ @ W^T.  `blas GF/s` is their FLOPs over that time, `fastmlp GF/s` the
+same FLOPs over fastmlp's whole step, and `of BLAS` the ratio of the two: the fraction of the
+BLAS's own rate that fastmlp's step reaches on the same products (everything else it does
+counts against it).  `x best` is the fastest peer's time over fastmlp's.
+"""
+import argparse
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+NETS = ["784-50-50-10", "3072-50-50-10", "3072-50-30-20-20-10-10-10-10-10", "784-512-256-10",
+        "3072-256-256-10", "3072-1024-512-10"]
+WARM = 0.15
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nets", nargs="+", default=NETS)
+    p.add_argument("--batch", type=int, nargs="+", default=[32, 100, 500])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--block", type=float, default=0.1, help="seconds per timed block (at least)")
+    p.add_argument("--peers", nargs="+", default=["numpy", "jax", "torch"])
+    return p.parse_args(argv)
+
+
+def _limit_jax_threads(threads):
+    """XLA's CPU client reads these when it starts: one intra-op thread pool of `threads`."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1 and "multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+
+
+def timed(step, block, single_blas):
+    from fastmlp.threads import blas_single_threaded
+    import contextlib
+    with blas_single_threaded() if single_blas else contextlib.nullcontext():
+        until = time.perf_counter() + WARM
+        while time.perf_counter() < until:
+            step()
+        n, tic = 0, time.perf_counter()
+        while True:
+            step()
+            n += 1
+            elapsed = time.perf_counter() - tic
+            if elapsed >= block and n >= 3:
+                return elapsed / n
+
+
+def products(sizes, N, dtype=np.float32, seed=0):
+    """The cell's products through NumPy's BLAS (see the module's docstring), and their FLOPs."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    flops = 0
+    for l, (I, O) in enumerate(zip(sizes[:-1], sizes[1:])):
+        H = rng.standard_normal((N, I)).astype(dtype)
+        W = rng.standard_normal((I, O)).astype(dtype)
+        dZ = rng.standard_normal((N, O)).astype(dtype)
+        out = (np.empty((N, O), dtype), np.empty((I, O), dtype), np.empty((N, I), dtype))
+        layers.append((l, H, W, dZ, out))
+        flops += 2 * N * I * O * (2 if l == 0 else 3)
+
+    def run():
+        for l, H, W, dZ, (Z, dW, dH) in layers:
+            np.matmul(H, W, out=Z)
+            np.matmul(H.T, dZ, out=dW)
+            if l:
+                np.matmul(dZ, W.T, out=dH)
+        return 0.0
+    return run, flops
+
+
+def build(net, N, peers, threads):
+    import impls
+    sizes = [int(s) for s in net.split("-")]
+    X, y = impls.batch(N, d=sizes[0], classes=sizes[-1])
+    spec = (sizes, True)
+    fast, fnet = impls.make_fastmlp(spec, X, y)
+    ref = fnet.copy()
+    expected = ref.loss(X, y, train=True)
+    runs = {"fastmlp": (fast, True)}
+    makers = {"numpy": impls.make_numpy, "jax": impls.make_jax, "torch": impls.make_torch}
+    for name in peers:
+        runs[name] = (makers[name](spec, X, y, like=ref)[0], False)
+    for name, (step, single) in runs.items():
+        from fastmlp.threads import blas_single_threaded
+        import contextlib
+        with blas_single_threaded() if single else contextlib.nullcontext():
+            first = step()
+        if not np.isclose(first, expected, rtol=2e-4):
+            raise SystemExit(f"{name} on {net} batch {N}: first loss {first} but fastmlp's "
+                             f"reference gives {expected}; not timing a different computation.")
+    blas, flops = products(sizes, N)
+    runs["blas"] = (blas, False)
+    return runs, flops
+
+
+def cell(net, N, peers, threads, rounds, block):
+    runs, flops = build(net, N, peers, threads)
+    for step, single in runs.values():          # compile, fill caches and allocators
+        timed(step, 0.05, single)
+    times = {name: [] for name in runs}
+    order = list(runs)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for name in order:
+            step, single = runs[name]
+            times[name].append(timed(step, block, single))
+    return {name: float(np.median(t)) for name, t in times.items()}, flops
+
+
+def environment(threads, peers):
+    """What the figures depend on, printed above the table."""
+    import numba
+    import threadpoolctl
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS fastmlp's kernels call
+    from fastmlp.kernels import gemm, simd
+    import llvmlite.binding as ll
+    lines = [f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+             f"CPU {ll.get_host_cpu_name()}, {os.cpu_count()} cores, threads {threads}, float32; "
+             f"fastmlp build: {'register-blocked, ' + str(simd.VECTOR_BYTES) + '-byte vectors' if gemm.SIMD else 'one BLAS call a product'}"]
+    for info in threadpoolctl.threadpool_info():
+        if info["user_api"] == "blas":
+            lines.append(f"BLAS {info['internal_api']} {info.get('version')} kernel "
+                         f"{info.get('architecture')} ({Path(info['filepath']).name})")
+    for name in peers:
+        mod = __import__(name)
+        lines.append(f"{name} {mod.__version__}")
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            lines.append(f"WARNING: {var}={os.environ[var]} pins OpenBLAS to that kernel (not what a "
+                         f"user's machine runs); rerun with `env -u OPENBLAS_CORETYPE -u "
+                         f"OPENBLAS_L2_SIZE`.")
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    _limit_jax_threads(args.threads)
+    import impls
+    available = {"numpy": lambda: True, "jax": impls.jax_available, "torch": impls.torch_available}
+    peers = [p for p in args.peers if available[p]()]
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(args.threads)
+    threadpool_limits(args.threads, user_api="blas")     # NumPy's BLAS gets the same cores
+    if "torch" in peers:
+        import torch
+        torch.set_num_threads(args.threads)
+    for line in environment(args.threads, peers):
+        print(line)
+    print(f"median ms per training step over {args.rounds} interleaved rounds; x best = fastest "
+          f"peer / fastmlp")
+    cols = ["net", "batch", "fastmlp"] + peers + ["x best", "blas", "blas GF/s", "fastmlp GF/s",
+                                                  "of BLAS"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for net in args.nets:
+        for N in args.batch:
+            med, flops = cell(net, N, peers, args.threads, args.rounds, args.block)
+            f = med["fastmlp"]
+            best = min(med[p] for p in peers) if peers else float("nan")
+            row = [net, str(N), f"{f * 1e3:.3f}"] + [f"{med[p] * 1e3:.3f}" for p in peers]
+            row += [f"{best / f:.2f}x", f"{med['blas'] * 1e3:.3f}", f"{flops / med['blas'] / 1e9:.0f}",
+                    f"{flops / f / 1e9:.0f}", f"{med['blas'] / f:.0%}"]
+            print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
