@@ -49,26 +49,6 @@ def test_dot_nt_matches_numpy_and_any_thread_cut(rng, dtype, shape):
         np.testing.assert_array_equal(Y, got[0])
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_dot_nt_split_matches_numpy_and_any_thread_cut(rng, dtype, shape):
-    """The training forward, summed over gemm.KSEG runs of columns: the same bits on any
-    number of threads (the runs are fixed, not one per thread)."""
-    N, K, O = shape
-    X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
-    want = ref.dot_nt(X, WT)
-    got = []
-    for nb in (1, 2, 3, 4, 7):
-        Y = np.full((N, O), np.nan, dtype)
-        parts = np.full((gemm.KSEG * N, O), np.nan, dtype)
-        gemm.dot_nt_split(Y, parts, X, WT, nb)
-        got.append(Y)
-    np.testing.assert_allclose(got[0], want, rtol=0,
-                               atol=TOL[dtype] * np.abs(want).max() * np.sqrt(K / 16))
-    for Y in got[1:]:
-        np.testing.assert_array_equal(Y, got[0])
-
-
 def no_state(dtype):
     return np.empty(0, dtype), np.empty(0, dtype), 0, np.zeros(optim.HP_SIZE)
 
