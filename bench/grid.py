@@ -23,20 +23,20 @@ BLAS's own rate that fastmlp's step reaches on the same products (everything els
 counts against it).  `x best` is the fastest peer's time over fastmlp's.
 """
 import argparse
+import contextlib
 import os
 import platform
-import random
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import impls  # noqa: E402  (imports JAX and PyTorch only when a peer is built)
+from fastmlp.threads import blas_single_threaded  # noqa: E402
 
 NETS = ["784-50-50-10", "3072-50-50-10", "3072-50-30-20-20-10-10-10-10-10", "784-512-256-10",
         "3072-256-256-10", "3072-1024-512-10"]
-WARM = 0.15
 
 
 def parse_args(argv):
@@ -56,22 +56,6 @@ def _limit_jax_threads(threads):
     if threads == 1 and "multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
                                    "intra_op_parallelism_threads=1").strip()
-
-
-def timed(step, block, single_blas):
-    from fastmlp.threads import blas_single_threaded
-    import contextlib
-    with blas_single_threaded() if single_blas else contextlib.nullcontext():
-        until = time.perf_counter() + WARM
-        while time.perf_counter() < until:
-            step()
-        n, tic = 0, time.perf_counter()
-        while True:
-            step()
-            n += 1
-            elapsed = time.perf_counter() - tic
-            if elapsed >= block and n >= 3:
-                return elapsed / n
 
 
 def products(sizes, N, dtype=np.float32, seed=0):
@@ -98,7 +82,6 @@ def products(sizes, N, dtype=np.float32, seed=0):
 
 
 def build(net, N, peers, threads):
-    import impls
     sizes = [int(s) for s in net.split("-")]
     X, y = impls.batch(N, d=sizes[0], classes=sizes[-1])
     spec = (sizes, True)
@@ -110,8 +93,6 @@ def build(net, N, peers, threads):
     for name in peers:
         runs[name] = (makers[name](spec, X, y, like=ref)[0], False)
     for name, (step, single) in runs.items():
-        from fastmlp.threads import blas_single_threaded
-        import contextlib
         with blas_single_threaded() if single else contextlib.nullcontext():
             first = step()
         if not np.isclose(first, expected, rtol=2e-4):
@@ -124,16 +105,7 @@ def build(net, N, peers, threads):
 
 def cell(net, N, peers, threads, rounds, block):
     runs, flops = build(net, N, peers, threads)
-    for step, single in runs.values():          # compile, fill caches and allocators
-        timed(step, 0.05, single)
-    times = {name: [] for name in runs}
-    order = list(runs)
-    for _ in range(rounds):
-        random.shuffle(order)
-        for name in order:
-            step, single = runs[name]
-            times[name].append(timed(step, block, single))
-    return {name: float(np.median(t)) for name, t in times.items()}, flops
+    return impls.interleaved(runs, rounds, steps=3, seconds=block), flops
 
 
 def environment(threads, peers):
@@ -164,7 +136,6 @@ def environment(threads, peers):
 def main(argv=None):
     args = parse_args(argv)
     _limit_jax_threads(args.threads)
-    import impls
     available = {"numpy": lambda: True, "jax": impls.jax_available, "torch": impls.torch_available}
     peers = [p for p in args.peers if available[p]()]
     import numba

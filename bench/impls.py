@@ -5,6 +5,10 @@ All three do the same work per step: Linear -> BatchNorm -> ReLU hidden layers (
 ReLU), softmax cross-entropy, cost = loss + lam * sum ||W||^2, plain SGD.  Each `make_*`
 returns (step, loss_of_first_step) where step() runs one update on the fixed batch.
 """
+import contextlib
+import random
+import time
+
 import numpy as np
 
 NETS = {
@@ -13,6 +17,40 @@ NETS = {
     "C": ([3072, 50, 50, 10], False),
 }
 LAM, ETA = 0.005, 0.01
+# seconds each implementation runs untimed before its timed block: the thread pools of the one
+# that ran before (OpenBLAS's spin for ~0.1 s after their last call) would otherwise be timed
+# as part of whichever comes next (measured: fastmlp right after NumPy 2.7x slower)
+WARM = 0.15
+
+
+def timed(step, single_blas, steps=1, seconds=0.0):
+    """Seconds per call of step(): WARM seconds untimed, then at least `steps` calls and
+    `seconds` seconds timed.  single_blas: fastmlp's own calls, with the BLAS held at one thread
+    as its training loop holds it."""
+    from fastmlp.threads import blas_single_threaded
+    with blas_single_threaded() if single_blas else contextlib.nullcontext():
+        until = time.perf_counter() + WARM
+        while time.perf_counter() < until:
+            step()
+        n, tic = 0, time.perf_counter()
+        while n < steps or time.perf_counter() - tic < seconds:
+            step()
+            n += 1
+        return (time.perf_counter() - tic) / n
+
+
+def interleaved(runs, rounds, **block):
+    """Median seconds per call of each of runs {name: (step, single_blas)}: every round runs each
+    one timed(**block) once, in a fresh random order."""
+    for step, single in runs.values():          # compile, fill caches and allocators
+        timed(step, single, steps=3)
+    times = {name: [] for name in runs}
+    order = list(runs)
+    for _ in range(rounds):
+        random.shuffle(order)
+        for name in order:
+            times[name].append(timed(*runs[name], **block))
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def batch(n, d=3072, classes=10, seed=0, dtype=np.float32):

@@ -5,17 +5,14 @@
 For every net and batch size, each round runs `steps` training steps of every implementation
 in a freshly shuffled order, and the table reports the median over rounds of the time per
 step, with the ratio of each peer's median to fastmlp's.  Before each timed block an
-implementation runs untimed for WARM seconds: the thread pools of the one that ran before
+implementation runs untimed for impls.WARM seconds: the thread pools of the one that ran before
 (OpenBLAS's spin for ~0.1 s after their last call) would otherwise be timed as part of
 whichever comes next, and a training loop runs one implementation at a time anyway.
 Measured here: fastmlp right after NumPy's steps was 2.7x slower than in steady state.  PyTorch is optional
 (pip install torch==2.13.0); without it its column is left out.
 """
 import argparse
-import contextlib
-import random
 import sys
-import time
 from pathlib import Path
 
 import numba
@@ -23,21 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import impls  # noqa: E402
-from fastmlp.threads import blas_single_threaded  # noqa: E402
 
-
-WARM = 0.15
-
-
-def timed(step, steps, fused):
-    with blas_single_threaded() if fused else contextlib.nullcontext():
-        until = time.perf_counter() + WARM
-        while time.perf_counter() < until:
-            step()
-        tic = time.perf_counter()
-        for _ in range(steps):
-            step()
-        return (time.perf_counter() - tic) / steps
 
 
 def compare(net_name, batch, rounds, steps, use_torch):
@@ -46,17 +29,7 @@ def compare(net_name, batch, rounds, steps, use_torch):
     runs = {"fastmlp": (fast, True), "numpy": (impls.make_numpy(net_name, X, y, like=net)[0], False)}
     if use_torch:
         runs["torch"] = (impls.make_torch(net_name, X, y, like=net)[0], False)
-    for step, fused in runs.values():                 # compile, fill caches and allocators
-        timed(step, 10, fused)
-    times = {name: [] for name in runs}
-    order = list(runs)
-    for _ in range(rounds):
-        random.shuffle(order)
-        for name in order:
-            step, fused = runs[name]
-            times[name].append(timed(step, steps, fused))
-    return {name: float(np.median(t)) for name, t in times.items()}
-
+    return impls.interleaved(runs, rounds, steps=steps)
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

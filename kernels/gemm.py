@@ -102,19 +102,7 @@ def _dot3x4(Yf, Xf, Wf, n0, o0, K, O, k0, k1, first):
         a2 = vfma(p, w, a2); b2 = vfma(q, w, b2); c2 = vfma(r, w, c2)  # noqa: E702
         w = vload(Wf, w3 + k)
         a3 = vfma(p, w, a3); b3 = vfma(q, w, b3); c3 = vfma(r, w, c3)  # noqa: E702
-    y = n0 * O + o0
-    if KV == k1:
-        _put1(Yf, y, vsum(a0), first); _put1(Yf, y + 1, vsum(a1), first)  # noqa: E702
-        _put1(Yf, y + 2, vsum(a2), first); _put1(Yf, y + 3, vsum(a3), first)  # noqa: E702
-        y += O
-        _put1(Yf, y, vsum(b0), first); _put1(Yf, y + 1, vsum(b1), first)  # noqa: E702
-        _put1(Yf, y + 2, vsum(b2), first); _put1(Yf, y + 3, vsum(b3), first)  # noqa: E702
-        y += O
-        _put1(Yf, y, vsum(c0), first); _put1(Yf, y + 1, vsum(c1), first)  # noqa: E702
-        _put1(Yf, y + 2, vsum(c2), first); _put1(Yf, y + 3, vsum(c3), first)  # noqa: E702
-        return
-    x1 = x0 + K                 # the run's last columns, one by one after each lane sum
-    x2 = x1 + K
+    y = n0 * O + o0             # lane sums, then the run's columns after the last vector
     _put1(Yf, y, _finish(Xf, Wf, x0, w0, vsum(a0), k1, KV), first)
     _put1(Yf, y + 1, _finish(Xf, Wf, x0, w1, vsum(a1), k1, KV), first)
     _put1(Yf, y + 2, _finish(Xf, Wf, x0, w2, vsum(a2), k1, KV), first)
@@ -269,10 +257,10 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 @parallel_kernel
 def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx):
-    """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it on the
-    calling thread's slot.  X (N, I), WT (O, I) as stored, Y and dY (N, O):
+    """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it whole on
+    the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O):
 
-      FORWARD   Y <- X WT^T (evaluation too: X is read-only there)
+      FORWARD   Y <- X WT^T (training and evaluation)
       GRAD      dWT <- dY^T X + 2 lam WT; with `update`, each part then takes its optimiser
                 step (kernels/optim.py: rule `kind`, learning rate eta, WT's slices mW, vW of
                 the memory, hyperparameters hp)
@@ -285,17 +273,20 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s)."""
+    if nb == 1:
+        _run(np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src,
+             idx)
+        return
     for t in prange(nb):
         # int64: the parallel loop index is unsigned, and a second build for it costs ~2 s
-        run(np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb,
+        _run(np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb,
             src, idx)
     return
 
 
 @internal_kernel
-def run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx):
-    """Part t of nb of `products` (also called directly for products too small to share: the
-    same code, so the same bits)."""
+def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx):
+    """Part t of nb of `products` (nb = 1: the whole product, the same code, so the same bits)."""
     N, I = X.shape
     O = WT.shape[0]
     Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)

@@ -8,7 +8,6 @@ import numpy as np
 from numba import prange
 
 from ._config import parallel_kernel, serial_kernel
-from .blas import gemm
 
 ROWS = 4    # rows of X per block: each loaded row of W is reused ROWS times
 COLS = 16   # columns of X per dW block: X[n, i:i+16] is one cache line in float32
@@ -131,17 +130,4 @@ def bias_backward_rows(db, dY):
             s[o] += dY[n, o]
     for o in range(O):
         db[o] = s[o]
-    return
-
-
-@serial_kernel
-def weight_grad_serial(dWT, X, dY, WT, lam):
-    """dWT (O, I) <- dY (N, O)^T X (N, I) + 2 lam WT in one BLAS call on this thread: the small
-    layers' weight gradient (the first layer's runs in gemm.first_layer)."""
-    N, I = X.shape
-    O = dY.shape[1]
-    for o in range(O):
-        for i in range(I):
-            dWT[o, i] = 2 * lam * WT[o, i]
-    gemm(78, 84, I, O, N, X.reshape(-1), I, dY.reshape(-1), O, 1.0, dWT.reshape(-1), I)
     return

@@ -16,8 +16,8 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the o
   last row) (-1 where a buffer is not needed).
 Threads and products: every product is one of kernels/gemm.py's (register-blocked on vectors
   where the CPU has AVX2 and FMA, else one BLAS call); one of at least PAR_FLOPS multiply-adds
-  is cut into one part per thread (gemm.products), a smaller one runs on the calling thread
-  (gemm.run, the same code).  Every element of a product is the same bits whatever the cut, so
+  is cut into one part per thread (gemm.products), a smaller one runs whole on the calling
+  thread (the same code).  Every element of a product is the same bits whatever the cut, so
   results do not depend on the number of threads.  Plain SGD folds into each layer's weight
   product (gemm's SGD_STEP), after the layer's input gradient has read the old weights.
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
@@ -29,7 +29,7 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import DGRAD, FORWARD as FORWARD_TASK, GATHER, GRAD, SGD_STEP, products, run
+from .gemm import DGRAD, FORWARD as FORWARD_TASK, GATHER, GRAD, SGD_STEP, products
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
@@ -78,7 +78,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
     layer, Z for the last).  In training, hidden units are then dropped at rate drop[l]
     (kernels/dropout.py)."""
     N = h.shape[0]
-    I, O = layout[l, 0], layout[l, 1]
+    O = layout[l, 1]
     b = theta[layout[l, 3]:layout[l, 3] + O]
     last = l == layout.shape[0] - 1
     out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
@@ -136,7 +136,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
     loss = 0.0
     none = np.empty(0, X.dtype)
     none2 = X[:0]
-    # Every products/run call below has the same argument types (no literals, `+ 0 * N`
+    # Every _product call below has the same argument types (no literals, `+ 0 * N`
     # included: a global constant is a literal, whose type would compile the parallel region
     # a second time, measured 4.9 s)
     if rows.shape[0] == N and N > 0:
@@ -150,12 +150,8 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
             out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
             WT = _view(theta, layout[l, 2], O, I)
             nb = _parts(N * I * O, PAR_FLOPS, nt)
-            if nb > 1:
-                products(FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
-                         N * 0, hp, nb, src, rows)
-            else:
-                run(np.int64(0), FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0,
-                    none, none, N * 0, hp, nb, src, rows)
+            products(FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
+                     N * 0, hp, nb, src, rows)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key)
@@ -179,23 +175,15 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha
         nb = _parts(N * I * O, PAR_FLOPS, nt)
         if l > 0:       # dH of the layer below, from W before its step
             dH = _view(ws, wsl[l - 1, 4], N, I)
-            if nb > 1:
-                products(DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none, none,
-                         N * 0, hp, nb, src, rows)
-            else:
-                run(np.int64(0), DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none,
-                    none, N * 0, hp, nb, src, rows)
+            products(DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none, none,
+                     N * 0, hp, nb, src, rows)
         # W takes its step inside its product: plain SGD folded into the product itself (its
         # gradient is never stored), any other rule on each part right after its gradient
         task = SGD_STEP if update and kind == optim.SGD else GRAD
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
-        if nb > 1:
-            products(task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind, hp, nb,
-                     src, rows)
-        else:
-            run(np.int64(0), task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind,
-                hp, nb, src, rows)
+        products(task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind, hp, nb,
+                 src, rows)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0
