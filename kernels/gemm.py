@@ -2,32 +2,33 @@
 on vectors (kernels/simd.py), with weights stored as the network stores them: WT (O, I), one row
 per output unit; and `products`, the one parallel region that runs them.
 
-    FORWARD  Y (N, O)  <- H (N, I) @ WT^T                     dot form     _dot_range
-    GRAD     dWT (O, I) <- dZ^T @ H + 2 lam WT (then a step)   outer form   _outer_range
-    SGD_STEP WT (O, I) <- (1 - 2 eta lam) WT - eta dZ^T @ H    outer form
-    DGRAD    dH (N, I) <- dZ (N, O) @ WT                       outer form
+    FORWARD  Y (N, O)  <- H (N, I) @ WT^T
+    GRAD     dWT (O, I) <- dZ^T @ H + 2 lam WT (then a step)
+    SGD_STEP WT (O, I) <- (1 - 2 eta lam) WT - eta dZ^T @ H
+    DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
 
-Why no packing: with weights stored (O, I), each product reads its operands along the rows they
-are stored in.  The forward takes RN rows of H against RO rows of WT, each a contiguous run
-along I, into RN * RO vector accumulators (the dot form: one horizontal sum per element at the
-end of a run of KC columns); the two backward products take 2 vectors of a row of H (or of WT)
-against MR broadcast scalars of dZ into 2 MR accumulators (the outer form).  12 accumulators
-leave room for the operands in AVX2's 16 registers and keep both FMA units busy (4-cycle
-latency x 2 units = 8 chains needed).  Cache blocks: the forward goes over KC columns at a
-time and OG rows of WT (OG * KC values, held in L2) against every row of H; the outer form over
-KO values of k at a time, and RG rows of the output (their scalars) against every column.
+Each product is C (R, J) <- alpha A (R, K) B (K, J) + beta S, with A and B read through strides,
+so one micro-kernel serves all of them (_k6): 6 rows of C by 2 vectors of columns in 12 vector
+accumulators, fed per k by 2 vector loads of B and 6 broadcast scalars of A (12 accumulators
+leave room for the operands in AVX2's 16 registers and keep both FMA units busy: 4-cycle latency
+x 2 units = 8 chains needed; measured ~70 GFLOP/s a core with its operands in L1).  Cache
+blocks: K is cut into runs of at most KP; for each run, JS strips of B (2V columns each) are
+copied into a contiguous, zero-padded block P (KP * 2V * JS values, in L2), and every block of 6
+rows of C then sweeps those strips, so C is written along its rows (writing it strip by strip,
+500 rows apart, stalled on every line: 2.5x slower, measured) and A's 6 rows stay in L1.  The
+last strip of C's columns and the last block of rows may be short: the strip is zero-padded in
+P and stored lane by lane, the block repeats its last row's scalars and stores only its own.
 
 Why not BLAS: OpenBLAS's sgemm gives an element other bits depending on where it falls in its
 tiles (measured on its Haswell kernel: 1.4 % of the elements of a (500, 784) x (784, 512)
-product change when only the first 250 rows are computed), so a product cut into one block
-per thread changed with the thread count, and a row's prediction with its place in the batch.
-Here every output element is one fixed sequence of fused multiply-adds (lane j of the dot form
-sums columns j, j + V, ... of each KC run, then a fixed tree, then the run's tail; runs are
-added in order; the outer form sums k = 0, 1, ... in one chain per run of KO, runs added in order), whichever block kernel, cache
-block or thread computes it: results do not depend on the thread count, the cut or the row's
-place.  The build without SIMD (no AVX2/FMA) runs each product as one BLAS call on the calling
-thread, which keeps the thread count out of its results too.
+product change when only the first 250 rows are computed), so a product cut into one block per
+thread changed with the thread count, and a row's prediction with its place in the batch.
+Here every output element is one fixed sequence of fused multiply-adds (a chain over each run
+of k, the runs added in order; runs depend on K only), whichever block, strip or thread
+computes it: results do not depend on the thread count, the cut or the row's place.  The build
+without SIMD (no AVX2/FMA) runs each product as one BLAS call on the calling thread, which
+keeps the thread count out of its results too.
 Legend: V lanes per vector; flat views Xf, Wf, ... of C-contiguous arrays.
 """
 import numpy as np
@@ -36,203 +37,176 @@ from numba import prange
 from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .optim import HP_SIZE, update_range
-from .simd import SIMD, lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vsum, vzero
+from .simd import SIMD, lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vzero
 
-RN, RO = 3, 4   # dot form: rows of H and of WT per block (12 accumulators)
-KC = 512        # dot form: columns per run (a multiple of every lane count)
-OG = 64         # dot form: rows of WT per cache block (OG * KC * 4 B = 128 KB in float32)
-MR = 6          # outer form: output rows per block, 2 vectors wide (12 accumulators)
-RG = 48         # outer form: output rows per cache block
-KO = 128        # outer form: k per run (the 2-vector column strip of B, KO * 2V, stays in L1
-                # while every row block of the cache block reads it)
+MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
+KP = 256    # longest run of k (a strip of B, KP * 2V values, is 16 KB in float32 on AVX2)
+JS = 8      # strips of B per packed block (KP * 2V * JS values: 128 KB in float32 on AVX2)
 
 FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
 
 
-# ---- dot form: Y (N, O) <- X (N, K) @ WT (O, K)^T --------------------------------------------
 @internal_kernel
-def _finish(Xf, Wf, x, w, s, k1, KV):
-    """s plus the columns KV..k1 left after the last whole vector, one by one in order."""
-    for k in range(KV, k1):
-        s += Xf[x + k] * Wf[w + k]
-    return s
-
-
-@internal_kernel
-def _dot1(Xf, Wf, x, w, k0, k1):
-    """One element's run of columns k0..k1: sum_k Xf[x + k] * Wf[w + k] in the order of
-    _dot3x4 (lane sums, the fixed tree, then the columns after the last whole vector)."""
-    V = lanes(Xf)
-    KV = k1 - (k1 - k0) % V
-    a = vzero(Xf)
-    for k in range(k0, KV, V):
-        a = vfma(vload(Xf, x + k), vload(Wf, w + k), a)
-    return _finish(Xf, Wf, x, w, vsum(a), k1, KV)
-
-
-@internal_kernel
-def _put1(Yf, y, s, first):
-    if first:
-        Yf[y] = s
-    else:
-        Yf[y] += s
+def _pack(P, Bf, k0, k1, j, w, tk, tj):
+    """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w, 0 for c >= w."""
+    V2 = 2 * lanes(P)
+    n = k1 - k0
+    if tj == 1 and w == V2:
+        for k in range(n):
+            b = (k0 + k) * tk + j
+            vstore(P, k * V2, vload(Bf, b))
+            vstore(P, k * V2 + V2 // 2, vload(Bf, b + V2 // 2))
+        return
+    for k in range(n):
+        for c in range(V2):
+            P[k * V2 + c] = 0
+    for c in range(w):
+        col = (j + c) * tj
+        for k in range(n):
+            P[k * V2 + c] = Bf[(k0 + k) * tk + col]
 
 
 @internal_kernel
-def _dot3x4(Yf, Xf, Wf, n0, o0, K, O, k0, k1, first):
-    """Y[n0:n0+3, o0:o0+4] (+)= the run k0..k1 of rows n0.. of X and o0.. of WT."""
-    V = lanes(Xf)
-    KV = k1 - (k1 - k0) % V
-    a0 = vzero(Xf); a1 = vzero(Xf); a2 = vzero(Xf); a3 = vzero(Xf)  # noqa: E702
-    b0 = vzero(Xf); b1 = vzero(Xf); b2 = vzero(Xf); b3 = vzero(Xf)  # noqa: E702
-    c0 = vzero(Xf); c1 = vzero(Xf); c2 = vzero(Xf); c3 = vzero(Xf)  # noqa: E702
-    x0 = n0 * K
-    x1, x2 = x0 + K, x0 + 2 * K
-    w0 = o0 * K
-    w1, w2, w3 = w0 + K, w0 + 2 * K, w0 + 3 * K
-    for k in range(k0, KV, V):
-        p = vload(Xf, x0 + k)
-        q = vload(Xf, x1 + k)
-        r = vload(Xf, x2 + k)
-        w = vload(Wf, w0 + k)
-        a0 = vfma(p, w, a0); b0 = vfma(q, w, b0); c0 = vfma(r, w, c0)  # noqa: E702
-        w = vload(Wf, w1 + k)
-        a1 = vfma(p, w, a1); b1 = vfma(q, w, b1); c1 = vfma(r, w, c1)  # noqa: E702
-        w = vload(Wf, w2 + k)
-        a2 = vfma(p, w, a2); b2 = vfma(q, w, b2); c2 = vfma(r, w, c2)  # noqa: E702
-        w = vload(Wf, w3 + k)
-        a3 = vfma(p, w, a3); b3 = vfma(q, w, b3); c3 = vfma(r, w, c3)  # noqa: E702
-    y = n0 * O + o0             # lane sums, then the run's columns after the last vector
-    _put1(Yf, y, _finish(Xf, Wf, x0, w0, vsum(a0), k1, KV), first)
-    _put1(Yf, y + 1, _finish(Xf, Wf, x0, w1, vsum(a1), k1, KV), first)
-    _put1(Yf, y + 2, _finish(Xf, Wf, x0, w2, vsum(a2), k1, KV), first)
-    _put1(Yf, y + 3, _finish(Xf, Wf, x0, w3, vsum(a3), k1, KV), first)
-    y += O
-    _put1(Yf, y, _finish(Xf, Wf, x1, w0, vsum(b0), k1, KV), first)
-    _put1(Yf, y + 1, _finish(Xf, Wf, x1, w1, vsum(b1), k1, KV), first)
-    _put1(Yf, y + 2, _finish(Xf, Wf, x1, w2, vsum(b2), k1, KV), first)
-    _put1(Yf, y + 3, _finish(Xf, Wf, x1, w3, vsum(b3), k1, KV), first)
-    y += O
-    _put1(Yf, y, _finish(Xf, Wf, x2, w0, vsum(c0), k1, KV), first)
-    _put1(Yf, y + 1, _finish(Xf, Wf, x2, w1, vsum(c1), k1, KV), first)
-    _put1(Yf, y + 2, _finish(Xf, Wf, x2, w2, vsum(c2), k1, KV), first)
-    _put1(Yf, y + 3, _finish(Xf, Wf, x2, w3, vsum(c3), k1, KV), first)
-
-
-@internal_kernel
-def _dot_range(Yf, Xf, Wf, N, K, O, n0, n1, o0, o1):
-    """Y[n0:n1, o0:o1] of Y (N, O) <- X (N, K) @ WT (O, K)^T, on flat views."""
-    for k0 in range(0, K, KC):
-        k1 = min(K, k0 + KC)
-        first = k0 == 0
-        for g0 in range(o0, o1, OG):
-            g1 = min(o1, g0 + OG)
-            gF = g1 - (g1 - g0) % RO
-            for n in range(n0, n1, RN):
-                if n + RN <= n1:
-                    for o in range(g0, gF, RO):
-                        _dot3x4(Yf, Xf, Wf, n, o, K, O, k0, k1, first)
-                    for r in range(n, n + RN):
-                        for o in range(gF, g1):
-                            _put1(Yf, r * O + o, _dot1(Xf, Wf, r * K, o * K, k0, k1), first)
-                else:
-                    for r in range(n, n1):
-                        for o in range(g0, g1):
-                            _put1(Yf, r * O + o, _dot1(Xf, Wf, r * K, o * K, k0, k1), first)
-    return
-
-
-# ---- outer form: C (R, J) <- alpha * A (R, K) @ B (K, J) + beta * S --------------------------
-# A is read as scalars Af[k * sk + r * sr] (dZ^T: sk = O, sr = 1; dZ: sk = 1, sr = O) and B as
-# rows of J values, Bf[k * J + j] (H or WT); C and S are (R, J).
-@internal_kernel
-def _store(Cf, Sf, at, acc, va, vb, keep, first):
-    """Cf[at:at+V] <- acc * alpha + beta * Sf[at:at+V] (keep) or acc * alpha, for the first
-    run of k; after it, Cf[at:at+V] + acc * alpha."""
+def _put_part(Cf, Sf, T, at, w, acc, va, vb, keep, first):
+    """_put for w < V columns: through the V lanes of T, with the same vector arithmetic."""
+    V = lanes(T)
+    for c in range(V):
+        T[c] = Cf[at + c] if (c < w and not first) else (Sf[at + c] if (c < w and keep) else 0)
     if not first:
-        vstore(Cf, at, vfma(acc, va, vload(Cf, at)))
+        vstore(T, 0, vfma(acc, va, vload(T, 0)))
     elif keep:
-        vstore(Cf, at, vfma(acc, va, vmul(vload(Sf, at), vb)))
+        vstore(T, 0, vfma(acc, va, vmul(vload(T, 0), vb)))
     else:
-        vstore(Cf, at, vmul(acc, va))
+        vstore(T, 0, vmul(acc, va))
+    for c in range(w):
+        Cf[at + c] = T[c]
 
 
 @internal_kernel
-def _outer6(Cf, Sf, Af, Bf, r0, j, k0, k1, J, sk, sr, va, vb, keep, first):
-    """C[r0:r0+6, j:j+2V] from 2 vectors of each row of B and 6 scalars of A per k."""
-    V = lanes(Bf)
-    a0 = vzero(Bf); a1 = vzero(Bf); b0 = vzero(Bf); b1 = vzero(Bf)  # noqa: E702
-    c0 = vzero(Bf); c1 = vzero(Bf); d0 = vzero(Bf); d1 = vzero(Bf)  # noqa: E702
-    e0 = vzero(Bf); e1 = vzero(Bf); f0 = vzero(Bf); f1 = vzero(Bf)  # noqa: E702
-    s = r0 * sr
-    for k in range(k0, k1):
-        b = k * J + j
-        p = vload(Bf, b)
-        q = vload(Bf, b + V)
-        g = k * sk + s
-        w = vsplat_at(Af, g); a0 = vfma(p, w, a0); a1 = vfma(q, w, a1)  # noqa: E702
-        w = vsplat_at(Af, g + sr); b0 = vfma(p, w, b0); b1 = vfma(q, w, b1)  # noqa: E702
-        w = vsplat_at(Af, g + 2 * sr); c0 = vfma(p, w, c0); c1 = vfma(q, w, c1)  # noqa: E702
-        w = vsplat_at(Af, g + 3 * sr); d0 = vfma(p, w, d0); d1 = vfma(q, w, d1)  # noqa: E702
-        w = vsplat_at(Af, g + 4 * sr); e0 = vfma(p, w, e0); e1 = vfma(q, w, e1)  # noqa: E702
-        w = vsplat_at(Af, g + 5 * sr); f0 = vfma(p, w, f0); f1 = vfma(q, w, f1)  # noqa: E702
+def _put(Cf, Sf, T, at, w, acc, va, vb, keep, first):
+    """C[at:at+w] from one vector acc: acc*alpha + beta*S (first run; keep) or acc*alpha, or
+    C + acc*alpha after the first run (small, so that LLVM inlines it)."""
+    V = lanes(T)
+    if w == V:
+        if not first:
+            vstore(Cf, at, vfma(acc, va, vload(Cf, at)))
+        elif keep:
+            vstore(Cf, at, vfma(acc, va, vmul(vload(Sf, at), vb)))
+        else:
+            vstore(Cf, at, vmul(acc, va))
+    elif w > 0:
+        _put_part(Cf, Sf, T, at, w, acc, va, vb, keep, first)
+
+
+@internal_kernel
+def _row(Cf, Sf, T, at, w, acc0, acc1, va, vb, keep, first):
+    V = lanes(T)
+    _put(Cf, Sf, T, at, min(w, V), acc0, va, vb, keep, first)
+    _put(Cf, Sf, T, at + V, w - V, acc1, va, vb, keep, first)
+
+
+@internal_kernel
+def _k6(Cf, Sf, Af, P, T, r0, nr, j, w, n, J, a0_, sk, sr, va, vb, keep, first):
+    """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k; A(k, r) at
+    Af[a0_ + k*sk + r*sr]).  Fewer than 6 rows repeat the last one's scalars and store only
+    theirs: each row's lanes are the same chains as in a full block."""
+    V = lanes(P)
+    a0 = vzero(P); a1 = vzero(P); b0 = vzero(P); b1 = vzero(P)  # noqa: E702
+    c0 = vzero(P); c1 = vzero(P); d0 = vzero(P); d1 = vzero(P)  # noqa: E702
+    e0 = vzero(P); e1 = vzero(P); f0 = vzero(P); f1 = vzero(P)  # noqa: E702
+    last = nr - 1
+    g0 = a0_ + r0 * sr
+    g1 = a0_ + (r0 + min(1, last)) * sr
+    g2 = a0_ + (r0 + min(2, last)) * sr
+    g3 = a0_ + (r0 + min(3, last)) * sr
+    g4 = a0_ + (r0 + min(4, last)) * sr
+    g5 = a0_ + (r0 + min(5, last)) * sr
+    for k in range(n):
+        p = vload(P, 2 * V * k)
+        q = vload(P, 2 * V * k + V)
+        d = k * sk
+        x = vsplat_at(Af, g0 + d); a0 = vfma(p, x, a0); a1 = vfma(q, x, a1)  # noqa: E702
+        x = vsplat_at(Af, g1 + d); b0 = vfma(p, x, b0); b1 = vfma(q, x, b1)  # noqa: E702
+        x = vsplat_at(Af, g2 + d); c0 = vfma(p, x, c0); c1 = vfma(q, x, c1)  # noqa: E702
+        x = vsplat_at(Af, g3 + d); d0 = vfma(p, x, d0); d1 = vfma(q, x, d1)  # noqa: E702
+        x = vsplat_at(Af, g4 + d); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
+        x = vsplat_at(Af, g5 + d); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
     at = r0 * J + j
-    _store(Cf, Sf, at, a0, va, vb, keep, first); _store(Cf, Sf, at + V, a1, va, vb, keep, first); at += J  # noqa: E702
-    _store(Cf, Sf, at, b0, va, vb, keep, first); _store(Cf, Sf, at + V, b1, va, vb, keep, first); at += J  # noqa: E702
-    _store(Cf, Sf, at, c0, va, vb, keep, first); _store(Cf, Sf, at + V, c1, va, vb, keep, first); at += J  # noqa: E702
-    _store(Cf, Sf, at, d0, va, vb, keep, first); _store(Cf, Sf, at + V, d1, va, vb, keep, first); at += J  # noqa: E702
-    _store(Cf, Sf, at, e0, va, vb, keep, first); _store(Cf, Sf, at + V, e1, va, vb, keep, first); at += J  # noqa: E702
-    _store(Cf, Sf, at, f0, va, vb, keep, first); _store(Cf, Sf, at + V, f1, va, vb, keep, first)  # noqa: E702
+    if w < 2 * V:               # the last strip of C's columns, lane by lane
+        _row(Cf, Sf, T, at, w, a0, a1, va, vb, keep, first)
+        if nr > 1:
+            _row(Cf, Sf, T, at + J, w, b0, b1, va, vb, keep, first)
+        if nr > 2:
+            _row(Cf, Sf, T, at + 2 * J, w, c0, c1, va, vb, keep, first)
+        if nr > 3:
+            _row(Cf, Sf, T, at + 3 * J, w, d0, d1, va, vb, keep, first)
+        if nr > 4:
+            _row(Cf, Sf, T, at + 4 * J, w, e0, e1, va, vb, keep, first)
+        if nr > 5:
+            _row(Cf, Sf, T, at + 5 * J, w, f0, f1, va, vb, keep, first)
+        return
+    # whole strips: written here, not through _row (its calls cost as much as the k loop:
+    # 1.5-2x slower products, measured); the same arithmetic as _put (C * 1 is exact)
+    if first and not keep:
+        vstore(Cf, at, vmul(a0, va)); vstore(Cf, at + V, vmul(a1, va))  # noqa: E702
+        if nr > 1:
+            vstore(Cf, at + J, vmul(b0, va)); vstore(Cf, at + J + V, vmul(b1, va))  # noqa: E702
+        if nr > 2:
+            vstore(Cf, at + 2 * J, vmul(c0, va)); vstore(Cf, at + 2 * J + V, vmul(c1, va))  # noqa: E702
+        if nr > 3:
+            vstore(Cf, at + 3 * J, vmul(d0, va)); vstore(Cf, at + 3 * J + V, vmul(d1, va))  # noqa: E702
+        if nr > 4:
+            vstore(Cf, at + 4 * J, vmul(e0, va)); vstore(Cf, at + 4 * J + V, vmul(e1, va))  # noqa: E702
+        if nr > 5:
+            vstore(Cf, at + 5 * J, vmul(f0, va)); vstore(Cf, at + 5 * J + V, vmul(f1, va))  # noqa: E702
+        return
+    Src = Sf if first else Cf
+    m = vb if first else vsplat(P, 1.0)
+    vstore(Cf, at, vfma(a0, va, vmul(vload(Src, at), m)))
+    vstore(Cf, at + V, vfma(a1, va, vmul(vload(Src, at + V), m)))
+    if nr > 1:
+        vstore(Cf, at + J, vfma(b0, va, vmul(vload(Src, at + J), m)))
+        vstore(Cf, at + J + V, vfma(b1, va, vmul(vload(Src, at + J + V), m)))
+    if nr > 2:
+        vstore(Cf, at + 2 * J, vfma(c0, va, vmul(vload(Src, at + 2 * J), m)))
+        vstore(Cf, at + 2 * J + V, vfma(c1, va, vmul(vload(Src, at + 2 * J + V), m)))
+    if nr > 3:
+        vstore(Cf, at + 3 * J, vfma(d0, va, vmul(vload(Src, at + 3 * J), m)))
+        vstore(Cf, at + 3 * J + V, vfma(d1, va, vmul(vload(Src, at + 3 * J + V), m)))
+    if nr > 4:
+        vstore(Cf, at + 4 * J, vfma(e0, va, vmul(vload(Src, at + 4 * J), m)))
+        vstore(Cf, at + 4 * J + V, vfma(e1, va, vmul(vload(Src, at + 4 * J + V), m)))
+    if nr > 5:
+        vstore(Cf, at + 5 * J, vfma(f0, va, vmul(vload(Src, at + 5 * J), m)))
+        vstore(Cf, at + 5 * J + V, vfma(f1, va, vmul(vload(Src, at + 5 * J + V), m)))
 
 
 @internal_kernel
-def _outer1(Cf, Sf, Af, Bf, r, j, k0, k1, J, sk, sr, va, vb, keep, first):
-    """C[r, j:j+V]: one vector of one output row, in the order of _outer6."""
-    a = vzero(Bf)
-    for k in range(k0, k1):
-        a = vfma(vload(Bf, k * J + j), vsplat_at(Af, k * sk + r * sr), a)
-    _store(Cf, Sf, r * J + j, a, va, vb, keep, first)
-
-
-@internal_kernel
-def _outer_range(Cf, Sf, Af, Bf, K, J, sk, sr, alpha, beta, r0, r1, j0, j1):
-    """Rows r0..r1, columns j0..j1 of C (R, J) <- alpha A B + beta S (beta = 0: S unread), on
-    flat views; j0 is a multiple of 2V and j1 one too or J.  C may be S (in place)."""
+def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1):
+    """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
+    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J."""
     V = lanes(Bf)
+    S2 = 2 * V * KP
+    # this part's own scratch, allocated per call: ~1 us against at least 2M multiply-adds
+    P = np.empty(S2 * JS, Bf.dtype)
+    T = np.empty(V, Bf.dtype)
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
-    # one cache block when two would leave the second short (its columns would be read again
-    # for a few rows)
-    rg = RG if r1 - r0 > 2 * RG else r1 - r0
-    for k0 in range(0, K, KO):
-        k1 = min(K, k0 + KO)
-        first = k0 == 0
-        for g0 in range(r0, r1, rg):
-            g1 = min(r1, g0 + rg)
-            gF = g1 - (g1 - g0) % MR
-            for j in range(j0, j1, 2 * V):
-                if j + 2 * V <= j1:
-                    for r in range(g0, gF, MR):
-                        _outer6(Cf, Sf, Af, Bf, r, j, k0, k1, J, sk, sr, va, vb, keep, first)
-                    for r in range(gF, g1):
-                        _outer1(Cf, Sf, Af, Bf, r, j, k0, k1, J, sk, sr, va, vb, keep, first)
-                        _outer1(Cf, Sf, Af, Bf, r, j + V, k0, k1, J, sk, sr, va, vb, keep, first)
-                    continue
-                for jj in range(j, j1 - V + 1, V):      # what is left of the last pair: vectors
-                    for r in range(g0, g1):
-                        _outer1(Cf, Sf, Af, Bf, r, jj, k0, k1, J, sk, sr, va, vb, keep, first)
-                for jj in range(j1 - (j1 - j) % V, j1):  # and single columns
-                    for r in range(g0, g1):
-                        s = vsum(vzero(Bf))
-                        for k in range(k0, k1):
-                            s += Bf[k * J + jj] * Af[k * sk + r * sr]
-                        at = r * J + jj
-                        if not first:
-                            Cf[at] += s * alpha
-                        elif keep:
-                            Cf[at] = s * alpha + beta * Sf[at]
-                        else:
-                            Cf[at] = s * alpha
+    runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
+    for u in range(runs):        # pass of C's loads and stores for little work)
+        k0, k1 = K * u // runs, K * (u + 1) // runs
+        n = k1 - k0
+        first = u == 0
+        for b0 in range(j0, j1, 2 * V * JS):
+            b1 = min(j1, b0 + 2 * V * JS)
+            for j in range(b0, b1, 2 * V):
+                s = (j - b0) // (2 * V)
+                _pack(P[s * S2:(s + 1) * S2], Bf, k0, k1, j, min(2 * V, b1 - j), tk, tj)
+            for r in range(r0, r1, MR):
+                for j in range(b0, b1, 2 * V):
+                    s = (j - b0) // (2 * V)
+                    _k6(Cf, Sf, Af, P[s * S2:(s + 1) * S2], T, r, min(MR, r1 - r), j,
+                        min(2 * V, b1 - j), n, J, k0 * sk, sk, sr, va, vb, keep, first)
     return
 
 
@@ -310,27 +284,26 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
             if task == GRAD and update:
                 update_range(Wf, dWf, mW, vW, 0, O * I, kind, eta, hp)
         return
-    if task == FORWARD:
-        n0, n1, o0, o1 = _rect(N, O, RN, RO, t, nb)
-        if n1 > n0 and o1 > o0:
-            _dot_range(Yf, Xf, Wf, N, I, O, n0, n1, o0, o1)
+    # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
+    # LLVM to optimise: seconds of the first run's compile)
+    if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
+        r0, r1, j0, j1 = _rect(N, O, MR, 2 * V, t, nb)
+        Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
+    elif task == DGRAD:     # X (N, I): A(k=o, r=n) = dY[n O + o], B(k=o, c=i) = WT[o I + i]
+        r0, r1, j0, j1 = _rect(N, I, MR, 2 * V, t, nb)
+        Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Xf, Xf, dYf, Wf, O, I, 1, O, I, 1, 1.0, 0.0
+    else:                   # (O, I): A(k=n, r=o) = dY[n O + o], B(k=n, c=i) = X[n I + i]
+        r0, r1, j0, j1 = _rect(O, I, MR, 2 * V, t, nb)
+        Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = dWf, Wf, dYf, Xf, N, I, O, 1, I, 1
+        alpha, beta = 1.0, 2.0 * lam
+        if task == SGD_STEP:
+            Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
+    if r1 <= r0 or j1 <= j0:
         return
-    if task == DGRAD:       # dX (N, I) <- dY (N, O) WT (O, I): A = dY read as (n, o) = k * 1 + r * O
-        n0, n1, i0, i1 = _rect(N, I, RG, 2 * V, t, nb)
-        if n1 > n0 and i1 > i0:
-            _outer_range(Xf, Xf, dYf, Wf, O, I, 1, O, 1.0, 0.0, n0, n1, i0, i1)
-        return
-    # the weight products: (O, I) <- dY^T X; A = dY read as (o, n) = k * O + r * 1
-    o0, o1, i0, i1 = _rect(O, I, RG, 2 * V, t, nb)
-    if o1 <= o0 or i1 <= i0:
-        return
-    if task == SGD_STEP:
-        _outer_range(Wf, Wf, dYf, Xf, N, I, O, 1, -eta, 1.0 - 2.0 * eta * lam, o0, o1, i0, i1)
-        return
-    _outer_range(dWf, Wf, dYf, Xf, N, I, O, 1, 1.0, 2.0 * lam, o0, o1, i0, i1)
-    if update:
-        for o in range(o0, o1):
-            update_range(Wf, dWf, mW, vW, o * I + i0, o * I + i1, kind, eta, hp)
+    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1)
+    if task == GRAD and update:
+        for o in range(r0, r1):
+            update_range(Wf, dWf, mW, vW, o * I + j0, o * I + j1, kind, eta, hp)
     return
 
 

@@ -2,7 +2,7 @@
 register (64 bytes with AVX-512: 16 float32 or 8 float64 lanes; 32 bytes with AVX2) and the
 few operations the products in kernels/gemm.py need.
 
-Why: the register-blocked products there keep 20-25 independent accumulators in registers
+Why: the register-blocked products there keep 12 independent accumulators in registers
 across a long loop.  Written as scalar Numba loops, LLVM either keeps them in memory (a load
 and a store per multiply-add) or reorders the sums only with `reassoc`, which this package
 leaves off (kernels/_config.py).  Vector values make the blocking explicit: every lane's sum

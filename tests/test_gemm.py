@@ -118,12 +118,12 @@ def test_a_row_gets_the_same_bits_wherever_it_stands(rng, dtype):
 def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     """An element comes out the same whether a full block or a remainder kernel computed it,
     so where a cut falls never changes a result."""
-    K = gemm.KC + 37                                  # two runs of columns, a tail after vectors
+    K = gemm.KP + 37                                  # two runs of k
     X, WT = rand(rng, (8, K), dtype), rand(rng, (9, K), dtype)
     full = np.empty((8, 9), dtype)
-    gemm.dot_nt(full, X, WT, 1)                       # 3 x 4 blocks and remainders
+    gemm.dot_nt(full, X, WT, 1)                       # a block of 6 rows and a short one
     part = np.empty((2, 3), dtype)
-    gemm.dot_nt(part, X[4:6].copy(), WT[5:8].copy(), 1)   # one-element kernels only
+    gemm.dot_nt(part, X[4:6].copy(), WT[5:8].copy(), 1)   # short blocks and strips only
     np.testing.assert_array_equal(part, full[4:6, 5:8])
 
     V = gemm_lanes(dtype)
