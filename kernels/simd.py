@@ -179,3 +179,41 @@ def lanes(typingctx, a):
     def codegen(context, builder, sig, args):
         return ir.Constant(ir.IntType(64), n)
     return types.intp(a), codegen
+
+
+@intrinsic
+def vtranspose(typingctx, dst, at, dstride, src, sat, sstride):
+    """A lanes x lanes transpose: row i of the block (lanes values of src from sat + i * sstride)
+    becomes lane i of the vectors stored at dst[at + j * dstride], j = 0 .. lanes - 1.  Done in
+    log2(lanes) rounds of shuffles, each swapping one bit of the row index with the same bit of
+    the lane index (a round costs lanes shuffles, against lanes * lanes scalar moves)."""
+    vt = Vec(src.dtype)
+
+    def codegen(context, builder, sig, args):
+        dty, aty, _, sty, _, _ = sig.args
+        d, a, ds, s, sa, ss = args
+        vty = context.get_value_type(vt)
+        n = vt.lanes
+        rows = []
+        for i in range(n):
+            off = builder.add(sa, builder.mul(ss, ir.Constant(ss.type, i)))
+            p = _address(context, builder, sty, s, off)
+            rows.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=4))
+        b = 1
+        while b < n:
+            for i in range(n):
+                if i & b:
+                    continue
+                lo = [j if not j & b else n + j - b for j in range(n)]
+                hi = [j + b if not j & b else n + j for j in range(n)]
+                m_lo = ir.Constant(ir.VectorType(ir.IntType(32), n), lo)
+                m_hi = ir.Constant(ir.VectorType(ir.IntType(32), n), hi)
+                rows[i], rows[i + b] = (builder.shuffle_vector(rows[i], rows[i + b], m_lo),
+                                        builder.shuffle_vector(rows[i], rows[i + b], m_hi))
+            b *= 2
+        for j in range(n):
+            off = builder.add(a, builder.mul(ds, ir.Constant(ds.type, j)))
+            p = _address(context, builder, dty, d, off)
+            builder.store(rows[j], builder.bitcast(p, vty.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.none(dst, at, dstride, src, sat, sstride), codegen
