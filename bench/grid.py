@@ -111,26 +111,15 @@ def cell(net, N, peers, threads, rounds, block):
 def environment(threads, peers):
     """What the figures depend on, printed above the table."""
     import numba
-    import threadpoolctl
-    import scipy.linalg.cython_blas  # noqa: F401  the BLAS fastmlp's kernels call
     from fastmlp.kernels import gemm, simd
     import llvmlite.binding as ll
     lines = [f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
              f"CPU {ll.get_host_cpu_name()}, {os.cpu_count()} cores, threads {threads}, float32; "
              f"fastmlp build: {'register-blocked, ' + str(simd.VECTOR_BYTES) + '-byte vectors' if gemm.SIMD else 'one BLAS call a product'}"]
-    for info in threadpoolctl.threadpool_info():
-        if info["user_api"] == "blas":
-            lines.append(f"BLAS {info['internal_api']} {info.get('version')} kernel "
-                         f"{info.get('architecture')} ({Path(info['filepath']).name})")
     for name in peers:
         mod = __import__(name)
         lines.append(f"{name} {mod.__version__}")
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            lines.append(f"WARNING: {var}={os.environ[var]} pins OpenBLAS to that kernel (not what a "
-                         f"user's machine runs); rerun with `env -u OPENBLAS_CORETYPE -u "
-                         f"OPENBLAS_L2_SIZE`.")
-    return lines
+    return lines + impls.blas_lines()
 
 
 def main(argv=None):

@@ -53,6 +53,26 @@ def interleaved(runs, rounds, **block):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def blas_lines():
+    """The BLAS libraries loaded, each with the kernel it chose, and a warning for each
+    environment variable that pins OpenBLAS's kernel (benchmarks print these above a table)."""
+    import os
+    from pathlib import Path
+    import threadpoolctl
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS fastmlp's kernels call
+    lines = []
+    for info in threadpoolctl.threadpool_info():
+        if info["user_api"] == "blas":
+            lines.append(f"BLAS {info['internal_api']} {info.get('version')} kernel "
+                         f"{info.get('architecture')} ({Path(info['filepath']).name})")
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if var in os.environ:
+            lines.append(f"WARNING: {var}={os.environ[var]} pins OpenBLAS to that kernel (not what a "
+                         f"user's machine runs); rerun with `env -u OPENBLAS_CORETYPE -u "
+                         f"OPENBLAS_L2_SIZE`.")
+    return lines
+
+
 def batch(n, d=3072, classes=10, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)).astype(dtype), rng.integers(0, classes, n)

@@ -36,6 +36,26 @@ of 0 flips sign in one of them, after which they drift apart like any two chaoti
     python bench/peer_recipe.py --dataset fashion-mnist --n-val 6000 --hidden 50-30-20-20-10-10-10-10 \
         --no-batch-norm --seeds 0 1 2 --threads 1
 
+JAX (`--impl jax`, or `--impl fastmlp torch jax`, or `--impl all`; `both` stays fastmlp torch):
+bench/recipe_jax.py, the same recipe as a JAX user writes it at their best (data on the device
+once, the whole step under one `jax.jit` with parameters and BN running statistics donated, the
+batch gathered on the device from an on-device epoch permutation, eta an argument; biased running
+variance as fastmlp), with its own He init and shuffles from jax.random.  `--jax-loop step`: one
+jit call per update step; `--jax-loop scan` (default): one per epoch, `jax.lax.scan` over its
+steps; `--jax-loop step scan`: a run of each per seed, reported as jax-step and jax-scan.  JAX is
+compiled in an untimed warm-up on the run's shapes; with --threads 1 its XLA client is started
+with one thread (XLA_FLAGS).  Every run reports `seconds_train`, the training loop alone
+(shuffles and update steps; no evaluation, no compilation), and the summary compares those.
+
+    python bench/peer_recipe.py --dataset fashion-mnist --seeds 0 1 2 --impl all \
+        --jax-loop step scan --threads 2
+
+The one-cycle recipe (784-512-256-10 with dropout, Nesterov SGD, OneCycleLR, all 60,000
+Fashion-MNIST training rows; fastmlp, PyTorch and JAX) is bench/recipe_onecycle.py, reachable
+from here; every flag after `--recipe onecycle` is its own (see its docstring, or add --help):
+
+    python bench/peer_recipe.py --recipe onecycle --seeds 0 1 2 --impl fastmlp torch jax --threads 2
+
 `--n-val 6000` on Fashion-MNIST is the split `fastmlp study` uses there (a tenth of the 60,000
 training rows); the default here, 5000, is the one of the first runs of this check.
 
@@ -237,6 +257,7 @@ def run_torch(splits, seed, threads, bn, rng="own", hidden=HIDDEN, batch_norm=Tr
     opt = torch.optim.SGD(model.parameters(), lr=ETA_MIN, momentum=0.0, weight_decay=0.0)
     shuffle = torch.Generator().manual_seed(20_000 + seed)
     t, loss = 0, float("nan")
+    tic_train = time.perf_counter()
     while t < total:
         if rng == "fastmlp":    # fastmlp's epoch permutation (train.py)
             perm = torch.from_numpy(np.random.default_rng([seed, 0, t // spe]).permutation(n)[:spe * BATCH])
@@ -255,10 +276,35 @@ def run_torch(splits, seed, threads, bn, rng="own", hidden=HIDDEN, batch_norm=Tr
             opt.step()
             t += 1
     loss = loss.item()
+    seconds_train = time.perf_counter() - tic_train
     acc = model.accuracy(torch.from_numpy(splits.X_test), torch.from_numpy(splits.y_test.astype(np.int64)))
     wall = time.perf_counter() - tic
     val = model.accuracy(torch.from_numpy(splits.X_val), torch.from_numpy(splits.y_val.astype(np.int64)))
-    return {"acc": acc, "val_acc": val, "seconds": wall, "final_batch_loss": float(loss), "steps": t}
+    return {"acc": acc, "val_acc": val, "seconds": wall, "seconds_train": seconds_train,
+            "final_batch_loss": float(loss), "steps": t}
+
+
+# ---------------------------------------------------------------------------------------------- jax
+def recipe_module(name):
+    """bench/<name>.py (recipe_jax, recipe_onecycle), imported only when asked for: this script
+    runs without JAX."""
+    import importlib
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(name)
+
+
+def jax_study(splits, hidden=HIDDEN, batch_norm=True):
+    """bench/recipe_jax.py, this recipe's Spec for it and the eta of every update step: warm_up(
+    spec, splits, etas, None, loop) and run(spec, splits, seed, etas, None, loop) (its own He init
+    and on-device shuffles; loop step | scan)."""
+    rj = recipe_module("recipe_jax")
+    n = len(splits.X_train)
+    spe, ns, total = n_steps(n)
+    spec = rj.Spec((splits.X_train.shape[1], *hidden, splits.n_classes), batch_norm, 0.0, LAM,
+                   False, BATCH, n)
+    return rj, spec, np.array([torch_eta(t, ns) for t in range(total)])
 
 
 # ---------------------------------------------------------------------------- one-step cross-check
@@ -317,6 +363,18 @@ def check_step(splits, threads, bn, hidden=HIDDEN, batch_norm=True):
     return worst
 
 
+def check_step_jax(splits, hidden=HIDDEN, batch_norm=True):
+    """JAX's training-mode loss and cost on fastmlp's initial weights and the first batch."""
+    from fastmlp import Network
+    rj, spec, _ = jax_study(splits, hidden, batch_norm)
+    net = Network(list(spec.sizes), batch_norm, "he", np.float32, seed=0)
+    Xb, yb = splits.X_train[:BATCH], splits.y_train[:BATCH]
+    cost_j, loss_j = rj.first_cost(spec, [net[f"W{k + 1}"] for k in range(net.n_layers)], Xb, yb)
+    cost_f, loss_f = net.loss_and_grad(Xb, yb, LAM)
+    print(f"  jax on the same weights and batch: loss {loss_j:.7f} (fastmlp {loss_f:.7f}), cost "
+          f"{cost_j:.7f} (fastmlp {cost_f:.7f}); rel diff {abs(cost_j - cost_f) / cost_f:.1e}")
+
+
 # ------------------------------------------------------------------------------- code fingerprint
 def fastmlp_fingerprint():
     """What fastmlp code is being measured: the git commit, whether its sources differ from it,
@@ -350,8 +408,32 @@ def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+IMPLS = ("fastmlp", "torch", "jax")
+
+
+def parse_impls(names, jax_loops):
+    """--impl names -> the runs' labels: both = fastmlp torch, all = fastmlp torch jax; jax is one
+    run per --jax-loop (jax-step, jax-scan)."""
+    out = []
+    for name in names:
+        for impl in {"both": ("fastmlp", "torch"), "all": IMPLS}.get(name, (name,)):
+            for label in ([f"jax-{loop}" for loop in jax_loops] if impl == "jax" else [impl]):
+                if label not in out:
+                    out.append(label)
+    return tuple(out)
+
+
 def main(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", choices=("study", "onecycle"), default="study")
+    known, rest = pre.parse_known_args(argv)
+    if known.recipe == "onecycle":          # bench/recipe_onecycle.py, with its own flags
+        return recipe_module("recipe_onecycle").main(rest)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", choices=("study", "onecycle"), default="study",
+                   help="study: this docstring's recipe; onecycle: bench/recipe_onecycle.py's "
+                        "(784-512-256-10, dropout, Nesterov, OneCycle; its own flags, see "
+                        "--recipe onecycle --help)")
     p.add_argument("--dataset", choices=("cifar-subset", "fashion-mnist"), default="cifar-subset")
     p.add_argument("--path", default=None, help=f"dataset file / name (default: {DEFAULT_CIFAR_SUBSET} "
                                                 "for cifar-subset, 'fashion-mnist' for fashion-mnist)")
@@ -365,7 +447,12 @@ def main(argv=None):
                    help="Linear -> BN -> ReLU hidden layers; --no-batch-norm: Linear -> ReLU "
                         "(default: on)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--impl", choices=("fastmlp", "torch", "both"), default="both")
+    p.add_argument("--impl", nargs="+", choices=(*IMPLS, "both", "all"), default=["both"],
+                   help="one or more of fastmlp torch jax; both: fastmlp torch; all: the three "
+                        "(default: both)")
+    p.add_argument("--jax-loop", nargs="+", choices=("step", "scan"), default=["scan"],
+                   help="JAX: one jit call per update step (step) or per epoch with lax.scan over "
+                        "its steps (scan); both: a run of each per seed (default: scan)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--torch-bn", choices=("manual", "builtin"), default="manual",
                    help="manual: BN by hand, running variance from the biased batch variance (as "
@@ -377,11 +464,13 @@ def main(argv=None):
     p.add_argument("--check-step", action="store_true",
                    help="first compare one step of both on the same weights and batch")
     args = p.parse_args(argv)
+    impls = parse_impls(args.impl, args.jax_loop)
+    if any(i.startswith("jax") for i in impls):
+        recipe_module("recipe_jax").limit_threads(args.threads)     # before JAX starts
 
     import torch
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
-    impls = ("fastmlp", "torch") if args.impl == "both" else (args.impl,)
 
     tic = time.perf_counter()
     splits = load_splits(args.dataset, args.path, args.n_val)
@@ -403,18 +492,30 @@ def main(argv=None):
         warm_up_fastmlp(splits, args.threads, **arch)
     if "torch" in impls:
         warm_up_torch(splits, args.threads, args.torch_bn, **arch)
+    for impl in impls:
+        if impl.startswith("jax"):
+            rj, spec, etas = jax_study(splits, **arch)
+            print(f"# {impl}: compiled and warmed up in "
+                  f"{rj.warm_up(spec, splits, etas, None, impl[4:]):.1f} s", flush=True)
     if args.check_step:
         check_step(splits, args.threads, args.torch_bn, **arch)
+        if any(i.startswith("jax") for i in impls):
+            check_step_jax(splits, **arch)
 
     results = {impl: {} for impl in impls}
     for seed in args.seeds:
         for impl in impls:
-            r = (run_fastmlp(splits, seed, args.threads, **arch) if impl == "fastmlp"
-                 else run_torch(splits, seed, args.threads, args.torch_bn, args.torch_rng, **arch))
+            if impl == "fastmlp":
+                r = run_fastmlp(splits, seed, args.threads, **arch)
+            elif impl == "torch":
+                r = run_torch(splits, seed, args.threads, args.torch_bn, args.torch_rng, **arch)
+            else:
+                rj, spec, etas = jax_study(splits, **arch)
+                r = rj.run(spec, splits, seed, etas, None, impl[4:])
             results[impl][seed] = r
-            print(f"# seed {seed} {impl:7s}: test {100 * r['acc']:.2f}%  val {100 * r['val_acc']:.2f}%  "
-                  f"final batch loss {r['final_batch_loss']:.4f}  {r['seconds']:.1f} s  "
-                  f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            print(f"# seed {seed} {impl:8s}: test {100 * r['acc']:.2f}%  val {100 * r['val_acc']:.2f}%  "
+                  f"final batch loss {r['final_batch_loss']:.4f}  {r['seconds']:.1f} s (training loop "
+                  f"{r['seconds_train']:.1f} s)  (load average {os.getloadavg()[0]:.2f})", flush=True)
 
     if fastmlp_fingerprint() != fingerprint:
         print(f"# WARNING: fastmlp's sources changed during the runs: now {fastmlp_fingerprint()}")
@@ -433,26 +534,39 @@ def main(argv=None):
                                     f"{stats[i]['val_acc'][0]:.2f} ± {stats[i]['val_acc'][1]:.2f} | "
                                     f"{stats[i]['seconds'][0]:.1f} ± {stats[i]['seconds'][1]:.1f} |"
                                     for i in impls))
-    if len(impls) == 2:
-        diff = stats["fastmlp"]["acc"][0] - stats["torch"]["acc"][0]
-        k = len(args.seeds)
-        se = ((stats["fastmlp"]["acc"][1] ** 2 + stats["torch"]["acc"][1] ** 2) / k) ** 0.5
-        val_diff = stats["fastmlp"]["val_acc"][0] - stats["torch"]["val_acc"][0]
-        ratio = stats["torch"]["seconds"][0] / stats["fastmlp"]["seconds"][0]
-        fm = [results["fastmlp"][s] for s in args.seeds]
+    k = len(args.seeds)
+    peers = [i for i in impls if i != "fastmlp"]
+    if "fastmlp" in impls and peers:
         print()
-        if args.torch_rng == "fastmlp":     # paired: same draws, so the SE of the paired differences
-            paired = [100 * (results["fastmlp"][s]["acc"] - results["torch"][s]["acc"]) for s in args.seeds]
-            se = mean_std(paired)[1] / k ** 0.5
-        print(f"difference of the mean test accuracies (fastmlp - torch): {diff:+.2f} pp, standard error "
-              f"{se:.2f} pp over {k} seeds{' (paired)' if args.torch_rng == 'fastmlp' else ''} "
+    for peer in peers if "fastmlp" in impls else []:
+        diff = stats["fastmlp"]["acc"][0] - stats[peer]["acc"][0]
+        se = ((stats["fastmlp"]["acc"][1] ** 2 + stats[peer]["acc"][1] ** 2) / k) ** 0.5
+        val_diff = stats["fastmlp"]["val_acc"][0] - stats[peer]["val_acc"][0]
+        paired = peer == "torch" and args.torch_rng == "fastmlp"
+        if paired:      # same draws, so the SE of the paired differences
+            se = mean_std([100 * (results["fastmlp"][s]["acc"] - results[peer][s]["acc"])
+                           for s in args.seeds])[1] / k ** 0.5
+        print(f"difference of the mean test accuracies (fastmlp - {peer}): {diff:+.2f} pp, standard "
+              f"error {se:.2f} pp over {k} seeds{' (paired)' if paired else ''} "
               f"({'within' if abs(diff) <= 1.5 else 'OUTSIDE'} the 1.5 pp criterion); "
               f"on validation: {val_diff:+.2f} pp")
+    if "fastmlp" in impls and peers:
+        fm = [results["fastmlp"][s] for s in args.seeds]
         print(f"wall time per run: fastmlp {stats['fastmlp']['seconds'][0]:.1f} s (of which "
               f"{statistics.mean(r['seconds_train'] for r in fm):.1f} s training steps, "
-              f"{statistics.mean(r['seconds_eval'] for r in fm):.1f} s its per-epoch evaluations), "
-              f"torch {stats['torch']['seconds'][0]:.1f} s (no per-epoch evaluation): "
-              f"torch / fastmlp = {ratio:.2f}x")
+              f"{statistics.mean(r['seconds_eval'] for r in fm):.1f} s its per-epoch evaluations), " +
+              ", ".join(f"{peer} {stats[peer]['seconds'][0]:.1f} s ({peer} / fastmlp = "
+                        f"{stats[peer]['seconds'][0] / stats['fastmlp']['seconds'][0]:.2f}x)"
+                        for peer in peers) + " (the peers: no per-epoch evaluation)")
+    train = {i: statistics.median(results[i][s]["seconds_train"] for s in args.seeds) for i in impls}
+    print("training loop only (seconds_train, median over seeds; no evaluation, no compilation): " +
+          ", ".join(f"{i} {train[i]:.2f} s" + (f" ({i} / fastmlp = {train[i] / train['fastmlp']:.2f}x)"
+                                               if "fastmlp" in impls and i != "fastmlp" else "")
+                    for i in impls))
+    if "jax-step" in impls and "jax-scan" in impls:
+        print(f"JAX: jit per step {train['jax-step']:.2f} s, lax.scan per epoch {train['jax-scan']:.2f} s: "
+              f"{'scan' if train['jax-scan'] < train['jax-step'] else 'step'} is faster "
+              f"({max(train['jax-step'], train['jax-scan']) / min(train['jax-step'], train['jax-scan']):.2f}x)")
     return 0
 
 

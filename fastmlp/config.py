@@ -6,7 +6,8 @@ as keys; flags given on the command line override the file.
 
 The half-cycle n_s is given in epochs (`ns_epochs`, the default) or in update steps (`ns`, which wins
 when set).  An epoch is `n_train // batch` steps: the last partial batch is dropped (see train.py).
-The run lasts 2 * n_s * cycles update steps whatever the schedule.
+The run lasts 2 * n_s * cycles update steps, or `epochs` epochs with the constant and one-cycle
+schedules when it is set (the cyclic schedule's length is its cycles: `epochs` is refused there).
 """
 import dataclasses
 import difflib
@@ -24,12 +25,12 @@ except ModuleNotFoundError:     # Python 3.10: the same parser as the `tomli` pa
 from ._checks import check_nonnegative
 from . import optim
 from .network import check_dropout, check_init
-from .schedules import Constant, Cyclic
+from .schedules import Constant, Cyclic, OneCycle
 
 DATASETS = ("cifar10", "fashion-mnist", "sample")
 SPLITS = ("a2", "a3")
 DTYPES = ("float32", "float64")
-SCHEDULES = ("cyclic", "constant")
+SCHEDULES = ("cyclic", "constant", "onecycle")
 STANDARDIZE = ("auto", "pixel", "channel")
 # Fields that may change between an interrupted run and its resumption: they do not touch the result.
 RESUME_FREE = ("threads", "out", "data_dir", "download")
@@ -104,14 +105,25 @@ class TrainConfig:
                                        "adam, 1e-10 for adagrad)", type=float)
     # -- objective and schedule
     lam: float = _opt(0.005, "L2 penalty: cost = mean loss + lam * sum of squared weights", type=float)
-    schedule: str = _opt("cyclic", "learning rate: cyclic (triangular, eta_min..eta_max) or "
-                                   "constant (eta)", choices=SCHEDULES)
+    schedule: str = _opt("cyclic", "learning rate: cyclic (triangular, eta_min..eta_max), constant "
+                                   "(eta) or onecycle (PyTorch's OneCycleLR up to eta_max)",
+                         choices=SCHEDULES)
     eta_min: float = _opt(1e-5, "lowest learning rate of the cyclic schedule", type=float)
-    eta_max: float = _opt(1e-1, "highest learning rate of the cyclic schedule", type=float)
+    eta_max: float = _opt(1e-1, "highest learning rate of the cyclic and onecycle schedules",
+                          type=float)
     eta: float = _opt(0.01, "learning rate of the constant schedule", type=float)
     ns_epochs: float = _opt(5.0, "half-cycle n_s in epochs (ignored when ns is set)", type=float)
     ns: int | None = _opt(None, "half-cycle n_s in update steps; overrides ns_epochs", type=int)
     cycles: int = _opt(2, "number of cycles; the run is 2 * n_s * cycles update steps", type=int)
+    epochs: int | None = _opt(None, "run length in epochs with the constant and onecycle schedules; "
+                                    "unset: 2 * n_s * cycles steps", type=int)
+    pct_start: float = _opt(0.3, "onecycle: the fraction of the run in which eta rises", type=float)
+    div_factor: float = _opt(25.0, "onecycle: eta starts at eta_max / div_factor", type=float)
+    final_div_factor: float = _opt(1e4, "onecycle: eta ends at eta_max / div_factor / "
+                                        "final_div_factor", type=float)
+    cycle_momentum: bool = _opt(True, "onecycle: cycle the momentum optimizer's momentum (adam's "
+                                      "beta1) from 0.95 down to 0.85 and back, against eta, as "
+                                      "OneCycleLR does; off: keep --momentum")
     batch: int = _opt(100, "rows per update step", type=int)
     seed: int = _opt(0, "seeds the weights, every epoch's shuffle, the dropout masks and the "
                         "augmentation draws", type=int)
@@ -153,6 +165,16 @@ class TrainConfig:
         else:
             _int("ns", self.ns, 1)
         _int("cycles", self.cycles, 1)
+        if self.epochs is not None:
+            _int("epochs", self.epochs, 1)
+            if self.schedule == "cyclic":
+                raise ValueError(f"epochs sets the length of the constant and onecycle schedules; a "
+                                 f"cyclic run lasts 2 * n_s * cycles steps: set cycles and ns_epochs "
+                                 f"instead, or use --schedule onecycle; got epochs={self.epochs}.")
+        if not isinstance(self.pct_start, numbers.Real) or not 0 < self.pct_start < 1:
+            raise ValueError(f"pct_start must be a number in (0, 1); got {self.pct_start!r}.")
+        _positive("div_factor", self.div_factor)
+        _positive("final_div_factor", self.final_div_factor)
         _int("batch", self.batch, 1)
         _int("seed", self.seed, 0)
         if self.threads is not None:
@@ -163,7 +185,7 @@ class TrainConfig:
         for name in ("data_dir", "out"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a folder path (a string); got {getattr(self, name)!r}.")
-        for name in ("batch_norm", "download", "nesterov"):
+        for name in ("batch_norm", "download", "nesterov", "cycle_momentum"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
         return self
@@ -193,8 +215,12 @@ class TrainConfig:
 
     def make_schedule(self, steps_per_epoch):
         ns = self.half_cycle(steps_per_epoch)
+        total = 2 * ns * self.cycles if self.epochs is None else self.epochs * steps_per_epoch
         if self.schedule == "constant":
-            return Constant(self.eta, total_steps=2 * ns * self.cycles)
+            return Constant(self.eta, total_steps=total)
+        if self.schedule == "onecycle":
+            return OneCycle(self.eta_max, total, self.pct_start, self.div_factor,
+                            self.final_div_factor)
         return Cyclic(self.eta_min, self.eta_max, ns, self.cycles)
 
     def make_optimizer(self):

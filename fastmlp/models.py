@@ -105,6 +105,14 @@ class _Continuing:
     def hyper(self, t):
         return self.optimizer.hyper(self.t0 + t)
 
+    def hypers(self, t0, t1):
+        return self.optimizer.hypers(self.t0 + t0, self.t0 + t1)
+
+    def set_cycle(self, values):
+        """values[t] for this fit's step t: the optimiser counts on from the fits before."""
+        self.optimizer.set_cycle(None if values is None else
+                                 np.concatenate([np.zeros(self.t0), values]))
+
 
 class FitHistory:
     """What `fit` returns, as in Keras: `history` maps loss, accuracy, val_loss, val_accuracy and

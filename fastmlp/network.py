@@ -25,6 +25,8 @@ from .threads import blas_single_threaded
 EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image sets
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
 _NO_ROWS = np.empty(0, np.int64)      # train_step's `rows` when the batch is given whole
+_ZERO_ETA = np.zeros(1)                # an evaluation's etas (unused) and losses (not written)
+_ZERO_KEY = np.zeros(1, np.uint64)
 
 
 DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augment.STREAM: augmentation's)
@@ -279,14 +281,20 @@ class Network:
     def _step(self, ws, X, y, lam, eta, flags, opt=None, t=0, src=None, rows=_NO_ROWS):
         """train_step on the batch X, or on the rows `rows` of src gathered into X first."""
         opt = opt or self._sgd
+        return self._steps(ws, X, y, lam, np.array([eta], np.float64), flags, opt,
+                           opt.hyper(t)[None, :], np.array([self.drop_key], np.uint64),
+                           src, rows, np.empty(1))[0]
+
+    def _steps(self, ws, X, y, lam, etas, flags, opt, hps, keys, src, rows, losses):
+        """One train_step call of len(etas) steps; returns (last loss, steps taken)."""
         with blas_single_threaded():
-            return float(step.train_step(self.theta, self.dtheta, self.stats, self.layout,
-                                         ws.buf, ws.wsl, X, y, float(lam), float(eta),
-                                         float(self.bn_eps), float(self.bn_alpha),
-                                         flags,
-                                         numba.get_num_threads(),
-                                         opt.kind, opt.state, opt.hyper(t), self._drop,
-                                         self.drop_key, X if src is None else src, rows)[0])
+            loss, done = step.train_step(self.theta, self.dtheta, self.stats, self.layout,
+                                         ws.buf, ws.wsl, X, y, float(lam), etas,
+                                         float(self.bn_eps), float(self.bn_alpha), flags,
+                                         numba.get_num_threads(), opt.kind, opt.state, hps,
+                                         self._drop, keys, X if src is None else src, rows,
+                                         losses)
+        return float(loss), int(done)
 
     def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):
         """One optimiser step in one compiled call: forward (updating the running statistics,
@@ -313,6 +321,32 @@ class Network:
             ws.Xrows = np.empty((len(y), self.n_features), self.dtype)
         ws.X = ws.Xrows
         return self._step(ws, ws.Xrows, y, lam, eta, flags, opt, t, X, rows)
+
+    def _train_steps(self, X, y, lam, etas, rows, opt, t0, keys, losses):
+        """len(etas) optimiser steps from step t0, as len(etas) calls of _train_step would take
+        them (the same bits), in one compiled call when the network is fused: step s trains on
+        X[rows[s N:(s+1) N]] with labels y[s N:(s+1) N] (N = len(y) // len(etas)), learning rate
+        etas[s] and dropout key keys[s].  Fills losses[:steps taken] and stops after the first
+        step whose loss is not finite; returns the steps taken."""
+        S = len(etas)
+        N = len(y) // S
+        if not self.fused:
+            for s in range(S):
+                self.drop_key = keys[s]
+                part = slice(s * N, (s + 1) * N)
+                losses[s] = self._train_step(X, y[part], lam, etas[s], rows[part], opt, t0 + s)
+                if not np.isfinite(losses[s]):
+                    return s + 1
+            return S
+        ws = self._workspace(N, True)
+        self._train_ws = ws
+        if ws.Xrows is None:
+            ws.Xrows = np.empty((N, self.n_features), self.dtype)
+        ws.X = ws.Xrows
+        self.drop_key = keys[S - 1]
+        flags = step.FORWARD | step.UPDATE_STATS | step.BACKWARD | step.UPDATE
+        return self._steps(ws, ws.Xrows, y, lam, etas, flags, opt, opt.hypers(t0, t0 + S), keys,
+                           X, rows, losses)[1]
 
     def _forward_train(self, X, y, update_stats=True):
         """Training-mode forward on a checked batch; keeps what backward needs.  Returns the
@@ -406,13 +440,9 @@ class Network:
         ws = self._workspace(X.shape[0], False)
         if self.fused:
             flags = step.EVALUATE
-            with blas_single_threaded():
-                total, correct = step.train_step(self.theta, self.dtheta, self.stats,
-                                                 self.layout, ws.buf, ws.wsl, X, y, 0.0, 0.0,
-                                                 float(self.bn_eps), 0.0, flags,
-                                                 numba.get_num_threads(), self._sgd.kind,
-                                                 self._sgd.state, self._sgd.hp, self._drop,
-                                                 self.drop_key, X, _NO_ROWS)
+            total, correct = self._steps(ws, X, y, 0.0, _ZERO_ETA, flags, self._sgd,
+                                         self._sgd.hp[None, :], _ZERO_KEY, None, _NO_ROWS,
+                                         _ZERO_ETA)
             return ws, total, correct
         self._forward_eval(X)
         if len(y) == 0:

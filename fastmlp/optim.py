@@ -33,11 +33,13 @@ class Optimizer:
     kind = _k.SGD
     name = "sgd"
     needs_state = False
+    cycled = None          # the hp entry a one-cycle schedule moves (momentum, Adam's beta1)
 
     def __init__(self):
         self.hp = np.zeros(_k.HP_SIZE, np.float64)
         self.state = None
         self.t = 0                 # steps taken
+        self.cycle = None          # per-step values of hp[cycled], or None: fixed
 
     def bind(self, n_params, dtype):
         """Allocate (or keep) the memory for a network of n_params parameters; returns self."""
@@ -55,7 +57,25 @@ class Optimizer:
     def hyper(self, t):
         """hp for step t (0-based): the step count in it is t + 1, as PyTorch counts."""
         self.hp[_k.HP_T] = t + 1
+        if self.cycle is not None:
+            self.hp[self.cycled] = self.cycle[t]
         return self.hp
+
+    def hypers(self, t0, t1):
+        """hp for steps t0 .. t1 - 1, one row each (a run of steps in one compiled call)."""
+        rows = np.repeat(self.hp[None, :], t1 - t0, axis=0)
+        rows[:, _k.HP_T] = np.arange(t0 + 1, t1 + 1)
+        if self.cycle is not None:
+            rows[:, self.cycled] = self.cycle[t0:t1]
+        return rows
+
+    def set_cycle(self, values):
+        """Drive hp[cycled] with values[t] at step t (None: back to the fixed value); optimisers
+        without such an entry (SGD, AdaGrad) ignore it, as they have nothing to cycle."""
+        if self.cycled is not None:
+            self.cycle = None if values is None else np.asarray(values, np.float64)
+            if values is None:
+                self.hp[self.cycled] = self._fixed
 
     def config(self):
         """The hyperparameters as a dict (metrics.json, checkpoints)."""
@@ -80,7 +100,8 @@ class Momentum(Optimizer):
         self.nesterov = bool(nesterov)
         self.kind = _k.NESTEROV if self.nesterov else _k.MOMENTUM
         self.name = "momentum"
-        self.hp[_k.HP_MOMENTUM] = self.momentum
+        self.hp[_k.HP_MOMENTUM] = self._fixed = self.momentum
+        self.cycled = _k.HP_MOMENTUM
 
     def config(self):
         return {"optimizer": self.name, "momentum": self.momentum, "nesterov": self.nesterov}
@@ -110,6 +131,7 @@ class Adam(Optimizer):
         self.beta2 = _real("beta2", beta2, 0.0, 1.0)
         self.eps = _real("eps", eps, 0.0, 1.0)
         self.hp[[_k.HP_BETA1, _k.HP_BETA2, _k.HP_EPS]] = self.beta1, self.beta2, self.eps
+        self.cycled, self._fixed = _k.HP_BETA1, self.beta1
 
     def config(self):
         return {"optimizer": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

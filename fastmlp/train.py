@@ -7,6 +7,11 @@ Choices a reader should know:
 - Each step gathers its batch's rows of the training set inside its compiled call, into a
   preallocated buffer: no copy of the whole shuffled set (553 MB at the study's size, 0.3 s an
   epoch), and no step allocates.
+- Steps run in runs of S in one compiled call (S sized to ~50 ms of work, cut at evaluations and
+  epoch ends): a call from Python and the loop around it cost about as much as a whole step of
+  a 50-unit net.  Ctrl-C, the progress bar and the divergence check act between runs; a run
+  stops after the first step whose loss is not finite.  With --augment, steps go one by one
+  (each batch is augmented by a call of its own).
 - The last partial batch of an epoch is dropped: an epoch is n_train // batch steps, all batches
   have the same size (one workspace, no tiny batch for BN statistics), and the dropped rows change
   with every shuffle.  The study's 45,000 rows / 100 divide evenly, so nothing is dropped there.
@@ -125,57 +130,77 @@ class Trainer:
         X, y, val = self._checked(X, y, X_val, y_val)
         n, batch = X.shape[0], cfg.batch
         self.steps_per_epoch_ = spe = n // batch
-        total = self._start_history((self.schedule or cfg.make_schedule)(spe))
-        etas = self.history_.eta.astype(net.dtype)          # the update multiplies in net.dtype
+        schedule = (self.schedule or cfg.make_schedule)(spe)
+        total = self._start_history(schedule)
+        opt, augmenter = self.optimizer_, self._augmenter(X)
+        opt.set_cycle(schedule.momentum(np.arange(total))
+                      if cfg.cycle_momentum and hasattr(schedule, "momentum") else None)
+        # the update multiplies in net.dtype: eta rounded to it, as the step takes a float64
+        etas = self.history_.eta.astype(net.dtype).astype(np.float64)
         train_eval = self._train_eval_rows(X, y)
         labels = np.empty(spe * batch, np.int64)           # this epoch's labels, in order
-        opt, augmenter, dropout = self.optimizer_, self._augmenter(X), any(net.dropout)
-        batch_rows = np.empty((batch, X.shape[1]), net.dtype) if augmenter else None
-        threads = numba.get_num_threads()
+        losses = np.empty(spe)
         if augmenter:
             from .augment import batch_key
-            augment = augmenter.apply
+            batch_rows = np.empty((batch, X.shape[1]), net.dtype)
+            augment, threads = augmenter.apply, numba.get_num_threads()
         if not self.history_.evals:
             self._evaluate(train_eval, val)
+        chunk = _Chunks()
 
         with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
                 blas_single_threaded():
             while self.step_ < total:
                 tic = time.perf_counter()
-                epoch, first = divmod(self.step_, spe)
+                epoch, b = divmod(self.step_, spe)
                 order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(n)[:spe * batch]
                 np.take(y, order, out=labels, mode="clip")   # "raise" would buffer `out`
                 self.seconds_["train"] += time.perf_counter() - tic
-                for b in range(first, min(spe, first + total - self.step_)):
-                    tic, t = time.perf_counter(), self.step_
-                    rows = slice(b * batch, (b + 1) * batch)
-                    if dropout:     # this step's masks: the same on a resumed run
-                        net.drop_key = np.uint64(stream_key(cfg.seed, t, DROPOUT_STREAM))
-                    # forward, backward and the optimiser's update in one compiled call, after
-                    # one that gathers the batch's rows (or augments them into batch_rows)
-                    if augmenter:
-                        augment(batch_rows, X, order[rows], batch_key(cfg.seed, t), threads)
+                while b < spe and self.step_ < total:
+                    # a run of steps up to the next evaluation, the epoch's end or the run's,
+                    # sized to take ~CHUNK_SECONDS (Ctrl-C and the bar answer within that)
+                    t0 = self.step_
+                    S = 1 if augmenter else min(spe - b, total - t0, self._to_next_eval(t0),
+                                                chunk.size)
+                    tic = time.perf_counter()
+                    keys = np.array([stream_key(cfg.seed, t, DROPOUT_STREAM)
+                                     for t in range(t0, t0 + S)], np.uint64)
+                    rows = slice(b * batch, (b + S) * batch)
+                    if augmenter:    # the batch's rows augmented into batch_rows first
+                        augment(batch_rows, X, order[rows], batch_key(cfg.seed, t0), threads)
                         augment = augmenter.apply_trusted     # checked on the first step
-                        loss = net._train_step(batch_rows, labels[rows], cfg.lam, etas[t], None, opt, t)
-                    else:
-                        loss = net._train_step(X, labels[rows], cfg.lam, etas[t], order[rows], opt, t)
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(self._diverged_message(loss, t, epoch, etas[t]))
-                    self.step_ = t + 1
+                        net.drop_key = keys[0]
+                        losses[0] = net._train_step(batch_rows, labels[rows], cfg.lam, etas[t0],
+                                                    None, opt, t0)
+                        done = 1
+                    else:            # forward, backward and update of S steps in one call
+                        done = net._train_steps(X, labels[rows], cfg.lam, etas[t0:t0 + S],
+                                                order[rows], opt, t0, keys, losses)
+                    self.history_.batch_loss[t0:t0 + done] = losses[:done]
+                    if not math.isfinite(losses[done - 1]):
+                        t = self.step_ = t0 + done - 1      # steps before t are taken
+                        raise TrainingDiverged(self._diverged_message(losses[done - 1], t, epoch, etas[t]))
+                    self.step_, b = t0 + done, b + done
                     if self.first_step_unix_ is None:
                         self.first_step_unix_ = time.time()
-                    self.history_.batch_loss[t] = loss
-                    self.seconds_["train"] += time.perf_counter() - tic
+                    seconds = time.perf_counter() - tic
+                    self.seconds_["train"] += seconds
+                    chunk.measured(done, seconds)
                     if self.step_ % spe == 0 or self.step_ == total or \
                             (cfg.eval_every and self.step_ % cfg.eval_every == 0):
                         self._evaluate(train_eval, val)
-                    bar.step(loss, self.history_)
+                    bar.advance(done, losses[done - 1], self.history_)
                     if interrupt.requested:
                         self.save_checkpoint()
                         raise TrainingInterrupted(self.step_, self.checkpoint_path)
                 if self.step_ < total:
                     self.save_checkpoint()                  # end of an epoch
         return self
+
+    def _to_next_eval(self, t):
+        """Steps from step t to the next --eval-every evaluation (no limit without one)."""
+        every = self.config.eval_every
+        return every - t % every if every else 1 << 62
 
     def _augmenter(self, X):
         """The Augmenter of this run's --augment spec, or None when it is off."""
@@ -285,6 +310,25 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
 
 
+class _Chunks:
+    """How many steps the trainer hands to one compiled call: as many as take ~CHUNK_SECONDS,
+    from the time steps took so far (one step at first, so the first call, which may compile,
+    stays short).  The size changes nothing in the results: a run of S steps in one call gives
+    the same bits as S calls (tests/test_train.py)."""
+    CHUNK_SECONDS = 0.05
+    MAX = 4096
+
+    def __init__(self):
+        self.size, self.calls, self.steps, self.seconds = 1, 0, 0, 0.0
+
+    def measured(self, steps, seconds):
+        self.calls += 1
+        if self.calls > 1:           # the first call may hold the kernels' compile
+            self.steps, self.seconds = self.steps + steps, self.seconds + seconds
+        per_step = self.seconds / self.steps if self.steps else self.CHUNK_SECONDS
+        self.size = int(min(self.MAX, 2 * self.size, max(1, self.CHUNK_SECONDS / per_step)))
+
+
 class _progress:
     """A tqdm bar with the live batch loss and the latest accuracies (shown on a terminal only)."""
 
@@ -294,9 +338,9 @@ class _progress:
                         disable=None if trainer.progress else True, mininterval=0.5)
         self.seen = len(trainer.history_.evals)
 
-    def step(self, loss, history):
-        self.bar.update(1)
-        if len(history.evals) != self.seen or self.bar.n % 25 == 0:
+    def advance(self, steps, loss, history):
+        self.bar.update(steps)
+        if len(history.evals) != self.seen or self.bar.n % 25 < steps:
             self.seen = len(history.evals)
             last = dict(zip(EVAL_COLUMNS, history.evals[-1]))
             self.bar.set_postfix(loss=f"{loss:.3f}", train_acc=f"{last['train_accuracy']:.3f}",

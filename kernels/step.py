@@ -110,22 +110,48 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 
 @serial_kernel
-def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
-               kind, state, hp, drop, drop_key, src, rows):
-    """One training step on the batch X (N, I0), y (N,), or an evaluation; what runs is
-    chosen by `flags`: FORWARD (batch statistics; UPDATE_STATS also moves the running ones),
-    BACKWARD (fills dtheta with the gradient of mean loss + lam * sum ||W||^2, from the last
-    forward's workspace) and, with BACKWARD, UPDATE (optimiser `kind` with learning rate eta,
-    its memory `state` and hyperparameters `hp`, kernels/optim.py; UPDATE alone does nothing:
-    the whole-buffer update is optim.update).
-    drop (L,) float64 holds each layer's dropout rate and drop_key (uint64) names this step's
-    masks.  With rows (N,) row numbers, the batch is first gathered into X from src[rows]
-    (gemm.first_layer's GATHER, here rather than in a call of its own: one dispatch and one
-    parallel build fewer).  Returns (mean loss of the forward, 0) (0.0 without FORWARD).
-    EVALUATE (alone): the evaluation-mode forward (running BN statistics, no
+def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alpha, flags, nt,
+               kind, state, hps, drop, drop_keys, src, rows, losses_out):
+    """S = etas.shape[0] training steps, one after the other, in one call (S = 1: one step,
+    or an evaluation); what runs is chosen by `flags`: FORWARD (batch statistics;
+    UPDATE_STATS also moves the running ones), BACKWARD (fills dtheta with the gradient of
+    mean loss + lam * sum ||W||^2, from the last forward's workspace) and, with BACKWARD,
+    UPDATE (optimiser `kind` with its memory `state`, kernels/optim.py; UPDATE alone does
+    nothing: the whole-buffer update is optim.update).
+    Step s uses learning rate etas[s], hyperparameters hps[s] (HP_SIZE,), dropout key
+    drop_keys[s] (uint64; drop (L,) float64 holds each layer's rate) and the batch
+    y[s N:(s+1) N] on X (N, I0); with rows (S N,) row numbers, its batch is first gathered into
+    X from src[rows[s N:(s+1) N]] (gemm's GATHER, here rather than in a call of its own: one
+    dispatch and one parallel build fewer).  losses_out[s] gets step s's mean loss.  The run
+    stops after the first step whose loss is not finite.  Returns (mean loss of the last
+    step, steps taken) ((0.0, S) without FORWARD).
+    Why S steps in one call: a call from Python costs ~10-30 us (argument checks, the loop
+    around it), as much as a whole step of the study's 784-50-50-10 net.
+    EVALUATE (alone, S = 1): the evaluation-mode forward (running BN statistics, no
     dropout), filling P (and, when y has N labels, the per-row losses); returns (sum of
     losses, correct count), (0.0, 0) without labels.  Evaluation is a flag here, not a
     function of its own, so that the forward pass is compiled once (seconds of the first run)."""
+    S = etas.shape[0]
+    loss = 0.0
+    for s in range(S):
+        ys = y if S == 1 else y[s * X.shape[0]:(s + 1) * X.shape[0]]
+        rs = rows if S == 1 else rows[s * X.shape[0]:(s + 1) * X.shape[0]]
+        loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, X, ys, lam, etas[s],
+                                  eps, alpha, flags, nt, kind, state, hps[s], drop,
+                                  drop_keys[s], src, rs)
+        if (flags & EVALUATE) != 0:
+            return loss, correct
+        losses_out[s] = loss
+        if not np.isfinite(loss):
+            return loss, s + 1
+    return loss, S
+
+
+@inlined_kernel
+def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
+              kind, state, hp, drop, drop_key, src, rows):
+    """One step (or evaluation) of train_step on the batch X, y; returns (loss, 0) or, for an
+    evaluation, (sum of losses, correct count)."""
     L = layout.shape[0]
     N = X.shape[0]
     C = layout[L - 1, 1]

@@ -1,4 +1,3 @@
-import itertools
 import json
 import os
 import signal
@@ -9,8 +8,9 @@ import pytest
 from fastmlp import Network, checkpoint
 from fastmlp.checkpoint import CheckpointError
 from fastmlp.run import train
+from fastmlp import train as train_module
 from fastmlp.train import Trainer, TrainingInterrupted
-from train_helpers import LABELS, tiny_config, tiny_splits
+from train_helpers import LABELS, CtrlC, tiny_config, tiny_splits
 
 
 def make_trainer(config, splits, **kw):
@@ -21,17 +21,6 @@ def make_trainer(config, splits, **kw):
 
 def fit(trainer, splits):
     return trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
-
-
-def interrupt_at(net, call):
-    """Press Ctrl-C just before the `call`-th training step runs."""
-    calls, backward = itertools.count(1), net._train_step
-
-    def pressed(*args):
-        if next(calls) == call:
-            signal.raise_signal(signal.SIGINT)
-        return backward(*args)
-    net._train_step = pressed
 
 
 @pytest.mark.parametrize("dtype, batch_norm", [("float32", True), ("float64", True), ("float32", False)])
@@ -103,7 +92,7 @@ def test_bad_files_are_refused_with_the_file_named(tmp_path):
 @pytest.mark.parametrize("bonus", [{}, {"optimizer": "adam", "dropout": 0.2, "eta_max": 0.01},
                                    {"optimizer": "momentum", "nesterov": True, "dropout": [0.1, 0.3]},
                                    {"optimizer": "adagrad", "eta_max": 0.01}])
-def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path, bonus):
+def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path, monkeypatch, bonus):
     """The resumed run rebuilds the interrupted step's dropout masks and continues from the
     optimiser memory saved in the checkpoint."""
     splits = tiny_splits()
@@ -112,12 +101,17 @@ def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path, bonus):
 
     path = tmp_path / "checkpoint.npz"
     first = make_trainer(config, splits, checkpoint_path=path)
-    interrupt_at(first.net, 21)                             # mid-epoch 2 (16 steps per epoch)
-    with pytest.raises(TrainingInterrupted, match=r"interrupted at step 21; saved the checkpoint .*checkpoint.npz"):
+    # runs of up to 3 steps, so that Ctrl-C lands inside epoch 2 (16 steps per epoch)
+    monkeypatch.setattr(train_module._Chunks, "MAX", 3)
+    ctrl_c = CtrlC(monkeypatch, 20)
+    with pytest.raises(TrainingInterrupted, match=r"interrupted at step 2\d; saved the checkpoint .*checkpoint.npz"):
         fit(first, splits)
+    ctrl_c.release()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     saved = checkpoint.load(path)
-    assert saved.step == 21 and np.isnan(saved.history["batch_loss"][21:]).all()
+    stop = ctrl_c.stopped
+    assert 20 < stop < 32 and saved.step == stop and np.isnan(saved.history["batch_loss"][stop:]).all()
+    assert np.isfinite(saved.history["batch_loss"][:stop]).all()
 
     second = make_trainer(config, splits, checkpoint_path=path).restore(saved)
     fit(second, splits)
@@ -127,25 +121,15 @@ def test_ctrl_c_mid_step_then_resume_ends_bit_identical(tmp_path, bonus):
     assert second.history_.batch_loss.tobytes() == whole.history_.batch_loss.tobytes()
 
 
-def test_train_resume_finishes_the_run_folder(tmp_path):
+def test_train_resume_finishes_the_run_folder(tmp_path, monkeypatch):
     splits = tiny_splits()
     whole = train(tiny_config(out=str(tmp_path / "whole")), splits)
     out = tmp_path / "cut"
     config = tiny_config(out=str(out))
-    from fastmlp import network
-    original = network.Network._train_step
-    calls = itertools.count(1)
-
-    def pressed(self, *args):
-        if next(calls) == 30:
-            signal.raise_signal(signal.SIGINT)
-        return original(self, *args)
-    network.Network._train_step = pressed
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train(config, splits)
-    finally:
-        network.Network._train_step = original
+    ctrl_c = CtrlC(monkeypatch, 29)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, splits)
+    ctrl_c.release()
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]
     with pytest.raises(ValueError, match=r"--resume continues the run in .*; lam there is 0.005 but 0.1 "
                                          r"was given"):
@@ -161,7 +145,7 @@ def test_train_resume_finishes_the_run_folder(tmp_path):
         train(config, splits, resume=True)
 
 
-def test_resume_with_augmentation_rebuilds_the_same_batches(tmp_path):
+def test_resume_with_augmentation_rebuilds_the_same_batches(tmp_path, monkeypatch):
     """Augmentation draws are keyed by (seed, step), so an interrupted augmented run resumes to
     the same bits."""
     from fastmlp.config import TrainConfig
@@ -172,9 +156,10 @@ def test_resume_with_augmentation_rebuilds_the_same_batches(tmp_path):
     whole = fit(make_trainer(config, splits), splits)
     path = tmp_path / "checkpoint.npz"
     first = make_trainer(config, splits, checkpoint_path=path)
-    interrupt_at(first.net, 9)
-    with pytest.raises(TrainingInterrupted):
+    ctrl_c = CtrlC(monkeypatch, 8)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 9;"):    # one step a call
         fit(first, splits)
+    ctrl_c.release()
     second = make_trainer(config, splits, checkpoint_path=path).restore(checkpoint.load(path))
     fit(second, splits)
     assert second.net.theta.tobytes() == whole.net.theta.tobytes()

@@ -1,18 +1,16 @@
-import itertools
 import json
 import re
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from fastmlp import checkpoint, network
+from fastmlp import checkpoint
 from fastmlp.cli import main
 from fastmlp.data import standardize
 from fastmlp.run import train
-from train_helpers import LABELS, blobs, tiny_config, write_npz
+from train_helpers import LABELS, CtrlC, blobs, tiny_config, write_npz
 
 TINY = ["--sizes", "auto-16-16-auto", "--batch", "20", "--ns", "24", "--cycles", "1", "--train-eval", "0"]
 
@@ -132,19 +130,13 @@ def test_without_dataset_falls_back_to_the_sample_in_one_line(tmp_path, monkeypa
 
 
 def test_ctrl_c_exits_130_and_resume_finishes_bit_identical(npz, model, tmp_path, capsys, monkeypatch):
-    calls, backward = itertools.count(1), network.Network._train_step
-
-    def pressed(self, *args):
-        if next(calls) == 20:
-            signal.raise_signal(signal.SIGINT)
-        return backward(self, *args)
-    monkeypatch.setattr(network.Network, "_train_step", pressed)
+    ctrl_c = CtrlC(monkeypatch, 19)
     cut = ["train", "--dataset", npz, "--n-val", 80, "--out", tmp_path / "cut", *TINY]
     code, _, err = run(cut, capsys)
+    ctrl_c.release()
     assert code == 130 and err.count("\n") == 1
-    assert err == (f"fastmlp: interrupted at step 20; saved the checkpoint {tmp_path}/cut/checkpoint.npz. "
+    assert err == (f"fastmlp: interrupted at step {ctrl_c.stopped}; saved the checkpoint {tmp_path}/cut/checkpoint.npz. "
                    f"Continue with `fastmlp train --resume --out {tmp_path}/cut`.\n")
-    monkeypatch.setattr(network.Network, "_train_step", backward)
     code, out, err = run(["train", "--resume", "--out", tmp_path / "cut", "--threads", "1"], capsys)
     assert code == 0, err
     assert checkpoint.load(tmp_path / "cut" / "model.npz").net.theta.tobytes() == \

@@ -52,7 +52,13 @@ def test_every_field_has_exactly_one_train_flag_with_the_same_default():
     (dict(threads=numba.config.NUMBA_NUM_THREADS + 1), r"^threads must be an integer in \[1, \d+\]"),
     (dict(split="a4"), r"^split must be one of a2, a3; got 'a4'\.$"),
     (dict(dtype="float16"), r"^dtype must be one of float32, float64; got 'float16'\.$"),
-    (dict(schedule="step"), r"^schedule must be one of cyclic, constant; got 'step'\.$"),
+    (dict(schedule="step"), r"^schedule must be one of cyclic, constant, onecycle; got 'step'\.$"),
+    (dict(epochs=20), r"^epochs sets the length of the constant and onecycle schedules; .*cycles "
+                      r"and ns_epochs instead.*got epochs=20\.$"),
+    (dict(schedule="onecycle", epochs=0), r"^epochs must be an integer >= 1; got 0\.$"),
+    (dict(pct_start=1.5), r"^pct_start must be a number in \(0, 1\); got 1.5\.$"),
+    (dict(div_factor=0.0), r"^div_factor must be a finite number > 0; got 0.0\.$"),
+    (dict(cycle_momentum="no"), r"^cycle_momentum must be true or false; got 'no'\.$"),
     (dict(dataset="cifar100"), r"^dataset must be one of cifar10, fashion-mnist, sample or a path "
                                r"ending in \.npz; got 'cifar100'\.$"),
     (dict(init="glorot"), r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform or a positive float sigma"),
@@ -65,6 +71,12 @@ def test_every_field_has_exactly_one_train_flag_with_the_same_default():
 def test_validate_names_the_field_the_rule_and_the_value(changes, pattern):
     with pytest.raises(ValueError, match=pattern):
         TrainConfig(**changes).validate()
+
+
+def test_epochs_set_the_length_of_constant_and_onecycle_runs():
+    for schedule in ("constant", "onecycle"):
+        assert TrainConfig(schedule=schedule, epochs=20).validate().make_schedule(600).total_steps == 12000
+    assert TrainConfig(schedule="onecycle").make_schedule(450).total_steps == 2 * 2250 * 2
 
 
 def test_checks_that_need_the_data():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fastmlp.schedules import Constant, Cyclic
+from fastmlp.schedules import Constant, Cyclic, OneCycle
 
 LO, HI = 1e-5, 1e-1
 
@@ -64,5 +64,44 @@ def test_constant():
     (lambda: Cyclic(LO, HI, 10).eta(1.5), r"t must be an integer step index"),
 ])
 def test_bad_arguments(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+@pytest.mark.parametrize("total, pct", [(12000, 0.3), (100, 0.3), (37, 0.25), (50, 0.5)])
+def test_onecycle_is_pytorchs_onecyclelr_rate_and_momentum(total, pct):
+    """eta(t) and momentum(t) are what torch's OneCycleLR gives its t-th optimizer.step()."""
+    torch = pytest.importorskip("torch")
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.3, total_steps=total, pct_start=pct,
+                                                div_factor=20.0, final_div_factor=100.0)
+    lr, mom = [], []
+    for _ in range(total):
+        lr.append(opt.param_groups[0]["lr"])
+        mom.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    s = OneCycle(0.3, total, pct, 20.0, 100.0)
+    t = np.arange(total)
+    assert np.array_equal(s.eta(t), lr) and np.array_equal(s.momentum(t), mom)
+    assert s.eta(0) == pytest.approx(0.3 / 20) and s.eta(total - 1) == pytest.approx(0.3 / 20 / 100)
+
+
+def test_onecycle_corners_without_torch():
+    s = OneCycle(0.1, 1000)                       # torch's defaults: pct 0.3, div 25, final 1e4
+    assert s.eta(0) == pytest.approx(0.004) and s.eta(299) == pytest.approx(0.1)
+    assert s.eta(999) == pytest.approx(0.004 / 1e4)
+    assert s.momentum(0) == pytest.approx(0.95) and s.momentum(299) == pytest.approx(0.85)
+    assert np.all(np.diff(s.eta(np.arange(300))) > 0) and np.all(np.diff(s.eta(np.arange(299, 1000))) < 0)
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: OneCycle(0.1, 2), r"empty phase"),
+    (lambda: OneCycle(0.1, 100, pct_start=1.0), r"pct_start must be in \(0, 1\); got 1.0"),
+    (lambda: OneCycle(0.0, 100), r"eta_max must be a finite number > 0; got 0.0"),
+    (lambda: OneCycle(0.1, 100, div_factor=0), r"div_factor must be a finite number > 0; got 0"),
+])
+def test_onecycle_bad_arguments(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()

@@ -1,17 +1,15 @@
 """`fastmlp train --repeats N`: a run folder per seed, the summary (mean ± std) as markdown and JSON,
 each seed's run equal to a plain run with that seed, reuse and resumption on a rerun, diverged seeds,
 and the train + validation splits that a search's final run can use."""
-import itertools
 import json
-import signal
 
 import numpy as np
 import pytest
 
-from fastmlp import checkpoint, network
+from fastmlp import checkpoint
 from fastmlp.data import make_splits
 from test_cli import TINY, run
-from train_helpers import tiny_raw, write_npz
+from train_helpers import CtrlC, tiny_raw, write_npz
 
 
 @pytest.fixture
@@ -68,19 +66,13 @@ def test_each_seed_is_the_plain_run_with_that_seed_and_a_rerun_reuses_them(npz, 
 
 
 def test_an_interrupted_seed_resumes_on_the_rerun_bit_identical(npz, tmp_path, capsys, monkeypatch):
-    calls, step = itertools.count(1), network.Network._train_step
-
-    def pressed(self, *args):
-        if next(calls) == 96 + 20:          # seed 0 takes 2 cycles of 2 * 24 steps; stop seed 1 at step 20
-            signal.raise_signal(signal.SIGINT)
-        return step(self, *args)
-    monkeypatch.setattr(network.Network, "_train_step", pressed)
+    ctrl_c = CtrlC(monkeypatch, 19, occurrence=2)      # seed 0 runs to the end; stop seed 1
     out = tmp_path / "r"
     code, _, err = repeats(npz, out, capsys, "--repeats", 2, "--cycles", 2)
+    ctrl_c.release()
     assert code == 130 and err.splitlines()[-1] == (
-        f"fastmlp: interrupted at step 20; saved the checkpoint {out}/seed-1/checkpoint.npz. Continue with the "
+        f"fastmlp: interrupted at step {ctrl_c.stopped}; saved the checkpoint {out}/seed-1/checkpoint.npz. Continue with the "
         f"same command and --out {out}: finished seeds are kept and this one resumes from its checkpoint.")
-    monkeypatch.setattr(network.Network, "_train_step", step)
     code, stdout, err = repeats(npz, out, capsys, "--repeats", 2, "--cycles", 2)
     assert code == 0, err
     code, _, err = repeats(npz, tmp_path / "plain", capsys, "--seed", 1, "--cycles", 2)

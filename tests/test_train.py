@@ -140,3 +140,42 @@ def test_training_copies_no_training_set_and_allocates_nothing_per_step():
     # the input check's finiteness mask (1 byte a value: a quarter of X), the epoch's
     # permutation and labels (32 KB each), the workspace and the batch buffer (80 KB)
     assert peak < 0.4 * X.nbytes, peak / X.nbytes
+
+
+@pytest.mark.parametrize("changes", [
+    {},                                                           # plain SGD folded into products
+    {"optimizer": "momentum", "nesterov": True, "dropout": 0.3,   # cycled momentum, masks per step
+     "schedule": "onecycle", "epochs": 3},
+    {"optimizer": "adam", "batch_norm": False, "eval_every": 7},   # cuts at evaluations
+])
+def test_runs_of_steps_in_one_call_give_the_bits_of_one_call_per_step(monkeypatch, changes):
+    """The trainer hands runs of steps to one compiled call; their size must change nothing."""
+    import fastmlp.train as train_module
+    splits = tiny_splits()
+    runs = {}
+    for most in (1, 5, 4096):
+        monkeypatch.setattr(train_module._Chunks, "MAX", most)
+        monkeypatch.setattr(train_module._Chunks, "CHUNK_SECONDS", 1e9)   # always `most` steps
+        runs[most] = fit(tiny_config(**changes), splits)
+    for most in (5, 4096):
+        assert runs[most].net.theta.tobytes() == runs[1].net.theta.tobytes(), most
+        assert runs[most].net.stats.tobytes() == runs[1].net.stats.tobytes(), most
+        assert runs[most].optimizer_.state.tobytes() == runs[1].optimizer_.state.tobytes(), most
+        assert np.array_equal(runs[most].history_.batch_loss, runs[1].history_.batch_loss)
+        assert runs[most].history_.evals == runs[1].history_.evals
+
+
+def test_divergence_inside_a_run_of_steps_stops_at_the_step_that_diverged(monkeypatch):
+    import fastmlp.train as train_module
+    splits = tiny_splits()
+    steps = []
+    for most in (1, 4096):
+        monkeypatch.setattr(train_module._Chunks, "MAX", most)
+        monkeypatch.setattr(train_module._Chunks, "CHUNK_SECONDS", 1e9)
+        config = tiny_config(batch_norm=False, schedule="constant", eta=1e6, lam=0.0)
+        sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
+        trainer = Trainer(Network(sizes, False, config.init, config.dtype, config.seed), config)
+        with pytest.raises(TrainingDiverged, match=r"at step \d+"):
+            trainer.fit(splits.X_train, splits.y_train)
+        steps.append((trainer.step_, trainer.net.theta.tobytes()))
+    assert steps[0] == steps[1] and steps[0][0] > 0

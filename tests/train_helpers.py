@@ -39,3 +39,38 @@ def write_npz(path, n_train=400, n_test=90, seed=0):
     np.savez(path, x_train=X[:n_train], y_train=y[:n_train], x_test=X[n_train:], y_test=y[n_train:],
              label_names=np.array(LABELS))
     return path
+
+
+class CtrlC:
+    """Presses Ctrl-C just before the training call that takes step `step` (0-based) for the
+    `occurrence`-th time.  The trainer hands runs of steps to one compiled call and answers
+    Ctrl-C after the run, so the run stops at `stopped`, the end of that call's steps."""
+
+    def __init__(self, monkeypatch, step, occurrence=1):
+        from fastmlp import network
+        self.step, self.left, self.stopped = step, occurrence, None
+        steps, one = network.Network._train_steps, network.Network._train_step
+
+        def run_of_steps(net, X, y, lam, etas, rows, opt, t0, keys, losses):
+            self._press(t0, len(etas))
+            return steps(net, X, y, lam, etas, rows, opt, t0, keys, losses)
+
+        def one_step(net, X, y, lam, eta, rows=None, opt=None, t=0):
+            self._press(t, 1)
+            return one(net, X, y, lam, eta, rows, opt, t)
+        monkeypatch.setattr(network.Network, "_train_steps", run_of_steps)
+        monkeypatch.setattr(network.Network, "_train_step", one_step)
+        self.originals = (network.Network, steps, one)
+
+    def _press(self, t0, n):
+        if self.left and t0 <= self.step < t0 + n:
+            self.left -= 1
+            if not self.left:
+                import signal
+                self.stopped = t0 + n
+                signal.raise_signal(signal.SIGINT)
+
+    def release(self):
+        """Train without Ctrl-C from here on."""
+        cls, steps, one = self.originals
+        cls._train_steps, cls._train_step = steps, one
