@@ -12,13 +12,21 @@ Each product is C (R, J) <- alpha A (R, K) B (K, J) + beta S, with A and B read 
 so one micro-kernel serves all of them (_k6): 6 rows of C by 2 vectors of columns in 12 vector
 accumulators, fed per k by 2 vector loads of B and 6 broadcast scalars of A (12 accumulators
 leave room for the operands in AVX2's 16 registers and keep both FMA units busy: 4-cycle latency
-x 2 units = 8 chains needed; measured ~70 GFLOP/s a core with its operands in L1).  Cache
-blocks: K is cut into runs of at most KP; for each run, JS strips of B (2V columns each) are
-copied into a contiguous, zero-padded block P (KP * 2V * JS values, in L2), and every block of 6
-rows of C then sweeps those strips, so C is written along its rows (writing it strip by strip,
-500 rows apart, stalled on every line: 2.5x slower, measured) and A's 6 rows stay in L1.  The
-last strip of C's columns and the last block of rows may be short: the strip is zero-padded in
-P and stored lane by lane, the block repeats its last row's scalars and stores only its own.
+x 2 units = 8 chains needed).  Both operands are packed first, as BLIS and OpenBLAS do:
+- K is cut into equal runs of at most KP; each run is one pass of loads and stores over C
+  (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
+- B: strips of 2V columns, each k's 2V values contiguous and zero-padded (`_pack`), up to JS
+  strips at a time;
+- A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`_packa`; a
+  short block repeats its last row).  Read in place, the 6 rows' addresses made a chain of
+  dependent adds in the loop: ~70 GFLOP/s a core with everything in L1, ~99 packed (znver3).
+Loop order (BLIS's): for a run, for a block of strips, for a group of rows, for a strip, for a
+block of 6 rows: the strip (<= 64 KB) stays in L1/L2 while the group's rows of A stream through
+it.  Against the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x
+faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
+0.95x (100 x 3072 x 1024's weight gradient).
+The last strip of C's columns and the last block of rows may be short: the strip is zero-padded
+in P and stored lane by lane, the block repeats its last row's scalars and stores only its own.
 
 Why not BLAS: OpenBLAS's sgemm gives an element other bits depending on where it falls in its
 tiles (measured on its Haswell kernel: 1.4 % of the elements of a (500, 784) x (784, 512)
@@ -40,8 +48,9 @@ from .optim import HP_SIZE, update_range
 from .simd import SIMD, lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vtranspose, vzero
 
 MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
-KP = 256    # longest run of k (a strip of B, KP * 2V values, is 16 KB in float32 on AVX2)
-JS = 8      # strips of B per packed block (KP * 2V * JS values: 128 KB in float32 on AVX2)
+KP = 1024   # longest run of k: every run is a pass over C's loads and stores
+JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
+MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
 
 FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
 
@@ -119,31 +128,51 @@ def _row(Cf, Sf, T, at, w, acc0, acc1, va, vb, keep, first):
 
 
 @internal_kernel
-def _k6(Cf, Sf, Af, P, T, r0, nr, j, w, n, J, a0_, sk, sr, va, vb, keep, first):
-    """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k; A(k, r) at
-    Af[a0_ + k*sk + r*sr]).  Fewer than 6 rows repeat the last one's scalars and store only
-    theirs: each row's lanes are the same chains as in a full block."""
+def _packa(Ap, Af, a0, nr, n, sk, sr, avail):
+    """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short
+    block repeats its last row), so that _k6 reads its 6 scalars of each k from one place.
+    avail: rows of A that may be read from a0 on."""
+    last = nr - 1
+    if sk == 1:     # rows of A are contiguous (forward, input gradient)
+        V = lanes(Ap)
+        done = 0
+        if nr == MR and V >= MR and avail >= V:
+            # V rows x V values of k transposed in registers (2x faster than scalar moves):
+            # each k's V lanes land at Ap[k * MR], and the next k overwrites the V - MR
+            # lanes past its MR (the tail below, or the next block: Ap has V values of slack)
+            done = n - n % V
+            for k in range(0, done, V):
+                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr)
+        for i in range(MR):
+            row = Af[a0 + min(i, last) * sr:a0 + min(i, last) * sr + n]
+            for k in range(done, n):
+                Ap[k * MR + i] = row[k]
+    else:           # each k's scalars are contiguous (weight gradient)
+        for k in range(n):
+            col = a0 + k * sk
+            for i in range(MR):
+                Ap[k * MR + i] = Af[col + min(i, last) * sr]
+
+
+@internal_kernel
+def _k6(Cf, Sf, Ap, P, T, r0, nr, j, w, n, J, va, vb, keep, first):
+    """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k) and the packed rows
+    Ap of A (_packa).  Fewer than 6 rows repeat the last one's scalars and store only theirs:
+    each row's lanes are the same chains as in a full block."""
     V = lanes(P)
     a0 = vzero(P); a1 = vzero(P); b0 = vzero(P); b1 = vzero(P)  # noqa: E702
     c0 = vzero(P); c1 = vzero(P); d0 = vzero(P); d1 = vzero(P)  # noqa: E702
     e0 = vzero(P); e1 = vzero(P); f0 = vzero(P); f1 = vzero(P)  # noqa: E702
-    last = nr - 1
-    g0 = a0_ + r0 * sr
-    g1 = a0_ + (r0 + min(1, last)) * sr
-    g2 = a0_ + (r0 + min(2, last)) * sr
-    g3 = a0_ + (r0 + min(3, last)) * sr
-    g4 = a0_ + (r0 + min(4, last)) * sr
-    g5 = a0_ + (r0 + min(5, last)) * sr
     for k in range(n):
         p = vload(P, 2 * V * k)
         q = vload(P, 2 * V * k + V)
-        d = k * sk
-        x = vsplat_at(Af, g0 + d); a0 = vfma(p, x, a0); a1 = vfma(q, x, a1)  # noqa: E702
-        x = vsplat_at(Af, g1 + d); b0 = vfma(p, x, b0); b1 = vfma(q, x, b1)  # noqa: E702
-        x = vsplat_at(Af, g2 + d); c0 = vfma(p, x, c0); c1 = vfma(q, x, c1)  # noqa: E702
-        x = vsplat_at(Af, g3 + d); d0 = vfma(p, x, d0); d1 = vfma(q, x, d1)  # noqa: E702
-        x = vsplat_at(Af, g4 + d); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
-        x = vsplat_at(Af, g5 + d); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
+        d = k * MR
+        x = vsplat_at(Ap, d); a0 = vfma(p, x, a0); a1 = vfma(q, x, a1)  # noqa: E702
+        x = vsplat_at(Ap, d + 1); b0 = vfma(p, x, b0); b1 = vfma(q, x, b1)  # noqa: E702
+        x = vsplat_at(Ap, d + 2); c0 = vfma(p, x, c0); c1 = vfma(q, x, c1)  # noqa: E702
+        x = vsplat_at(Ap, d + 3); d0 = vfma(p, x, d0); d1 = vfma(q, x, d1)  # noqa: E702
+        x = vsplat_at(Ap, d + 4); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
+        x = vsplat_at(Ap, d + 5); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
     at = r0 * J + j
     if w < 2 * V:               # the last strip of C's columns, lane by lane
         _row(Cf, Sf, T, at, w, a0, a1, va, vb, keep, first)
@@ -199,27 +228,37 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
     B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J."""
     V = lanes(Bf)
-    S2 = 2 * V * KP
-    # this part's own scratch, allocated per call: ~1 us against at least 2M multiply-adds
-    P = np.empty(S2 * JS, Bf.dtype)
+    W = 2 * V
+    runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
+    nk = (K + runs - 1) // runs  # pass of C's loads and stores for little work)
+    S2 = W * nk
+    # this part's own scratch, allocated per call: microseconds against >= 2M multiply-adds
+    P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
+    Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: _packa
     T = np.empty(V, Bf.dtype)
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
-    runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
-    for u in range(runs):        # pass of C's loads and stores for little work)
+    for u in range(runs):
         k0, k1 = K * u // runs, K * (u + 1) // runs
         n = k1 - k0
         first = u == 0
-        for b0 in range(j0, j1, 2 * V * JS):
-            b1 = min(j1, b0 + 2 * V * JS)
-            for j in range(b0, b1, 2 * V):
-                s = (j - b0) // (2 * V)
-                _pack(P[s * S2:(s + 1) * S2], Bf, k0, k1, j, min(2 * V, b1 - j), tk, tj)
-            for r in range(r0, r1, MR):
-                for j in range(b0, b1, 2 * V):
-                    s = (j - b0) // (2 * V)
-                    _k6(Cf, Sf, Af, P[s * S2:(s + 1) * S2], T, r, min(MR, r1 - r), j,
-                        min(2 * V, b1 - j), n, J, k0 * sk, sk, sr, va, vb, keep, first)
+        for b0 in range(j0, j1, W * JS):
+            b1 = min(j1, b0 + W * JS)
+            for j in range(b0, b1, W):
+                s = (j - b0) // W
+                _pack(P[s * S2:(s + 1) * S2], Bf, k0, k1, j, min(W, b1 - j), tk, tj)
+            for m0 in range(r0, r1, MC):
+                m1 = min(r1, m0 + MC)
+                for r in range(m0, m1, MR):
+                    _packa(Ap[(r - m0) * nk:], Af, k0 * sk + r * sr, min(MR, m1 - r), n,
+                           sk, sr, r1 - r)
+                # each strip of B, once loaded, serves every row block of the group
+                for j in range(b0, b1, W):
+                    s = (j - b0) // W
+                    for r in range(m0, m1, MR):
+                        _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
+                            P[s * S2:(s + 1) * S2], T, r, min(MR, m1 - r), j, min(W, b1 - j),
+                            n, J, va, vb, keep, first)
     return
 
 
@@ -232,12 +271,18 @@ def _cut(units, t, nb):
 
 @internal_kernel
 def _rect(R, J, step_r, step_j, t, nb):
-    """Part t of nb of an (R, J) output cut into blocks of step_r rows or step_j columns: by
-    columns when there are enough for every part or more than rows (each part then packs only
-    its own strips of B, the costly operand of the forward, where it is WT transposed; 46 -> 53
-    GFLOP/s on net A's forward, measured), else by rows."""
+    """Part t of nb of an (R, J) output cut into blocks of step_r rows or step_j columns.  Each
+    part packs its own rows of A and strips of B and the other operand whole, so the cut goes
+    across the longer side: cut by columns, every part packs all R rows of A; by rows, all J
+    columns of B (net A's forward, 100-500 x 3072 x 50, cut by columns had both threads pack
+    all of X: 1.3-1.7x slower than by rows, measured).  A side with fewer blocks than parts
+    is not cut, unless the other has fewer still."""
     br, bj = (R + step_r - 1) // step_r, (J + step_j - 1) // step_j
-    if bj >= nb or bj >= br:
+    if J >= R:
+        by_cols = bj >= nb or bj >= br
+    else:
+        by_cols = br < nb and bj > br
+    if by_cols:
         u0, u1 = _cut(bj, t, nb)
         return 0, R, min(J, u0 * step_j), min(J, u1 * step_j)
     u0, u1 = _cut(br, t, nb)
