@@ -9,7 +9,7 @@ resumed step or a gradient check with the same key sees the same mask.  prange o
 from numba import prange
 
 from ._config import parallel_kernel
-from .rng import uniform
+from .rng import below, bits53
 
 
 @parallel_kernel
@@ -17,12 +17,12 @@ def dropout_forward(H, rate, key):
     """H (N, O) <- H * mask / (1 - rate), in place."""
     N, O = H.shape
     scale = 1.0 / (1.0 - rate)
+    drop = below(rate)      # dropped: uniform(key, i) < rate, compared as integers
     for n in prange(N):
+        row = H[n]
         for o in range(O):
-            if uniform(key, n * O + o) < rate:
-                H[n, o] = 0
-            else:
-                H[n, o] = H[n, o] * scale
+            # a select, not a branch, so that the loop runs on vectors
+            row[o] = 0 if bits53(key, n * O + o) < drop else row[o] * scale
     return
 
 

@@ -37,10 +37,23 @@ def stream_key(seed, step, stream):
 
 
 @serial_kernel
+def bits53(key, i):
+    """Draw i of stream `key` as the integer m < 2**53 that `uniform` scales by 2**-53."""
+    return mix64(np.uint64(key) + (np.uint64(i) + np.uint64(1)) * GOLDEN) >> np.uint64(11)
+
+
+@serial_kernel
 def uniform(key, i):
     """Draw i of stream `key`: a float64 in [0, 1) with 53 random bits."""
-    z = mix64(np.uint64(key) + (np.uint64(i) + np.uint64(1)) * GOLDEN)
-    return float(z >> np.uint64(11)) * _TO_UNIT
+    return float(bits53(key, i)) * _TO_UNIT
+
+
+@serial_kernel
+def below(p):
+    """The integer t with uniform(key, i) < p exactly when bits53(key, i) < t, for p in [0, 1]:
+    m * 2**-53 < p <=> m < p * 2**53 (exact: a power-of-two scaling) <=> m < ceil(p * 2**53).
+    Comparing integers saves the conversion to float, which AVX2 has no vector form of."""
+    return np.uint64(np.ceil(p * 9007199254740992.0))
 
 
 @serial_kernel
