@@ -23,8 +23,9 @@ at the end with the running statistics and no dropout.
   torch.randperm shuffles, the L2 term added to the loss; the running variance from the unbiased
   batch variance (nn.BatchNorm1d: x 100/99 at batch 100).
 - JAX: bench/recipe_jax.py (jit step or lax.scan per epoch, data on the device, donated state,
-  Nesterov and dropout by hand); eta and momentum of every step computed on the host with
-  OneCycleLR's formulas (`onecycle` below); the biased running variance.
+  Nesterov and dropout by hand); eta and momentum of every step computed on the host by
+  fastmlp.schedules.OneCycle (`onecycle` below: equal to torch's OneCycleLR, which
+  tests/test_schedules.py and --check-step check); the biased running variance.
 
 Each implementation draws its own initial weights, shuffles and dropout masks: compare the mean
 test accuracies over seeds.  They run interleaved per seed (fastmlp seed s, torch seed s, jax
@@ -37,7 +38,7 @@ per-epoch evaluations, every compilation and the final test evaluation are exclu
     python bench/recipe_onecycle.py --check-step --impl fastmlp torch jax --seeds 0 --epochs 1
 
 `--check-step` first compares the implementations on the same start: the schedules (OneCycleLR's
-own eta and momentum for every step against `onecycle` and fastmlp's), the first-step loss on
+own eta and momentum for every step against fastmlp's, which the JAX peer uses too), the first-step loss on
 fastmlp's initial weights, and a 40-step paired run without dropout on 2,000 rows (fastmlp's
 weights and shuffles for all three).  The weights after it agree to float32 rounding amplified by
 the 40 steps at rates up to 0.1: measured ~3e-7 after 20 steps, ~1e-4 (fastmlp or JAX against
@@ -47,7 +48,6 @@ the first N rows only (smoke runs).
 """
 import argparse
 import dataclasses
-import math
 import os
 import statistics
 import sys
@@ -79,23 +79,13 @@ def subset(splits, n):
 
 
 def onecycle(total, eta_max=ETA_MAX):
-    """(eta, momentum) of update steps 0 .. total-1: OneCycleLR.get_lr with step_num = t
-    (three_phase False, anneal cos), transcribed from torch/optim/lr_scheduler.py."""
-    def cos(start, end, pct):
-        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-    initial = eta_max / DIV_FACTOR
-    phases = [(float(PCT_START * total) - 1, initial, eta_max, MAX_MOMENTUM, BASE_MOMENTUM),
-              (total - 1, eta_max, initial / FINAL_DIV_FACTOR, BASE_MOMENTUM, MAX_MOMENTUM)]
-    etas, mus = np.empty(total), np.empty(total)
-    for t in range(total):
-        start = 0.0
-        for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
-            if t <= end or i == len(phases) - 1:
-                pct = (t - start) / (end - start)
-                etas[t], mus[t] = cos(lr0, lr1, pct), cos(m0, m1, pct)
-                break
-            start = end
-    return etas, mus
+    """(eta, momentum) of update steps 0 .. total-1 for the JAX peer: fastmlp's OneCycle with
+    OneCycleLR's defaults, equal to torch's step for step (tests/test_schedules.py)."""
+    from fastmlp.schedules import OneCycle
+    s = OneCycle(eta_max, total, PCT_START, DIV_FACTOR, FINAL_DIV_FACTOR, BASE_MOMENTUM,
+                 MAX_MOMENTUM)
+    t = np.arange(total)
+    return s.eta(t), s.momentum(t)
 
 
 def sizes_of(splits, a):
@@ -229,7 +219,6 @@ def check_step(splits, threads, a, jax_loop):
     import torch
     from fastmlp import Network
     total = a.epochs * (len(splits.X_train) // BATCH)
-    etas, mus = onecycle(total, a.eta_max)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=a.eta_max, momentum=0.9, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.eta_max, total_steps=total)
     lr_t, mu_t = [], []
@@ -240,10 +229,9 @@ def check_step(splits, threads, a, jax_loop):
         sched.step()
     fs = fastmlp_config(0, threads, a).make_schedule(len(splits.X_train) // BATCH)
     ts = np.arange(total)
-    print(f"check: schedule over {total} steps, OneCycleLR (defaults) vs onecycle(): max |d eta| "
-          f"{np.abs(etas - lr_t).max():.1e}, max |d momentum| {np.abs(mus - mu_t).max():.1e}; vs "
-          f"fastmlp's {fs!r}: {np.abs(fs.eta(ts) - lr_t).max():.1e}, "
-          f"{np.abs(fs.momentum(ts) - mu_t).max() if hasattr(fs, 'momentum') else float('nan'):.1e}")
+    print(f"check: schedule over {total} steps, OneCycleLR (defaults) vs fastmlp's {fs!r} (the "
+          f"JAX peer's too): max |d eta| {np.abs(fs.eta(ts) - lr_t).max():.1e}, max |d momentum| "
+          f"{np.abs(fs.momentum(ts) - mu_t).max():.1e}")
 
     sizes = sizes_of(splits, a)
     net = Network(sizes, True, "he", np.float32, seed=0)
