@@ -132,7 +132,7 @@ class Trainer:
         self.steps_per_epoch_ = spe = n // batch
         schedule = (self.schedule or cfg.make_schedule)(spe)
         total = self._start_history(schedule)
-        opt, augmenter = self.optimizer_, self._augmenter(X)
+        opt, augmenter, dropout = self.optimizer_, self._augmenter(X), any(net.dropout)
         opt.set_cycle(schedule.momentum(np.arange(total))
                       if cfg.cycle_momentum and hasattr(schedule, "momentum") else None)
         # the update multiplies in net.dtype: eta rounded to it, as the step takes a float64
@@ -163,8 +163,10 @@ class Trainer:
                     S = 1 if augmenter else min(spe - b, total - t0, self._to_next_eval(t0),
                                                 chunk.size)
                     tic = time.perf_counter()
-                    keys = np.array([stream_key(cfg.seed, t, DROPOUT_STREAM)
-                                     for t in range(t0, t0 + S)], np.uint64)
+                    # each step's dropout key (a compiled call each: only when dropout is on)
+                    keys = (np.array([stream_key(cfg.seed, t, DROPOUT_STREAM)
+                                      for t in range(t0, t0 + S)], np.uint64)
+                            if dropout else np.zeros(S, np.uint64))
                     rows = slice(b * batch, (b + S) * batch)
                     if augmenter:    # the batch's rows augmented into batch_rows first
                         augment(batch_rows, X, order[rows], batch_key(cfg.seed, t0), threads)
