@@ -48,7 +48,7 @@ relu_backward_s = serial_twin(relu.relu_backward, internal=True)
 softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward, internal=True)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward, internal=True)
 dropout_forward_s = serial_twin(dropout.dropout_forward, internal=True)
-dropout_backward_s = dropout_forward_s          # the same map (kernels/dropout.py)
+dropout_backward_gated_s = serial_twin(dropout.dropout_backward_gated, internal=True)
 
 
 @internal_kernel
@@ -225,8 +225,8 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
         return dZ
     dH = _view(ws, wsl[l, 4], N, O)
     H = _view(ws, wsl[l, 1], N, O)
-    if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below keeps them 0
-        dropout_backward_s(dH, drop[l], sub_key(drop_key, l))
+    if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below zeroes them
+        dropout_backward_gated_s(dH, drop[l])
     if layout[l, 4] >= 0:
         dgamma = dtheta[layout[l, 4]:layout[l, 4] + O]
         dbeta = dtheta[layout[l, 5]:layout[l, 5] + O]

@@ -36,6 +36,44 @@ def test_kernels_match_numpy_twin(dtype, rate):
         np.testing.assert_array_equal(arr, twin)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_gated_backward_equals_the_masked_one_after_the_gate(dtype, rate):
+    """The fused step's backward skips the mask (dropout_backward_gated: dH / (1 - rate)) because
+    the gate that follows (ReLU's, or batch norm's with relu) is 0 where the output after
+    dropout is 0: through relu_backward and bn_backward_rows it gives the bits of the masked
+    backward, and alone it is dH scaled (the NumPy twin)."""
+    from fastmlp.kernels import batchnorm, relu
+    rng = np.random.default_rng(1)
+    N, O = 64, 37
+    key = np.uint64(krng.stream_key(3, 17, 1))
+    H = np.maximum(rng.standard_normal((N, O)), 0).astype(dtype)
+    dropout.dropout_forward(H, rate, key)            # the output after dropout, as stored
+    dH = rng.standard_normal((N, O)).astype(dtype)
+    dH[0, :] = np.inf                                # a non-finite gradient on dropped units too
+    masked, gated = dH.copy(), dH.copy()
+    dropout.dropout_backward(masked, rate, key)
+    dropout.dropout_backward_gated(gated, rate)
+    # the kernel scales in float64 (scale = 1 / (1 - rate) unrounded), as dropout_forward does
+    np.testing.assert_array_equal(gated, (dH.astype(np.float64) * (1.0 / (1.0 - rate))).astype(dtype))
+    serial = dH.copy()
+    serial_twin(dropout.dropout_backward_gated)(serial, rate)
+    np.testing.assert_array_equal(serial, gated)
+    a, b = np.empty_like(dH), np.empty_like(dH)
+    relu.relu_backward(a, masked, H)
+    relu.relu_backward(b, gated, H)
+    np.testing.assert_array_equal(a, b)
+    Xhat = rng.standard_normal((N, O)).astype(dtype)
+    inv_std, gamma = rng.uniform(0.5, 2, O).astype(dtype), rng.uniform(0.5, 2, O).astype(dtype)
+    outs = []
+    for d in (masked, gated):
+        dX, dgamma, dbeta = np.empty_like(d), np.empty(O, dtype), np.empty(O, dtype)
+        batchnorm.bn_backward_rows(dX, dgamma, dbeta, d, Xhat, inv_std, gamma, H, True)
+        outs.append((dX, dgamma, dbeta))
+    for x, y in zip(*outs):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_mask_rate_and_independence():
     """The share dropped is the rate; masks differ between steps and layers."""
     H = np.ones((1000, 200))
