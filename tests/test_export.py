@@ -147,3 +147,8 @@ def test_without_onnx_the_error_names_the_extra(tmp_path, capsys, monkeypatch):
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("fastmlp: error: fastmlp export (ONNX) needs the onnx package")
     assert 'pip install "fastmlp[onnx]"' in err
+
+
+def test_help_names_the_extra(capsys):
+    code, out, _ = run(["export", "--help"], capsys)
+    assert code == 0 and "OUT.onnx" in out and 'pip install "fastmlp[onnx]"' in " ".join(out.split())
