@@ -11,5 +11,5 @@ def require(module, extra, purpose):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ValueError(f"{purpose} needs the {module} package, which is not installed ({e}); install "
+        raise ValueError(f"{purpose} needs the {module} package, which cannot be imported ({e}); install "
                          f"it with pip install \"fastmlp[{extra}]\".") from None
