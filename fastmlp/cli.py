@@ -1,4 +1,4 @@
-"""`fastmlp` on the command line: train, evaluate, predict, download, gradcheck, study, search.
+"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search.
 
 `fastmlp train` has one flag per TrainConfig field, built from the dataclass (so help and defaults
 come from one place); `--config run.toml` reads the same fields from a file, and flags override it.
@@ -74,6 +74,18 @@ def build_parser():
                    help="the rows are already standardised: use them as they are")
     p.add_argument("--out", metavar="PATH", help="write the labels to PATH (.npy: int64 array; "
                    "else text, one per line) instead of printing them")
+
+    p = commands.add_parser("export", help="write a model as an ONNX graph (for onnxruntime etc.)",
+                            description="Write MODEL as an ONNX graph (float32, opset 13) that takes what "
+                                        "`fastmlp predict` takes, raw rows (N, D) in the units of the "
+                                        "training files, and outputs `probabilities` (N, C) and `label` "
+                                        "(N,). The standardisation with the model's mean and std is in the "
+                                        "graph; batch norm is folded into the Linear layers. Needs pip "
+                                        "install \"fastmlp[onnx]\".")
+    p.add_argument("model", metavar="MODEL", help="a model.npz written by `fastmlp train`")
+    p.add_argument("onnx", metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--standardized", action="store_true",
+                   help="the graph takes standardised rows: leave the standardisation out")
 
     p = commands.add_parser("download", help="download a dataset into the data folder")
     p.add_argument("name", choices=("cifar10", "fashion-mnist"))
@@ -298,6 +310,15 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_export(args):
+    from .export import export_onnx
+    model = export_onnx(args.model, args.onnx, args.standardized)
+    rows = "standardised" if args.standardized else "raw"
+    _say(f"Wrote {args.onnx}: {model.net!r} as ONNX; input `input` ({rows} rows), outputs `probabilities` "
+         f"and `label`")
+    return 0
+
+
 def cmd_download(args):
     print(data.download(args.name, args.data_dir, args.url))
     return 0
@@ -376,6 +397,6 @@ def _say(line):
     print(line, file=sys.stderr)
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download,
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "export": cmd_export,
             "gradcheck": cmd_gradcheck, "study": cmd_study,
             "search": cmd_search, "show-augment": cmd_show_augment}

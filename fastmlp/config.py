@@ -33,7 +33,7 @@ DTYPES = ("float32", "float64")
 SCHEDULES = ("cyclic", "constant", "onecycle")
 STANDARDIZE = ("auto", "pixel", "channel")
 # Fields that may change between an interrupted run and its resumption: they do not touch the result.
-RESUME_FREE = ("threads", "out", "data_dir", "download")
+RESUME_FREE = ("threads", "out", "data_dir", "download", "tensorboard")
 
 
 def _parse_init(text):
@@ -135,6 +135,10 @@ class TrainConfig:
                                  "subset); 0: all of them. Final accuracies always use all",
                            type=int)
     out: str | None = _opt(None, "output folder; unset: runs/<YYYYmmdd-HHMMSS>", metavar="DIR")
+    tensorboard: str | None = _opt(None, "also write TensorBoard event files into DIR/<name of the output "
+                                         "folder>/: loss, cost and accuracy in percent at each evaluation, learning "
+                                         "rate and batch loss per step; view with tensorboard --logdir DIR "
+                                         "(needs pip install \"fastmlp[tensorboard]\")", metavar="DIR")
 
     # ---- validation -------------------------------------------------------------------------------
     def validate(self):
@@ -182,7 +186,7 @@ class TrainConfig:
             _int("threads", self.threads, 1, numba.config.NUMBA_NUM_THREADS)
         _int("eval_every", self.eval_every, 0)
         _int("train_eval", self.train_eval, 0)
-        for name in ("data_dir", "out"):
+        for name in ("data_dir", "out", "tensorboard"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a folder path (a string); got {getattr(self, name)!r}.")
         for name in ("batch_norm", "download", "nesterov", "cycle_momentum"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numba
 
-from . import _checks, checkpoint, data
+from . import _checks, checkpoint, data, tblog
 from .config import FIELDS, RESUME_FREE
 from .network import Network
 from .train import History, Trainer
@@ -72,6 +72,7 @@ def train(config, splits=None, *, resume=False, progress=False, log=None):
 def _run(config, splits, resume, progress, log):
     start = time.perf_counter()
     out = Path(config.out) if config.out is not None else new_run_folder()
+    on_evaluate = tblog.loggers(config, out)   # --tensorboard: its package checked before the data loads
     if splits is None:   # record the dataset chosen, so that evaluate and --resume use it again
         name, note = resolve_dataset(config)
         config = replace(config, dataset=name)
@@ -83,7 +84,7 @@ def _run(config, splits, resume, progress, log):
     sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
     net = Network(sizes, config.batch_norm, config.init, config.dtype, config.seed,
                   dropout=config.dropout)
-    trainer = Trainer(net, config, out / CHECKPOINT, splits, progress)
+    trainer = Trainer(net, config, out / CHECKPOINT, splits, progress, on_evaluate=on_evaluate)
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"Resuming {out} at step {ckpt.step}.")

@@ -93,15 +93,19 @@ class Trainer:
     checkpoints; augmentation needs its mean, std and image_shape (the training rows are
     standardised images, and augmentation works on the raw ones).  Fitted state: step_,
     history_, seconds_ (train / eval / checkpoint), optimizer_ (its memory is checkpointed).
+    on_evaluate: callables called with the trainer after each evaluation (history_.evals[-1]
+    is the new row), e.g. fastmlp.tblog.TensorBoardLog.
     """
 
-    def __init__(self, net, config, checkpoint_path=None, data=None, progress=False, schedule=None):
+    def __init__(self, net, config, checkpoint_path=None, data=None, progress=False, schedule=None,
+                 on_evaluate=()):
         self.net, self.config = net, config.validate()
         # schedule: a callable steps_per_epoch -> schedule (eta(t), total_steps) replacing the
         # config's cyclic/constant one (the Keras-style API counts epochs instead of cycles)
         self.schedule = schedule
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.data, self.progress = data, progress
+        self.on_evaluate = list(on_evaluate)
         self.step_, self.history_, self.saved_step_ = 0, None, None
         self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
         self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
@@ -268,6 +272,8 @@ class Trainer:
                 row += [loss, loss + penalty, acc]
         self.history_.evals.append(row)
         self.seconds_["eval"] += time.perf_counter() - tic
+        for callback in self.on_evaluate:
+            callback(self)
 
     def save_checkpoint(self):
         if self.checkpoint_path is None:
