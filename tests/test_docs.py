@@ -144,7 +144,7 @@ def folder(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("block", RUN)
 def test_block_runs_and_prints_what_it_shows(block, folder):
-    for name in re.findall(r"\.\./shared/data/(\S+)", block.body):
+    for name in re.findall(r"\.\./shared/data/([\w-]+(?:\.[\w-]+)*)", block.body):
         shared_file(name)                              # skips when the real data is absent
     if block.info == "python":
         printed = io.StringIO()
