@@ -1,5 +1,6 @@
-"""Every code block of README.md and docs/*.md runs and prints what it shows, and every relative link
-points at something that exists.
+"""Every code block of README.md and docs/*.md runs and prints what it shows; every relative link
+points at something that exists; the README's commands, the guide's synopsis and the install line
+agree with the CLI and .ci/run.
 
 How a page marks its blocks (docs/design.md, "Keeping the docs true", says the same for writers):
 
@@ -15,6 +16,7 @@ A command that names a file under ../shared/data (real data beside the repositor
 tests/conftest.py) runs where that folder is, one level above the temporary folder, and is
 skipped with a reason when the file is absent.
 """
+import argparse
 import contextlib
 import io
 import os
@@ -27,6 +29,7 @@ import pytest
 
 import fastmlp
 from data_helpers import SHARED_DATA, shared_file
+from fastmlp.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -154,7 +157,6 @@ def test_block_runs_and_prints_what_it_shows(block, folder):
         assert normalise(printed.getvalue()) == normalise(shown), \
             f"{block.where}: the block prints something else than its ```text block shows:\n{printed.getvalue()}"
         return
-    from fastmlp.cli import main
     for command, shown in console_commands(block):
         argv = shlex.split(command)
         assert argv[0] == "fastmlp", f"{block.where}: console blocks run fastmlp commands only: {command}"
@@ -211,3 +213,50 @@ def test_relative_links_resolve(page):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target} (no heading #{anchor} in {file.name})")
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {', '.join(broken)}"
+
+
+# --- what the docs say about the command line and the install, against the real thing --------------
+
+def subcommands(parser):
+    """{name: parser} of an argparse parser's subcommands (none: {})."""
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def option_strings(parser):
+    """Every --flag of a parser and of its subcommands, nested ones included."""
+    found = {o for a in parser._actions for o in a.option_strings}
+    for sub in subcommands(parser).values():
+        found |= option_strings(sub)
+    return found
+
+
+def test_readme_lists_every_command():
+    listed = set(re.findall(r"^\| `fastmlp ([\w-]+)", (ROOT / "README.md").read_text(encoding="utf-8"),
+                            flags=re.M))
+    commands = set(subcommands(build_parser()))
+    assert listed == commands, (f"README.md's table of commands lists {sorted(listed)}; fastmlp has "
+                                f"{sorted(commands)}: give each command one line there")
+
+
+def test_synopsis_flags_exist():
+    # a synopsis is not run, so nothing else would notice a renamed or removed flag
+    synopses = [b for b in ALL_BLOCKS if not runnable(b) and b.body.startswith("fastmlp ")]
+    assert synopses, "no synopsis block (one starting with `fastmlp `) found in the docs"
+    commands = subcommands(build_parser())
+    for block in synopses:
+        for part in re.split(r"^(?=fastmlp )", block.body, flags=re.M)[1:]:
+            name = part.split()[1]
+            assert name in commands, f"{block.where}: the synopsis shows `fastmlp {name}`, no such command"
+            shown = re.sub(r"\[any [^]]*\]", "", part)    # "[any `train` flag but --lam]" names no flag of its own
+            unknown = set(re.findall(r"--[a-z][a-z0-9-]*", shown)) - option_strings(commands[name])
+            assert not unknown, f"{block.where}: `fastmlp {name}` has no flags {sorted(unknown)}"
+
+
+def test_readme_installs_what_ci_installs():
+    # .ci/run installs "exactly as README tells a new user"; the examples need those extras
+    pip = r'pip install (?:-q )?-e "\.\[([\w,]+)\]"'
+    ci = re.search(pip, (ROOT / ".ci" / "run").read_text(encoding="utf-8"))
+    readme = re.search(pip, (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert ci and readme, "an editable `pip install -e \".[extras]\"` line in README.md and .ci/run"
+    assert set(readme.group(1).split(",")) == set(ci.group(1).split(",")), (
+        f"README.md installs the extras [{readme.group(1)}], .ci/run [{ci.group(1)}]: keep them equal")
