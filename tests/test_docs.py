@@ -13,7 +13,7 @@ How a page marks its blocks (docs/design.md, "Keeping the docs true", says the s
   before it; `<!-- slow: REASON -->` there marks a block that runs, under @pytest.mark.slow.
 
 A command that names a file under ../shared/data (real data beside the repository, see
-tests/conftest.py) runs where that folder is, one level above the temporary folder, and is
+tests/data_helpers.py) runs where that folder is, one level above the temporary folder, and is
 skipped with a reason when the file is absent.
 """
 import argparse
@@ -88,7 +88,7 @@ RUN = [pytest.param(b, id=b.where, marks=[pytest.mark.slow] if b.marker else [])
        for b in ALL_BLOCKS if runnable(b)]
 
 
-# --- what may differ between the docs and a run: kept to timings and run-folder names ------------
+# --- what may differ between the docs and a run: timings, run-folder names, the install folder ----
 
 SECONDS = re.compile(r"\b\d+(?:\.\d+)? s\b")              # "training 0.4 s", "(8.0 s)"
 RUN_FOLDER = re.compile(r"\bruns/\d{8}-\d{6}\b")           # runs/20261130-161120 (a timestamp)
