@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint, data
+from . import __version__, checkpoint, data, npyfile
 from .config import TrainConfig, _parse_dropout, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
 from .train import TrainingDiverged, TrainingInterrupted
@@ -268,10 +268,7 @@ def cmd_evaluate(args):
 def cmd_predict(args):
     model = checkpoint.load(args.model)
     net = model.net
-    try:
-        X = np.load(args.file, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{args.file}: cannot read it as a .npy array ({e}).") from None
+    X = npyfile.load_npy(args.file, "predict input")   # header checked before allocating
     if X.ndim == 1:
         X = X[None, :]
     elif X.ndim > 2 and model.image_shape and tuple(X.shape[1:]) == tuple(model.image_shape):
