@@ -39,13 +39,16 @@ def parse(arrays, path, formats):
                          f"file, or one from another version")
     config = _config(e)
     net = _network(e)
+    for key in sorted(arrays):          # arrays of another network (e.g. BN ones without BN)
+        if key.startswith(("param.", "stat.")) and key not in e.used:
+            e.fail(key, f"is not part of a fastmlp model of sizes {net.sizes} with batch norm "
+                        f"{'on' if net.batch_norm else 'off'}")
     fields = dict(net=net, config=config, step=_step(e), source=e.text("source"),
                   seconds=_seconds(e), history=_history(e), optimizer_state=_optimizer_state(e, net, config))
     fields.update(_data(e, net))
     unexpected = sorted(set(arrays) - e.used)
     if unexpected:
-        e.fail(unexpected[0], f"is not part of a fastmlp model of sizes {net.sizes} with batch norm "
-                              f"{'on' if net.batch_norm else 'off'}")
+        e.fail(unexpected[0], "is not part of a fastmlp model file")
     return fields
 
 

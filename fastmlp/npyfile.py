@@ -73,8 +73,8 @@ def load_npy(path, what, error=ValueError, max_bytes=None):
     except MemoryError:
         raise error(f"{path}: not enough memory to read {what}.") from None
     except DAMAGED as e:
-        raise error(f"{path}: cannot read {what} as a .npy array ({_reason(e)}); save it with "
-                    f"np.save(path, X).") from None
+        raise error(f"{path}: cannot read it as a .npy array ({_reason(e)}); {what} must be saved "
+                    f"with np.save(path, X).") from None
 
 
 def load_npz(path, what, error=ValueError, max_bytes=2**31):
