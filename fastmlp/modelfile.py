@@ -158,7 +158,23 @@ def _network(e):
         for name in (n for n in state if n.startswith("run_var")):
             e.finite(f"stat.{name}", state[name], low=0.0, strict=True)
     net.set_state(state)
+    _check_output(e, net, state)
     return net
+
+
+def _check_output(e, net, state):
+    """Finite weights can still overflow (any W * 1e38 in float32): a network whose output is
+    not finite for standardised rows predicts class 0 for them.  Probed on the mean row, rows
+    of +-1 and seeded N(0, 1) rows, as standardised data looks; 16 rows cost microseconds."""
+    probe = np.random.default_rng(0).standard_normal((16, net.n_features)).astype(net.dtype)
+    probe[0], probe[1], probe[2] = 0, 1, -1
+    with np.errstate(all="ignore"):
+        out = net.predict_proba(probe)
+    if not np.isfinite(out).all():
+        name = max(state, key=lambda n: float(np.abs(state[n]).max(initial=0)))
+        key = ("stat." if name.startswith("run_") else "param.") + name
+        e.fail(key, f"(largest magnitude {float(np.abs(state[name]).max()):.3g}) makes the network's "
+                    f"output overflow to NaN or inf for ordinary standardised rows")
 
 
 def _state_shapes(sizes, batch_norm):

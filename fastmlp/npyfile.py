@@ -9,6 +9,7 @@ uncompressed size) and against a bound; only then is it read.  Object arrays are
 """
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 
@@ -22,9 +23,10 @@ ZIP_MAGIC = b"PK\x03\x04"
 # What a damaged zip or .npy can raise from zipfile, zlib and numpy's header parser: besides
 # the usual OSError/ValueError, a flipped byte can select an unsupported compression method
 # (NotImplementedError), set the encryption flag (RuntimeError), cut a struct
-# (struct.error) or garble a member name (UnicodeDecodeError, a ValueError).
+# (struct.error), garble a member name (UnicodeDecodeError, a ValueError) or unbalance the
+# header's brackets (numpy's fallback parser for Python 2 headers raises tokenize's error).
 DAMAGED = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
-           RuntimeError, struct.error, OverflowError)
+           RuntimeError, struct.error, OverflowError, SyntaxError, tokenize.TokenError)
 
 
 class _Refused(Exception):

@@ -57,6 +57,7 @@ TAMPERED = [   # (what is done to the entries, the entry the error must name, wo
     (_edit("param.W2", lambda x: x.astype(np.float64)), "param.W2", "expected float32"),
     (_edit("param.W3", lambda x: x.T), "param.W3", "has shape (3, 16), expected (16, 3)"),
     (_edit("param.W1", lambda x: x[:5]), "param.W1", "has shape (5, 16), expected (12, 16)"),
+    (_edit("param.W2", lambda x: x * 1e38), "param.W2", "makes the network's output overflow"),
     (_edit("stat.run_var1", lambda x: -x), "stat.run_var1", "must be finite and >= 0"),
     (_edit("stat.run_var2", _nan_at_0), "stat.run_var2", "must be finite"),
     (_edit("stat.run_mean1", lambda x: x - np.inf), "stat.run_mean1", "must be finite"),
@@ -158,6 +159,21 @@ def test_header_claiming_a_huge_shape_is_refused_before_allocating(model, tmp_pa
     with pytest.raises(ValueError, match=r"x.npy: predict input claims shape \(10000000, 12\) .* truncated"):
         from fastmlp.npyfile import load_npy
         load_npy(tmp_path / "x.npy", "predict input")
+
+
+def test_garbled_headers_are_refused(model, tmp_path):
+    """An unbalanced bracket sends numpy's header parser down its Python 2 path, which raised
+    tokenize.TokenError (not a ValueError) before."""
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,), })".ljust(117) + b"\n"
+    garbled = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(12)
+    (tmp_path / "x.npy").write_bytes(garbled)
+    from fastmlp.npyfile import load_npy
+    with pytest.raises(ValueError, match=r"x.npy: cannot read it as a .npy array \(.*\); predict input"):
+        load_npy(tmp_path / "x.npy", "predict input")
+    members = {k: npy_bytes(v.shape, v.dtype.str, v.tobytes()) for k, v in model[1].items()}
+    members["param.b1"] = garbled
+    with pytest.raises(CheckpointError, match=r"m.npz: entry 'param.b1' of model file has no valid .npy header"):
+        checkpoint.load(zip_members(tmp_path / "m.npz", members))
 
 
 def test_zip_bombs_and_oversized_files_are_refused(tmp_path, monkeypatch):
