@@ -106,7 +106,7 @@ class _Entries:
         if bad.any():
             at = np.unravel_index(int(np.argmax(bad)), a.shape)
             rule = "finite" if low is None else f"finite and {'>' if strict else '>='} {low}"
-            self.fail(key, f"must be {rule}; holds {a[at]!r} at index {tuple(int(i) for i in at)}")
+            self.fail(key, f"must be {rule}; holds {a[at].item():.6g} at index {tuple(int(i) for i in at)}")
         return a
 
 
