@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint, data, npyfile
+from . import __version__, checkpoint, data
 from .config import TrainConfig, _parse_dropout, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
 from .train import TrainingDiverged, TrainingInterrupted
@@ -266,9 +266,10 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    from .npyfile import load_npy
     model = checkpoint.load(args.model)
     net = model.net
-    X = npyfile.load_npy(args.file, "predict input")   # header checked before allocating
+    X = load_npy(args.file, "predict input")    # its header checked before anything is allocated
     if X.ndim == 1:
         X = X[None, :]
     elif X.ndim > 2 and model.image_shape and tuple(X.shape[1:]) == tuple(model.image_shape):
