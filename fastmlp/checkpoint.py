@@ -2,21 +2,31 @@
 
 A file holds the parameters and BN running statistics (exact bytes), the network's shape, the
 TrainConfig as a JSON string, the data's mean/std (so `fastmlp predict` can standardise raw rows),
-label names, the step reached, the history so far and the seconds spent: all that `--resume`
-needs to finish a run bit-identical to an uninterrupted one.  Files are written to a temporary
-file in the same folder and renamed over the target, so a crash never leaves a half-written file.
+label names, a digest of the training data, the step reached, the history so far and the seconds
+spent: all that `--resume` needs to finish a run bit-identical to an uninterrupted one, and to
+check that it continues on the same data.  Loading checks every entry (fastmlp.modelfile) after
+checking every array's header against the bytes really there (fastmlp.npyfile).
+
+Files are written to a temporary file in the same folder and renamed over the target, so a crash
+never leaves a half-written file; a writer holds an flock on its temporary file, so that one
+left behind by a killed process (and only such a one) can be told apart and removed.
 """
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
+import re
 import tempfile
-import zipfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from . import modelfile, npyfile
 from .config import TrainConfig
+from .modelfile import CheckpointError
 from .network import Network
 
 FORMAT = "fastmlp-checkpoint/2"
@@ -43,10 +53,6 @@ def optimizer_state_from_v1(net, state):
     return state
 
 
-class CheckpointError(ValueError):
-    """A model or checkpoint file that cannot be used; the message names the file and what to do."""
-
-
 @dataclass
 class Checkpoint:
     net: Network
@@ -60,24 +66,70 @@ class Checkpoint:
     source: str = ""                                # where the training data came from
     seconds: dict = field(default_factory=dict)     # time spent so far, by activity
     optimizer_state: np.ndarray = None              # the optimiser's memory (momentum, Adam's m, v)
+    data_digest: str = None                         # data_digest() of the training data, or None
+
+
+MAX_BYTES = 2**31       # a model file's arrays, uncompressed: ~500 million float32 parameters
+# the temporary files of atomic_write: mkstemp's 8 random characters between target and suffix
+TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 def atomic_write(path, write):
     """Call write(f) on a binary file that replaces `path` only once it is complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path.parent, path.name)
+    fd, tmp = _locked_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)            # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
+            os.chmod(tmp, 0o644)        # mkstemp makes it 0600
+            os.replace(tmp, path)       # still holding the lock: a cleaner never sees it free
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            # a full disk raises ENOSPC without a file name; name the file that was being written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+def _locked_temporary(path):
+    """(fd, name) of a new temporary file next to `path`, flock'ed for as long as fd is open
+    (the kernel drops the lock when the process dies, however it dies)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:   # else a cleaner took it for stale between mkstemp and flock
+            return fd, tmp
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder, target=None):
+    """Delete the temporary files that atomic_write left in `folder` (for `target`, or for any
+    file) when its process was killed mid-write: those that match its naming scheme and that no
+    live writer holds locked.  Returns the paths removed."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(folder):
+            m = TEMPORARY.fullmatch(entry.name)
+            if not m or (target is not None and m["target"] != target) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:             # locked by a live writer, or gone already
+                pass
+            finally:
+                os.close(fd)
+    return removed
 
 
 def atomic_write_text(path, text):
@@ -106,44 +158,68 @@ def save(path, net, config, step=0, history=None, data=None, seconds=None, optim
         arrays["data.std"] = np.asarray(data.std, np.float64)
         arrays["data.label_names"] = np.array([str(s) for s in data.label_names], dtype=str)
         arrays["data.image_shape"] = np.array(data.image_shape, np.int64)
+        digest = data_digest(data)
+        if digest is not None:
+            arrays["data.digest"] = np.array(digest)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path):
-    """Read a file written by `save`; every problem is a CheckpointError naming the file."""
+    """Read a file written by `save`; every problem is a CheckpointError naming the file (and
+    the entry), whatever the file holds."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file; give the model.npz (or checkpoint.npz) "
                               f"that `fastmlp train` wrote in its --out folder.")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a readable .npz model ({e}); give a model.npz written by "
-                              f"`fastmlp train`.") from None
-    if "format" not in arrays or str(arrays["format"]) not in (FORMAT,) + OLD_FORMATS:
-        raise CheckpointError(f"{path}: not a fastmlp model (format {_get(arrays, 'format')!r}, expected "
-                              f"{FORMAT!r}); give a model.npz written by `fastmlp train`.")
-    try:
-        config = TrainConfig.from_dict(json.loads(str(arrays["config"])), where=f"{path} config")
-        net = _network(json.loads(str(arrays["network"])))
-        net.set_state({k.split(".", 1)[1]: v for k, v in arrays.items()
-                       if k.startswith(("param.", "stat."))})
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: damaged or from an incompatible version ({e}); train the "
-                              f"model again.") from None
-    has_data = "data.mean" in arrays
-    return Checkpoint(
-        net=net, config=config, step=int(arrays["step"]),
-        history={k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("history.")},
-        mean=arrays["data.mean"] if has_data else None,
-        std=arrays["data.std"] if has_data else None,
-        label_names=[str(s) for s in arrays["data.label_names"]] if has_data else None,
-        image_shape=tuple(int(s) for s in arrays["data.image_shape"]) if has_data else None,
-        source=str(arrays["source"]), seconds=json.loads(str(arrays["seconds"])),
-        optimizer_state=(optimizer_state_from_v1(net, arrays["optimizer.state"])
-                         if "optimizer.state" in arrays and str(arrays["format"]) in OLD_FORMATS
-                         else arrays.get("optimizer.state")))
+    arrays = npyfile.load_npz(path, "model file", CheckpointError, MAX_BYTES)
+    fields = modelfile.parse(arrays, path, (FORMAT,) + OLD_FORMATS)
+    if str(arrays["format"]) in OLD_FORMATS and fields["optimizer_state"] is not None:
+        fields["optimizer_state"] = optimizer_state_from_v1(fields["net"], fields["optimizer_state"])
+    return Checkpoint(**fields)
+
+
+def data_digest(data):
+    """A digest of the training data `data` holds (X_train, y_train), or None without them.
+
+    It hashes the shapes, every label and 256 evenly spaced rows: cheap enough for every
+    checkpoint (hashing all 553 MB of CIFAR-10's rows takes about a second).  The rows
+    left out are covered by the stored mean and std, which sum every value of every row."""
+    X, y = getattr(data, "X_train", None), getattr(data, "y_train", None)
+    if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray) or X.ndim != 2:
+        return None
+    h = hashlib.sha256(repr((X.shape, X.dtype.str, y.shape, y.dtype.str)).encode())
+    h.update(np.ascontiguousarray(y).tobytes())
+    rows = np.unique(np.linspace(0, len(X) - 1, min(len(X), 256)).astype(np.int64))
+    h.update(np.ascontiguousarray(X[rows]).tobytes())
+    return h.hexdigest()
+
+
+def check_resume(ckpt, data, path):
+    """Refuse to resume `ckpt` (loaded from `path`) on data other than the run started on, or
+    from a step outside its run.  data: the Splits to continue on, or None."""
+    path = path or "the checkpoint"
+    eta = ckpt.history.get("eta")
+    if eta is None:
+        raise CheckpointError(f"{path}: holds no training history, so it cannot be resumed; give the "
+                              f"checkpoint.npz of an interrupted `fastmlp train` run.")
+    if ckpt.step > len(eta):
+        raise CheckpointError(f"{path}: entry 'step' is {ckpt.step}, beyond the run's {len(eta)} "
+                              f"steps; the file is damaged: start the run again.")
+    modelfile.check_trains(ckpt.net, ckpt.config, path)
+    if data is None or ckpt.mean is None:
+        return
+    digest, differ = data_digest(data), []
+    if ckpt.data_digest is None:
+        warnings.warn(f"{path} predates data digests: only the data's mean and std are compared "
+                      f"with those the run started on.", stacklevel=3)
+    elif digest is not None and digest != ckpt.data_digest:
+        differ.append("rows or labels")
+    if not (np.array_equal(ckpt.mean, data.mean) and np.array_equal(ckpt.std, data.std)):
+        differ.append("mean and std")
+    if differ:
+        raise CheckpointError(f"{path}: --resume must continue on the data the run started on, but "
+                              f"this data's {' and its '.join(differ)} differ from those stored there; "
+                              f"resume with the same data files, or start a new run with another --out.")
 
 
 def _network_spec(net):
@@ -155,7 +231,3 @@ def _network_spec(net):
 def _network(spec):
     return Network(spec["sizes"], spec["batch_norm"], spec["init"], spec["dtype"], spec["seed"],
                    spec["bn_eps"], spec["bn_alpha"], spec.get("dropout", 0.0))
-
-
-def _get(arrays, key):
-    return str(arrays[key]) if key in arrays else None

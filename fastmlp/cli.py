@@ -278,12 +278,10 @@ def cmd_evaluate(args):
 
 
 def cmd_predict(args):
+    from .npyfile import load_npy
     model = checkpoint.load(args.model)
     net = model.net
-    try:
-        X = np.load(args.file, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{args.file}: cannot read it as a .npy array ({e}).") from None
+    X = load_npy(args.file, "predict input")    # its header checked before anything is allocated
     if X.ndim == 1:
         X = X[None, :]
     elif X.ndim > 2 and model.image_shape and tuple(X.shape[1:]) == tuple(model.image_shape):

@@ -459,12 +459,16 @@ class Sequential:
         stack = Stack(net.n_features, net.sizes[1:-1], net.n_classes, net.batch_norm,
                       tuple(net.dropout), net.init, net.bn_alpha, net.bn_eps)
         model = cls(stack.layers(), dtype=net.dtype)
-        if config.schedule == "cyclic":
-            schedule = CyclicLR(config.eta_min, config.eta_max, step_size=config.ns,
-                                step_size_epochs=None if config.ns is not None else config.ns_epochs)
-        else:
-            schedule = config.eta
-        model.compile(config.make_optimizer(), schedule, config.lam, config.batch)
+        try:    # the file's settings passed TrainConfig.validate; these are Sequential's own rules
+            if config.schedule == "cyclic":
+                schedule = CyclicLR(config.eta_min, config.eta_max, step_size=config.ns,
+                                    step_size_epochs=None if config.ns is not None else config.ns_epochs)
+            else:
+                schedule = config.eta
+            model.compile(config.make_optimizer(), schedule, config.lam, config.batch)
+        except ValueError as e:
+            raise checkpoint.CheckpointError(f"{path}: entry 'config' cannot compile a Sequential "
+                                             f"({e}).") from None
         model.net = net
         opt = model.optimizer.bind(net.theta.size, net.dtype)
         if opt.state.size == 0:         # SGD: no memory, the step count alone

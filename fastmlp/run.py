@@ -77,6 +77,7 @@ def _run(config, splits, resume, progress, log):
         name, note = resolve_dataset(config)
         config = replace(config, dataset=name)
     ckpt = _resumable(out, config) if resume else _fresh(out)
+    checkpoint.remove_stale_temporaries(out)    # what a write killed mid-way left (checkpoint.py)
     if splits is None:
         if note:
             log(note)

@@ -114,6 +114,8 @@ class Trainer:
 
     def restore(self, ckpt):
         """Continue from a checkpoint.Checkpoint of this run."""
+        # the data must be the run's and the step within it (checkpoint.py owns these checks)
+        checkpoint.check_resume(ckpt, self.data, self.checkpoint_path)
         self.net.set_state(ckpt.net.get_state())
         if self.optimizer_.state.size:
             saved = ckpt.config.make_optimizer().config()
