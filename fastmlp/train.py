@@ -132,6 +132,10 @@ class Trainer:
     def fit(self, X, y, X_val=None, y_val=None):
         cfg, net = self.config, self.net
         X, y, val = self._checked(X, y, X_val, y_val)
+        bad = nonfinite_state(net, self.optimizer_)
+        if bad:                   # a network or checkpoint given in this state: nothing to train
+            raise ValueError(f"cannot train: {bad} before the first step (step {self.step_}); start "
+                             f"from a fresh Network or a checkpoint written by a run that did not diverge.")
         n, batch = X.shape[0], cfg.batch
         self.steps_per_epoch_ = spe = n // batch
         schedule = (self.schedule or cfg.make_schedule)(spe)

@@ -62,8 +62,24 @@ def test_an_infinite_optimizer_memory_is_caught():
     # Adam's v = inf freezes a weight (its step m / sqrt(v) is 0) with no NaN anywhere
     splits = tiny_splits()
     trainer = trainer_for(tiny_config(optimizer="adam"), splits)
-    trainer.optimizer_.state[-1] = np.inf
-    with pytest.raises(TrainingDiverged, match="the optimizer's memory holds inf at step 0 "):
+    steps = trainer.net._train_steps
+
+    def overflowing(X, y, lam, etas, rows, opt, t0, *rest):     # v overflows in step 5
+        done = steps(X, y, lam, etas, rows, opt, t0, *rest)
+        if t0 <= 5 < t0 + done:
+            opt.state[-1] = np.inf
+        return done
+    trainer.net._train_steps = overflowing
+    with pytest.raises(TrainingDiverged, match=r"the optimizer's memory holds inf (\(checked after steps \d+-\d+\) )?at step"):
+        trainer.fit(splits.X_train, splits.y_train)
+    assert trainer.step_ >= 5
+
+
+def test_a_network_that_is_not_finite_before_training_is_refused():
+    splits = tiny_splits()
+    trainer = trainer_for(tiny_config(), splits)
+    trainer.net.params["W2"][0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"cannot train: the parameter W2 holds NaN before the first step"):
         trainer.fit(splits.X_train, splits.y_train)
 
 
