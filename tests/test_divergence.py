@@ -218,7 +218,7 @@ values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | 
                       max_leaves=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(values)
 def test_the_json_writer_writes_strict_json_or_names_the_bad_value(value):
     try:
