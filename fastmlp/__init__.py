@@ -1,5 +1,6 @@
 """fastmlp: Numba-compiled k-layer MLP classifiers with batch norm and exact gradients."""
 from .config import TrainConfig
+from .divergence import TrainingDiverged
 from .gradcheck import format_table, gradcheck
 from .layers import BatchNorm, BatchNormalization, Dense, Dropout, Input, ReLU
 from .models import CyclicLR, FitHistory, Sequential, load_model
@@ -8,7 +9,7 @@ from .threads import get_num_threads, set_num_threads
 from .train import History, Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Network", "TrainConfig", "Trainer", "History", "gradcheck", "format_table",
+__all__ = ["Network", "TrainConfig", "Trainer", "History", "TrainingDiverged", "gradcheck", "format_table",
            "get_num_threads", "set_num_threads", "__version__",
            "Sequential", "load_model", "CyclicLR", "FitHistory",
            "Input", "Dense", "BatchNorm", "BatchNormalization", "ReLU", "Dropout"]

@@ -156,6 +156,11 @@ class TrainConfig:
         widths = parse_sizes(self.sizes)
         check_init(self.init)
         check_dropout(self.dropout, len(widths) - 2)
+        if self.opt_eps is not None and not (isinstance(self.opt_eps, numbers.Real) and not isinstance(
+                self.opt_eps, bool) and 0 < self.opt_eps < 1):   # 0 divides 0 by 0 where v is 0
+            raise ValueError(f"opt_eps (--opt-eps) must be a number in (0, 1), the epsilon in the "
+                             f"denominator of adam and adagrad; got {self.opt_eps!r}. Leave it unset "
+                             f"for PyTorch's default (1e-8 for adam, 1e-10 for adagrad).")
         self.make_optimizer()
         self.make_augment()
         check_nonnegative(self.lam, "lam")

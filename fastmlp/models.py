@@ -299,6 +299,9 @@ class Sequential:
             train_eval=0, **fields, **_optimizer_fields(self.optimizer))
         trainer = Trainer(net, config, data=data, progress=verbose == 1,
                           schedule=lambda steps_per_epoch: schedule)
+        # a TrainingDiverged message names compile()'s settings, not TrainConfig's
+        trainer.knob_names = {"lam": "compile's l2", "eta": "the learning rate (compile's schedule)", "eta_max":
+                              "CyclicLR's eta_max", "beta2": "Adam's beta2", "opt_eps": "the optimizer's eps"}
         opt = self.optimizer.bind(net.theta.size, net.dtype)
         trainer.optimizer_ = _Continuing(opt)
         try:

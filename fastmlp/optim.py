@@ -113,7 +113,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, eps=1e-10):
         super().__init__()
-        self.eps = _real("eps", eps, 0.0, 1.0)
+        self.eps = _real("eps", eps, 0.0, 1.0, lo_open=True)
         self.hp[_k.HP_EPS] = self.eps
 
     def config(self):
@@ -129,7 +129,7 @@ class Adam(Optimizer):
         super().__init__()
         self.beta1 = _real("beta1", beta1, 0.0, 1.0)
         self.beta2 = _real("beta2", beta2, 0.0, 1.0)
-        self.eps = _real("eps", eps, 0.0, 1.0)
+        self.eps = _real("eps", eps, 0.0, 1.0, lo_open=True)
         self.hp[[_k.HP_BETA1, _k.HP_BETA2, _k.HP_EPS]] = self.beta1, self.beta2, self.eps
         self.cycled, self._fixed = _k.HP_BETA1, self.beta1
 

@@ -4,15 +4,15 @@ The folder holds model.npz (a checkpoint.py file), metrics.json, history.csv (on
 evaluation), steps.csv (learning rate and batch loss per step) and the plots; checkpoint.npz
 stands there while the run is unfinished and is what `--resume` continues.
 """
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numba
 
-from . import _checks, checkpoint, data, tblog
+from . import _checks, checkpoint, data, jsonio, tblog
 from .config import FIELDS, RESUME_FREE
+from .divergence import nonfinite_scores
 from .network import Network
 from .train import History, Trainer
 
@@ -148,6 +148,10 @@ def final_metrics(trainer, splits, seconds):
     included); seconds_train / _eval / _checkpoint: summed over every session of the run, so a
     resumed run reports its whole training time; seconds_per_epoch = seconds_train / epochs."""
     metrics = evaluate(trainer.net, splits, trainer.config.lam)
+    scored = [(k, v) for k, v in metrics.items() if v is not None]
+    bad = nonfinite_scores(*zip(*scored), of="the final evaluation's")
+    if bad:      # on every row: the evaluations while training saw train_eval rows of the train set
+        raise trainer.diverged(bad, max(trainer.step_ - 1, 0))
     epochs = trainer.step_ / trainer.steps_per_epoch_
     metrics.update(
         final_cost=metrics["train_cost"], epochs=epochs, steps=trainer.step_,
@@ -163,6 +167,11 @@ def final_metrics(trainer, splits, seconds):
         augment=trainer.augment_.spec(), optimizer=trainer.optimizer_.config(),
         standardize=trainer.config.standardization(),
         dropout=list(trainer.net.dropout))
+    # JSON has no NaN: what cannot be measured is null, with the reason here
+    metrics["undefined"] = {f"{part}_loss, {part}_cost, {part}_accuracy": f"no {part} rows"
+                            for part in ("train", "val", "test") if metrics[f"{part}_loss"] is None}
+    if metrics["first_step_unix"] is None:
+        metrics["undefined"]["first_step_unix"] = "no step ran in this session"
     return metrics
 
 
@@ -171,7 +180,7 @@ def write_outputs(out, trainer, splits, metrics):
     from . import plots  # matplotlib loads in ~0.5 s: only when plotting
     checkpoint.save(out / MODEL, trainer.net, trainer.config, trainer.step_,
                     trainer.history_.to_arrays(), splits, trainer.seconds_, trainer.optimizer_.state)
-    checkpoint.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    jsonio.write(out / "metrics.json", metrics)
     checkpoint.atomic_write_text(out / "history.csv", trainer.history_.csv())
     checkpoint.atomic_write_text(out / "steps.csv", trainer.history_.steps_csv())
     n, k = len(splits.X_train), trainer.config.train_eval

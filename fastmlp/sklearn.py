@@ -356,6 +356,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             train_eval=1, **fields, **_optimizer_fields(opt))
         trainer = Trainer(net, config, progress=bool(self.verbose),
                           schedule=lambda steps_per_epoch: schedule)
+        # a TrainingDiverged message names this estimator's parameters, not TrainConfig's
+        trainer.knob_names = {"lam": "alpha", "eta": "learning_rate_init", "opt_eps": "epsilon"}
         trainer.optimizer_ = _Continuing(opt)
         try:
             trainer.fit(X, ids)

@@ -30,16 +30,13 @@ import numba
 import numpy as np
 
 from . import _checks, checkpoint
+from .divergence import TrainingDiverged, advice, nonfinite_scores, nonfinite_state
 from .kernels.rng import stream_key
 from .network import DROPOUT_STREAM
 from .threads import blas_single_threaded
 
 EVAL_COLUMNS = ("step", "epoch", "train_loss", "train_cost", "train_accuracy",
                 "val_loss", "val_cost", "val_accuracy")
-
-
-class TrainingDiverged(ArithmeticError):
-    """The training loss became NaN or infinite."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -95,7 +92,10 @@ class Trainer:
     history_, seconds_ (train / eval / checkpoint), optimizer_ (its memory is checkpointed).
     on_evaluate: callables called with the trainer after each evaluation (history_.evals[-1]
     is the new row), e.g. fastmlp.tblog.TensorBoardLog.
+    knob_names: TrainConfig field -> the name a TrainingDiverged message uses for it (an adapter
+    with parameters of its own, e.g. lam -> alpha); unset fields read 'eta_max (--eta-max)'.
     """
+    knob_names = None
 
     def __init__(self, net, config, checkpoint_path=None, data=None, progress=False, schedule=None,
                  on_evaluate=()):
@@ -134,6 +134,10 @@ class Trainer:
     def fit(self, X, y, X_val=None, y_val=None):
         cfg, net = self.config, self.net
         X, y, val = self._checked(X, y, X_val, y_val)
+        bad = nonfinite_state(net, self.optimizer_)
+        if bad:                   # a network or checkpoint given in this state: nothing to train
+            raise ValueError(f"cannot train: {bad} before the first step (step {self.step_}); start "
+                             f"from a fresh Network or a checkpoint written by a run that did not diverge.")
         n, batch = X.shape[0], cfg.batch
         self.steps_per_epoch_ = spe = n // batch
         schedule = (self.schedule or cfg.make_schedule)(spe)
@@ -142,7 +146,7 @@ class Trainer:
         opt.set_cycle(schedule.momentum(np.arange(total))
                       if cfg.cycle_momentum and hasattr(schedule, "momentum") else None)
         # the update multiplies in net.dtype: eta rounded to it, as the step takes a float64
-        etas = self.history_.eta.astype(net.dtype).astype(np.float64)
+        self._etas = etas = self.history_.eta.astype(net.dtype).astype(np.float64)
         train_eval = self._train_eval_rows(X, y)
         labels = np.empty(spe * batch, np.int64)           # this epoch's labels, in order
         losses = np.empty(spe)
@@ -186,8 +190,13 @@ class Trainer:
                                                 order[rows], opt, t0, keys, losses)
                     self.history_.batch_loss[t0:t0 + done] = losses[:done]
                     if not math.isfinite(losses[done - 1]):
-                        t = self.step_ = t0 + done - 1      # steps before t are taken
-                        raise TrainingDiverged(self._diverged_message(losses[done - 1], t, epoch, etas[t]))
+                        self.step_ = t0 + done - 1          # steps before it are taken
+                        raise self.diverged(f"the loss is {losses[done - 1]}", self.step_)
+                    bad = nonfinite_state(net, opt)
+                    if bad:                                 # somewhere in steps t0 .. t0 + done - 1
+                        self.step_ = t0 + done - 1
+                        raise self.diverged(bad if done == 1 else f"{bad} (checked after steps "
+                                             f"{t0}-{self.step_})", self.step_)
                     self.step_, b = t0 + done, b + done
                     if self.first_step_unix_ is None:
                         self.first_step_unix_ = time.time()
@@ -272,29 +281,45 @@ class Trainer:
             else:
                 loss, acc = self.net._loss_acc_eval(*part)
                 row += [loss, loss + penalty, acc]
-        self.history_.evals.append(row)
         self.seconds_["eval"] += time.perf_counter() - tic
+        scored = 8 if val is not None else 5         # row[5:8] are NaN without validation rows
+        bad = nonfinite_scores(EVAL_COLUMNS[2:scored], row[2:scored])
+        if bad:                                      # found after the last step taken
+            raise self.diverged(bad, max(self.step_ - 1, 0))
+        self.history_.evals.append(row)
         for callback in self.on_evaluate:
             callback(self)
 
     def save_checkpoint(self):
+        """Write the checkpoint; a network that holds a NaN or inf is refused (TrainingDiverged),
+        so that the last good checkpoint stays."""
         if self.checkpoint_path is None:
             return
+        bad = nonfinite_state(self.net, self.optimizer_)
+        if bad:
+            raise self.diverged(bad, max(self.step_ - 1, 0))
         tic = time.perf_counter()
         checkpoint.save(self.checkpoint_path, self.net, self.config, self.step_,
                         self.history_.to_arrays(), self.data, self.seconds_, self.optimizer_.state)
         self.saved_step_ = self.step_
         self.seconds_["checkpoint"] += time.perf_counter() - tic
 
-    def _diverged_message(self, loss, t, epoch, eta):
+    def diverged(self, what, t):
+        """The TrainingDiverged to raise for `what` (words: what is not finite), found after step t:
+        the step, its learning rate, the checkpoint kept and the setting to change."""
+        etas = getattr(self, "_etas", np.zeros(0))       # set by fit
+        eta = float(etas[min(t, len(etas) - 1)]) if len(etas) else math.nan
         if self.checkpoint_path is None:
             kept = "no checkpoint is kept (no checkpoint path)"
         elif self.saved_step_ is None:
             kept = "no checkpoint was written yet (it diverged in the first epoch)"
         else:
             kept = f"the last good checkpoint is {self.checkpoint_path} (step {self.saved_step_})"
-        return (f"training diverged: the loss is {loss} at step {t} (epoch {epoch + 1}) with learning "
-                f"rate {float(eta):.6g}; {kept}. Lower eta_max (or eta) or raise lam.")
+        hypers = self.optimizer_.hypers(0, t + 1)      # as the steps used them (cycled or fixed)
+        knob, fix = advice(self.config, etas[:t + 1], hypers, self.knob_names)
+        epoch = t // getattr(self, "steps_per_epoch_", 1 << 62) + 1
+        return TrainingDiverged(f"training diverged: {what} at step {t} (epoch {epoch}) with learning "
+                                f"rate {eta:.6g}; {kept}. {fix}", step=t, eta=eta, knob=knob)
 
 
 class _DeferredInterrupt:

@@ -147,7 +147,8 @@ def test_divergence_exits_1_with_one_line(npz, capsys):
     code, _, err = run(["train", "--dataset", npz, "--n-val", 80, "--out", "d", *TINY,
                         "--schedule", "constant", "--eta", "1", "--lam", "5", "--ns", "500"], capsys)
     assert code == 1 and err.count("\n") == 1
-    assert err.startswith("fastmlp: error: training diverged: the loss is") and "learning rate 1;" in err
+    assert err.startswith("fastmlp: error: training diverged: ") and "learning rate 1;" in err
+    assert "Lower lam (--lam, now 5)" in err
 
 
 def bad_inputs(npz, tmp_path):

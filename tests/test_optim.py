@@ -134,7 +134,8 @@ def test_training_with_each_optimizer_learns(tmp_path):
     (dict(name="momentum", momentum=1.0), r"momentum must be a number in \(0.0, 1.0\); got 1.0"),
     (dict(name="adam", beta1=-0.1), r"beta1 must be a number in \[0.0, 1.0\); got -0.1"),
     (dict(name="adam", beta2=1.5), r"beta2 must be a number in \[0.0, 1.0\); got 1.5"),
-    (dict(name="adagrad", eps=float("nan")), r"eps must be a number in \[0.0, 1.0\); got nan"),
+    (dict(name="adagrad", eps=float("nan")), r"eps must be a number in \(0.0, 1.0\); got nan"),
+    (dict(name="adam", eps=0.0), r"eps must be a number in \(0.0, 1.0\); got 0.0"),   # 0 / 0 where v = 0
 ])
 def test_bad_hyperparameters_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -66,14 +66,16 @@ def test_train_curve_on_a_fixed_subset():
 
 
 def test_divergence_names_step_and_rate_and_keeps_the_last_good_checkpoint(tmp_path):
-    # eta * 2 * lam = 10: weight decay multiplies every W by -9 per step until float32 overflows.
-    config = tiny_config(schedule="constant", eta=1.0, lam=5.0, ns=500)
+    # eta * 2 * lam = 3: weight decay multiplies every W by -2 per step until float32 overflows
+    # (first in the BN running variance), so the advice names lam.
+    config = tiny_config(schedule="constant", eta=1.0, lam=1.5, ns=500)
     path = tmp_path / "checkpoint.npz"
     with pytest.raises(TrainingDiverged) as err:
         fit(config, tiny_splits(), checkpoint_path=path)
     message = str(err.value)
     step = int(message.split(" at step ")[1].split()[0])
-    assert step > 16 and "with learning rate 1;" in message and "Lower eta_max" in message
+    assert step == err.value.step and err.value.eta == 1.0 and err.value.knob == "lam"
+    assert step > 16 and "with learning rate 1;" in message and "Lower lam (--lam, now 1.5)" in message
     saved = checkpoint.load(path)
     assert f"the last good checkpoint is {path} (step {saved.step})" in message
     assert saved.step % 16 == 0 and saved.step < step

@@ -1,10 +1,10 @@
 """Tables as the studies write them: markdown for people, JSON and CSV for programs."""
 import csv
 import io
-import json
 from pathlib import Path
 
 from ..checkpoint import atomic_write_text
+from ..jsonio import write as write_json  # noqa: F401  (the studies import it from here)
 
 
 def markdown(header, rows):
@@ -14,10 +14,6 @@ def markdown(header, rows):
     return "\n".join(lines)
 
 
-def write_json(path, value):
-    atomic_write_text(Path(path), json.dumps(value, indent=2, default=_plain) + "\n")
-
-
 def write_csv(path, records):
     """records: dicts with the same keys, one CSV row each."""
     buffer = io.StringIO()
@@ -25,10 +21,3 @@ def write_csv(path, records):
     writer.writeheader()
     writer.writerows(records)
     atomic_write_text(Path(path), buffer.getvalue())
-
-
-def _plain(value):
-    """JSON for tuples-in-numpy and numpy scalars."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint
+from .. import checkpoint, jsonio
 from ..config import TrainConfig, parse_sizes
 from ..run import resolve_dataset
 from . import repeats as rep
@@ -207,7 +207,7 @@ def _phase(executor, phase, points, base, plan, out, done, log):
                 continue
             done[key] = record = _record(key, phase, trials[key], sorted(runs.pop(key), key=lambda r: r["seed"]))
             with open(out / RESULTS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(jsonio.dumps(record, str(out / RESULTS)) + "\n")
             log(f"[{phase} {sum(k in done for k in trials)}/{len(trials)}] {_describe_point(record, plan)}: "
                 f"{_describe_result(record)} ({record['seconds']:.1f} s)")
 
@@ -385,7 +385,7 @@ def _same_search(path, base, plan):
                                      f"rerun with the same settings to continue it, or choose another --out.")
         stored_base = _portable(TrainConfig(**{**stored["base"], "out": None}))
         check_same_config(path.parent, stored_base.to_dict(), base)
-    checkpoint.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+    write_json(path, settings)
 
 
 def _same_final(path, settings):
@@ -396,7 +396,7 @@ def _same_final(path, settings):
             changed = ", ".join(f"{k}={stored.get(k)!r}" for k in settings if stored.get(k) != settings[k])
             raise ValueError(f"{path.parent} holds the final run of another setting ({changed}); remove "
                              f"{path.parent} to retrain with these settings, or rerun with the earlier ones.")
-    checkpoint.atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+    write_json(path, settings)
 
 
 def _parse_choices(choices):
