@@ -74,9 +74,12 @@ def atomic_write(path, write):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)            # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            # a full disk raises ENOSPC without a file name; name the file that was being written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
