@@ -227,6 +227,9 @@ def _train_repeats(args, given):
     from .run import new_run_folder
     from .studies.repeats import SUMMARY_FILES, train_repeats, write_summary
     _int("--repeats", args.repeats, 1, MAX_REPEATS)
+    if given.get("seed", 0) + args.repeats - 1 > MAX_SEED:
+        raise ValueError(f"--seed + --repeats - 1 must be at most {MAX_SEED} (seeds are int64); got --seed "
+                         f"{given['seed']} with --repeats {args.repeats}.")
     if args.resume:
         raise ValueError(f"--resume continues one interrupted run; with --repeats {args.repeats} rerun the same "
                          f"command with the same --out instead: finished seeds are kept and an interrupted "
@@ -316,6 +319,9 @@ def cmd_gradcheck(args):
     from .gradcheck import format_table as gradient_table
     from .studies.gradtable import check_gradients, describe, write_report
     _int("--seed", args.seed, 0, MAX_SEED)
+    if args.batch_norm and args.n < 2:   # one row normalises to zero: every gradient is 0 and "passes"
+        raise ValueError(f"--n must be >= 2 with batch norm, whose batch statistics need two rows; got "
+                         f"--n {args.n}. Use --n 2 or more, or --no-batch-norm.")
     rows, settings = check_gradients(args.dataset, args.sizes, args.batch_norm, args.lam, args.n,
                                      args.dims, args.seed, args.data_dir, args.dropout)
     print(f"Gradient check: {describe(settings)}.\n")

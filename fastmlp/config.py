@@ -11,6 +11,7 @@ schedules when it is set (the cyclic schedule's length is its cycles: `epochs` i
 """
 import dataclasses
 import difflib
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -205,6 +206,10 @@ class TrainConfig:
         for name in ("batch_norm", "download", "nesterov", "cycle_momentum"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
+        for f in dataclasses.fields(self):   # unused ones too (momentum with sgd): the run's JSON files
+            value = getattr(self, f.name)    # hold every field, and JSON has no NaN or Infinity
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number; got {value!r}.")
         return self
 
     def check_data(self, n_train, n_features, n_classes):
