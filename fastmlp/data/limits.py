@@ -6,7 +6,6 @@ reads a byte) or hold far more than fits (a gzip bomb). So the loaders read the 
 the claim against the bytes that are there and against the memory this process can still get, and
 only then allocate; a stream is never decompressed past the size its header gave.
 """
-import os
 import resource
 import zipfile
 from pathlib import Path
