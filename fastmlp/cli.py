@@ -381,6 +381,8 @@ def cmd_show_augment(args):
     _int("--n", args.n, 1, MAX_AUGMENT_ROWS)
     _int("--variants", args.variants, 1, MAX_AUGMENT_VARIANTS)
     _int("--seed", args.seed, 0, MAX_SEED)
+    if not args.out.strip() or Path(args.out).is_dir():
+        raise ValueError(f"--out must be the path of the .png file to write; got {args.out!r}.")
     path, spec = plot_augment_grid(args.dataset, args.augment, args.out, n=args.n, variants=args.variants,
                                    seed=args.seed, data_dir=args.data_dir)
     _say(f"Wrote {path}: {args.n} images x (original + {args.variants} variants of {spec})")

@@ -102,6 +102,8 @@ OTHER_CASES = [
     (["show-augment", "--seed", BIG], "--seed"),
     (["show-augment", "--augment", "flip=7"], "flip"),
     (["show-augment", "--dataset", "x"], "dataset"),
+    (["show-augment", "--out", ""], "--out"),
+    (["show-augment", "--out", "."], "--out"),
     (["search", "--width", "-1"], "width"),
     (["search", "--width", "0"], "width"),
     (["search", "--width", "nan"], "width"),
