@@ -5,6 +5,9 @@ import numbers
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The widest hidden or output layer (so also the most classes) fastmlp builds: the range its kernels
+# are tested and benchmarked on; it keeps a mistyped width or a stray huge label from allocating GBs.
+MAX_WIDTH = 4096
 
 
 def check_dtype(dtype, name="dtype"):

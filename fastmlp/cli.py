@@ -8,6 +8,7 @@ Set FASTMLP_DEBUG=1 to get the traceback behind a one-line error.
 """
 import argparse
 import dataclasses
+import errno
 import os
 import sys
 import time
@@ -16,9 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, checkpoint, data
-from .config import TrainConfig, _parse_dropout, read_toml
+from .config import MAX_SEED, TrainConfig, _int, _parse_dropout, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
 from .train import TrainingDiverged, TrainingInterrupted
+
+MAX_REPEATS = 1000          # --repeats, study --seeds: runs of one command
+MAX_AUGMENT_ROWS = 100      # show-augment --n: a PNG of n * 96 pixels high (100,000 took 12 GB)
+MAX_AUGMENT_VARIANTS = 20   # show-augment --variants
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,13 +197,19 @@ def main(argv=None):
         return _fail(e, 1)
     except (ValueError, OSError) as e:     # DataError and CheckpointError are ValueErrors too
         return _fail(e, 2)
+    except MemoryError as e:                # the bounds on data and flags should make this rare
+        return _fail(MemoryError("out of memory: the data, the network or the run does not fit in this "
+                                 "machine's memory (or its ulimit); use a smaller dataset, --sizes or "
+                                 "run length"), 2, e)
 
 
-def _fail(error, code):
+def _fail(error, code, cause=None):
     if os.environ.get("FASTMLP_DEBUG"):
-        raise error
+        raise cause or error
     message = str(error) if not isinstance(error, OSError) or not error.filename else \
         f"{error.filename}: {error.strerror}"
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        message += "; free some space there or write elsewhere (--out)"
     print(f"fastmlp: error: {' '.join(message.split())}", file=sys.stderr)
     return code
 
@@ -227,9 +238,10 @@ def cmd_train(args):
 def _train_repeats(args, given):
     from .run import new_run_folder
     from .studies.repeats import SUMMARY_FILES, train_repeats, write_summary
-    if args.repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1 (runs, seeds --seed, --seed + 1, ...); "
-                         f"got {args.repeats}.")
+    _int("--repeats", args.repeats, 1, MAX_REPEATS)
+    if given.get("seed", 0) + args.repeats - 1 > MAX_SEED:
+        raise ValueError(f"--seed + --repeats - 1 must be at most {MAX_SEED} (seeds are int64); got --seed "
+                         f"{given['seed']} with --repeats {args.repeats}.")
     if args.resume:
         raise ValueError(f"--resume continues one interrupted run; with --repeats {args.repeats} rerun the same "
                          f"command with the same --out instead: finished seeds are kept and an interrupted "
@@ -325,6 +337,10 @@ def cmd_download(args):
 def cmd_gradcheck(args):
     from .gradcheck import format_table as gradient_table
     from .studies.gradtable import check_gradients, describe, write_report
+    _int("--seed", args.seed, 0, MAX_SEED)
+    if args.batch_norm and args.n < 2:   # one row normalises to zero: every gradient is 0 and "passes"
+        raise ValueError(f"--n must be >= 2 with batch norm, whose batch statistics need two rows; got "
+                         f"--n {args.n}. Use --n 2 or more, or --no-batch-norm.")
     rows, settings = check_gradients(args.dataset, args.sizes, args.batch_norm, args.lam, args.n,
                                      args.dims, args.seed, args.data_dir, args.dropout)
     print(f"Gradient check: {describe(settings)}.\n")
@@ -340,8 +356,7 @@ def cmd_study(args):
     design = STUDIES[args.study]
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     base = TrainConfig.from_sources(("command line", given)).validate()
-    if args.seeds < 1:
-        raise ValueError(f"seeds must be an integer >= 1 (runs per trial); got {args.seeds}.")
+    _int("--seeds", args.seeds, 1, MAX_REPEATS)
     out = Path(args.out or f"runs/study-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     outcomes = run_trials(design.trials(getattr(args, design.option[2:])), base,
                           range(base.seed, base.seed + args.seeds), out, log=_say)
@@ -382,9 +397,11 @@ def cmd_search(args):
 
 def cmd_show_augment(args):
     from .plots import plot_augment_grid
-    for name in ("n", "variants"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be an integer >= 1; got {getattr(args, name)}.")
+    _int("--n", args.n, 1, MAX_AUGMENT_ROWS)
+    _int("--variants", args.variants, 1, MAX_AUGMENT_VARIANTS)
+    _int("--seed", args.seed, 0, MAX_SEED)
+    if not args.out.strip() or Path(args.out).is_dir():
+        raise ValueError(f"--out must be the path of the .png file to write; got {args.out!r}.")
     path, spec = plot_augment_grid(args.dataset, args.augment, args.out, n=args.n, variants=args.variants,
                                    seed=args.seed, data_dir=args.data_dir)
     _say(f"Wrote {path}: {args.n} images x (original + {args.variants} variants of {spec})")

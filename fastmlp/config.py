@@ -11,6 +11,7 @@ schedules when it is set (the cyclic schedule's length is its cycles: `epochs` i
 """
 import dataclasses
 import difflib
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ except ModuleNotFoundError:     # Python 3.10: the same parser as the `tomli` pa
     except ModuleNotFoundError:
         tomllib = None
 
-from ._checks import check_nonnegative
+from ._checks import MAX_WIDTH, check_nonnegative
 from . import optim
 from .network import check_dropout, check_init
 from .schedules import Constant, Cyclic, OneCycle
@@ -34,6 +35,15 @@ SCHEDULES = ("cyclic", "constant", "onecycle")
 STANDARDIZE = ("auto", "pixel", "channel")
 # Fields that may change between an interrupted run and its resumption: they do not touch the result.
 RESUME_FREE = ("threads", "out", "data_dir", "download", "tensorboard")
+# Bounds on the flags that size what a run allocates, so that a typo is refused in one line instead
+# of exhausting memory.  A run keeps eta and the batch loss of every step (History, steps.csv: ~50
+# bytes a step in memory and on disk, rewritten at every checkpoint): 10 million steps is ~0.5 GB, and
+# 22,000 epochs of the CIFAR-10 study.
+MAX_STEPS = 10_000_000
+MAX_EPOCHS = 1_000_000          # ns_epochs and epochs; the step bound above usually bites first
+MAX_SEED = 2**63 - 1            # seeds reach Numba kernels, which type a Python int as int64
+MAX_LAYERS = 64                 # weight layers; far deeper than a plain MLP trains
+MAX_PARAMETERS = 100_000_000    # see check_parameters
 
 
 def _parse_init(text):
@@ -170,12 +180,14 @@ class TrainConfig:
             raise ValueError(f"eta_min must be <= eta_max; got eta_min={self.eta_min}, "
                              f"eta_max={self.eta_max}.")
         if self.ns is None:
-            _positive("ns_epochs", self.ns_epochs)
+            _positive("ns_epochs", self.ns_epochs, MAX_EPOCHS)
         else:
-            _int("ns", self.ns, 1)
-        _int("cycles", self.cycles, 1)
+            _int("ns", self.ns, 1, MAX_STEPS // 2)
+        _int("cycles", self.cycles, 1, MAX_STEPS // 2)
+        if self.ns is not None and self.epochs is None:
+            check_steps(2 * self.ns * self.cycles, f"2 * ns * cycles with ns={self.ns}, cycles={self.cycles}")
         if self.epochs is not None:
-            _int("epochs", self.epochs, 1)
+            _int("epochs", self.epochs, 1, MAX_EPOCHS)
             if self.schedule == "cyclic":
                 raise ValueError(f"epochs sets the length of the constant and onecycle schedules; a "
                                  f"cyclic run lasts 2 * n_s * cycles steps: set cycles and ns_epochs "
@@ -185,18 +197,28 @@ class TrainConfig:
         _positive("div_factor", self.div_factor)
         _positive("final_div_factor", self.final_div_factor)
         _int("batch", self.batch, 1)
-        _int("seed", self.seed, 0)
+        if self.batch_norm is True and self.batch < 2:
+            raise ValueError(f"batch must be >= 2 with batch norm: it normalises each unit by the mean and "
+                             f"variance of its batch, which one row does not have; got batch={self.batch}. "
+                             f"Use --batch 2 or more, or --no-batch-norm.")
+        _int("seed", self.seed, 0, MAX_SEED)
         if self.threads is not None:
             import numba
             _int("threads", self.threads, 1, numba.config.NUMBA_NUM_THREADS)
         _int("eval_every", self.eval_every, 0)
         _int("train_eval", self.train_eval, 0)
         for name in ("data_dir", "out", "tensorboard"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a folder path (a string); got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
+                raise ValueError(f"{name} must be a folder path (a non-empty string); got {value!r}. Leave "
+                                 f"it unset for the default.")
         for name in ("batch_norm", "download", "nesterov", "cycle_momentum"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
+        for f in dataclasses.fields(self):   # unused ones too (momentum with sgd): the run's JSON files
+            value = getattr(self, f.name)    # hold every field, and JSON has no NaN or Infinity
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number; got {value!r}.")
         return self
 
     def check_data(self, n_train, n_features, n_classes):
@@ -212,9 +234,17 @@ class TrainConfig:
                 raise ValueError(f"sizes must start with the data's {n_features} input features and end "
                                  f"with its {n_classes} classes; got sizes={self.sizes!r}, whose "
                                  f"{what} width is {widths[at]}. Write 'auto' there to take it from the data.")
-        if self.half_cycle(n_train // self.batch) < 1:
+        spe = n_train // self.batch
+        if self.half_cycle(spe) < 1:
             raise ValueError(f"ns_epochs * steps per epoch must round to at least 1 step; got ns_epochs="
-                             f"{self.ns_epochs} with {n_train // self.batch} steps per epoch.")
+                             f"{self.ns_epochs} with {spe} steps per epoch.")
+        if self.epochs is not None and self.schedule != "cyclic":
+            check_steps(self.epochs * spe, f"epochs * steps per epoch with epochs={self.epochs}, {spe} steps "
+                                           f"per epoch")
+        else:
+            check_steps(2 * self.half_cycle(spe) * self.cycles,
+                        f"2 * n_s * cycles with n_s={self.half_cycle(spe)} steps, cycles={self.cycles}")
+        check_parameters(widths)
         return widths
 
     # ---- derived --------------------------------------------------------------------------------
@@ -310,14 +340,19 @@ def read_toml(path):
         raise ValueError(f"config file {path} does not exist; give the path of a .toml file.") from None
     except OSError as e:
         raise ValueError(f"config file {path} cannot be read ({e.strerror}).") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config file {path} is not valid TOML: {e}.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
+        reason = f"{type(e).__name__}: {e}" if isinstance(e, RecursionError) else str(e)
+        raise ValueError(f"config file {path} is not valid TOML (UTF-8 text of field = value lines): "
+                         f"{reason}.") from None
     check_keys(values, str(path))
     return values
 
 
 def parse_sizes(sizes):
-    """'3072-50-50-10', 'auto-50-auto' or a list -> list of widths; 'auto' only at either end."""
+    """'3072-50-50-10', 'auto-50-auto' or a list -> list of widths; 'auto' only at either end.
+
+    Hidden and output widths are at most MAX_WIDTH, and there are at most MAX_LAYERS weight layers;
+    the input width is the data's (check_data bounds the parameters it makes)."""
     if isinstance(sizes, str):
         parts = [p.strip() for p in sizes.split("-")]
     elif isinstance(sizes, (list, tuple)):
@@ -328,7 +363,7 @@ def parse_sizes(sizes):
     for k, p in enumerate(parts or []):
         if p == "auto" and k in (0, len(parts) - 1):
             widths.append("auto")
-        elif isinstance(p, str) and p.isdigit() and int(p) > 0:
+        elif isinstance(p, str) and p.isascii() and p.isdigit() and len(p) <= 18 and int(p) > 0:
             widths.append(int(p))
         elif isinstance(p, numbers.Integral) and not isinstance(p, bool) and p > 0:
             widths.append(int(p))
@@ -339,12 +374,36 @@ def parse_sizes(sizes):
         raise ValueError(f"sizes must be at least two positive widths joined by '-', inputs first, with "
                          f"'auto' allowed only at either end, e.g. 'auto-50-50-auto' or '3072-50-10'; "
                          f"got {sizes!r}.")
+    if len(widths) - 1 > MAX_LAYERS:
+        raise ValueError(f"sizes must make at most {MAX_LAYERS} layers; got {len(widths) - 1} in {sizes!r}.")
+    wide = [w for w in widths[1:] if w != "auto" and w > MAX_WIDTH]
+    if wide:
+        raise ValueError(f"sizes must have hidden and output widths of at most {MAX_WIDTH} units; got {wide[0]} "
+                         f"in {sizes!r}.")
     return widths
 
 
 def _choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+
+
+def check_steps(steps, how):
+    """Refuse a run longer than MAX_STEPS update steps; `how` says how its length came about."""
+    if steps > MAX_STEPS:
+        raise ValueError(f"a run of {how} is {steps:,} update steps, more than the {MAX_STEPS:,} fastmlp "
+                         f"allows (it keeps every step's eta and loss); shorten it with --ns, --ns-epochs, "
+                         f"--cycles or --epochs.")
+
+
+def check_parameters(widths):
+    """Refuse a network whose parameters would not fit: with gradients, Adam's two moments and a
+    checkpoint copy, each parameter costs ~5 times its size."""
+    count = sum((a + 2) * b for a, b in zip(widths[:-1], widths[1:]))   # weights, bias, BN's gamma
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"sizes {'-'.join(map(str, widths))} make a network of {count:,} parameters, more than "
+                         f"the {MAX_PARAMETERS:,} fastmlp allows (~{5 * 8 * MAX_PARAMETERS / 1e9:.0f} GB with "
+                         f"gradients and optimiser state in float64); use narrower or fewer layers.")
 
 
 def _int(name, value, lo, hi=None):
@@ -354,7 +413,8 @@ def _int(name, value, lo, hi=None):
         raise ValueError(f"{name} must be {rule}; got {value!r}.")
 
 
-def _positive(name, value):
+def _positive(name, value, hi=None):
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not (0 < value < float("inf")):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
+    if not ok or not (0 < value < float("inf")) or (hi is not None and value > hi):
+        rule = "a finite number > 0" if hi is None else f"a number in (0, {hi}]"
+        raise ValueError(f"{name} must be {rule}; got {value!r}.")

@@ -42,9 +42,15 @@ def plot_history(history, out_dir, train_label="training", dpi=120):
         bottom.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         fig.tight_layout()
         path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=dpi)
+        save_png(fig, path, dpi)
         paths.append(path)
     return paths
+
+
+def save_png(fig, path, dpi):
+    """Write `fig` to `path` as a PNG, atomically (a full disk names the file and leaves no torn one)."""
+    from .checkpoint import atomic_write
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 
 
 AUGMENT_CELL = 1.0      # inches per image in the augmentation grid
@@ -92,6 +98,5 @@ def plot_augment_grid(dataset, augment, path, n=8, variants=6, seed=0, data_dir=
                     side.set_color("tab:red")
                     side.set_linewidth(2)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=AUGMENT_DPI)
+    save_png(fig, path, AUGMENT_DPI)
     return path, augment.spec()

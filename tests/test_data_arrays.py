@@ -45,7 +45,7 @@ def test_channel_last_images_become_channel_planes():
 
 @pytest.mark.parametrize("change, expected", [
     (dict(y_train=np.arange(20) % 3 * 1.0), "y_train must hold integer labels 0..C-1; got dtype float64"),
-    (dict(y_train=np.arange(20) % 3 - 1), r"y_train labels must be integers 0\.\.2; got values from -1 to 1"),
+    (dict(y_train=np.arange(20) % 3 - 1), r"y_train\[0\] is -1, but labels must be class indices 0\.\.C-1"),
     (dict(y_train=np.arange(19) % 3), r"y_train must be 1-D with one label per row \(20\); got shape \(19,\)"),
     (dict(y_test=np.array([0, 1, 2, 3, 0, 1]), label_names=["a", "b", "c"]),
      r"y_test labels must be integers 0\.\.2; got values from 0 to 3"),

@@ -1,7 +1,18 @@
-"""Downloads against a local HTTP server: MD5, .part files, staging, safe extraction, nothing half-done."""
+"""Downloads against a local HTTP server: MD5, .part files, staging, safe extraction, nothing half-done;
+servers that stall or trickle (a stall timeout and an overall deadline), and downloads killed midway
+(the next one removes their staging folder, and leaves a live one's alone)."""
+import contextlib
+import fcntl
 import gzip
 import hashlib
+import importlib
+import signal
+import socket
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +22,9 @@ from data_helpers import (cifar_batches, cifar_tarball, fashion_files, isolated_
 from fastmlp.data import DataError, download, load_cifar10, load_fashion_mnist
 from fastmlp.data import cifar10, fashion_mnist
 from fastmlp.data.download import install
+
+# the module, which fastmlp.data's function download() shadows as an attribute
+download_module = importlib.import_module("fastmlp.data.download")
 
 pytestmark = pytest.mark.usefixtures("isolated_home")
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -192,3 +206,108 @@ def test_a_download_that_loses_the_race_keeps_the_winners_folder(tmp_path):
     (final / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="could not move the download into .*delete .* and try again"):
         install(staged, final, fashion_mnist.missing_files)
+
+
+# ---- issue 14: stalls, deadlines, killed downloads ---------------------------------------------
+@contextlib.contextmanager
+def slow_server(mode):
+    """127.0.0.1 server: 'silent' accepts and never answers; 'stall' sends headers and 10 of 1000
+    bytes, then nothing; 'trickle' sends a byte every 50 ms, forever."""
+    done = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+
+    def handle(conn):
+        with conn:
+            conn.recv(65536)
+            if mode != "silent":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + bytes(10))
+            while not done.wait(0.05):
+                if mode == "trickle":
+                    with contextlib.suppress(OSError):
+                        conn.sendall(b"x")
+
+    def accept():
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "stall"])
+def test_a_stalled_server_times_out_and_leaves_nothing(tmp_path, monkeypatch, mode):
+    monkeypatch.setattr(download_module, "STALL_S", 0.3)
+    start = time.monotonic()
+    with slow_server(mode) as base, pytest.raises(DataError, match=rf"could not download {base}{ARCHIVE} "
+                                                                   r"\(.*timed out.*\)"):
+        download("cifar10", tmp_path / "root", url=base + ARCHIVE, md5="0" * 32)
+    assert time.monotonic() - start < 10
+    assert list((tmp_path / "root").iterdir()) == []
+
+
+def test_a_trickling_server_meets_the_overall_deadline(tmp_path, monkeypatch):
+    """Each byte comes within the stall timeout; the deadline still ends it."""
+    monkeypatch.setattr(download_module, "STALL_S", 5.0)
+    monkeypatch.setattr(download_module, "DEADLINE_S", 0.4)
+    start = time.monotonic()
+    with slow_server("trickle") as base, pytest.raises(DataError, match=r"not finished after 0.4 s"):
+        download("cifar10", tmp_path / "root", url=base + ARCHIVE, md5="0" * 32)
+    assert time.monotonic() - start < 10
+    assert list((tmp_path / "root").iterdir()) == []
+
+
+KILLED = """
+import sys
+from fastmlp.data import download
+download("cifar10", sys.argv[1], url=sys.argv[2], md5="0" * 32)
+"""
+
+
+def test_a_killed_downloads_part_folder_is_removed_by_the_next_one(tmp_path):
+    root = tmp_path / "root"
+    with slow_server("stall") as base:
+        proc = subprocess.Popen([sys.executable, "-c", KILLED, str(root), base + ARCHIVE],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(600):        # until its staging folder exists (importing takes ~1 s)
+                if list(root.glob(".*.part")) or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    left = list(root.glob(".*.part"))
+    assert len(left) == 1, "the download never started"
+
+    live = root / ".cifar-10-batches-py.live.part"       # another download, still running
+    live.mkdir()
+    owner = open(live / download_module.OWNER, "w")
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    old = root / ".cifar-10-batches-py.old.part"         # left by a version without the lock
+    old.mkdir()
+
+    batches = cifar_batches(2)
+    data = cifar_tarball(tmp_path / "build.tar.gz", batches).read_bytes()
+    try:
+        with serve({ARCHIVE: data}) as base:
+            download("cifar10", root, url=base + ARCHIVE, md5=hashlib.md5(data).hexdigest())
+        assert sorted(p.name for p in root.iterdir()) == [live.name, "cifar-10-batches-py"]
+    finally:
+        owner.close()
+
+
+def test_leftovers_of_other_datasets_are_not_touched(tmp_path):
+    (tmp_path / ".fashion-mnist.x.part").mkdir()
+    download_module.remove_leftovers(tmp_path / "cifar-10-batches-py")
+    assert (tmp_path / ".fashion-mnist.x.part").is_dir()

@@ -93,7 +93,7 @@ def test_a_diverged_seed_is_in_the_summary_and_exits_1(npz, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--repeats", 0], "repeats must be an integer >= 1 (runs, seeds --seed, --seed + 1, ...); got 0."),
+    (["--repeats", 0], "--repeats must be an integer in [1, 1000]; got 0."),
     (["--repeats", 2, "--resume"], "with --repeats 2 rerun the same command with the same --out instead"),
     (["--repeats", 2, "--lam", -1], "lam must be a finite number >= 0"),
 ])

@@ -4,7 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import MAX_WIDTH
+from . import limits
 from .errors import DataError
+
+MAX_CLASSES = MAX_WIDTH  # the output layer is a layer like the others
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 NPZ_OPTIONAL_KEYS = ("label_names", "image_shape")
@@ -60,6 +64,8 @@ def _check_rows(where, key, x) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:
         raise DataError(f"{where}: {key} must be 2-D (rows, features); got shape {x.shape}")
+    if x.shape[1] == 0:
+        raise DataError(f"{where}: {key} has no features (shape {x.shape}); each row needs at least one value")
     if x.dtype.kind not in "uif":
         raise DataError(f"{where}: {key} must hold real numbers; got dtype {x.dtype}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
@@ -68,6 +74,8 @@ def _check_rows(where, key, x) -> np.ndarray:
 
 
 def _check_labels(where, key, y, n_rows) -> np.ndarray:
+    """int64 class indices, after checking their range on the stored dtype (a uint64 label would
+    wrap negative as int64; a huge one would make millions of class names)."""
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n_rows:
         raise DataError(f"{where}: {key} must be 1-D with one label per row ({n_rows}); got shape {y.shape}")
@@ -76,20 +84,27 @@ def _check_labels(where, key, y, n_rows) -> np.ndarray:
             f"{where}: {key} must hold integer labels 0..C-1; got dtype {y.dtype}; "
             "encode the classes as integers (e.g. np.unique(y, return_inverse=True)[1])"
         )
+    if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
+        at = int(y.argmin()) if y.min() < 0 else int(y.argmax())
+        raise DataError(
+            f"{where}: {key}[{at}] is {y[at]}, but labels must be class indices 0..C-1 with at most {MAX_CLASSES} "
+            "classes (the widest output layer fastmlp builds); encode the classes as integers "
+            "(e.g. np.unique(y, return_inverse=True)[1])"
+        )
     return y.astype(np.int64)
 
 
 def _class_names(where, label_names, y_train, y_test) -> list:
     """label_names as str, or "0".."C-1" with C = largest label + 1; every label must be below C."""
-    if label_names is None:
+    if label_names is None:  # labels are in 0..MAX_CLASSES-1 here (_check_labels)
         label_names = [str(i) for i in range(max(int(y.max()) for y in (y_train, y_test) if len(y)) + 1)]
+    if not 2 <= len(label_names) <= min(MAX_CLASSES, len(y_train)):
+        raise DataError(
+            f"{where}: needs 2 to {min(MAX_CLASSES, len(y_train))} (at most the training rows and {MAX_CLASSES}) "
+            f"classes; got {len(label_names)}; encode the labels as integers 0..C-1"
+        )
     label_names = [str(s) for s in label_names]
     n_classes = len(label_names)
-    if not 2 <= n_classes <= len(y_train):
-        raise DataError(
-            f"{where}: needs 2 to {len(y_train)} (the training rows) classes; got {n_classes}; "
-            "encode the labels as integers 0..C-1"
-        )
     for key, y in (("y_train", y_train), ("y_test", y_test)):
         if len(y) and (y.min() < 0 or y.max() >= n_classes):
             raise DataError(
@@ -106,6 +121,7 @@ def from_arrays(x_train, y_train, x_test=None, y_test=None, label_names=None, im
     read from image-shaped arrays; for rows, 3072 features mean a CIFAR-10 row (3, 32, 32) and 784 a
     28x28 grey image (1, 28, 28); anything else is (D,). No test set gives empty (0, D) test arrays.
     """
+    layout = np.shape(x_train)[1:]
     x_train, shape = _as_rows(source, "x_train", x_train)
     if x_test is None and y_test is None:
         x_test = np.empty((0, x_train.shape[1]), x_train.dtype)
@@ -113,6 +129,14 @@ def from_arrays(x_train, y_train, x_test=None, y_test=None, label_names=None, im
     elif x_test is None or y_test is None:
         raise DataError(f"{source}: give both x_test and y_test, or neither")
     else:
+        test_layout = np.shape(x_test)[1:]   # an empty test set is no test set; rows vs rows: RawData checks
+        if len(x_test) and test_layout != layout and max(len(layout), len(test_layout)) > 1:
+            # rows and images are flattened differently (images go to channel planes first):
+            # mixing them would feed the network test pixels in another order, silently
+            raise DataError(
+                f"{source}: x_train has layout {layout} per sample but x_test has {np.shape(x_test)[1:]}; "
+                "save both splits the same way: both as images (N, H, W, C) / (N, C, H, W) or both as rows (N, D)"
+            )
         x_test, _ = _as_rows(source, "x_test", x_test)
     return RawData(x_train, y_train, x_test, y_test, label_names,
                    image_shape if image_shape is not None else shape, name, source)
@@ -131,7 +155,7 @@ def _as_rows(where, key, x):
         shape = {3072: (3, 32, 32), 784: (1, 28, 28)}.get(x.shape[1], (x.shape[1],))
     else:
         raise DataError(f"{where}: {key} must be rows (N, D) or images (N, H, W) / (N, C, H, W); got shape {x.shape}")
-    return np.ascontiguousarray(x).reshape(len(x), -1), shape
+    return np.ascontiguousarray(x).reshape(len(x), int(np.prod(shape))), shape  # -1 fails for 0 rows
 
 
 def load_npz(path) -> RawData:
@@ -142,6 +166,7 @@ def load_npz(path) -> RawData:
             f"{path}: no such file; a dataset is cifar10, fashion-mnist, sample, or an .npz file "
             "holding x_train, y_train, x_test, y_test"
         )
+    limits.npz_arrays(path, NPZ_KEYS + NPZ_OPTIONAL_KEYS)  # before numpy allocates what headers claim
     try:
         with np.load(path, allow_pickle=False) as npz:
             present = list(npz.files)

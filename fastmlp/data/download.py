@@ -2,13 +2,19 @@
 
 Nothing half-written ever stands where a loader looks: files arrive as `<name>.part` inside a staging
 folder next to the destination, are checked, and the finished folder is renamed into place in one step.
+A staging folder holds a lock for its owner's life; one whose owner died (kill -9) is removed by the
+next download into the same place.  A server that stalls for STALL_S, or a transfer that takes longer
+than DEADLINE_S in all, is an error.
 """
 import contextlib
+import fcntl
 import hashlib
 import http.client
+import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
@@ -19,11 +25,9 @@ from .errors import DataError
 from .places import download_root
 
 CHUNK_BYTES = 1 << 20
-TIMEOUT_S = 60
-
-
-def md5_hex(data: bytes) -> str:
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+STALL_S = 60            # no byte for this long (connecting, or mid-transfer): give up
+DEADLINE_S = 3600       # a whole file (CIFAR-10 is 163 MB) must arrive within this
+OWNER = ".owner"        # the lock file inside a staging folder
 
 
 def fetch(url: str, dest: Path) -> str:
@@ -31,15 +35,19 @@ def fetch(url: str, dest: Path) -> str:
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
+    deadline = time.monotonic() + DEADLINE_S
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(part, "wb") as out:
+        with urllib.request.urlopen(url, timeout=STALL_S) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name) as bar:
-                while chunk := response.read(CHUNK_BYTES):
+                # read1: whatever has arrived, so that a trickling server meets the deadline too
+                while chunk := response.read1(CHUNK_BYTES):
                     out.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
                     bar.update(len(chunk))
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"not finished after {DEADLINE_S:g} s ({size} bytes so far)")
         if total is not None and size != total:
             raise OSError(f"connection closed after {size} of {total} bytes")
     except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError
@@ -76,16 +84,47 @@ def destination(data_dir, folder: str, missing_files) -> Path:
 
 @contextlib.contextmanager
 def staging(final: Path):
-    """Yield a fresh folder beside `final` (same file system, so a rename can install it); always removed."""
+    """Yield a fresh folder beside `final` (same file system, so a rename can install it); always removed.
+
+    The folder is made as `.new`, locked (OWNER, flock: the kernel drops it when its process dies, even
+    on kill -9), and only then renamed to `.part`; so a `.part` folder whose lock is free is a leftover
+    of a killed download, and is removed here first.
+    """
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+        remove_leftovers(final)
+        new = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".new", dir=final.parent))
+        owner = open(new / OWNER, "w")
+        fcntl.flock(owner, fcntl.LOCK_EX)
+        tmp = new.with_suffix(".part")
+        new.rename(tmp)
     except OSError as e:
         raise DataError(f"cannot write into {final.parent} ({e}); choose a writable folder with --data-dir") from e
     try:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        owner.close()
+
+
+def remove_leftovers(final: Path) -> None:
+    """Remove the staging folders of downloads into `final` whose process died."""
+    for part in final.parent.glob(f".{final.name}.*.part"):
+        try:
+            fd = os.open(part / OWNER, os.O_RDONLY)
+        except FileNotFoundError:
+            shutil.rmtree(part, ignore_errors=True)     # made before staging folders were locked
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue                                    # a download in progress
+        else:
+            shutil.rmtree(part, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def install(staged: Path, final: Path, missing_files) -> None:

@@ -4,6 +4,7 @@ https://github.com/zalandoresearch/fashion-mnist. The Debian/Ubuntu package data
 installs the same files in /usr/share/datasets/fashion-mnist.
 """
 import gzip
+import hashlib
 import os
 import struct
 import zlib
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import RawData
-from .download import destination, fetch, install, md5_hex, md5_mismatch, staging
+from .download import CHUNK_BYTES, destination, fetch, install, md5_mismatch, staging
 from .errors import DataError
+from .limits import check_fits
 from .places import search_roots
 
 FOLDER = "fashion-mnist"
@@ -31,6 +33,7 @@ FILES = {
 LABEL_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes, the only type these files use
+MAX_CONTENT_BYTES = 64 << 20  # the largest official file, train-images, is 47,040,016 bytes decompressed
 HOW_TO_GET = (
     "get it with `fastmlp download fashion-mnist` (--data-dir DIR to choose where), or "
     "load_fashion_mnist(download=True), or `apt-get install dataset-fashion-mnist` on Debian/Ubuntu"
@@ -101,41 +104,68 @@ def _corrupt(path: Path, what: str) -> DataError:
     )
 
 
-def read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-        return gzip.decompress(data) if path.suffix == ".gz" else data
-    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise _corrupt(path, f"{type(e).__name__}: {e}") from e
-
-
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """Parse an IDX file of unsigned bytes with `ndim` dimensions, checking its header strictly.
 
     IDX: two zero bytes, a type byte (0x08 = unsigned byte), a byte with the number of dimensions,
     one big-endian uint32 per dimension, then the values in row-major order, and nothing after them.
+    The header is read first and the values are decompressed into an array of the size it gives,
+    plus one byte to see that nothing follows: a gzip bomb is never inflated past that.
     """
-    data = read_bytes(path)
     header = 4 + 4 * ndim
     expected_magic = bytes([0, 0, IDX_UBYTE, ndim])
-    if data[:4] != expected_magic:
-        raise _corrupt(path, f"magic number {data[:4].hex()} is not {expected_magic.hex()} "
-                             f"(unsigned bytes, {ndim} dimensions)")
-    if len(data) < header:
-        raise _corrupt(path, f"{len(data)} bytes is too short for the {header}-byte header")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    if len(data) != header + int(np.prod(shape)):
-        raise _corrupt(path, f"it holds {len(data) - header} values but its header says {shape}")
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()  # copy: writable, owns memory
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            head = f.read(header)
+            if head[:4] != expected_magic:
+                raise _corrupt(path, f"magic number {head[:4].hex()} is not {expected_magic.hex()} "
+                                     f"(unsigned bytes, {ndim} dimensions)")
+            if len(head) < header:
+                raise _corrupt(path, f"{len(head)} bytes is too short for the {header}-byte header")
+            shape = struct.unpack(f">{ndim}I", head[4:])
+            size = int(np.prod(shape, dtype=object))
+            check_fits(path, size, f"the data its header claims, shape {shape},")
+            values = np.empty(size, np.uint8)
+            got = _read_into(f, values)
+            extra = f.read(1)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+    if got != size or extra:
+        held = f"{got}" if got != size else f"more than {size}"
+        raise _corrupt(path, f"it holds {held} values but its header says {shape}")
+    return values.reshape(shape)
+
+
+def _read_into(f, buffer) -> int:
+    """Fill `buffer` from the binary stream `f` as far as it goes; return the bytes read."""
+    view, got = memoryview(buffer).cast("B"), 0
+    while got < len(view):
+        n = f.readinto(view[got:got + CHUNK_BYTES])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _gunzip_md5(path: Path):
+    """The MD5 of the decompressed content of `path`, or None if it is not gzip or inflates past
+    MAX_CONTENT_BYTES (no official file does)."""
+    digest, size = hashlib.md5(usedforsecurity=False), 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                size += len(chunk)
+                if size > MAX_CONTENT_BYTES:
+                    return None
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return digest.hexdigest()
 
 
 def _checksum_ok(path: Path, got: str, gz_md5: str, content_md5: str) -> bool:
-    if got == gz_md5:
-        return True
-    try:  # a mirror that recompressed the files still serves the official content
-        return md5_hex(gzip.decompress(path.read_bytes())) == content_md5
-    except (OSError, EOFError, zlib.error):
-        return False
+    # a mirror that recompressed the files still serves the official content
+    return got == gz_md5 or _gunzip_md5(path) == content_md5
 
 
 def download_fashion_mnist(data_dir=None, url=None, md5=None) -> Path:

@@ -4,6 +4,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..plots import save_png
+
 
 def plot_val_loss(outcomes, path, title, dpi=120):
     panels = list(dict.fromkeys(o.trial.panel for o in outcomes))
@@ -28,5 +30,5 @@ def plot_val_loss(outcomes, path, title, dpi=120):
     axes[0].set_ylabel("validation loss")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    save_png(fig, path, dpi)
     return path

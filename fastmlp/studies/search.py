@@ -88,6 +88,7 @@ class SearchPlan:
         """Check and normalise every field that can be checked without the base config; return self."""
         for name in ("l_min", "l_max", "width"):
             _finite(name, getattr(self, name))
+        _bounds(self)
         if self.l_min > self.l_max:
             raise ValueError(f"l_min must be <= l_max; got l_min={self.l_min}, l_max={self.l_max}.")
         if self.eta_max_range is not None:
@@ -112,6 +113,7 @@ class SearchPlan:
             if not isinstance(self.dask_scheduler, str) or not self.dask_scheduler.strip():
                 raise ValueError(f"dask_scheduler must be the scheduler's address, e.g. tcp://10.0.0.5:8786; "
                                  f"got {self.dask_scheduler!r}.")
+            _check_address(self.dask_scheduler)
             if self.workers is not None:
                 raise ValueError(f"workers sets the local process pool, but dask_scheduler runs the trials "
                                  f"on the cluster's workers; drop workers (got workers={self.workers}).")
@@ -295,6 +297,11 @@ def dask_client(address):
                          f"local worker processes.") from None
     try:
         return distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except TypeError as e:      # tls:// without certificates: "TLS expects a `ssl_context` argument"
+        raise ValueError(f"dask_scheduler={address!r}: a tls:// scheduler needs TLS certificates in Dask's "
+                         f"configuration (distributed.comm.tls.ca-file, .client.cert and .client.key, e.g. "
+                         f"DASK_DISTRIBUTED__COMM__TLS__CA_FILE=...); set them, or use a tcp:// address "
+                         f"({e}).") from None
     except (OSError, TimeoutError, ValueError) as e:
         raise ValueError(f"dask_scheduler={address!r}: cannot reach a Dask scheduler there within "
                          f"{DASK_CONNECT_TIMEOUT:g} s ({type(e).__name__}: {e}); start one (dask scheduler, "
@@ -412,6 +419,37 @@ def _parse_choices(choices):
         except ValueError as e:
             raise ValueError(f"sizes_choices entry {k + 1} ({item!r}) is not an architecture: {e}") from None
     return tuple(item if isinstance(item, str) else "-".join(map(str, item)) for item in items)
+
+
+# ---- bounds (issue 14: every bad flag is one line naming it) --------------------------------------
+L_RANGE = (-15.0, 3.0)     # log10 lam: below, the penalty is lost in the float64 rounding of the loss;
+                           # above, it crushes every weight to zero
+MAX_WIDTH = 5.0            # decades either side of the coarse winner
+MAX_TRIALS = 10_000        # per phase
+MAX_WORKERS = 256          # local processes, each holding the data and a Numba runtime
+MAX_REPEATS = 1000         # seeds per trial
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+
+
+def _bounds(plan):
+    for name in ("l_min", "l_max"):
+        if not L_RANGE[0] <= getattr(plan, name) <= L_RANGE[1]:
+            raise ValueError(f"{name} must be in [{L_RANGE[0]:g}, {L_RANGE[1]:g}] (log10 of lam); got "
+                             f"{getattr(plan, name)!r}.")
+    if not 0 < plan.width <= MAX_WIDTH:
+        raise ValueError(f"width must be in (0, {MAX_WIDTH:g}] (decades either side of the coarse winner); "
+                         f"got {plan.width!r}.")
+    for name, hi in (("coarse", MAX_TRIALS), ("fine", MAX_TRIALS), ("repeats", MAX_REPEATS), ("workers", MAX_WORKERS)):
+        value = getattr(plan, name)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > hi:
+            raise ValueError(f"{name} must be at most {hi}; got {value!r}.")
+
+
+def _check_address(address):
+    scheme, sep, rest = address.strip().rpartition("://")
+    if sep and scheme not in DASK_SCHEMES:
+        raise ValueError(f"dask_scheduler must be an address with one of the schemes {', '.join(DASK_SCHEMES)} "
+                         f"(e.g. tcp://10.0.0.5:8786); got {address!r}.")
 
 
 def _finite(name, value):
