@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint, data
+from . import __version__, checkpoint, data, lock
 from .config import MAX_SEED, TrainConfig, _int, _parse_dropout, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
 from .train import TrainingDiverged, TrainingInterrupted
@@ -250,14 +250,15 @@ def _train_repeats(args, given):
     config = TrainConfig.from_sources(*sources, ("command line", given)).validate()
     out = Path(config.out) if config.out is not None else new_run_folder()
     config = dataclasses.replace(config, out=str(out))
-    try:
-        runs = train_repeats(config, args.repeats, progress=True, log=_say)
-    except TrainingInterrupted as e:
-        print(f"fastmlp: {e} Continue with the same command and --out {out}: finished seeds are kept and "
-              f"this one resumes from its checkpoint.", file=sys.stderr)
-        return 130
-    seeds = f"{runs[0]['seed']}-{runs[-1]['seed']}"
-    print(write_summary(out, runs, config, f"fastmlp train, {len(runs)} runs (seeds {seeds})"))
+    with lock.hold(out, f"fastmlp train --repeats {args.repeats}"):    # the runs and their summary
+        try:
+            runs = train_repeats(config, args.repeats, progress=True, log=_say)
+        except TrainingInterrupted as e:
+            print(f"fastmlp: {e} Continue with the same command and --out {out}: finished seeds are kept and "
+                  f"this one resumes from its checkpoint.", file=sys.stderr)
+            return 130
+        seeds = f"{runs[0]['seed']}-{runs[-1]['seed']}"
+        print(write_summary(out, runs, config, f"fastmlp train, {len(runs)} runs (seeds {seeds})"))
     _say(f"Wrote {out}/: {' '.join(SUMMARY_FILES)} and seed-<s>/ for seeds {seeds}, each a run folder")
     diverged = [r for r in runs if r["diverged"]]
     if diverged:
@@ -358,9 +359,10 @@ def cmd_study(args):
     base = TrainConfig.from_sources(("command line", given)).validate()
     _int("--seeds", args.seeds, 1, MAX_REPEATS)
     out = Path(args.out or f"runs/study-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    outcomes = run_trials(design.trials(getattr(args, design.option[2:])), base,
-                          range(base.seed, base.seed + args.seeds), out, log=_say)
-    table, paths = write_study(out, design.name, outcomes, design.columns(), design.title)
+    with lock.hold(out, f"fastmlp study {design.name}"):     # the runs and the tables
+        outcomes = run_trials(design.trials(getattr(args, design.option[2:])), base,
+                              range(base.seed, base.seed + args.seeds), out, log=_say)
+        table, paths = write_study(out, design.name, outcomes, design.columns(), design.title)
     print(table)
     _say(f"Wrote {out}/: {' '.join(p.name for p in paths)} and runs/")
     return 0
@@ -378,13 +380,14 @@ def cmd_search(args):
     base = TrainConfig.from_sources(("command line", given)).validate()
     plan = SearchPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchPlan)}).validate()
     out = Path(args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        records, final_runs = search(base, out, plan, log=_say)
-    except KeyboardInterrupt:       # TrainingInterrupted too: its hint would name one run, not the search
-        print(f"fastmlp: search interrupted. Continue with the same command and --out {out}: finished trials "
-              f"are kept and interrupted runs resume from their checkpoints.", file=sys.stderr)
-        return 130
-    print(write_search(out, records, plan))
+    with lock.hold(out, "fastmlp search"):    # the trials and the tables
+        try:
+            records, final_runs = search(base, out, plan, log=_say)
+        except KeyboardInterrupt:   # TrainingInterrupted too: its hint would name one run, not the search
+            print(f"fastmlp: search interrupted. Continue with the same command and --out {out}: finished "
+                  f"trials are kept and interrupted runs resume from their checkpoints.", file=sys.stderr)
+            return 130
+        print(write_search(out, records, plan))
     print(best_line(records))
     files = "results.md results.json results.csv trials.jsonl search.json and runs/"
     if final_runs is not None:

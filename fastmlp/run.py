@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numba
 
-from . import _checks, checkpoint, data, jsonio, tblog
+from . import _checks, checkpoint, data, jsonio, lock, tblog
 from .config import FIELDS, RESUME_FREE
 from .divergence import nonfinite_scores
 from .network import Network
@@ -58,20 +58,22 @@ def train(config, splits=None, *, resume=False, progress=False, log=None):
 
     splits: the data (a fastmlp.data.Splits); None loads config.dataset.  resume: continue the
     interrupted run in config.out from its checkpoint.  log: a callable for lines meant for people.
+    The run holds the lock on its folder throughout (fastmlp.lock): a second run there is refused.
     """
     config.validate()
+    start = time.perf_counter()
+    out = Path(config.out) if config.out is not None else new_run_folder()
     threads = numba.get_num_threads()
     try:
         if config.threads is not None:
             numba.set_num_threads(config.threads)
-        return _run(config, splits, resume, progress, log or (lambda line: None))
+        with lock.hold(out, "fastmlp train"):
+            return _run(config, out, start, splits, resume, progress, log or (lambda line: None))
     finally:
         numba.set_num_threads(threads)
 
 
-def _run(config, splits, resume, progress, log):
-    start = time.perf_counter()
-    out = Path(config.out) if config.out is not None else new_run_folder()
+def _run(config, out, start, splits, resume, progress, log):
     on_evaluate = tblog.loggers(config, out)   # --tensorboard: its package checked before the data loads
     if splits is None:   # record the dataset chosen, so that evaluate and --resume use it again
         name, note = resolve_dataset(config)
@@ -96,12 +98,16 @@ def _run(config, splits, resume, progress, log):
 
 
 def new_run_folder():
+    """A new folder runs/<time>[-k], made here: two runs started in the same second get two."""
     base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     out, k = base, 1
-    while out.exists():
-        k += 1
-        out = base.with_name(f"{base.name}-{k}")
-    return out
+    while True:
+        try:
+            out.mkdir(parents=True)
+            return out
+        except FileExistsError:
+            k += 1
+            out = base.with_name(f"{base.name}-{k}")
 
 
 def _fresh(out):

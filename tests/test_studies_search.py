@@ -12,6 +12,7 @@ import pytest
 
 from fastmlp.cli import main
 from fastmlp.config import TrainConfig
+from fastmlp.studies import executors
 from fastmlp.studies import search as search_module
 from fastmlp.studies.search import SearchPlan, draws, lam_values
 from test_cli import run
@@ -264,7 +265,7 @@ def test_dask_scheduler_without_dask_says_how_to_install_it(tmp_path, capsys, mo
 
 def test_unreachable_dask_scheduler_is_one_line(tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install \"fastmlp[dask]\")")
-    monkeypatch.setattr(search_module, "DASK_CONNECT_TIMEOUT", 0.5)
+    monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", 0.5)
     code, _, err = run(["search", "--dataset", "sample", "--out", tmp_path / "s", "--dask-scheduler",
                         "tcp://127.0.0.1:9"], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "cannot reach a Dask scheduler there" in err, err

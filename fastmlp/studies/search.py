@@ -15,38 +15,31 @@ validation accuracy; the table shows mean ± std.  `final` retrains the winner f
 cycles with the same seeds, on the training rows or on training + validation (`final_train_val`,
 then there is no validation score and the test accuracy is the one to report), into OUT/final/.
 
-Runs are tasks of a concurrent.futures executor: a local pool of `workers` spawned processes, or
-the workers of a Dask cluster (`dask_scheduler`, needs the `dask` extra).  Either way each task
-trains one run with one Numba thread (two runs on two cores beat one run on two threads at this
-size) and each worker process loads the data once.  Every finished trial is appended to
-OUT/trials.jsonl, and a restarted search with the same OUT reruns none of them (the runs of an
-unfinished trial are reused or resumed from their folders, see trials.run_or_reuse).
+Runs are tasks of a local pool of `workers` spawned processes, or of the workers of a Dask cluster
+(`dask_scheduler`, needs the `dask` extra); see executors.py, also for what happens when a worker
+or the search itself is killed.  Every finished trial is appended to OUT/trials.jsonl (jsonl.py:
+one whole line at a time), and a restarted search with the same OUT reruns none of them (the runs
+of an unfinished trial are reused or resumed from their folders, see trials.run_or_reuse).  The
+search holds the lock on OUT (fastmlp.lock) for its whole life: a second one there is refused.
 """
-import concurrent.futures
 import contextlib
 import json
-import multiprocessing
-import os
-import socket
-import threading
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, jsonio
+from .. import checkpoint, lock
 from ..config import TrainConfig, parse_sizes
 from ..run import resolve_dataset
+from . import jsonl
 from . import repeats as rep
+from .executors import completed, trial_executor
 from .report import markdown, write_csv, write_json
-from .trials import check_same_config, run_or_reuse
+from .trials import check_same_config
 
 RESULTS = "trials.jsonl"
 FINAL = "final"
-DASK_CONNECT_TIMEOUT = 10.0   # seconds to reach the scheduler before giving up
-_worker_data = {}             # per worker process: the loaded splits, by what selects them
-_one_run = threading.Lock()   # a Dask worker with several threads still trains one run at a time
 
 
 def _arg(default, help, **cli):
@@ -173,43 +166,52 @@ def draws(plan, base, phase, n, centre=None):
 # ---- the search --------------------------------------------------------------------------------
 def search(base, out, plan=None, log=print):
     """Run the coarse and the fine phase (and the final run if plan.final); return (every trial's
-    record, best mean validation accuracy first; the final runs' records or None)."""
+    record, best mean validation accuracy first; the final runs' records or None).  The lock on
+    `out` is held throughout (the caller may hold it already, to write the tables too)."""
     plan = (plan or SearchPlan()).validate()
     out = Path(out).resolve()      # workers, local or remote, may start in another folder
     base = _portable(replace(base, out=None)).validate()
     plan.check_base(base)
-    out.mkdir(parents=True, exist_ok=True)
-    _same_search(out / "search.json", base, plan)
-    done = _read_results(out / RESULTS, base)
-    final_runs = None
-    with trial_executor(plan) as executor:
-        _phase(executor, "coarse", draws(plan, base, 0, plan.coarse), base, plan, out, done, log)
-        best = max((r for r in done.values() if r["phase"] == "coarse"), key=_val_key)
-        _phase(executor, "fine", draws(plan, base, 1, plan.fine, best), base, plan, out, done, log)
-        records = sorted(done.values(), key=_val_key, reverse=True)
-        if plan.final:
-            final_runs = _final(executor, records[0], base, plan, out, log)
+    with lock.hold(out, "fastmlp search"):
+        _same_search(out / "search.json", base, plan)
+        done = {r["key"]: r for r in jsonl.read(out / RESULTS, lambda r: _trial_record(r, base), log)}
+        final_runs = None
+        with trial_executor(plan) as executor:
+            _phase(executor, "coarse", draws(plan, base, 0, plan.coarse), base, plan, out, done, log)
+            best = max((r for r in done.values() if r["phase"] == "coarse"), key=_val_key, default=None)
+            if best is None:
+                raise ValueError(f"every coarse trial of the search in {out} failed (see the warnings above), "
+                                 f"so there is no best trial to refine; rerun the same command to try them again.")
+            _phase(executor, "fine", draws(plan, base, 1, plan.fine, best), base, plan, out, done, log)
+            records = sorted(done.values(), key=_val_key, reverse=True)
+            if plan.final:
+                final_runs = _final(executor, records[0], base, plan, out, log)
     return records, final_runs
 
 
 def _phase(executor, phase, points, base, plan, out, done, log):
     """Train the trials of `points` not in `done`, each with every seed; record each trial in
-    `done` and OUT/trials.jsonl as soon as its last seed finishes."""
+    `done` and OUT/trials.jsonl as soon as its last seed finishes.  A trial with a failed run
+    (its worker died again and again) is left out with a warning, so a rerun tries it again."""
     trials = {f"{phase}-{k}": p for k, p in enumerate(points)}
     seeds = rep.seeds_of(base, plan.repeats)
     jobs = [((key, seed), _trial_config(base, point, seed, out / "runs" / _folder(key, point, seed, plan)), False)
             for key, point in trials.items() if key not in done for seed in seeds]
     runs = {}                                    # key -> the finished runs of an unfinished trial
-    with contextlib.closing(_completed(executor, jobs)) as completed:
-        for (key, seed), run in completed:
+    with contextlib.closing(completed(executor, jobs, log)) as finished:
+        for (key, seed), run in finished:
             runs.setdefault(key, []).append(run)
-            if plan.repeats > 1:
+            if plan.repeats > 1 and run is not None:
                 log(f"  {key} seed {seed}: {rep.describe_run(run)}")
             if len(runs[key]) < len(seeds):
                 continue
-            done[key] = record = _record(key, phase, trials[key], sorted(runs.pop(key), key=lambda r: r["seed"]))
-            with open(out / RESULTS, "a") as f:
-                f.write(jsonio.dumps(record, str(out / RESULTS)) + "\n")
+            trial_runs = runs.pop(key)
+            if None in trial_runs:
+                log(f"warning: trial {key} ({_describe_point(trials[key], plan)}) is left out: a run of it "
+                    f"failed. Rerun the same command to try it again.")
+                continue
+            done[key] = record = _record(key, phase, trials[key], sorted(trial_runs, key=lambda r: r["seed"]))
+            jsonl.append(out / RESULTS, record)
             log(f"[{phase} {sum(k in done for k in trials)}/{len(trials)}] {_describe_point(record, plan)}: "
                 f"{_describe_result(record)} ({record['seconds']:.1f} s)")
 
@@ -249,8 +251,12 @@ def _final(executor, winner, base, plan, out, log):
         f"the training{' and validation' if plan.final_train_val else ''} rows.")
     jobs = [(seed, _trial_config(config, {}, seed, rep.seed_folder(folder, seed)), plan.final_train_val)
             for seed in settings["seeds"]]
-    with contextlib.closing(_completed(executor, jobs)) as completed:
-        runs = sorted((run for _, run in completed), key=lambda r: r["seed"])
+    with contextlib.closing(completed(executor, jobs, log)) as finished:
+        runs = [run for _, run in finished]
+    if None in runs:
+        raise ValueError(f"the final run in {folder} failed: its worker process died again and again (see the "
+                         f"warnings above); rerun the same command to try it again (the trials are kept).")
+    runs.sort(key=lambda r: r["seed"])
     for run in runs:
         log(f"  final seed {run['seed']}: {rep.describe_run(run)}")
     rep.write_summary(folder, runs, config, final_title(winner, plan),
@@ -271,87 +277,27 @@ def final_notes(plan):
             "test accuracy is the unbiased score.",)
 
 
-# ---- executors -------------------------------------------------------------------------------
-@contextlib.contextmanager
-def trial_executor(plan):
-    """A concurrent.futures executor for the runs: local spawned processes, or a Dask cluster."""
-    if plan.dask_scheduler is None:
-        with concurrent.futures.ProcessPoolExecutor(plan.workers or 2,
-                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool
-        return
-    client = dask_client(plan.dask_scheduler)
-    try:
-        yield client.get_executor(pure=False)    # a concurrent.futures.Executor over the cluster
-    finally:
-        client.close()
-
-
-def dask_client(address):
-    """A dask.distributed Client of the scheduler at `address`, with errors that say what to do."""
-    try:
-        import distributed
-    except ImportError:
-        raise ValueError(f"dask_scheduler={address!r} needs dask.distributed, which is not installed; "
-                         f"install it with pip install \"fastmlp[dask]\", or drop --dask-scheduler to use "
-                         f"local worker processes.") from None
-    try:
-        return distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT)
-    except TypeError as e:      # tls:// without certificates: "TLS expects a `ssl_context` argument"
-        raise ValueError(f"dask_scheduler={address!r}: a tls:// scheduler needs TLS certificates in Dask's "
-                         f"configuration (distributed.comm.tls.ca-file, .client.cert and .client.key, e.g. "
-                         f"DASK_DISTRIBUTED__COMM__TLS__CA_FILE=...); set them, or use a tcp:// address "
-                         f"({e}).") from None
-    except (OSError, TimeoutError, ValueError) as e:
-        raise ValueError(f"dask_scheduler={address!r}: cannot reach a Dask scheduler there within "
-                         f"{DASK_CONNECT_TIMEOUT:g} s ({type(e).__name__}: {e}); start one (dask scheduler, "
-                         f"then dask worker ADDRESS --nthreads 1 on each machine) or check the address.") from None
-
-
-def _completed(executor, jobs):
-    """Submit every (tag, config, merge_val) job; yield (tag, run record) as each one finishes.  On
-    an error or Ctrl-C the jobs not yet started are cancelled."""
-    futures = {executor.submit(_trial, config, merge_val): tag for tag, config, merge_val in jobs}
-    try:
-        for future in concurrent.futures.as_completed(futures):
-            yield futures[future], future.result()
-    finally:
-        for future in futures:
-            future.cancel()
-
-
-def _trial(config, merge_val=False):
-    """In a worker: train one config with one Numba thread (reusing a finished run folder) and
-    return its run record.  The data is loaded once per worker process."""
-    import numba
-
-    from ..run import load_data
-    with _one_run:
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            tic = time.perf_counter()
-            key = (config.dataset, config.data_dir, config.split, config.n_val, config.dtype, merge_val,
-                   config.standardization())
-            if key not in _worker_data:
-                _worker_data[key] = load_data(config, merge_val)
-            metrics, _, diverged = run_or_reuse(config, _worker_data[key])
-            run = rep.run_record(config.seed, config.out, metrics, diverged, time.perf_counter() - tic)
-        finally:
-            numba.set_num_threads(threads)
-    return {**run, "worker": f"{socket.gethostname()}:{os.getpid()}"}
-
-
 # ---- records and settings ----------------------------------------------------------------------
 def _val_key(record):
     return -1.0 if record["val_accuracy"] is None else record["val_accuracy"]
 
 
-def _read_results(path, base):
-    if not path.exists():
-        return {}
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["key"]: _upgrade(r, base) for r in records}
+def _trial_record(record, base):
+    """A line of trials.jsonl, checked (a TypeError or ValueError says what is wrong) and upgraded."""
+    if not isinstance(record, dict) or not isinstance(record.get("key"), str) or \
+            record.get("phase") not in ("coarse", "fine"):
+        raise TypeError("not a trial record: a JSON object with a key and a phase (coarse or fine)")
+    record = _upgrade(record, base)
+    for name in ("lam", "eta_max", "seconds"):
+        _finite(name, record[name])
+    for name in (*rep.ACCURACIES, "val_loss"):
+        for value in (record[name], record[f"{name}_std"]):
+            if value is not None:
+                _finite(name, value)
+    if not isinstance(record["sizes"], str) or not isinstance(record["runs"], list):
+        raise TypeError(f"sizes must be a string and runs a list; got {record['sizes']!r}, {record['runs']!r}")
+    _integer("diverged", record["diverged"], 0)
+    return record
 
 
 def _upgrade(record, base):
@@ -383,14 +329,18 @@ def _same_search(path, base, plan):
     """Write the search's settings, or check that a restarted search has the same ones."""
     settings = json.loads(json.dumps({"base": base.to_dict(), **{k: getattr(plan, k) for k in DRAWS}}))
     if path.exists():
-        stored = json.loads(path.read_text())
+        stored = _stored(path)
         for name in DRAWS:
             if name in stored or name in UNSET:
                 was = stored.get(name, UNSET.get(name))
                 if was != settings[name]:
                     raise ValueError(f"{path.parent} holds a search with {name}={was!r}, not {settings[name]!r}; "
                                      f"rerun with the same settings to continue it, or choose another --out.")
-        stored_base = _portable(TrainConfig(**{**stored["base"], "out": None}))
+        try:
+            stored_base = _portable(TrainConfig(**{**stored["base"], "out": None}))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path} has no usable base config ({type(e).__name__}: {e}); remove {path.parent} "
+                             f"or choose another --out.") from None
         check_same_config(path.parent, stored_base.to_dict(), base)
     write_json(path, settings)
 
@@ -398,12 +348,25 @@ def _same_search(path, base, plan):
 def _same_final(path, settings):
     settings = json.loads(json.dumps(settings))
     if path.exists():
-        stored = json.loads(path.read_text())
+        stored = _stored(path)
         if stored != settings:
             changed = ", ".join(f"{k}={stored.get(k)!r}" for k in settings if stored.get(k) != settings[k])
             raise ValueError(f"{path.parent} holds the final run of another setting ({changed}); remove "
                              f"{path.parent} to retrain with these settings, or rerun with the earlier ones.")
     write_json(path, settings)
+
+
+def _stored(path):
+    """search.json or final.json as an earlier session wrote it: a JSON object."""
+    try:
+        stored = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path} is not readable JSON ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                         f"remove {path.parent} or choose another --out.") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings; got {type(stored).__name__}; remove "
+                         f"{path.parent} or choose another --out.")
+    return stored
 
 
 def _parse_choices(choices):

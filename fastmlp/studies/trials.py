@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint
+from .. import checkpoint, lock
 from ..config import FIELDS, RESUME_FREE
 from ..run import CHECKPOINT, MODEL, load_data, resolve_dataset, train
 from ..train import History, TrainingDiverged
@@ -57,13 +57,17 @@ def run_trials(trials, base, seeds, out, log=print):
     """Train every trial with every seed (base config + trial changes + seed); return Outcomes.
 
     The data is loaded once, with the base config (all trials must share dataset, split and dtype).
-    log gets one line per finished run.
+    log gets one line per finished run.  The lock on `out` is held while the runs train.
     """
     out = Path(out)
     base = replace(base, dataset=resolve_dataset(base)[0]).validate()
     configs = [[replace(base, **t.changes, seed=s, out=str(out / "runs" / f"{t.slug}-seed{s}")).validate()
                 for s in seeds] for t in trials]
-    splits = load_data(base)
+    with lock.hold(out, "fastmlp study"):
+        return _run_all(trials, configs, seeds, load_data(base), log)
+
+
+def _run_all(trials, configs, seeds, splits, log):
     outcomes, total, done = [], len(trials) * len(seeds), 0
     for trial, trial_configs in zip(trials, configs):
         outcome = Outcome(trial)

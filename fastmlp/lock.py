@@ -1,0 +1,161 @@
+"""A lock on a run, study or search folder, held for the whole life of the work done in it.
+
+Two `fastmlp train --out R` started together would both train and both print "Wrote R/" while R
+keeps one of the runs; two searches on one folder would train every trial twice.  So the work
+holds an OS lock on OUT/.fastmlp.lock (`fcntl.flock`; `msvcrt.locking` on Windows), and a second
+process is refused at once with a one-line FolderBusy error (a ValueError: exit status 2 in the
+CLI) naming the folder and the holder's pid.  The kernel drops the lock when its process ends,
+however it ends (kill -9 included), so a lock never outlives its owner; the pid written into
+the file is only for that message, never trusted as the lock itself.
+
+The lock is reentrant within one thread (a search holds its folder while a helper it calls takes
+the same folder again); another thread of the same process is refused like another process.
+"""
+import contextlib
+import errno
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+LOCK_FILE = ".fastmlp.lock"
+WINDOWS_BYTE = 1 << 20    # msvcrt locks bytes: lock one past the owner text, which stays readable
+
+_held = {}                # resolved folder -> [owning thread id, depth] for this process
+_held_guard = threading.Lock()
+
+
+class FolderBusy(ValueError):
+    """Another fastmlp process (or thread) is working in the folder."""
+
+
+@contextlib.contextmanager
+def hold(folder, what="fastmlp"):
+    """Hold the lock on `folder` (made if missing) for the with-block; raise FolderBusy at once if
+    someone else holds it.  what: the work, as the busy message shows it to the second process."""
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    me = threading.get_ident()
+    with _held_guard:
+        if key in _held:
+            owner, depth = _held[key]
+            if owner != me:
+                raise FolderBusy(f"{folder} is in use by another thread of this process (pid {os.getpid()}); "
+                                 f"wait for it to finish or choose another out folder (--out).")
+            _held[key][1] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield folder
+        finally:
+            with _held_guard:
+                _held[key][1] -= 1
+        return
+    created = not folder.exists()
+    fd = _acquire(folder, what)
+    with _held_guard:
+        _held[key] = [me, 1]
+    try:
+        yield folder
+    finally:
+        with _held_guard:
+            del _held[key]
+        _release(fd, folder, created)
+
+
+def _acquire(folder, what):
+    """The open lock file's descriptor, locked; None where the file system cannot lock."""
+    path = folder / LOCK_FILE
+    for _ in range(100):   # each retry means the holder finished and removed the file meanwhile
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)    # not inherited by spawned processes
+        except FileNotFoundError:        # the folder was removed by a finishing holder: make it again
+            continue
+        try:
+            _lock(fd)
+        except BlockingIOError:
+            owner = _owner(fd)
+            os.close(fd)
+            raise FolderBusy(f"{folder} is in use by another fastmlp process ({owner}); wait for it to "
+                             f"finish or choose another out folder (--out).") from None
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            warnings.warn(f"{folder}: this file system cannot lock files ({e.strerror}); fastmlp runs "
+                          f"without the lock that refuses a second process on the same folder.",
+                          stacklevel=4)
+            return None
+        # A holder removes the file just before it unlocks; if that happened between our open and
+        # our lock, we locked a file that is no longer there: open the new one instead.
+        if _same_file(fd, path):
+            _write_owner(fd, what)
+            return fd
+        os.close(fd)
+    raise FolderBusy(f"{folder}: cannot take its lock ({path} keeps changing); another fastmlp process is "
+                     f"starting and finishing there over and over; wait for it, or choose another --out.")
+
+
+def _release(fd, folder, created):
+    if fd is None:
+        return
+    if sys.platform != "win32":     # removed while still locked: see _acquire for why that is safe
+        with contextlib.suppress(OSError):
+            os.unlink(folder / LOCK_FILE)
+    os.close(fd)                   # unlocks
+    if created:                    # nothing was written (the run failed early): leave no empty folder
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _same_file(fd, path):
+    if sys.platform == "win32":    # the file is never removed there
+        return True
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _write_owner(fd, what):
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+             "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(owner) + "\n").encode())
+
+
+def _owner(fd):
+    """'pid 123: fastmlp train, since ...' from the holder's lock file, as far as it can be read."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        owner = json.loads(os.read(fd, 4096).decode())
+        pid = int(owner["pid"])
+        host = "" if owner.get("host") == socket.gethostname() else f" on {owner.get('host')}"
+        return f"pid {pid}{host}: {' '.join(str(owner['what']).split())}, since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):   # it has not written it yet
+        return "pid unknown"
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _lock(fd):
+        os.lseek(fd, WINDOWS_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as e:          # Windows says EACCES or EDEADLOCK where POSIX says EWOULDBLOCK
+            raise BlockingIOError(errno.EWOULDBLOCK, str(e)) from None
+else:
+    import fcntl
+
+    def _lock(fd):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
