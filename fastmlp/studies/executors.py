@@ -68,6 +68,7 @@ class LocalPool:
 
 class DaskPool:
     """The workers of a Dask cluster, as a concurrent.futures executor."""
+    workers = 1                # a KilledWorker names its own task: no other task is charged
 
     def __init__(self, address):
         self.client = dask_client(address)
@@ -108,40 +109,61 @@ def dask_client(address):
 
 def completed(executor, jobs, log, task=None):
     """Submit every (tag, config, merge_val) job; yield (tag, run record) as each one finishes, or
-    (tag, None) for a run whose worker died RETRIES + 1 times (with a warning).  On an error or
-    Ctrl-C the jobs not yet started are cancelled.  task: what a worker runs (train_one)."""
+    (tag, None), with a warning, for a run whose worker died RETRIES + 1 times.  On an error or
+    Ctrl-C the jobs not yet started are cancelled.  task: what a worker runs (train_one).
+
+    When a worker dies, every unfinished job fails with it, but only those that were running can
+    have killed it: the pool starts jobs in submission order, so those are the first `workers` of
+    the lost ones.  They are charged and run again one at a time, where a death is surely the
+    job's own; the others simply start again.  So a run that kills its worker every time ends up
+    failed alone, and a single kill -9 costs nothing but the time to resume."""
     task = task or train_one
-    lost = {tag: 0 for tag, _, _ in jobs}
-    while jobs:
-        futures = {executor.submit(task, config, merge_val): (tag, config, merge_val)
-                   for tag, config, merge_val in jobs}
-        broken, jobs = [], []
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                try:
-                    run = future.result()
-                except executor.died as e:
-                    broken.append((futures[future], e))
-                    continue
-                yield futures[future][0], run
-        finally:
-            for future in futures:
-                future.cancel()
-        if not broken:
-            return
+    charged = {tag: 0 for tag, _, _ in jobs}
+    suspects, jobs = [], list(jobs)
+    while suspects or jobs:
+        if suspects:
+            batch = [suspects.pop(0)]
+        else:
+            batch, jobs = jobs, []
+        lost, error = yield from _run_batch(executor, batch, task)
+        if not lost:
+            continue
         retry = executor.renew()
-        for job, error in broken:
-            lost[job[0]] += 1
-            if retry and lost[job[0]] <= RETRIES:
-                jobs.append(job)
+        running = lost[:executor.workers]
+        for job in running:
+            charged[job[0]] += 1
+            if retry and charged[job[0]] <= RETRIES:
+                suspects.append(job)
             else:
-                log(f"warning: the run in {job[1].out} failed: its worker process died {lost[job[0]]} "
+                log(f"warning: the run in {job[1].out} failed: its worker process died {charged[job[0]]} "
                     f"time(s) ({type(error).__name__}); the search goes on without it. Rerun the same "
                     f"command to try it again.")
                 yield job[0], None
-        if jobs:
-            log(f"warning: a worker process died ({type(broken[0][1]).__name__}); {len(jobs)} unfinished "
-                f"run(s) start again on a fresh pool, resuming from their checkpoints.")
+        jobs = lost[len(running):] + jobs
+        again = len(lost) - sum(charged[job[0]] > RETRIES or not retry for job in running)
+        if again:
+            log(f"warning: a worker process died ({type(error).__name__}); {again} unfinished run(s) "
+                f"start again, resuming from their checkpoints.")
+
+
+def _run_batch(executor, batch, task):
+    """Yield (tag, run record) for each job of `batch` that finishes; return (the jobs lost to a
+    dead worker, in submission order; the error that said so)."""
+    futures = {executor.submit(task, config, merge_val): k for k, (tag, config, merge_val) in enumerate(batch)}
+    lost, error = [], None
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                run = future.result()
+            except executor.died as e:
+                lost.append(futures[future])
+                error = e
+                continue
+            yield batch[futures[future]][0], run
+    finally:
+        for future in futures:
+            future.cancel()
+    return [batch[k] for k in sorted(lost)], error
 
 
 def train_one(config, merge_val=False):
