@@ -21,22 +21,21 @@ or the search itself is killed.  Every finished trial is appended to OUT/trials.
 one whole line at a time), and a restarted search with the same OUT reruns none of them (the runs
 of an unfinished trial are reused or resumed from their folders, see trials.run_or_reuse).  The
 search holds the lock on OUT (fastmlp.lock) for its whole life: a second one there is refused.
+search.json (the settings) and the records are checked as they are read back (search_state.py).
 """
 import contextlib
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import checkpoint, lock
-from ..config import TrainConfig, parse_sizes
-from ..run import resolve_dataset
+from ..config import parse_sizes
 from . import jsonl
 from . import repeats as rep
 from .executors import completed, trial_executor
 from .report import markdown, write_csv, write_json
-from .trials import check_same_config
+from .search_state import check_finite, check_integer, portable, same_final, same_search, trial_record
 
 RESULTS = "trials.jsonl"
 FINAL = "final"
@@ -80,7 +79,7 @@ class SearchPlan:
     def validate(self):
         """Check and normalise every field that can be checked without the base config; return self."""
         for name in ("l_min", "l_max", "width"):
-            _finite(name, getattr(self, name))
+            check_finite(name, getattr(self, name))
         _bounds(self)
         if self.l_min > self.l_max:
             raise ValueError(f"l_min must be <= l_max; got l_min={self.l_min}, l_max={self.l_max}.")
@@ -90,7 +89,7 @@ class SearchPlan:
                 raise ValueError(f"eta_max_range must be two numbers LO HI (log10 of eta_max); got "
                                  f"{self.eta_max_range!r}.")
             for name, value in zip(("eta_max_range LO", "eta_max_range HI"), lo_hi):
-                _finite(name, value)
+                check_finite(name, value)
             if lo_hi[0] > lo_hi[1] or lo_hi[1] > 1:
                 raise ValueError(f"eta_max_range must be LO <= HI <= 1 (log10 of eta_max, so eta_max <= 10); "
                                  f"got LO={lo_hi[0]}, HI={lo_hi[1]}.")
@@ -98,10 +97,10 @@ class SearchPlan:
         if self.sizes_choices is not None:
             self.sizes_choices = _parse_choices(self.sizes_choices)
         for name, lo in (("coarse", 1), ("fine", 0), ("search_seed", 0), ("repeats", 1)):
-            _integer(name, getattr(self, name), lo)
+            check_integer(name, getattr(self, name), lo)
         for name in ("workers", "final_cycles"):
             if getattr(self, name) is not None:
-                _integer(name, getattr(self, name), 1)
+                check_integer(name, getattr(self, name), 1)
         if self.dask_scheduler is not None:
             if not isinstance(self.dask_scheduler, str) or not self.dask_scheduler.strip():
                 raise ValueError(f"dask_scheduler must be the scheduler's address, e.g. tcp://10.0.0.5:8786; "
@@ -170,11 +169,11 @@ def search(base, out, plan=None, log=print):
     `out` is held throughout (the caller may hold it already, to write the tables too)."""
     plan = (plan or SearchPlan()).validate()
     out = Path(out).resolve()      # workers, local or remote, may start in another folder
-    base = _portable(replace(base, out=None)).validate()
+    base = portable(replace(base, out=None)).validate()
     plan.check_base(base)
     with lock.hold(out, "fastmlp search"):
-        _same_search(out / "search.json", base, plan)
-        done = {r["key"]: r for r in jsonl.read(out / RESULTS, lambda r: _trial_record(r, base), log)}
+        same_search(out / "search.json", base, plan)
+        done = {r["key"]: r for r in jsonl.read(out / RESULTS, lambda r: trial_record(r, base), log)}
         final_runs = None
         with trial_executor(plan) as executor:
             _phase(executor, "coarse", draws(plan, base, 0, plan.coarse), base, plan, out, done, log)
@@ -246,7 +245,7 @@ def _final(executor, winner, base, plan, out, log):
     config = replace(base, **point, cycles=plan.final_cycles)
     settings = {"winner": winner["key"], **point, "cycles": plan.final_cycles, "train_val": plan.final_train_val,
                 "seeds": rep.seeds_of(base, plan.repeats)}
-    _same_final(folder / "final.json", settings)
+    same_final(folder / "final.json", settings)
     log(f"Final: retraining {winner['key']} ({_describe_point(winner, plan)}) for {plan.final_cycles} cycles on "
         f"the training{' and validation' if plan.final_train_val else ''} rows.")
     jobs = [(seed, _trial_config(config, {}, seed, rep.seed_folder(folder, seed)), plan.final_train_val)
@@ -280,93 +279,6 @@ def final_notes(plan):
 # ---- records and settings ----------------------------------------------------------------------
 def _val_key(record):
     return -1.0 if record["val_accuracy"] is None else record["val_accuracy"]
-
-
-def _trial_record(record, base):
-    """A line of trials.jsonl, checked (a TypeError or ValueError says what is wrong) and upgraded."""
-    if not isinstance(record, dict) or not isinstance(record.get("key"), str) or \
-            record.get("phase") not in ("coarse", "fine"):
-        raise TypeError("not a trial record: a JSON object with a key and a phase (coarse or fine)")
-    record = _upgrade(record, base)
-    for name in ("lam", "eta_max", "seconds"):
-        _finite(name, record[name])
-    for name in (*rep.ACCURACIES, "val_loss"):
-        for value in (record[name], record[f"{name}_std"]):
-            if value is not None:
-                _finite(name, value)
-    if not isinstance(record["sizes"], str) or not isinstance(record["runs"], list):
-        raise TypeError(f"sizes must be a string and runs a list; got {record['sizes']!r}, {record['runs']!r}")
-    _integer("diverged", record["diverged"], 0)
-    return record
-
-
-def _upgrade(record, base):
-    """A record of a search made before repeats, eta_max and sizes were searched, in today's form."""
-    if "runs" in record:
-        return record
-    run = {"seed": base.seed, **{k: record[k] for k in (*rep.ACCURACIES, "val_loss")},
-           "diverged": record["diverged"], "seconds": record["seconds"], "out": record["out"]}
-    record = {k: v for k, v in record.items() if k != "out"}
-    return {**record, "eta_max": base.eta_max, "sizes": base.sizes, "diverged": int(bool(run["diverged"])),
-            **{f"{k}_std": None for k in (*rep.ACCURACIES, "val_loss")}, "runs": [run]}
-
-
-def _portable(config):
-    """config with its dataset chosen and its paths absolute, so that a worker started in another
-    folder (or on another machine that mounts the same files) loads the same data."""
-    name = resolve_dataset(config)[0]
-    if name.endswith(".npz"):
-        name = str(Path(name).expanduser().resolve())
-    data_dir = None if config.data_dir is None else str(Path(config.data_dir).expanduser().resolve())
-    return replace(config, dataset=name, data_dir=data_dir)
-
-
-DRAWS = ("l_min", "l_max", "search_seed", "width", "eta_max_range", "sizes_choices", "repeats")
-UNSET = {"eta_max_range": None, "sizes_choices": None, "repeats": 1}   # in a search.json from before them
-
-
-def _same_search(path, base, plan):
-    """Write the search's settings, or check that a restarted search has the same ones."""
-    settings = json.loads(json.dumps({"base": base.to_dict(), **{k: getattr(plan, k) for k in DRAWS}}))
-    if path.exists():
-        stored = _stored(path)
-        for name in DRAWS:
-            if name in stored or name in UNSET:
-                was = stored.get(name, UNSET.get(name))
-                if was != settings[name]:
-                    raise ValueError(f"{path.parent} holds a search with {name}={was!r}, not {settings[name]!r}; "
-                                     f"rerun with the same settings to continue it, or choose another --out.")
-        try:
-            stored_base = _portable(TrainConfig(**{**stored["base"], "out": None}))
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path} has no usable base config ({type(e).__name__}: {e}); remove {path.parent} "
-                             f"or choose another --out.") from None
-        check_same_config(path.parent, stored_base.to_dict(), base)
-    write_json(path, settings)
-
-
-def _same_final(path, settings):
-    settings = json.loads(json.dumps(settings))
-    if path.exists():
-        stored = _stored(path)
-        if stored != settings:
-            changed = ", ".join(f"{k}={stored.get(k)!r}" for k in settings if stored.get(k) != settings[k])
-            raise ValueError(f"{path.parent} holds the final run of another setting ({changed}); remove "
-                             f"{path.parent} to retrain with these settings, or rerun with the earlier ones.")
-    write_json(path, settings)
-
-
-def _stored(path):
-    """search.json or final.json as an earlier session wrote it: a JSON object."""
-    try:
-        stored = json.loads(path.read_bytes())
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"{path} is not readable JSON ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-                         f"remove {path.parent} or choose another --out.") from None
-    if not isinstance(stored, dict):
-        raise ValueError(f"{path} must hold a JSON object of settings; got {type(stored).__name__}; remove "
-                         f"{path.parent} or choose another --out.")
-    return stored
 
 
 def _parse_choices(choices):
@@ -413,16 +325,6 @@ def _check_address(address):
     if sep and scheme not in DASK_SCHEMES:
         raise ValueError(f"dask_scheduler must be an address with one of the schemes {', '.join(DASK_SCHEMES)} "
                          f"(e.g. tcp://10.0.0.5:8786); got {address!r}.")
-
-
-def _finite(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}.")
-
-
-def _integer(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}.")
 
 
 # ---- tables ------------------------------------------------------------------------------------
