@@ -17,9 +17,10 @@ from fastmlp.lock import LOCK_FILE
 from fastmlp.studies import jsonl
 from fastmlp.studies.executors import RETRIES, completed, trial_executor
 from fastmlp.studies.search import SearchPlan
+from fastmlp.studies.trials import run_or_reuse
 from fault_helpers import die_in
 from test_studies_search import TINY, cli
-from train_helpers import write_npz
+from train_helpers import tiny_config, write_npz
 
 
 def jobs_dying(tmp_path, deaths):
@@ -230,3 +231,14 @@ def test_a_search_restarted_on_a_torn_trials_file_reruns_that_trial(tmp_path):
     path.write_text(lines[1] + "\n" + lines[0][:-5] + "\n")     # damage that a crash cannot leave
     code, _, err = cli(argv)
     assert code == 2 and len(err.splitlines()) == 1 and f"{path} line 2 is not a readable record" in err
+
+
+@pytest.mark.parametrize("metrics", [b"{", b"[1]", b'{"config": 3}', b"[" * 100000])
+def test_a_damaged_metrics_file_of_a_finished_run_is_named(tmp_path, metrics):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.npz").write_bytes(b"")
+    (folder / "metrics.json").write_bytes(metrics)
+    with pytest.raises(ValueError, match=f"^{folder / 'metrics.json'} is not the metrics of a finished run .*"
+                                         f"remove {folder} to train that run again"):
+        run_or_reuse(tiny_config(out=str(folder)), None)

@@ -88,17 +88,31 @@ def _run_all(trials, configs, seeds, splits, log):
 def run_or_reuse(config, splits, progress=False):
     """(metrics, history, None) of one run, or (None, None, message) if it diverged.  A run that
     finished in an earlier session is read back; one that was interrupted is resumed.
-    progress: show the trainer's progress bar."""
+    progress: show the trainer's progress bar.  The run folder is locked before it is looked at."""
     folder = Path(config.out)
-    if (folder / MODEL).exists() and not (folder / CHECKPOINT).exists():
-        metrics = json.loads((folder / "metrics.json").read_text())
-        check_same_config(folder, metrics["config"], config)
-        return metrics, History.from_arrays(checkpoint.load(folder / MODEL).history), None
-    try:
-        result = train(config, splits, resume=(folder / CHECKPOINT).exists(), progress=progress)
-    except TrainingDiverged as e:
-        return None, None, str(e)
+    with lock.hold(folder, "fastmlp train"):
+        if (folder / MODEL).exists() and not (folder / CHECKPOINT).exists():
+            metrics = _finished_metrics(folder)
+            check_same_config(folder, metrics["config"], config)
+            return metrics, History.from_arrays(checkpoint.load(folder / MODEL).history), None
+        try:
+            result = train(config, splits, resume=(folder / CHECKPOINT).exists(), progress=progress)
+        except TrainingDiverged as e:
+            return None, None, str(e)
     return result.metrics, result.history, None
+
+
+def _finished_metrics(folder):
+    """metrics.json of a finished run folder, which must be a JSON object with its config."""
+    path = folder / "metrics.json"
+    try:
+        metrics = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as e:
+        metrics = f"not readable JSON ({type(e).__name__})"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("config"), dict):
+        raise ValueError(f"{path} is not the metrics of a finished run ({str(metrics)[:100]}); remove {folder} "
+                         f"to train that run again.")
+    return metrics
 
 
 def check_same_config(folder, stored, config):
