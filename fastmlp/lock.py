@@ -57,7 +57,7 @@ def hold(folder, what="fastmlp"):
             with _held_guard:
                 _held[key][1] -= 1
         return
-    created = not folder.exists()
+    made = _missing(folder)
     fd = _acquire(folder, what)
     with _held_guard:
         _held[key] = [me, 1]
@@ -66,7 +66,7 @@ def hold(folder, what="fastmlp"):
     finally:
         with _held_guard:
             del _held[key]
-        _release(fd, folder, created)
+        _release(fd, folder, made)
 
 
 def _acquire(folder, what):
@@ -103,16 +103,27 @@ def _acquire(folder, what):
                      f"starting and finishing there over and over; wait for it, or choose another --out.")
 
 
-def _release(fd, folder, created):
+def _missing(folder):
+    """folder and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _release(fd, folder, made):
     if fd is None:
         return
     if sys.platform != "win32":     # removed while still locked: see _acquire for why that is safe
         with contextlib.suppress(OSError):
             os.unlink(folder / LOCK_FILE)
     os.close(fd)                   # unlocks
-    if created:                    # nothing was written (the run failed early): leave no empty folder
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    for path in made:              # nothing was written there (the run failed early): leave no empty folders
+        try:
+            path.rmdir()
+        except OSError:            # not empty: in use
+            break
 
 
 def _same_file(fd, path):

@@ -4,6 +4,7 @@ The folder holds model.npz (a checkpoint.py file), metrics.json, history.csv (on
 evaluation), steps.csv (learning rate and batch loss per step) and the plots; checkpoint.npz
 stands there while the run is unfinished and is what `--resume` continues.
 """
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -62,15 +63,24 @@ def train(config, splits=None, *, resume=False, progress=False, log=None):
     """
     config.validate()
     start = time.perf_counter()
-    out = Path(config.out) if config.out is not None else new_run_folder()
     threads = numba.get_num_threads()
     try:
         if config.threads is not None:
             numba.set_num_threads(config.threads)
-        with lock.hold(out, "fastmlp train"):
+        with contextlib.ExitStack() as stack:
+            out = _locked_out(stack, config.out)
             return _run(config, out, start, splits, resume, progress, log or (lambda line: None))
     finally:
         numba.set_num_threads(threads)
+
+
+def _locked_out(stack, out):
+    """The run's folder, its lock held until `stack` closes: `out`, or unset a new runs/<time>."""
+    if out is not None:
+        return stack.enter_context(lock.hold(Path(out), "fastmlp train"))
+    while True:       # a run started in the same second may take the same new name: then the next
+        with contextlib.suppress(lock.FolderBusy):
+            return stack.enter_context(lock.hold(new_run_folder(), "fastmlp train"))
 
 
 def _run(config, out, start, splits, resume, progress, log):
@@ -98,16 +108,12 @@ def _run(config, out, start, splits, resume, progress, log):
 
 
 def new_run_folder():
-    """A new folder runs/<time>[-k], made here: two runs started in the same second get two."""
     base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     out, k = base, 1
-    while True:
-        try:
-            out.mkdir(parents=True)
-            return out
-        except FileExistsError:
-            k += 1
-            out = base.with_name(f"{base.name}-{k}")
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
 
 
 def _fresh(out):

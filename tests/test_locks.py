@@ -117,8 +117,8 @@ def test_a_run_leaves_no_lock_file_and_no_empty_folder(tmp_path, npz, capsys):
     code, _, err = run(["train", "--dataset", npz, "--n-val", 80, "--out", tmp_path / "run", *TINY], capsys)
     assert code == 0, err
     assert LOCK_FILE not in os.listdir(tmp_path / "run") and "model.npz" in os.listdir(tmp_path / "run")
-    code, _, err = run(["train", "--dataset", tmp_path / "missing.npz", "--out", tmp_path / "bad"], capsys)
-    assert code == 2 and not (tmp_path / "bad").exists()
+    code, _, err = run(["train", "--dataset", tmp_path / "missing.npz", "--out", tmp_path / "new" / "bad"], capsys)
+    assert code == 2 and not (tmp_path / "new").exists()         # the lock made both, and took them back
 
 
 def test_the_lock_is_reentrant_in_its_thread_and_refuses_other_threads(tmp_path):
