@@ -25,7 +25,7 @@ from pathlib import Path
 LOCK_FILE = ".fastmlp.lock"
 WINDOWS_BYTE = 1 << 20    # msvcrt locks bytes: lock one past the owner text, which stays readable
 
-_held = {}                # resolved folder -> [owning thread id, depth] for this process
+_held = {}                # resolved folder -> the id of the thread of this process that holds it
 _held_guard = threading.Lock()
 
 
@@ -39,28 +39,18 @@ def hold(folder, what="fastmlp"):
     someone else holds it.  what: the work, as the busy message shows it to the second process."""
     folder = Path(folder)
     key = os.path.realpath(folder)
-    me = threading.get_ident()
     with _held_guard:
-        if key in _held:
-            owner, depth = _held[key]
-            if owner != me:
-                raise FolderBusy(f"{folder} is in use by another thread of this process (pid {os.getpid()}); "
-                                 f"wait for it to finish or choose another out folder (--out).")
-            _held[key][1] += 1
-            nested = True
-        else:
-            nested = False
-    if nested:
-        try:
-            yield folder
-        finally:
-            with _held_guard:
-                _held[key][1] -= 1
+        owner = _held.get(key)
+    if owner == threading.get_ident():      # this thread holds it already: the outer hold releases it
+        yield folder
         return
+    if owner is not None:
+        raise FolderBusy(f"{folder} is in use by another thread of this process (pid {os.getpid()}); "
+                         f"wait for it to finish or choose another out folder (--out).")
     made = _missing(folder)
     fd = _acquire(folder, what)
     with _held_guard:
-        _held[key] = [me, 1]
+        _held[key] = threading.get_ident()
     try:
         yield folder
     finally:
