@@ -182,8 +182,10 @@ def test_a_record_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 def test_no_nan_or_infinity_reaches_the_file(tmp_path):
     path = tmp_path / "trials.jsonl"
-    jsonl.append(path, {"key": "coarse-0", "val_loss": float("nan"), "runs": [{"loss": float("inf")}]})
-    assert json.loads(path.read_text()) == {"key": "coarse-0", "val_loss": None, "runs": [{"loss": None}]}
+    data = written(path)
+    with pytest.raises(ValueError, match=f"^{path}: .*JSON has no NaN or Infinity; nothing was written"):
+        jsonl.append(path, {"key": "coarse-0", "val_loss": float("nan"), "runs": [{"loss": float("inf")}]})
+    assert path.read_bytes() == data
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

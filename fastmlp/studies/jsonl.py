@@ -8,17 +8,17 @@ the file and the line, since that is damage a crash cannot have done.
 """
 import errno
 import json
-import math
 import os
 from pathlib import Path
+
+from .. import jsonio
 
 UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError)
 
 
 def append(path, record):
-    """Add `record` as the last line of `path`.  JSON has no NaN or Infinity: a float that is not
-    finite, which is no score, is written as null."""
-    line = (json.dumps(_finite(record), allow_nan=False) + "\n").encode()
+    """Add `record` as the last line of `path` (strict JSON: a NaN is refused, see fastmlp.jsonio)."""
+    line = (jsonio.dumps(record, str(path)) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -64,16 +64,6 @@ def read(path, check, log):
                 f"was interrupted); removed it, so its trial runs again.")
             os.truncate(path, len(data) - len(tail))
     return records
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _short(error):
