@@ -12,7 +12,6 @@ never leaves a half-written file; a writer holds an flock on its temporary file,
 left behind by a killed process (and only such a one) can be told apart and removed.
 """
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile, npyfile
+from . import lock, modelfile, npyfile
 from .config import TrainConfig
 from .modelfile import CheckpointError
 from .network import Network
@@ -101,7 +100,7 @@ def _locked_temporary(path):
     (the kernel drops the lock when the process dies, however it dies)."""
     while True:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        lock.lock_file(fd)
         if os.fstat(fd).st_nlink:   # else a cleaner took it for stale between mkstemp and flock
             return fd, tmp
         os.close(fd)
@@ -122,10 +121,10 @@ def remove_stale_temporaries(folder, target=None):
             except OSError:
                 continue
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-            except OSError:             # locked by a live writer, or gone already
+                if lock.abandoned(fd):  # else locked by a live writer
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except OSError:             # gone already
                 pass
             finally:
                 os.close(fd)

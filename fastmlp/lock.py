@@ -149,14 +149,35 @@ def _owner(fd):
 if sys.platform == "win32":
     import msvcrt
 
-    def _lock(fd):
+    def _lock(fd, wait=False):
+        at = os.lseek(fd, 0, os.SEEK_CUR)     # msvcrt locks at the position: put it back after
         os.lseek(fd, WINDOWS_BYTE, os.SEEK_SET)
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_LOCK if wait else msvcrt.LK_NBLCK, 1)
         except OSError as e:          # Windows says EACCES or EDEADLOCK where POSIX says EWOULDBLOCK
             raise BlockingIOError(errno.EWOULDBLOCK, str(e)) from None
+        finally:
+            os.lseek(fd, at, os.SEEK_SET)
 else:
     import fcntl
 
-    def _lock(fd):
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    def _lock(fd, wait=False):
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# The same OS lock for the other files whose owner must be known alive or dead: atomic_write's
+# temporary files (fastmlp/checkpoint.py) and a download's staging folder (fastmlp/data/download.py).
+def lock_file(fd):
+    """Take the exclusive lock of the open file `fd`, waiting while another holder has it.  The
+    kernel drops it when this process ends, however it ends."""
+    _lock(fd, wait=True)
+
+
+def abandoned(fd):
+    """Take the lock of the open file `fd` if nobody holds it and return True (its holder, if it
+    had one, is dead), or return False at once when a live process holds it."""
+    try:
+        _lock(fd)
+    except BlockingIOError:
+        return False
+    return True

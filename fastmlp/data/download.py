@@ -7,7 +7,6 @@ next download into the same place.  A server that stalls for STALL_S, or a trans
 than DEADLINE_S in all, is an error.
 """
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import os
@@ -21,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from .. import lock
 from .errors import DataError
 from .places import download_root
 
@@ -95,7 +95,7 @@ def staging(final: Path):
         remove_leftovers(final)
         new = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".new", dir=final.parent))
         owner = open(new / OWNER, "w")
-        fcntl.flock(owner, fcntl.LOCK_EX)
+        lock.lock_file(owner.fileno())
         tmp = new.with_suffix(".part")
         new.rename(tmp)
     except OSError as e:
@@ -118,11 +118,8 @@ def remove_leftovers(final: Path) -> None:
         except OSError:
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue                                    # a download in progress
-        else:
-            shutil.rmtree(part, ignore_errors=True)
+            if lock.abandoned(fd):                      # else a download in progress
+                shutil.rmtree(part, ignore_errors=True)
         finally:
             os.close(fd)
 
