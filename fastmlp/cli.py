@@ -345,7 +345,7 @@ def cmd_gradcheck(args):
     rows, settings = check_gradients(args.dataset, args.sizes, args.batch_norm, args.lam, args.n,
                                      args.dims, args.seed, args.data_dir, args.dropout)
     print(f"Gradient check: {describe(settings)}.\n")
-    print(gradient_table(rows))
+    print(gradient_table(rows, "text"))
     if args.out is not None:
         _say("Wrote " + " ".join(map(str, write_report(args.out, rows, settings))))
     return 0

@@ -100,15 +100,15 @@ def _row(name, shape, ga, gn, n_kinks):
     }
 
 
-def format_table(rows):
-    """The gradient table as markdown, one row per parameter."""
-    lines = ["| layer | param | shape | checked | kinks | rel error | max abs error | max entry rel error |",
-             "|---|---|---|---|---|---|---|---|"]
+def format_table(rows, style="markdown"):
+    """The gradient table, one row per parameter (Markdown, or aligned text with style="text")."""
+    from .table import format_table as table
+    cells = []
     for r in rows:
-        shape = "x".join(map(str, r["shape"]))
         # rel errors of an identically-zero gradient compare rounding noise with rounding noise
         rel, entry = ((f"{r['rel_error']:.2e}", f"{r['max_entry_rel_error']:.2e}")
                       if not r.get("zero_gradient") else ("(grad = 0)", "(grad = 0)"))
-        lines.append(f"| {r['layer']} | {r['param']} | {shape} | {r['n_checked']} | {r['n_kinks']} "
-                     f"| {rel} | {r['max_abs_error']:.2e} | {entry} |")
-    return "\n".join(lines)
+        cells.append([r["layer"], r["param"], "x".join(map(str, r["shape"])), r["n_checked"], r["n_kinks"],
+                      rel, f"{r['max_abs_error']:.2e}", entry])
+    return table(["layer", "param", "shape", "checked", "kinks", "rel error", "max abs error",
+                  "max entry rel error"], cells, style)

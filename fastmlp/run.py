@@ -200,15 +200,12 @@ def write_outputs(out, trainer, splits, metrics):
     (out / CHECKPOINT).unlink(missing_ok=True)
 
 
-def format_table(metrics):
-    """The final table as the reports print it."""
-    lines = [f"{'':6} {'loss':>8} {'cost':>8} {'accuracy':>9}"]
-    for part, label in (("train", "train"), ("val", "val"), ("test", "test")):
+def format_table(metrics, style="text"):
+    """The final table as the reports print it: loss, cost and accuracy (%) per split."""
+    from .table import format_table as table
+    rows = []
+    for part in ("train", "val", "test"):
         acc = metrics[f"{part}_accuracy"]
-        if acc is None:
-            lines.append(f"{label:6} {'-':>8} {'-':>8} {'-':>9}")
-            continue
-        lines.append(f"{label:6} {metrics[f'{part}_loss']:8.4f} {metrics[f'{part}_cost']:8.4f} "
-                     f"{100 * acc:8.2f}%")
-    return "\n".join(lines)
-
+        rows.append([part, "-", "-", "-"] if acc is None else
+                    [part, f"{metrics[f'{part}_loss']:.4f}", f"{metrics[f'{part}_cost']:.4f}", f"{100 * acc:.2f}%"])
+    return table(["", "loss", "cost", "accuracy"], rows, style)

@@ -4,14 +4,13 @@ import io
 from pathlib import Path
 
 from ..checkpoint import atomic_write_text
+from ..table import format_table
 from ..jsonio import write as write_json  # noqa: F401  (the studies import it from here)
 
 
 def markdown(header, rows):
     """A markdown table of `rows` (sequences of cells, already formatted)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return format_table(header, rows, "markdown")
 
 
 def write_csv(path, records):
