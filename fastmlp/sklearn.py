@@ -37,7 +37,7 @@ import numpy as np
 from . import _checks, checkpoint
 from . import optim as _optim
 from .config import TrainConfig
-from .models import _Continuing, _FitSchedule, _optimizer_fields
+from .fitting import Continuing, FitSchedule, optimizer_fields
 from .network import Network, check_dropout, check_init
 from .schedules import Cyclic
 from .train import EVAL_COLUMNS, Trainer
@@ -340,12 +340,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             ns = self._half_cycle(spe)
             cyclic = Cyclic(self.eta_min, self.eta_max, ns, 1)        # periodic in t
             t0 = self.t_
-            schedule = _FitSchedule(lambda t: cyclic.eta(np.asarray(t) + t0), total)
+            schedule = FitSchedule(lambda t: cyclic.eta(np.asarray(t) + t0), total)
             fields = {"schedule": "cyclic", "eta_min": float(self.eta_min),
                       "eta_max": float(self.eta_max), "ns": ns, "cycles": self.n_cycles}
         else:
             eta = float(self.learning_rate_init)
-            schedule = _FitSchedule(lambda t: np.full(np.shape(t), eta), total)
+            schedule = FitSchedule(lambda t: np.full(np.shape(t), eta), total)
             fields = {"schedule": "constant", "eta": eta}
         opt = self._optimizer
         config = TrainConfig(
@@ -353,12 +353,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             dropout=list(net.dropout), lam=float(self.alpha), batch=batch, seed=seed,
             # the estimator does not report the Trainer's per-epoch evaluations but the L2 term
             # they hold: one row keeps their cost nil
-            train_eval=1, **fields, **_optimizer_fields(opt))
+            train_eval=1, **fields, **optimizer_fields(opt))
         trainer = Trainer(net, config, progress=bool(self.verbose),
                           schedule=lambda steps_per_epoch: schedule)
         # a TrainingDiverged message names this estimator's parameters, not TrainConfig's
         trainer.knob_names = {"lam": "alpha", "eta": "learning_rate_init", "opt_eps": "epsilon"}
-        trainer.optimizer_ = _Continuing(opt)
+        trainer.optimizer_ = Continuing(opt)
         try:
             trainer.fit(X, ids)
         finally:
