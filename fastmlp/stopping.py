@@ -3,7 +3,7 @@
 `Plateau` is Keras's EarlyStopping rule, shared by `fastmlp train --early-stopping PATIENCE` and
 fastmlp.callbacks.EarlyStopping: an evaluation improves on the best one when it is better by more
 than min_delta; training stops after `patience` evaluations in a row without improvement.
-(MLPClassifier follows scikit-learn's slightly different rule instead: fastmlp.sklearn_fit.)
+(MLPClassifier follows scikit-learn's own tol / n_iter_no_change rule instead: `EpochRule`.)
 
 `RunStopping` is the command line's hook (Trainer(on_evaluate=[...])).  It watches the evaluations
 after training steps (each epoch's end, and every --eval-every steps; not the one before the first
@@ -16,6 +16,8 @@ interrupted run stops where the uninterrupted one would and restores the same we
 import math
 import numbers
 from pathlib import Path
+
+import numpy as np
 
 from . import checkpoint
 from .modelfile import CheckpointError
@@ -129,6 +131,43 @@ class RunStopping:
                 f"{at} those of step {rule.best_at} (epoch {rule.best_at / spe:g}, "
                 f"{self.config.monitor} {_shown(self.config.monitor, rule.best)}).")
         return entry
+
+
+class EpochRule:
+    """MLPClassifier's stopping rule, scikit-learn's MLPClassifier's own, after each epoch (each
+    evaluation after a training step): a Trainer on_evaluate callback that appends the epoch's
+    training loss to est.loss_curve_ (mean batch loss + alpha * sum of squared weights at the
+    epoch's end) and, with early_stopping, its validation accuracy to est.validation_scores_.
+
+    An epoch counts as no improvement when the score is below best_validation_score_ + tol
+    (with early_stopping) or the loss above best_loss_ - tol (without); the best moves on any
+    gain, however small.  Training stops once more than n_iter_no_change epochs in a row count
+    so.  With early_stopping, `best_state` holds the weights of the best-scoring epoch."""
+
+    def __init__(self, est, early_stopping):
+        self.est, self.early_stopping, self.best_state = est, early_stopping, None
+
+    def __call__(self, trainer):
+        evals, est = trainer.history_.evals, self.est
+        step = int(evals[-1][0])
+        if step == 0:
+            return
+        row = dict(zip(EVAL_COLUMNS, evals[-1]))
+        steps = slice(int(evals[-2][0]), step)             # this epoch's steps
+        est.loss_curve_.append(float(np.mean(trainer.history_.batch_loss[steps])
+                                     + row["train_cost"] - row["train_loss"]))
+        if self.early_stopping:
+            score = row["val_accuracy"]
+            est.validation_scores_.append(score)
+            worse = score < est.best_validation_score_ + est.tol
+            if score > est.best_validation_score_:
+                est.best_validation_score_, self.best_state = score, trainer.net.get_state()
+        else:
+            worse = est.loss_curve_[-1] > est.best_loss_ - est.tol
+            est.best_loss_ = min(est.best_loss_, est.loss_curve_[-1])
+        est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
+        if est._no_improvement_count > est.n_iter_no_change:
+            trainer.stop_requested = True
 
 
 def for_run(config, out):
