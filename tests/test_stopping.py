@@ -131,3 +131,11 @@ def test_config_without_the_new_fields_still_loads():
     old = {k: v for k, v in TrainConfig().to_dict().items()
            if k not in ("early_stopping", "monitor", "min_delta", "restore_best")}
     assert TrainConfig.from_dict(old).validate().early_stopping is None
+
+
+def test_search_refuses_early_stopping_with_final_train_val(tmp_path, capsys):
+    """The final runs would have no validation rows: refused before the first trial."""
+    code, out, err = run(["search", "--dataset", "sample", "--out", tmp_path / "s", "--final", "--final-train-val",
+                          "--early-stopping", 2], capsys)
+    assert code == 2 and "--final-train-val" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "s").exists()
