@@ -3,6 +3,7 @@ from .config import TrainConfig
 from .divergence import TrainingDiverged
 from .gradcheck import format_table, gradcheck
 from .layers import BatchNorm, BatchNormalization, Dense, Dropout, Input, ReLU
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint
 from .models import CyclicLR, FitHistory, Sequential, load_model
 from .network import Network
 from .threads import get_num_threads, set_num_threads
@@ -11,7 +12,7 @@ from .train import History, Trainer
 __version__ = "0.1.0"
 __all__ = ["Network", "TrainConfig", "Trainer", "History", "TrainingDiverged", "gradcheck", "format_table",
            "get_num_threads", "set_num_threads", "__version__",
-           "Sequential", "load_model", "CyclicLR", "FitHistory",
+           "Sequential", "load_model", "CyclicLR", "FitHistory", "Callback", "EarlyStopping", "ModelCheckpoint",
            "Input", "Dense", "BatchNorm", "BatchNormalization", "ReLU", "Dropout"]
 
 

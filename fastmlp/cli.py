@@ -379,6 +379,9 @@ def cmd_search(args):
                              f"{flag.replace('_', '-')} {given[flag]}).")
     base = TrainConfig.from_sources(("command line", given)).validate()
     plan = SearchPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchPlan)}).validate()
+    if plan.final_train_val and base.early_stopping is not None:   # refused now, not after the trials
+        raise ValueError(f"--early-stopping {base.early_stopping} watches the validation rows, which "
+                         f"--final-train-val trains the final runs on; drop one of the two.")
     out = Path(args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
     with lock.hold(out, "fastmlp search"):    # the trials and the tables
         try:

@@ -137,6 +137,18 @@ class TrainConfig:
     batch: int = _opt(100, "rows per update step", type=int)
     seed: int = _opt(0, "seeds the weights, every epoch's shuffle, the dropout masks and the "
                         "augmentation draws", type=int)
+    # -- early stopping (fastmlp.stopping)
+    early_stopping: int | None = _opt(None, "stop when the validation score --monitor has not improved for PATIENCE "
+                                            "evaluations in a row (each epoch's end, and every --eval-every steps) "
+                                            "and keep the best evaluation's weights; unset: train the whole "
+                                            "schedule", type=int, metavar="PATIENCE")
+    monitor: str = _opt("val_loss", "the score --early-stopping watches: val_loss (lower is better) or "
+                                    "val_accuracy (higher is better)", choices=("val_loss", "val_accuracy"))
+    min_delta: float = _opt(0.0, "--early-stopping counts an evaluation as an improvement only if it beats "
+                                 "the best by more than this (val_accuracy: a fraction, 0.001 = 0.1 points)",
+                            type=float)
+    restore_best: bool = _opt(True, "--early-stopping ends with the weights of the best evaluation in "
+                                    "model.npz; --no-restore-best keeps the last ones")
     # -- running
     threads: int | None = _opt(None, "Numba threads (1..NUMBA_NUM_THREADS); unset: all", type=int)
     eval_every: int = _opt(0, "also evaluate every this many steps; 0: only at the end of each epoch",
@@ -212,9 +224,11 @@ class TrainConfig:
             if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
                 raise ValueError(f"{name} must be a folder path (a non-empty string); got {value!r}. Leave "
                                  f"it unset for the default.")
-        for name in ("batch_norm", "download", "nesterov", "cycle_momentum"):
+        for name in ("batch_norm", "download", "nesterov", "cycle_momentum", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
+        from .stopping import check_config
+        check_config(self)
         for f in dataclasses.fields(self):   # unused ones too (momentum with sgd): the run's JSON files
             value = getattr(self, f.name)    # hold every field, and JSON has no NaN or Infinity
             if isinstance(value, float) and not math.isfinite(value):

@@ -1,4 +1,5 @@
-"""The Keras-style model API: Sequential, CyclicLR, load_model.
+"""The Keras-style model API: Sequential, CyclicLR, load_model, and the callbacks EarlyStopping and
+ModelCheckpoint (fastmlp.callbacks).
 
     model = fastmlp.Sequential([Dense(50), BatchNorm(), ReLU(), Dropout(0.1),
                                 Dense(50), BatchNorm(), ReLU(), Dense(10)])
@@ -21,133 +22,22 @@ import numpy as np
 
 from . import _checks, checkpoint
 from . import optim as _optim
+from .callbacks import Callback, EarlyStopping, EpochHook, ModelCheckpoint, check_callbacks
 from .config import TrainConfig
+from .fitting import (Continuing, CyclicLR, FitHistory, FitSchedule, augmentation_data, check_labels,
+                      check_rows, epoch_logs, nonnegative_int, optimizer_fields, positive_int,
+                      validation_rows)
 from .layers import Stack, compile_stack
 from .network import Network
 from .schedules import Cyclic
-from .train import EVAL_COLUMNS, Trainer
+from .train import Trainer
+
+__all__ = ["Sequential", "load_model", "CyclicLR", "FitHistory", "Callback", "EarlyStopping",
+           "ModelCheckpoint"]
 
 # Keras's defaults for a constant rate: 0.01 for SGD (and here momentum, AdaGrad as PyTorch), 0.001 for Adam
 DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "adam": 0.001}
 LOSSES = (None, "sparse_categorical_crossentropy", "cross_entropy")
-
-
-class CyclicLR:
-    """The triangular cyclical learning rate (Smith 2015), as in the study: from eta_min up to
-    eta_max over a half-cycle, back down over the next, and again.
-
-    The half-cycle is `step_size` update steps or `step_size_epochs` epochs (rounded to whole
-    steps once the batch size is known); give one.  The run's length is fit's `epochs`; end it
-    at a whole number of cycles (epochs = 2 * step_size_epochs * cycles) to finish at eta_min."""
-
-    def __init__(self, eta_min=1e-5, eta_max=1e-1, step_size=None, step_size_epochs=None):
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in (eta_min, eta_max)) \
-                or not 0 < eta_min <= eta_max < float("inf"):
-            raise ValueError(f"CyclicLR needs 0 < eta_min <= eta_max < inf; got eta_min={eta_min!r}, "
-                             f"eta_max={eta_max!r}.")
-        if (step_size is None) == (step_size_epochs is None):
-            raise ValueError(f"CyclicLR needs the half-cycle as step_size (update steps) or as "
-                             f"step_size_epochs (epochs), exactly one; got step_size={step_size!r}, "
-                             f"step_size_epochs={step_size_epochs!r}. The study uses step_size_epochs=5.")
-        if step_size is not None and (isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral)
-                                      or step_size < 1):
-            raise ValueError(f"CyclicLR step_size must be an integer number of update steps >= 1; "
-                             f"got {step_size!r}.")
-        if step_size_epochs is not None and (isinstance(step_size_epochs, bool)
-                                             or not isinstance(step_size_epochs, numbers.Real)
-                                             or not 0 < step_size_epochs < float("inf")):
-            raise ValueError(f"CyclicLR step_size_epochs must be a finite number of epochs > 0; "
-                             f"got {step_size_epochs!r}.")
-        self.eta_min, self.eta_max = float(eta_min), float(eta_max)
-        self.step_size = None if step_size is None else int(step_size)
-        self.step_size_epochs = None if step_size_epochs is None else float(step_size_epochs)
-
-    def half_cycle(self, steps_per_epoch):
-        """The half-cycle in update steps (TrainConfig.half_cycle's rounding)."""
-        if self.step_size is not None:
-            return self.step_size
-        ns = int(round(self.step_size_epochs * steps_per_epoch))
-        if ns < 1:
-            raise ValueError(f"CyclicLR step_size_epochs={self.step_size_epochs} is less than half an "
-                             f"update step at {steps_per_epoch} steps per epoch; give a longer "
-                             f"half-cycle or a smaller batch_size.")
-        return ns
-
-    def config_fields(self):
-        return {"schedule": "cyclic", "eta_min": self.eta_min, "eta_max": self.eta_max,
-                "ns": self.step_size,
-                "ns_epochs": self.step_size_epochs if self.step_size is None else 5.0}
-
-    def __repr__(self):
-        size = (f"step_size={self.step_size}" if self.step_size is not None
-                else f"step_size_epochs={self.step_size_epochs:g}")
-        return f"CyclicLR(eta_min={self.eta_min:g}, eta_max={self.eta_max:g}, {size})"
-
-
-class _FitSchedule:
-    """What Trainer asks of a schedule: eta(t) for t in [0, total_steps)."""
-
-    def __init__(self, eta, total_steps):
-        self._eta, self.total_steps = eta, total_steps
-
-    def eta(self, t):
-        return self._eta(t)
-
-
-class _Continuing:
-    """An optimiser bound to the network whose step count goes on from the fits before (Adam's
-    bias correction), with the interface the compiled step reads: kind, state, hyper(t)."""
-
-    def __init__(self, optimizer):
-        self.optimizer, self.t0 = optimizer, optimizer.t
-        self.kind, self.state = optimizer.kind, optimizer.state
-
-    def hyper(self, t):
-        return self.optimizer.hyper(self.t0 + t)
-
-    def hypers(self, t0, t1):
-        return self.optimizer.hypers(self.t0 + t0, self.t0 + t1)
-
-    def set_cycle(self, values):
-        """values[t] for this fit's step t: the optimiser counts on from the fits before."""
-        self.optimizer.set_cycle(None if values is None else
-                                 np.concatenate([np.zeros(self.t0), values]))
-
-
-class FitHistory:
-    """What `fit` returns, as in Keras: `history` maps loss, accuracy, val_loss, val_accuracy and
-    lr to one value per epoch; `epoch` lists the epochs (0-based); `params` the fit's settings.
-
-    loss and accuracy are measured on all the training rows at the end of each epoch, in
-    evaluation mode (BN running statistics, no dropout), as val_loss and val_accuracy are: so the
-    two pairs compare, where Keras's loss is a running mean over the epoch's batches.  loss is
-    the mean cross-entropy without the L2 term; lr is the rate of the epoch's last step.
-    `run` is the Trainer's History (per step: eta, batch_loss)."""
-
-    def __init__(self, run, steps_per_epoch, params):
-        self.run, self.params = run, params
-        rows = [dict(zip(EVAL_COLUMNS, r)) for r in run.evals
-                if r[0] > 0 and int(r[0]) % steps_per_epoch == 0]
-        self.epoch = list(range(len(rows)))
-        self.history = {"loss": [r["train_loss"] for r in rows],
-                        "accuracy": [r["train_accuracy"] for r in rows]}
-        if rows and not np.isnan(rows[0]["val_loss"]):
-            self.history["val_loss"] = [r["val_loss"] for r in rows]
-            self.history["val_accuracy"] = [r["val_accuracy"] for r in rows]
-        self.history["lr"] = [float(run.eta[int(r["step"]) - 1]) for r in rows]
-
-    def __repr__(self):
-        return f"FitHistory(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
-class _ImageData:
-    """What the Trainer needs for augmentation (and a checkpoint stores): raw = X * std + mean."""
-
-    def __init__(self, image_shape, mean, std, n_classes, value_range=255.0):
-        self.image_shape, self.mean, self.std = image_shape, mean, std
-        self.value_range = value_range          # raw pixels lie in [0, value_range]
-        self.label_names = [str(c) for c in range(n_classes)]
-        self.source = "arrays given to Sequential.fit"
 
 
 class Sequential:
@@ -165,7 +55,9 @@ class Sequential:
         self.optimizer = None           # a fastmlp.optim.Optimizer, once compiled
         self.schedule = self.l2 = self.batch_size = None
         self.history = None             # FitHistory of the last fit
-        self._last = None               # (TrainConfig, Trainer History, data) of the last fit
+        self._last = None               # (TrainConfig, Trainer, data) of the last (or this) fit
+        self._fitting = False           # inside fit: the optimiser's step count is not updated yet
+        self.stop_training = False      # a callback sets it to end the fit (Keras)
 
     # ---- building ---------------------------------------------------------------------------
     def add(self, layer):
@@ -193,7 +85,7 @@ class Sequential:
         if stack.n_features is not None and width != stack.n_features:
             raise ValueError(f"input_dim={width} disagrees with the model's Input({stack.n_features}); "
                              f"the rows of X must have {stack.n_features} features.")
-        _nonnegative_int("seed", seed)
+        nonnegative_int("seed", seed)
         self.net = Network(stack.sizes(width), stack.batch_norm, stack.init, self.dtype, seed,
                            stack.bn_epsilon, stack.bn_momentum, stack.dropout)
         if self.optimizer is not None:
@@ -223,7 +115,7 @@ class Sequential:
             raise ValueError(f"schedule must be a fastmlp.CyclicLR(eta_min, eta_max, step_size=... or "
                              f"step_size_epochs=...) or a constant learning rate (a float); got {schedule!r}.")
         self.l2 = _checks.check_nonnegative(l2, "l2")
-        self.batch_size = _positive_int("batch_size", batch_size)
+        self.batch_size = positive_int("batch_size", batch_size)
         if loss not in LOSSES:
             raise ValueError(f"loss must be 'sparse_categorical_crossentropy' (integer class ids, the "
                              f"only loss the engine computes) or None; got {loss!r}.")
@@ -239,7 +131,7 @@ class Sequential:
     # ---- training ---------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=None, validation_data=None, validation_split=0.0,
             augment=None, image_shape=None, standardization=None, value_range=255.0, seed=0,
-            verbose=1):
+            verbose=1, callbacks=None):
         """Train for `epochs` epochs of len(X) // batch_size steps (the last partial batch of each
         epoch is dropped; batch_size above len(X) is clipped to it); returns a FitHistory.
 
@@ -252,39 +144,28 @@ class Sequential:
         value_range: raw pixels lie in [0, value_range] (255 for 8-bit images, 1.0 for pixels
         scaled to [0, 1]), which scales brightness jitter and bounds the clipping.  seed: the weights (when this fit builds the model),
         each epoch's shuffle, the dropout masks and the augmentation draws.  verbose: 0 silent,
-        1 a progress bar (on a terminal), 2 one line per epoch, printed when fit returns."""
+        1 a progress bar (on a terminal), 2 one line per epoch, printed when fit returns.
+        callbacks: fastmlp.callbacks objects, Keras-style (EarlyStopping, ModelCheckpoint, or a
+        Callback of your own), called at the end of every epoch with its FitHistory values."""
         if self.optimizer is None:
             raise ValueError("fit: the model is not compiled; call model.compile(optimizer=..., "
                              "schedule=..., l2=...) first.")
-        _nonnegative_int("seed", seed)
-        epochs = _positive_int("epochs", epochs)
+        nonnegative_int("seed", seed)
+        epochs = positive_int("epochs", epochs)
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (a line per epoch); "
                              f"got {verbose!r}.")
         stack = self.stack
-        X = _rows(X, "X", self.net.n_features if self.net is not None else stack.n_features, self.dtype)
-        y = _labels(y, stack.n_classes, len(X), "y")
-        val = None
-        if validation_data is not None:
-            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-                raise ValueError(f"validation_data must be a pair (X_val, y_val); got "
-                                 f"{type(validation_data).__name__}.")
-            Xv = _rows(validation_data[0], "X_val", X.shape[1], self.dtype)
-            val = (Xv, _labels(validation_data[1], stack.n_classes, len(Xv), "y_val"))
-        elif validation_split:
-            if not (isinstance(validation_split, numbers.Real) and 0 < validation_split < 1):
-                raise ValueError(f"validation_split must be a fraction in (0, 1); got {validation_split!r}.")
-            cut = len(X) - int(len(X) * validation_split)
-            if cut < 1 or cut == len(X):
-                raise ValueError(f"validation_split={validation_split} of {len(X)} rows leaves no "
-                                 f"training or no validation rows; use a larger data set or fraction.")
-            X, y, val = X[:cut], y[:cut], (X[cut:], y[cut:])
-        batch = min(_positive_int("batch_size", batch_size or self.batch_size), len(X))
+        X = check_rows(X, "X", self.net.n_features if self.net is not None else stack.n_features, self.dtype)
+        y = check_labels(y, stack.n_classes, len(X), "y")
+        X, y, val = validation_rows(X, y, validation_data, validation_split, stack.n_classes, self.dtype)
+        batch = min(positive_int("batch_size", batch_size or self.batch_size), len(X))
         spe = len(X) // batch
         total = epochs * spe
         schedule, fields = self._schedule(spe, total)
-        aug_spec, data = self._augmentation(augment, image_shape, standardization, X.shape[1],
-                                            value_range)
+        aug_spec, data = augmentation_data(augment, image_shape, standardization, X.shape[1],
+                                           stack.n_classes, value_range)
+        callbacks = check_callbacks(callbacks)
         if self.net is None:            # every check passed: draw the weights
             self.build(X.shape[1], seed)
         net = self.net
@@ -296,19 +177,23 @@ class Sequential:
         config = TrainConfig(
             sizes=list(net.sizes), batch_norm=net.batch_norm, init=net.init, dtype=net.dtype.name,
             dropout=list(net.dropout), augment=aug_spec, lam=self.l2, batch=batch, seed=draws,
-            train_eval=0, **fields, **_optimizer_fields(self.optimizer))
+            train_eval=0, **fields, **optimizer_fields(self.optimizer))
+        hook = EpochHook(self, callbacks, spe, epoch_logs)
         trainer = Trainer(net, config, data=data, progress=verbose == 1,
-                          schedule=lambda steps_per_epoch: schedule)
+                          schedule=lambda steps_per_epoch: schedule, on_evaluate=[hook])
         # a TrainingDiverged message names compile()'s settings, not TrainConfig's
         trainer.knob_names = {"lam": "compile's l2", "eta": "the learning rate (compile's schedule)", "eta_max":
                               "CyclicLR's eta_max", "beta2": "Adam's beta2", "opt_eps": "the optimizer's eps"}
         opt = self.optimizer.bind(net.theta.size, net.dtype)
-        trainer.optimizer_ = _Continuing(opt)
+        trainer.optimizer_ = Continuing(opt)
+        hook.begin(["loss", "accuracy"] + (["val_loss", "val_accuracy"] if val else []) + ["lr"])
+        self._last, self._fitting = (config, trainer, data), True     # what save() writes
         try:
             trainer.fit(X, y, *(val or (None, None)))
         finally:                        # the steps taken count even if training stopped early
             opt.t += trainer.step_
-        self._last = (config, trainer.history_, data)
+            self._fitting = False
+        hook.end()                      # EarlyStopping(restore_best_weights=True) restores here
         self.history = FitHistory(trainer.history_, spe, {"epochs": epochs, "steps": spe,
                                                           "batch_size": batch, "samples": len(X)})
         if verbose == 2:
@@ -323,45 +208,11 @@ class Sequential:
             ns = self.schedule.half_cycle(spe)
             cyclic = Cyclic(self.schedule.eta_min, self.schedule.eta_max, ns, 1)   # periodic in t
             fields = dict(self.schedule.config_fields(), cycles=max(1, -(-total // (2 * ns))))
-            return _FitSchedule(cyclic.eta, total), fields
+            return FitSchedule(cyclic.eta, total), fields
         eta = self.schedule
-        return (_FitSchedule(lambda t: np.full(np.shape(t), eta), total),
+        return (FitSchedule(lambda t: np.full(np.shape(t), eta), total),
                 {"schedule": "constant", "eta": eta, "cycles": 1})
 
-    def _augmentation(self, augment, image_shape, standardization, n_features, value_range=255.0):
-        """(the config's augment spec, the Trainer's data object or None).  The data object also
-        goes into saved files, so that `fastmlp predict` can standardise raw rows."""
-        spec = "none"
-        if augment is not None and not (isinstance(augment, str) and augment.strip().lower() in ("", "none")):
-            from .augment import Augment, parse_augment
-            if not isinstance(augment, (str, Augment)):
-                raise ValueError(f"augment must be a spec string such as 'flip,translate=2' or a "
-                                 f"fastmlp.augment.Augment; got {augment!r}.")
-            spec = parse_augment(augment).spec()
-            if image_shape is None:
-                raise ValueError(f"augment={spec!r} needs image_shape=(C, H, W), the layout of a row "
-                                 f"(CIFAR-10: (3, 32, 32), Fashion-MNIST: (1, 28, 28)).")
-        if image_shape is None and standardization is None:
-            return spec, None
-        shape = (n_features,) if image_shape is None else tuple(int(s) for s in image_shape)
-        if int(np.prod(shape)) != n_features:
-            raise ValueError(f"image_shape={tuple(image_shape)!r} holds {int(np.prod(shape))} values but "
-                             f"the rows of X have {n_features}; give the (C, H, W) of one row.")
-        if standardization is None:
-            mean, std = np.zeros(n_features), np.ones(n_features)
-        else:
-            if not (isinstance(standardization, (tuple, list)) and len(standardization) == 2):
-                raise ValueError(f"standardization must be a pair (mean, std) of (D,) arrays with "
-                                 f"X = (raw - mean) / std, or None when X holds raw pixels; got "
-                                 f"{type(standardization).__name__} of length "
-                                 f"{len(standardization) if hasattr(standardization, '__len__') else '-'}.")
-            mean, std = (np.asarray(a, np.float64).ravel() for a in standardization)
-            if mean.shape != (n_features,) or std.shape != (n_features,):
-                raise ValueError(f"standardization must be (mean, std), each with one value per "
-                                 f"feature ({n_features}); got shapes {mean.shape} and {std.shape}.")
-        return spec, _ImageData(shape, mean, std, self.stack.n_classes, value_range)
-
-    # ---- using ------------------------------------------------------------------------------
     def _fitted(self, what):
         if self.net is None:
             raise ValueError(f"{what}: the model has no weights yet; fit it (or build it) first.")
@@ -371,14 +222,14 @@ class Sequential:
         """(mean cross-entropy, accuracy) on X, y in evaluation mode; the loss is without the L2
         term (the cost is loss + l2 * sum of squared weights)."""
         net = self._fitted("evaluate")
-        X = _rows(X, "X", net.n_features, net.dtype)
-        loss, acc = net._loss_acc_eval(X, _labels(y, net.n_classes, len(X), "y"))
+        X = check_rows(X, "X", net.n_features, net.dtype)
+        loss, acc = net._loss_acc_eval(X, check_labels(y, net.n_classes, len(X), "y"))
         return float(loss), float(acc)
 
     def predict(self, X):
         """Class probabilities (N, C) in evaluation mode; predict(X).argmax(1) are the classes."""
         net = self._fitted("predict")
-        return net.predict_proba(_rows(X, "X", net.n_features, net.dtype))
+        return net.predict_proba(check_rows(X, "X", net.n_features, net.dtype))
 
     def _table(self):
         """(layer, output width, trainable parameters) rows."""
@@ -433,13 +284,14 @@ class Sequential:
         statistics, the optimiser's memory and step count, the compile settings, the last fit's
         history.  fastmlp.load_model(path) reads it back."""
         net = self._fitted("save")
-        if self._last is not None:
-            config, run, data = self._last
-            history = run.to_arrays()
-        else:
-            config, history, data = self._config(), None, None
         state = None if self.optimizer is None else self.optimizer.state
         step = 0 if self.optimizer is None else self.optimizer.t
+        if self._last is not None:      # during a fit (ModelCheckpoint), the steps taken so far
+            config, trainer, data = self._last
+            history = None if trainer.history_ is None else trainer.history_.to_arrays()
+            step += trainer.step_ if self._fitting else 0
+        else:
+            config, history, data = self._config(), None, None
         checkpoint.save(path, net, config, step, history, data, {}, state)
 
     def _config(self):
@@ -447,7 +299,7 @@ class Sequential:
         net = self.net
         fields = {}
         if self.optimizer is not None:
-            fields.update(_optimizer_fields(self.optimizer), lam=self.l2, batch=self.batch_size)
+            fields.update(optimizer_fields(self.optimizer), lam=self.l2, batch=self.batch_size)
             fields.update(self.schedule.config_fields() if isinstance(self.schedule, CyclicLR)
                           else {"schedule": "constant", "eta": self.schedule})
         return TrainConfig(sizes=list(net.sizes), batch_norm=net.batch_norm, init=net.init,
@@ -492,56 +344,3 @@ def load_model(path):
     return Sequential.load(path)
 
 
-def _optimizer_fields(opt):
-    """TrainConfig fields that make `opt` (config.make_optimizer() gives an equal one)."""
-    fields = {"optimizer": opt.name}
-    if opt.name == "momentum":
-        fields.update(momentum=opt.momentum, nesterov=opt.nesterov)
-    elif opt.name == "adam":
-        fields.update(beta1=opt.beta1, beta2=opt.beta2, opt_eps=opt.eps)
-    elif opt.name == "adagrad":
-        fields.update(opt_eps=opt.eps)
-    return fields
-
-
-def _rows(X, name, n_features, dtype=None):
-    """X checked as (N, n_features) finite float rows (n_features None: any width)."""
-    arr = np.asarray(X)
-    width = n_features if n_features is not None else (arr.shape[1] if arr.ndim == 2 else 1)
-    return _checks.check_X(arr, width, dtype or (arr.dtype if arr.dtype.kind == "f" else np.float64), name)
-
-
-def _labels(y, n_classes, n_rows, name):
-    """y as int64 class ids 0..n_classes-1, one per row; errors say how to get there."""
-    arr = np.asarray(y)
-    ids = f"integer class ids 0..{n_classes - 1} (the last Dense has {n_classes} units)"
-    if arr.ndim == 2 and arr.shape[1] == n_classes:
-        raise ValueError(f"{name} must be 1-D {ids}; got a one-hot array of shape {arr.shape}. "
-                         f"Pass {name}.argmax(axis=1).")
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D {ids}; got shape {arr.shape}.")
-    if arr.shape[0] != n_rows:
-        raise ValueError(f"{name} must have one label per row ({n_rows}); got {arr.shape[0]}.")
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        first = arr[0] if arr.size else None
-        raise ValueError(f"{name} must hold {ids}; got dtype {arr.dtype} (first value {first!r}). "
-                         f"Map labels to ids first, e.g. classes, {name} = np.unique(labels, "
-                         f"return_inverse=True), or use fastmlp.MLPClassifier, which takes any labels.")
-    bad = (arr < 0) | (arr >= n_classes)
-    if bad.any():
-        at = int(np.argmax(bad))
-        raise ValueError(f"{name} must hold {ids}; got {arr[at].item()!r} at row {at}. Give the last Dense "
-                         f"one unit per class, or map the labels to 0..{n_classes - 1}.")
-    return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
-    return int(value)
-
-
-def _nonnegative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0; got {value!r}.")
-    return int(value)

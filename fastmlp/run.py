@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numba
 
-from . import _checks, checkpoint, data, jsonio, lock, tblog
+from . import _checks, checkpoint, data, jsonio, lock, stopping, tblog
 from .config import FIELDS, RESUME_FREE
 from .divergence import nonfinite_scores
 from .network import Network
@@ -95,14 +95,22 @@ def _run(config, out, start, splits, resume, progress, log):
             log(note)
         splits = load_data(config)
     sizes = config.check_data(len(splits.X_train), splits.X_train.shape[1], splits.n_classes)
+    stopping.check_validation(config, 0 if splits.X_val is None else len(splits.X_val), splits.source)
     net = Network(sizes, config.batch_norm, config.init, config.dtype, config.seed,
                   dropout=config.dropout)
-    trainer = Trainer(net, config, out / CHECKPOINT, splits, progress, on_evaluate=on_evaluate)
+    stopper = stopping.for_run(config, out)     # --early-stopping: None without it
+    trainer = Trainer(net, config, out / CHECKPOINT, splits, progress,
+                      on_evaluate=on_evaluate + ([stopper] if stopper else []))
     if ckpt is not None:
         trainer.restore(ckpt)
+        if stopper:
+            stopper.resume(trainer)
         log(f"Resuming {out} at step {ckpt.step}.")
     trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+    stopped = stopper.finish(trainer, log) if stopper else None   # the best weights restored
     metrics = final_metrics(trainer, splits, time.perf_counter() - start)
+    if stopped is not None:
+        metrics["early_stopping"] = stopped
     write_outputs(out, trainer, splits, metrics)
     return RunResult(net, trainer.history_, metrics, out)
 

@@ -34,15 +34,15 @@ import numbers
 
 import numpy as np
 
-from . import _checks, checkpoint
+from . import checkpoint
 from . import optim as _optim
 from .config import TrainConfig
-from .models import _Continuing, _FitSchedule, _optimizer_fields
-from .network import Network, check_dropout, check_init
+from .fitting import Continuing, FitSchedule, optimizer_fields
+from .network import Network, check_init
 from .schedules import Cyclic
-from .train import EVAL_COLUMNS, Trainer
-
-SCHEDULES = ("cyclic", "constant")
+from .stopping import EpochRule
+from .sklearn_params import check_params
+from .train import Trainer
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -83,7 +83,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Cycles of the cyclical rate within max_iter epochs (half-cycle max_iter / (2 n_cycles)
         epochs, rounded to whole steps).
     max_iter : int, default=20
-        Epochs of `fit`.
+        Epochs of `fit` (fewer when it stops early: see tol).
+    early_stopping : bool, default=False
+        Hold out validation_fraction of fit's rows (stratified, as scikit-learn splits them), score
+        the accuracy on them after every epoch, stop when it has not improved by at least tol for
+        more than n_iter_no_change epochs in a row, and keep the weights of the best epoch.
+    validation_fraction : float, default=0.1
+        The share of fit's rows held out with early_stopping, in (0, 1).
+    n_iter_no_change : int, default=10
+        Epochs in a row without an improvement of at least tol that are tolerated.
+    tol : float, default=1e-4
+        The improvement that counts: in validation accuracy with early_stopping, else in the
+        training loss (loss_curve_), which then stops training the same way (scikit-learn's rule).
     standardize : bool, default=True
         Standardise features with the training rows' mean and std.
     dtype : {"float32", "float64"}, default="float32"
@@ -103,7 +114,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Per epoch: the mean training-batch cross-entropy plus alpha * sum of squared weights at
         the epoch's end.
     n_iter_ : int
-        Epochs trained (fit: max_iter; each partial_fit call adds one).
+        Epochs trained (fit: max_iter unless it stopped early; each partial_fit call adds one).
+    best_loss_ : float or None
+        The lowest value of loss_curve_ (None with early_stopping).
+    validation_scores_ : list of float or None
+        Validation accuracy after each epoch (None without early_stopping).
+    best_validation_score_ : float or None
+        The best of validation_scores_, whose weights the network holds (None without early_stopping).
     t_ : int
         Update steps taken.
     network_ : fastmlp.Network
@@ -116,6 +133,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  optimizer="sgd", momentum=0.9, nesterov=False, beta1=0.9, beta2=0.999,
                  epsilon=None, alpha=0.005, batch_size=100, learning_rate="cyclic",
                  learning_rate_init=0.01, eta_min=1e-5, eta_max=0.1, n_cycles=2, max_iter=20,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
                  standardize=True, dtype="float32", random_state=None, verbose=False):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.batch_norm = batch_norm
@@ -135,6 +153,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.eta_max = eta_max
         self.n_cycles = n_cycles
         self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.standardize = standardize
         self.dtype = dtype
         self.random_state = random_state
@@ -156,8 +178,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=True)
         check_classification_targets(y)
         classes, ids = np.unique(y, return_inverse=True)
+        self._base_seed = self._draw_seed()
+        val = None
+        if self.early_stopping:         # standardised with the statistics of the rows trained on
+            X, Xv, ids, yv = _hold_out(X, ids, self.validation_fraction, self._base_seed)
         self._start(X, hidden, classes)
-        self.n_iter_, self.t_, self.loss_curve_ = 0, 0, []
+        if self.early_stopping:
+            val = (self._standardized(Xv), yv)
+        self._reset_curves()
         batch = min(self.batch_size, len(X))
         spe = len(X) // batch
         if self.learning_rate == "cyclic":
@@ -165,7 +193,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             total = 2 * ns * self.n_cycles
         else:
             total = self.max_iter * spe
-        self._train(self._standardized(X), ids, batch, total, self._base_seed)
+        self._train(self._standardized(X), ids, batch, total, self._base_seed, val)
         return self
 
     def partial_fit(self, X, y, classes=None):
@@ -180,9 +208,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                  "label that any call will see, e.g. classes=np.unique(y_all).")
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=True)
             check_classification_targets(y)
+            if self.early_stopping:
+                raise ValueError("partial_fit does not support early_stopping=True (one epoch a call, "
+                                 "no validation rows); use fit, or set early_stopping=False.")
             classes = np.unique(np.asarray(classes))
+            self._base_seed = self._draw_seed()
             self._start(X, hidden, classes)
-            self.n_iter_, self.t_, self.loss_curve_ = 0, 0, []
+            self._reset_curves()
         else:
             self._check_params()
             X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=False)
@@ -241,50 +273,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # ---- internals --------------------------------------------------------------------------------
     def _check_params(self):
         """Validate the hyperparameters (at fit, as sklearn does); return the hidden widths."""
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
-            sizes = (sizes,)
-        try:
-            hidden = [int(w) for w in sizes if isinstance(w, numbers.Integral) and not isinstance(w, bool)
-                      and w > 0]
-            ok = len(hidden) == len(list(sizes))
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"hidden_layer_sizes must be a tuple of positive integer widths such as "
-                             f"(50, 50) (or () for no hidden layer); got {self.hidden_layer_sizes!r}.")
-        if not isinstance(self.batch_norm, (bool, np.bool_)):
-            raise ValueError(f"batch_norm must be True or False; got {self.batch_norm!r}.")
-        check_dropout(self.dropout, len(hidden))
-        check_init(self.init)
-        if self.optimizer not in _optim.NAMES:
-            raise ValueError(f"optimizer must be one of {', '.join(_optim.NAMES)}; got {self.optimizer!r}.")
-        if not isinstance(self.nesterov, (bool, np.bool_)):
-            raise ValueError(f"nesterov must be True or False; got {self.nesterov!r}.")
-        self._make_optimizer()          # checks momentum, beta1, beta2, epsilon
-        _checks.check_nonnegative(self.alpha, "alpha")
-        _int("batch_size", self.batch_size)
-        _int("max_iter", self.max_iter)
-        _int("n_cycles", self.n_cycles)
-        if self.learning_rate not in SCHEDULES:
-            raise ValueError(f"learning_rate must be 'cyclic' or 'constant'; got {self.learning_rate!r}.")
-        for name in ("learning_rate_init", "eta_min", "eta_max"):
-            _positive(name, getattr(self, name))
-        if self.eta_min > self.eta_max:
-            raise ValueError(f"eta_min must be <= eta_max; got eta_min={self.eta_min!r}, "
-                             f"eta_max={self.eta_max!r}.")
-        if not isinstance(self.standardize, (bool, np.bool_)):
-            raise ValueError(f"standardize must be True or False; got {self.standardize!r}.")
-        _checks.check_dtype(self.dtype)
-        rs = self.random_state
-        if isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and not 0 <= rs < 2 ** 32:
-            raise ValueError(f"random_state must be None, a RandomState or an integer in [0, 2**32); "
-                             f"got {rs!r}.")
-        return hidden
+        return check_params(self)
 
     def _make_optimizer(self):
         return _optim.make(self.optimizer, self.momentum, bool(self.nesterov), self.beta1, self.beta2,
                            self.epsilon)
+
+    def _draw_seed(self):
+        rs = self.random_state
+        return int(rs) if isinstance(rs, numbers.Integral) else int(check_random_state(rs).randint(2**31 - 1))
+
+    def _reset_curves(self):
+        """The fitted state a fresh fit starts from (scikit-learn's names)."""
+        self.n_iter_, self.t_, self.loss_curve_, self._no_improvement_count = 0, 0, [], 0
+        self.best_loss_ = None if self.early_stopping else math.inf
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -math.inf if self.early_stopping else None
 
     def _start(self, X, hidden, classes):
         """A fresh network, optimiser and standardisation for data X and the sorted labels
@@ -292,9 +296,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"y has 1 class ({classes.tolist()!r}); a classifier needs at least 2 "
                              f"classes to train. Check the labels.")
-        rs = self.random_state
-        self._base_seed = (int(rs) if isinstance(rs, numbers.Integral)
-                           else int(check_random_state(rs).randint(np.iinfo(np.int32).max)))
         if self.standardize:
             mean = X.mean(axis=0, dtype=np.float64)
             scale = X.std(axis=0, dtype=np.float64)
@@ -331,21 +332,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 f"learning_rate='constant'.")
         return ns
 
-    def _train(self, X, ids, batch, total, seed):
-        """Run `total` steps from the estimator's current step t_ with a Trainer; update
-        n_iter_, t_ and loss_curve_."""
+    def _train(self, X, ids, batch, total, seed, val=None):
+        """Run `total` steps from the estimator's current step t_ with a Trainer, fewer if the
+        tol / n_iter_no_change rule stops it (fastmlp.stopping.EpochRule); update n_iter_, t_,
+        loss_curve_ and the scores; with val (early_stopping) end with the best epoch's weights."""
         net = self.network_
         spe = len(X) // batch
         if self.learning_rate == "cyclic":
             ns = self._half_cycle(spe)
             cyclic = Cyclic(self.eta_min, self.eta_max, ns, 1)        # periodic in t
             t0 = self.t_
-            schedule = _FitSchedule(lambda t: cyclic.eta(np.asarray(t) + t0), total)
+            schedule = FitSchedule(lambda t: cyclic.eta(np.asarray(t) + t0), total)
             fields = {"schedule": "cyclic", "eta_min": float(self.eta_min),
                       "eta_max": float(self.eta_max), "ns": ns, "cycles": self.n_cycles}
         else:
             eta = float(self.learning_rate_init)
-            schedule = _FitSchedule(lambda t: np.full(np.shape(t), eta), total)
+            schedule = FitSchedule(lambda t: np.full(np.shape(t), eta), total)
             fields = {"schedule": "constant", "eta": eta}
         opt = self._optimizer
         config = TrainConfig(
@@ -353,33 +355,34 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             dropout=list(net.dropout), lam=float(self.alpha), batch=batch, seed=seed,
             # the estimator does not report the Trainer's per-epoch evaluations but the L2 term
             # they hold: one row keeps their cost nil
-            train_eval=1, **fields, **_optimizer_fields(opt))
+            train_eval=1, **fields, **optimizer_fields(opt))
+        rule = EpochRule(self, val is not None)
         trainer = Trainer(net, config, progress=bool(self.verbose),
-                          schedule=lambda steps_per_epoch: schedule)
+                          schedule=lambda steps_per_epoch: schedule, on_evaluate=[rule])
         # a TrainingDiverged message names this estimator's parameters, not TrainConfig's
         trainer.knob_names = {"lam": "alpha", "eta": "learning_rate_init", "opt_eps": "epsilon"}
-        trainer.optimizer_ = _Continuing(opt)
+        trainer.optimizer_ = Continuing(opt)
         try:
-            trainer.fit(X, ids)
+            trainer.fit(X, ids, *(val or (None, None)))
         finally:
             opt.t += trainer.step_
             self.t_ += trainer.step_
-        run = trainer.history_
-        ends = {int(r[0]): r[EVAL_COLUMNS.index("train_cost")] - r[EVAL_COLUMNS.index("train_loss")]
-                for r in run.evals}
-        epochs = math.ceil(total / spe)
-        for e in range(epochs):
-            steps = slice(e * spe, min((e + 1) * spe, total))
-            self.loss_curve_.append(float(np.mean(run.batch_loss[steps]) + ends[steps.stop]))
-        self.n_iter_ += epochs
+            self.n_iter_ = len(self.loss_curve_)
+        if rule.best_state is not None:
+            net.set_state(rule.best_state)
 
 
-def _int(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
-
-
-def _positive(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not 0 < value < float("inf"):
-        raise ValueError(f"{name} must be a finite number > 0; got {value!r}.")
+def _hold_out(X, ids, fraction, seed):
+    """early_stopping's split of fit's rows: (X_train, X_val, ids_train, ids_val), stratified by
+    class, with scikit-learn's own train_test_split (as its MLPClassifier does)."""
+    from sklearn.model_selection import train_test_split
+    try:
+        X, Xv, ids, yv = train_test_split(X, ids, test_size=fraction, random_state=seed, stratify=ids)
+    except ValueError as e:
+        raise ValueError(f"early_stopping cannot hold out validation_fraction={fraction} of {len(X)} rows "
+                         f"stratified by class ({' '.join(str(e).split())}); give more rows per class or "
+                         f"another validation_fraction.") from None
+    if len(Xv) < 2:
+        raise ValueError(f"early_stopping needs at least 2 validation rows; validation_fraction={fraction} "
+                         f"of {len(X) + len(Xv)} rows gives {len(Xv)}. Raise validation_fraction or give more rows.")
+    return X, Xv, np.ascontiguousarray(ids), np.ascontiguousarray(yv)

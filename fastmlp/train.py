@@ -60,6 +60,10 @@ class History:
                            else np.array(batch_loss, np.float64))   # (T,) loss of batch t, NaN: not run
         self.evals = [list(map(float, row)) for row in evals]   # rows of EVAL_COLUMNS
 
+    def truncate(self, steps):
+        """Keep the first `steps` steps: a run that stopped early took no more."""
+        self.eta, self.batch_loss = self.eta[:steps], self.batch_loss[:steps]
+
     def column(self, name):
         return np.array([row[EVAL_COLUMNS.index(name)] for row in self.evals])
 
@@ -91,7 +95,8 @@ class Trainer:
     standardised images, and augmentation works on the raw ones).  Fitted state: step_,
     history_, seconds_ (train / eval / checkpoint), optimizer_ (its memory is checkpointed).
     on_evaluate: callables called with the trainer after each evaluation (history_.evals[-1]
-    is the new row), e.g. fastmlp.tblog.TensorBoardLog.
+    is the new row), e.g. fastmlp.tblog.TensorBoardLog; one that sets `stop_requested` ends
+    the run there (fastmlp.stopping: early stopping), and the History is cut to the steps taken.
     knob_names: TrainConfig field -> the name a TrainingDiverged message uses for it (an adapter
     with parameters of its own, e.g. lam -> alpha); unset fields read 'eta_max (--eta-max)'.
     """
@@ -107,6 +112,7 @@ class Trainer:
         self.data, self.progress = data, progress
         self.on_evaluate = list(on_evaluate)
         self.step_, self.history_, self.saved_step_ = 0, None, None
+        self.stop_requested = False    # set by an on_evaluate callback: end after this evaluation
         self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
         self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
         self.optimizer_ = self.config.make_optimizer().bind(net.theta.size, net.dtype)
@@ -160,13 +166,13 @@ class Trainer:
 
         with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
                 blas_single_threaded():
-            while self.step_ < total:
+            while self.step_ < total and not self.stop_requested:
                 tic = time.perf_counter()
                 epoch, b = divmod(self.step_, spe)
                 order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(n)[:spe * batch]
                 np.take(y, order, out=labels, mode="clip")   # "raise" would buffer `out`
                 self.seconds_["train"] += time.perf_counter() - tic
-                while b < spe and self.step_ < total:
+                while b < spe and self.step_ < total and not self.stop_requested:
                     # a run of steps up to the next evaluation, the epoch's end or the run's,
                     # sized to take ~CHUNK_SECONDS (Ctrl-C and the bar answer within that)
                     t0 = self.step_
@@ -210,8 +216,10 @@ class Trainer:
                     if interrupt.requested:
                         self.save_checkpoint()
                         raise TrainingInterrupted(self.step_, self.checkpoint_path)
-                if self.step_ < total:
+                if self.step_ < total and not self.stop_requested:
                     self.save_checkpoint()                  # end of an epoch
+        if self.stop_requested:     # a finished run: its History holds the steps it took
+            self.history_.truncate(self.step_)
         return self
 
     def _to_next_eval(self, t):
