@@ -30,13 +30,16 @@ _ZERO_KEY = np.zeros(1, np.uint64)
 
 
 DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augment.STREAM: augmentation's)
-# name -> (distribution, scale): normal draws have std `scale`, uniform ones lie in +-scale
+# name -> (distribution, scale): normal draws have std `scale`, uniform ones lie in +-scale.
+# fan_in is a layer's inputs, fan_out its outputs.  "lecun" is what the DD2424 bonus report calls
+# "Xavier" (N(0, 1/fan_in)); our "xavier" is Glorot's N(0, 2/(fan_in + fan_out)).
 INITS = {
     "he": ("normal", lambda fi, fo: np.sqrt(2.0 / fi)),                  # He / Kaiming normal
     "he_uniform": ("uniform", lambda fi, fo: np.sqrt(6.0 / fi)),
     "xavier": ("normal", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),       # Glorot normal
     "xavier_normal": ("normal", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),
     "xavier_uniform": ("uniform", lambda fi, fo: np.sqrt(6.0 / (fi + fo))),
+    "lecun": ("normal", lambda fi, fo: np.sqrt(1.0 / fi)),               # LeCun normal
 }
 
 
@@ -140,9 +143,10 @@ class Network:
 
     Network([3072, 50, 50, 10], batch_norm=True, init="he", dtype=np.float32, seed=0)
 
-    sizes: [n_features, hidden widths..., n_classes].  init: "he" (He normal), "he_uniform",
-    "xavier" or "xavier_normal" (Glorot normal), "xavier_uniform", or a float sigma for
-    N(0, sigma^2).  dropout: the rate (probability of dropping a unit) after every hidden
+    sizes: [n_features, hidden widths..., n_classes].  init: "he" N(0, 2/fan_in),
+    "he_uniform" U(+-sqrt(6/fan_in)), "xavier" or "xavier_normal" N(0, 2/(fan_in + fan_out)),
+    "xavier_uniform" U(+-sqrt(6/(fan_in + fan_out))), "lecun" N(0, 1/fan_in), or a float sigma
+    for N(0, sigma^2).  dropout: the rate (probability of dropping a unit) after every hidden
     layer, or one rate per hidden layer; inverted, so evaluation uses every unit as it is.  Biases and BN shifts start at 0, BN scales at 1, running
     means at 0 and running variances at 1.  bn_alpha is the running-statistics momentum:
     run = bn_alpha * run + (1 - bn_alpha) * batch.
