@@ -1,4 +1,5 @@
-"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search.
+"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search,
+show, show-augment.
 
 `fastmlp train` has one flag per TrainConfig field, built from the dataclass (so help and defaults
 come from one place); `--config run.toml` reads the same fields from a file, and flags override it.
@@ -19,6 +20,7 @@ import numpy as np
 from . import __version__, checkpoint, data, lock
 from .config import MAX_SEED, TrainConfig, _int, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
+from . import show
 from .studies import gradtable
 from .train import TrainingDiverged, TrainingInterrupted
 
@@ -69,6 +71,9 @@ def build_parser():
     p = commands.add_parser("evaluate", help="loss, cost and accuracy of a model on a dataset")
     p.add_argument("model", metavar="MODEL", help="a model.npz written by `fastmlp train`")
     _add_data_flags(p, "default: the model's own")
+    p.add_argument("--out", metavar="DIR", help="also write DIR/per_class.md and .csv (accuracy of each "
+                   "class), confusion.csv and confusion.png, and misclassified.png (the most confident "
+                   "mistakes), on the test rows")
 
     p = commands.add_parser("predict", help="predicted labels for the rows of a .npy file",
                             description="Predict labels for the rows of FILE.npy. By default the rows are "
@@ -134,6 +139,12 @@ def build_parser():
     _add_plan_flags(p)
     p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search-<time>)")
     _add_config_flags(p, skip=("lam", "out", "threads"))
+
+    p = commands.add_parser("show", help="a grid of images with class names (and a model's predictions)",
+                            description="Draw a grid of a dataset's images, each captioned with its class "
+                                        "or, given --model, with the model's prediction; wrong "
+                                        "predictions are framed and captioned in red.")
+    show.add_flags(p)
 
     p = commands.add_parser("show-augment", help="a picture of augmented training images",
                             description="Draw a grid of training images, one per row: the original, then "
@@ -275,6 +286,12 @@ def cmd_evaluate(args):
             setattr(splits, f"X_{part}", data.standardize(raw, model.mean, model.std, net.dtype))
     print(f"{args.model} on {splits.source}")
     print(format_table(evaluate(net, splits, config.lam)))
+    if args.out is not None:
+        from .evaluation import per_class_table, write_for_splits
+        paths, records = write_for_splits(args.out, net, splits, *((model.mean, model.std)
+                                          if model.mean is not None else (splits.mean, splits.std)))
+        print(f"\n{per_class_table(records, 'text')}")
+        _say(f"Wrote {args.out}/: {' '.join(p.name for p in paths)}")
     return 0
 
 
@@ -374,6 +391,10 @@ def cmd_search(args):
     return 0
 
 
+def cmd_show(args):
+    return show.run(args, _say)
+
+
 def cmd_show_augment(args):
     from .plots import plot_augment_grid
     _int("--n", args.n, 1, MAX_AUGMENT_ROWS)
@@ -393,4 +414,4 @@ def _say(line):
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "export": cmd_export,
             "gradcheck": cmd_gradcheck, "study": cmd_study,
-            "search": cmd_search, "show-augment": cmd_show_augment}
+            "search": cmd_search, "show": cmd_show, "show-augment": cmd_show_augment}
