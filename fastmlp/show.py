@@ -3,10 +3,9 @@ predictions, the wrong ones framed and captioned in red."""
 import numpy as np
 
 from . import checkpoint, data
-from .config import MAX_SEED, _int
+from .config import MAX_SEED, TrainConfig, _int
 from .images import MAX_IMAGES, check_images, image_grid, value_range
 from .run import resolve_dataset
-from .config import TrainConfig
 
 PARTS = ("test", "train")
 
