@@ -1,5 +1,4 @@
-"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search,
-show, show-augment.
+"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search.
 
 `fastmlp train` has one flag per TrainConfig field, built from the dataclass (so help and defaults
 come from one place); `--config run.toml` reads the same fields from a file, and flags override it.
@@ -111,6 +110,12 @@ def build_parser():
                                         "(exit status 1) against --tol.")
     gradtable.add_flags(p)
 
+    p = commands.add_parser("show", help="a grid of images with class names (and a model's predictions)",
+                            description="Draw a grid of a dataset's images, each captioned with its class "
+                                        "or, given --model, with the model's prediction; wrong "
+                                        "predictions are framed and captioned in red.")
+    show.add_flags(p)
+
     p = commands.add_parser("study", help="run one of the report's studies (init, depth, eta)",
                             description="Train a grid of networks through `fastmlp train`'s trainer and "
                                         "tabulate test accuracy (mean ± std over seeds).")
@@ -139,12 +144,6 @@ def build_parser():
     _add_plan_flags(p)
     p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search-<time>)")
     _add_config_flags(p, skip=("lam", "out", "threads"))
-
-    p = commands.add_parser("show", help="a grid of images with class names (and a model's predictions)",
-                            description="Draw a grid of a dataset's images, each captioned with its class "
-                                        "or, given --model, with the model's prediction; wrong "
-                                        "predictions are framed and captioned in red.")
-    show.add_flags(p)
 
     p = commands.add_parser("show-augment", help="a picture of augmented training images",
                             description="Draw a grid of training images, one per row: the original, then "
@@ -344,6 +343,10 @@ def cmd_gradcheck(args):
     return gradtable.run(args, _say)
 
 
+def cmd_show(args):
+    return show.run(args, _say)
+
+
 def cmd_study(args):
     from .studies.designs import STUDIES
     from .studies.trials import run_trials, write_study
@@ -391,10 +394,6 @@ def cmd_search(args):
     return 0
 
 
-def cmd_show(args):
-    return show.run(args, _say)
-
-
 def cmd_show_augment(args):
     from .plots import plot_augment_grid
     _int("--n", args.n, 1, MAX_AUGMENT_ROWS)
@@ -413,5 +412,6 @@ def _say(line):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "export": cmd_export,
+            "show": cmd_show,
             "gradcheck": cmd_gradcheck, "study": cmd_study,
-            "search": cmd_search, "show": cmd_show, "show-augment": cmd_show_augment}
+            "search": cmd_search, "show-augment": cmd_show_augment}
