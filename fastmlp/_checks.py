@@ -97,3 +97,25 @@ def check_y(y, n_classes, n_samples, name="y"):
         raise ValueError(f"{name} must lie in [0, {n_classes}) for a {n_classes}-class network; "
                          f"got {int(bad)}.")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def check_dropout(dropout, n_hidden):
+    """One rate for every hidden layer or one per hidden layer, each in [0, 1); returns them
+    as a tuple of n_hidden floats."""
+    rates = [dropout] if isinstance(dropout, numbers.Real) else dropout
+    try:
+        rates = [r for r in rates]
+    except TypeError:
+        rates = None
+    ok = rates is not None and all(isinstance(r, numbers.Real) and not isinstance(r, bool)
+                                   and 0 <= r < 1 for r in rates)
+    if ok and len(rates) == 1:
+        rates = rates * n_hidden
+    if not ok or len(rates) != n_hidden:
+        raise ValueError(f"dropout must be a rate in [0, 1) (the probability of dropping a unit) "
+                         f"or a list of {n_hidden} such rates, one per hidden layer; got {dropout!r}.")
+    if n_hidden == 0 and ok and any(r > 0 for r in ([dropout] if isinstance(dropout, numbers.Real)
+                                                    else dropout)):
+        raise ValueError(f"dropout acts after hidden layers, and this network has none; got "
+                         f"dropout={dropout!r}. Add a hidden layer or set dropout to 0.")
+    return tuple(float(r) for r in rates)

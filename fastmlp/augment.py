@@ -8,7 +8,7 @@ A spec is a comma-separated list, e.g. "flip,translate=2,blur,jitter" or
   translate[=K][:edge]     shift by up to K pixels along each axis (bare: 2); the uncovered
                            border is black (zero padding) or repeats the edge (":edge")
   blur[=P][:LO-HI]         Gaussian blur with probability P (bare: 0.5), sigma ~ U(LO, HI)
-                           pixels (default 0.3-1.0)
+                           pixels (default 0.3-1.0; LO may be 0: blur=0.5:0-0.5)
   brightness=B             add U(-B, B) of the value range
   contrast=C               scale deviations from the image's mean by 1 + U(-C, C)
   jitter[=B:C]             brightness and contrast together (bare: 0.1 and 0.2)
@@ -29,6 +29,10 @@ from .kernels.gemm import gather
 
 PADS = ("zero", "edge")
 SIGMA_LIMIT = 10.0                  # pixels; a window of +-3 sigma past this is no longer "small"
+# The kernel divides by sigma, so a range that starts at 0 (blur=0.5:0-0.5, "sometimes barely
+# blurred") reaches it from this floor: a Gaussian of 0.001 px puts exp(-5e5) = 0 on the neighbours,
+# the identity exactly, as sigma = 0 means; the draws move by at most 0.001 px.
+SIGMA_FLOOR = 1e-3
 STREAM = 0x61756720                 # stream number of augmentation draws in stream_key ("aug ")
 DEFAULT_FLIP, DEFAULT_TRANSLATE, DEFAULT_BLUR = 0.5, 2, 0.5
 DEFAULT_SIGMA = (0.3, 1.0)
@@ -43,7 +47,7 @@ class Augment:
     translate: int = 0                  # largest shift in pixels along each axis, >= 0
     pad: str = "zero"                   # translated-in pixels: "zero" (black) or "edge" (repeat border)
     blur: float = 0.0                   # probability of a Gaussian blur, in [0, 1]
-    blur_sigma: tuple = DEFAULT_SIGMA   # (lo, hi): sigma ~ U(lo, hi) pixels, 0 < lo <= hi <= 10
+    blur_sigma: tuple = DEFAULT_SIGMA   # (lo, hi): sigma ~ U(lo, hi) pixels, 0 <= lo <= hi <= 10
     brightness: float = 0.0             # add U(-b, b) * value range, b in [0, 1]
     contrast: float = 0.0               # deviations from the image mean times 1 + U(-c, c), c in [0, 1]
 
@@ -64,9 +68,9 @@ class Augment:
         except (TypeError, ValueError):
             raise ValueError(f"augment blur_sigma must be a pair (lo, hi) of numbers; got "
                              f"{self.blur_sigma!r}. Use e.g. blur_sigma=(0.3, 1.0).") from None
-        if not (0 < lo <= hi <= SIGMA_LIMIT):
-            raise ValueError(f"augment blur_sigma must satisfy 0 < lo <= hi <= {SIGMA_LIMIT:g} pixels; "
-                             f"got {self.blur_sigma!r}. Use e.g. blur=0.5:0.3-1.0.")
+        if not (0 <= lo <= hi <= SIGMA_LIMIT):
+            raise ValueError(f"augment blur_sigma must satisfy 0 <= lo <= hi <= {SIGMA_LIMIT:g} pixels; "
+                             f"got {self.blur_sigma!r}. Use e.g. blur=0.5:0.3-1.0 or blur=0.5:0-0.5.")
         object.__setattr__(self, "blur_sigma", (lo, hi))
 
     @property
@@ -98,7 +102,7 @@ class Augment:
         p[_k.SHIFT_MAX] = self.translate
         p[_k.PAD_EDGE] = 1.0 if self.pad == "edge" else 0.0
         p[_k.BLUR_P] = self.blur
-        p[_k.SIGMA_MIN], p[_k.SIGMA_MAX] = self.blur_sigma
+        p[_k.SIGMA_MIN], p[_k.SIGMA_MAX] = (max(v, SIGMA_FLOOR) for v in self.blur_sigma)
         p[_k.BRIGHTNESS] = self.brightness
         p[_k.CONTRAST] = self.contrast
         p[_k.VALUE_RANGE] = value_range

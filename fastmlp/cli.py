@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, checkpoint, data, lock
-from .config import MAX_SEED, TrainConfig, _int, _parse_dropout, read_toml
+from .config import MAX_SEED, TrainConfig, _int, read_toml
 from .run import CHECKPOINT, evaluate, format_table, load_data, train
+from . import show
+from .studies import gradtable
 from .train import TrainingDiverged, TrainingInterrupted
 
 MAX_REPEATS = 1000          # --repeats, study --seeds: runs of one command
@@ -68,6 +70,9 @@ def build_parser():
     p = commands.add_parser("evaluate", help="loss, cost and accuracy of a model on a dataset")
     p.add_argument("model", metavar="MODEL", help="a model.npz written by `fastmlp train`")
     _add_data_flags(p, "default: the model's own")
+    p.add_argument("--out", metavar="DIR", help="also write DIR/per_class.md and .csv (accuracy of each "
+                   "class), confusion.csv and confusion.png, and misclassified.png (the most confident "
+                   "mistakes), on the test rows")
 
     p = commands.add_parser("predict", help="predicted labels for the rows of a .npy file",
                             description="Predict labels for the rows of FILE.npy. By default the rows are "
@@ -101,22 +106,15 @@ def build_parser():
     p = commands.add_parser("gradcheck", help="analytic vs finite-difference gradients, per parameter",
                             description="Check the analytic gradients of a network against centred "
                                         "differences in float64 on the first N standardised images "
-                                        "(first DIMS features); prints the table as markdown.")
-    p.add_argument("--dataset", metavar="{cifar10,fashion-mnist,sample,PATH.npz}",
-                   help="default: the CIFAR-10 subset in ../shared/data if present, else sample")
-    p.add_argument("--data-dir", metavar="DIR", help="folder searched first for the dataset")
-    p.add_argument("--sizes", default="auto-50-50-auto", metavar="auto-50-50-auto",
-                   help="layer widths; 'auto' takes DIMS inputs and the data's classes (default: %(default)s)")
-    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True,
-                   help="batch norm in the hidden layers (default: on)")
-    p.add_argument("--lam", type=float, default=0.005, help="L2 penalty (default: %(default)s)")
-    p.add_argument("--n", type=int, default=20, help="images (default: %(default)s)")
-    p.add_argument("--dims", type=int, default=50, help="first input features used (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the weights (default: %(default)s)")
-    p.add_argument("--dropout", type=_parse_dropout, default=0.0, metavar="RATE[,RATE...]",
-                   help="dropout after the hidden layers, one fixed mask for the whole check "
-                        "(default: %(default)s)")
-    p.add_argument("--out", metavar="DIR", help="also write DIR/gradcheck.md and DIR/gradcheck.json")
+                                        "(first DIMS features); prints the table and PASS or FAIL "
+                                        "(exit status 1) against --tol.")
+    gradtable.add_flags(p)
+
+    p = commands.add_parser("show", help="a grid of images with class names (and a model's predictions)",
+                            description="Draw a grid of a dataset's images, each captioned with its class "
+                                        "or, given --model, with the model's prediction; wrong "
+                                        "predictions are framed and captioned in red.")
+    show.add_flags(p)
 
     p = commands.add_parser("study", help="run one of the report's studies (init, depth, eta)",
                             description="Train a grid of networks through `fastmlp train`'s trainer and "
@@ -287,6 +285,12 @@ def cmd_evaluate(args):
             setattr(splits, f"X_{part}", data.standardize(raw, model.mean, model.std, net.dtype))
     print(f"{args.model} on {splits.source}")
     print(format_table(evaluate(net, splits, config.lam)))
+    if args.out is not None:
+        from .evaluation import per_class_table, write_for_splits
+        paths, records = write_for_splits(args.out, net, splits, *((model.mean, model.std)
+                                          if model.mean is not None else (splits.mean, splits.std)))
+        print(f"\n{per_class_table(records, 'text')}")
+        _say(f"Wrote {args.out}/: {' '.join(p.name for p in paths)}")
     return 0
 
 
@@ -336,19 +340,11 @@ def cmd_download(args):
 
 
 def cmd_gradcheck(args):
-    from .gradcheck import format_table as gradient_table
-    from .studies.gradtable import check_gradients, describe, write_report
-    _int("--seed", args.seed, 0, MAX_SEED)
-    if args.batch_norm and args.n < 2:   # one row normalises to zero: every gradient is 0 and "passes"
-        raise ValueError(f"--n must be >= 2 with batch norm, whose batch statistics need two rows; got "
-                         f"--n {args.n}. Use --n 2 or more, or --no-batch-norm.")
-    rows, settings = check_gradients(args.dataset, args.sizes, args.batch_norm, args.lam, args.n,
-                                     args.dims, args.seed, args.data_dir, args.dropout)
-    print(f"Gradient check: {describe(settings)}.\n")
-    print(gradient_table(rows, "text"))
-    if args.out is not None:
-        _say("Wrote " + " ".join(map(str, write_report(args.out, rows, settings))))
-    return 0
+    return gradtable.run(args, _say)
+
+
+def cmd_show(args):
+    return show.run(args, _say)
 
 
 def cmd_study(args):
@@ -419,5 +415,6 @@ def _say(line):
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "export": cmd_export,
+            "show": cmd_show,
             "gradcheck": cmd_gradcheck, "study": cmd_study,
             "search": cmd_search, "show-augment": cmd_show_augment}

@@ -47,7 +47,7 @@ MAX_PARAMETERS = 100_000_000    # see check_parameters
 
 
 def _parse_init(text):
-    """--init he | xavier | SIGMA: a number becomes a float; anything else is left for validate()
+    """--init he | xavier | lecun | SIGMA: a number becomes a float; anything else is left for validate()
     to refuse with the full rule."""
     try:
         return float(text)
@@ -83,6 +83,9 @@ class TrainConfig:
     n_val: int | None = _opt(None, "validation rows held out of the training set (split a3); unset: "
                                    "5000 on CIFAR-10 as in the study, a tenth of the rows otherwise",
                              type=int)
+    n_train: int | None = _opt(None, "train on only the first N rows of the training part (validation "
+                                     "and test rows unchanged), e.g. 100 to check that the net can "
+                                     "overfit them; unset: all of them", type=int, metavar="N")
     download: bool = _opt(False, "download the dataset if it is not found locally")
     augment: str = _opt("none", "augment each training batch on the fly, on the raw images: a comma "
                                 "list of flip[=P], translate[=K[:edge]], blur[=P], brightness=B, "
@@ -97,9 +100,12 @@ class TrainConfig:
     sizes: str | list = _opt("auto-50-50-auto", "layer widths, inputs first; 'auto' at either end takes the "
                                          "width from the data", metavar="3072-50-50-10")
     batch_norm: bool = _opt(True, "Linear -> BatchNorm -> ReLU in the hidden layers")
-    init: str | float = _opt("he", "weight init: he (He normal), he_uniform, xavier or xavier_normal "
-                                   "(Glorot normal), xavier_uniform, or a float sigma for N(0, sigma^2)",
-                             type=_parse_init, metavar="{he,he_uniform,xavier,xavier_normal,xavier_uniform,SIGMA}")
+    init: str | float = _opt("he", "weight init, fan_in/fan_out a layer's inputs/outputs: he N(0, "
+                                   "2/fan_in), he_uniform U(+-sqrt(6/fan_in)), xavier (= xavier_normal) "
+                                   "N(0, 2/(fan_in+fan_out)), xavier_uniform U(+-sqrt(6/(fan_in+fan_out))), "
+                                   "lecun N(0, 1/fan_in) (the DD2424 bonus report's \"Xavier\"), or a "
+                                   "float SIGMA for N(0, SIGMA^2)", type=_parse_init,
+                             metavar="{he,he_uniform,xavier,xavier_normal,xavier_uniform,lecun,SIGMA}")
     dtype: str = _opt("float32", "float type of data and parameters", choices=DTYPES)
     dropout: float | list = _opt(0.0, "inverted dropout after each hidden layer: the probability of "
                                       "dropping a unit, or one rate per hidden layer (0.1,0.2)",
@@ -175,6 +181,8 @@ class TrainConfig:
         _choice("standardize", self.standardize, STANDARDIZE)
         if self.n_val is not None:
             _int("n_val", self.n_val, 1)
+        if self.n_train is not None:
+            _int("n_train", self.n_train, 1)
         widths = parse_sizes(self.sizes)
         check_init(self.init)
         check_dropout(self.dropout, len(widths) - 2)
@@ -202,8 +210,10 @@ class TrainConfig:
             _int("epochs", self.epochs, 1, MAX_EPOCHS)
             if self.schedule == "cyclic":
                 raise ValueError(f"epochs sets the length of the constant and onecycle schedules; a "
-                                 f"cyclic run lasts 2 * n_s * cycles steps: set cycles and ns_epochs "
-                                 f"instead, or use --schedule onecycle; got epochs={self.epochs}.")
+                                 f"cyclic run (--schedule cyclic, the default) lasts 2 * n_s * cycles "
+                                 f"steps: drop --epochs and set cycles and ns_epochs instead (--cycles, "
+                                 f"--ns-epochs), or use --schedule constant or onecycle; got "
+                                 f"epochs={self.epochs}.")
         if not isinstance(self.pct_start, numbers.Real) or not 0 < self.pct_start < 1:
             raise ValueError(f"pct_start must be a number in (0, 1); got {self.pct_start!r}.")
         _positive("div_factor", self.div_factor)
@@ -239,7 +249,7 @@ class TrainConfig:
         """The checks that need the data; return the layer widths with 'auto' resolved."""
         if self.batch > n_train:
             raise ValueError(f"batch must be <= the number of training rows ({n_train}); "
-                             f"got batch={self.batch}. Use a smaller --batch or --n-val.")
+                             f"got batch={self.batch}. Use a smaller --batch or --n-val, or a larger --n-train.")
         widths = parse_sizes(self.sizes)
         for at, want, what in ((0, n_features, "input features"), (-1, n_classes, "classes")):
             if widths[at] == "auto":

@@ -100,6 +100,13 @@ def _row(name, shape, ga, gn, n_kinks):
     }
 
 
+def failures(rows, tol):
+    """[(param, error)] of the rows whose error exceeds tol: rel_error, or max_abs_error where the true
+    gradient is identically zero (its rel error compares rounding noise with rounding noise)."""
+    errors = ((r["param"], r["max_abs_error"] if r.get("zero_gradient") else r["rel_error"]) for r in rows)
+    return [(param, e) for param, e in errors if not e <= tol]     # `not <=`: a NaN error fails too
+
+
 def format_table(rows, style="markdown"):
     """The gradient table, one row per parameter (Markdown, or aligned text with style="text")."""
     from .table import format_table as table

@@ -18,7 +18,7 @@ from .network import INITS, check_init
 
 # Keras's initialiser names -> the engine's
 INIT_ALIASES = {"he_normal": "he", "glorot_normal": "xavier_normal",
-                "glorot_uniform": "xavier_uniform"}
+                "glorot_uniform": "xavier_uniform", "lecun_normal": "lecun"}
 BLOCK = "Dense(units) -> [BatchNorm()] -> ReLU() -> [Dropout(rate)]"
 
 
@@ -54,8 +54,9 @@ class Dense(Layer):
 
     activation: None, or "relu" as shorthand for a following ReLU() (a hidden layer without batch
     norm); the last Dense may say "softmax", which it always is.  kernel_initializer: he (He
-    normal, the default), he_uniform, xavier / xavier_normal, xavier_uniform, Keras's he_normal,
-    glorot_normal, glorot_uniform, or a float sigma for N(0, sigma^2); one for every Dense.
+    normal, the default), he_uniform, xavier / xavier_normal, xavier_uniform, lecun (N(0,
+    1/fan_in)), Keras's he_normal, glorot_normal, glorot_uniform, lecun_normal, or a float sigma
+    for N(0, sigma^2); one for every Dense.
     input_dim: the input width, on the first Dense only (as Input(input_dim)).
     """
 

@@ -2,6 +2,9 @@
 softmax.  Parameters live in one flat buffer `theta` with named views (W1, b1, gamma1, beta1,
 ..., Wk, bk) and gradients in a matching buffer `dtheta`, so an optimiser updates everything
 with one array operation and a compiled step can take the whole network as a few arrays.
+
+Beside it: initializers.py (the weight initialisers), workspace.py (the buffers and their
+layout) and unfused.py (the one-kernel-per-operation reference path, net.fused = False).
 """
 import numbers
 from collections import OrderedDict
@@ -11,16 +14,15 @@ import numpy as np
 
 from . import _checks
 from . import optim as _optim
+from . import unfused
+from ._checks import check_dropout
+from .initializers import INITS, check_init, draw_weights  # noqa: F401  (INITS: imported from here too)
 from .kernels import step
 from .kernels import optim as optim_kernels
-from .kernels.batchnorm import bn_backward, bn_forward_infer, bn_forward_train
-from .kernels.dropout import dropout_backward, dropout_forward
 from .kernels.l2 import sum_squares
-from .kernels.linear import linear_backward, linear_forward
-from .kernels.relu import relu_backward
-from .kernels.rng import stream_key, sub_key
-from .kernels.softmax_xent import softmax_forward, softmax_xent_backward, softmax_xent_forward
+from .kernels.rng import stream_key
 from .threads import blas_single_threaded
+from .workspace import Workspace, flat_views
 
 EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image sets
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
@@ -30,119 +32,15 @@ _ZERO_KEY = np.zeros(1, np.uint64)
 
 
 DROPOUT_STREAM = 1   # kernels/rng.py stream of the dropout masks (augment.STREAM: augmentation's)
-# name -> (distribution, scale): normal draws have std `scale`, uniform ones lie in +-scale
-INITS = {
-    "he": ("normal", lambda fi, fo: np.sqrt(2.0 / fi)),                  # He / Kaiming normal
-    "he_uniform": ("uniform", lambda fi, fo: np.sqrt(6.0 / fi)),
-    "xavier": ("normal", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),       # Glorot normal
-    "xavier_normal": ("normal", lambda fi, fo: np.sqrt(2.0 / (fi + fo))),
-    "xavier_uniform": ("uniform", lambda fi, fo: np.sqrt(6.0 / (fi + fo))),
-}
-
-
-def _draw_weights(rng, init, fan_in, fan_out):
-    """W (fan_in, fan_out) in float64 from the initialiser `init` (a name of INITS or sigma)."""
-    if isinstance(init, float):
-        return rng.standard_normal((fan_in, fan_out)) * init
-    kind, scale = INITS[init]
-    a = scale(fan_in, fan_out)
-    if kind == "uniform":
-        return rng.uniform(-a, a, (fan_in, fan_out))
-    return rng.standard_normal((fan_in, fan_out)) * a
-
-
-def check_init(init):
-    if isinstance(init, str) and init in INITS:
-        return init
-    if isinstance(init, numbers.Real) and not isinstance(init, bool) \
-            and np.isfinite(init) and init > 0:
-        return float(init)
-    raise ValueError(f"init must be one of {', '.join(INITS)} or a positive float sigma for "
-                     f"N(0, sigma^2); got {init!r}.")
-
-
-def check_dropout(dropout, n_hidden):
-    """One rate for every hidden layer or one per hidden layer, each in [0, 1); returns them
-    as a tuple of n_hidden floats."""
-    rates = [dropout] if isinstance(dropout, numbers.Real) else dropout
-    try:
-        rates = [r for r in rates]
-    except TypeError:
-        rates = None
-    ok = rates is not None and all(isinstance(r, numbers.Real) and not isinstance(r, bool)
-                                   and 0 <= r < 1 for r in rates)
-    if ok and len(rates) == 1:
-        rates = rates * n_hidden
-    if not ok or len(rates) != n_hidden:
-        raise ValueError(f"dropout must be a rate in [0, 1) (the probability of dropping a unit) "
-                         f"or a list of {n_hidden} such rates, one per hidden layer; got {dropout!r}.")
-    if n_hidden == 0 and ok and any(r > 0 for r in ([dropout] if isinstance(dropout, numbers.Real)
-                                                    else dropout)):
-        raise ValueError(f"dropout acts after hidden layers, and this network has none; got "
-                         f"dropout={dropout!r}. Add a hidden layer or set dropout to 0.")
-    return tuple(float(r) for r in rates)
-
-
-class _Workspace:
-    """Activations (and, in training, gradients) for one batch size, allocated once as one
-    flat buffer `buf` with the offset table `wsl` the fused step reads (kernels/step.py) and
-    named views of it for the per-kernel path."""
-
-    def __init__(self, net, n, train):
-        widths = net.sizes[1:]
-        L = len(widths)
-        self.n = n
-        self.wsl = np.full((L, 9), -1, np.int64)
-        at = 0
-
-        def take(l, col, size):
-            nonlocal at
-            self.wsl[l, col] = at
-            at += size
-
-        for l, w in enumerate(widths):
-            last = l == L - 1
-            take(l, 0, n * w)                                  # Z
-            if not last:
-                take(l, 1, n * w)                              # H
-            if train:
-                if not last and net.batch_norm:
-                    take(l, 2, n * w)                          # Xhat
-                    take(l, 5, w)                              # mean
-                    take(l, 6, w)                              # inv_std
-                take(l, 3, n * w)                              # dZ
-                if not last:
-                    take(l, 4, n * w)                          # dH
-        take(L - 1, 7, n * widths[-1])                         # P
-        take(L - 1, 8, n)                                      # losses
-        self.buf = np.zeros(at, net.dtype)
-
-        def view(l, col, shape):
-            off = self.wsl[l, col]
-            return None if off < 0 else self.buf[off:off + int(np.prod(shape))].reshape(shape)
-
-        self.Z = [view(l, 0, (n, w)) for l, w in enumerate(widths)]
-        self.H = [view(l, 1, (n, w)) for l, w in enumerate(widths[:-1])]
-        self.Xhat = [view(l, 2, (n, w)) for l, w in enumerate(widths[:-1])]
-        self.mean = [view(l, 5, (w,)) for l, w in enumerate(widths[:-1])]
-        self.inv_std = [view(l, 6, (w,)) for l, w in enumerate(widths[:-1])]
-        self.dZ = [view(l, 3, (n, w)) for l, w in enumerate(widths)]
-        self.dH = [view(l, 4, (n, w)) for l, w in enumerate(widths[:-1])]
-        self.P = view(L - 1, 7, (n, widths[-1]))               # class probabilities
-        self.losses = view(L - 1, 8, (n,))
-        self.X = None                                          # input of the last forward
-        self.Xrows = None                                      # batch gathered by row numbers
-        self.no_dX = np.empty((0, 0), net.dtype)               # layer 1 needs no input grad
-
-
 class Network:
     """A k-layer fully connected classifier.
 
     Network([3072, 50, 50, 10], batch_norm=True, init="he", dtype=np.float32, seed=0)
 
-    sizes: [n_features, hidden widths..., n_classes].  init: "he" (He normal), "he_uniform",
-    "xavier" or "xavier_normal" (Glorot normal), "xavier_uniform", or a float sigma for
-    N(0, sigma^2).  dropout: the rate (probability of dropping a unit) after every hidden
+    sizes: [n_features, hidden widths..., n_classes].  init: "he" N(0, 2/fan_in),
+    "he_uniform" U(+-sqrt(6/fan_in)), "xavier" or "xavier_normal" N(0, 2/(fan_in + fan_out)),
+    "xavier_uniform" U(+-sqrt(6/(fan_in + fan_out))), "lecun" N(0, 1/fan_in), or a float sigma
+    for N(0, sigma^2).  dropout: the rate (probability of dropping a unit) after every hidden
     layer, or one rate per hidden layer; inverted, so evaluation uses every unit as it is.  Biases and BN shifts start at 0, BN scales at 1, running
     means at 0 and running variances at 1.  bn_alpha is the running-statistics momentum:
     run = bn_alpha * run + (1 - bn_alpha) * batch.
@@ -180,9 +78,9 @@ class Network:
                 shapes[f"beta{k}"] = (fan_out,)
                 stat_shapes[f"run_mean{k}"] = (fan_out,)
                 stat_shapes[f"run_var{k}"] = (fan_out,)
-        self.theta, self.params, self._offsets = _flat_views(shapes, self.dtype)
-        self.dtheta, self.grads, _ = _flat_views(shapes, self.dtype)
-        self.stats, self.running, stat_offsets = _flat_views(stat_shapes, self.dtype)
+        self.theta, self.params, self._offsets = flat_views(shapes, self.dtype)
+        self.dtheta, self.grads, _ = flat_views(shapes, self.dtype)
+        self.stats, self.running, stat_offsets = flat_views(stat_shapes, self.dtype)
         self._offsets.update(stat_offsets)
         self.layout = self._layout()
         self.fused = True   # False: one kernel call per operation (the reference path)
@@ -211,7 +109,7 @@ class Network:
         rng = np.random.default_rng(seed)
         for k in range(1, self.n_layers + 1):
             fan_in, fan_out = self.sizes[k - 1], self.sizes[k]
-            self.params[f"W{k}"][...] = _draw_weights(rng, self.init, fan_in, fan_out)
+            self.params[f"W{k}"][...] = draw_weights(rng, self.init, fan_in, fan_out)
             self.params[f"b{k}"][...] = 0
             if f"gamma{k}" in self.params:
                 self.params[f"gamma{k}"][...] = 1
@@ -272,7 +170,7 @@ class Network:
         key = (n, train)
         ws = self._workspaces.pop(key, None)
         if ws is None:
-            ws = _Workspace(self, n, train)
+            ws = Workspace(self, n, train)
             while len(self._workspaces) >= MAX_WORKSPACES:
                 self._workspaces.popitem(last=False)
         self._workspaces[key] = ws
@@ -357,67 +255,19 @@ class Network:
             self._train_ws = ws
             flags = step.FORWARD | (step.UPDATE_STATS if update_stats else 0)
             return self._step(ws, X, y, 0.0, 0.0, flags)
-        h = X
-        k_last = self.n_layers
-        for k in range(1, k_last):
-            W, b = self.params[f"W{k}"], self.params[f"b{k}"]
-            if self.batch_norm:
-                linear_forward(ws.Z[k - 1], h, W, b, False)
-                bn_forward_train(ws.H[k - 1], ws.Xhat[k - 1], ws.mean[k - 1], ws.inv_std[k - 1],
-                                 self.running[f"run_mean{k}"], self.running[f"run_var{k}"],
-                                 ws.Z[k - 1], self.params[f"gamma{k}"], self.params[f"beta{k}"],
-                                 self.bn_eps, self.bn_alpha, update_stats, True)
-            else:
-                linear_forward(ws.H[k - 1], h, W, b, True)
-            if self._drop[k - 1] > 0:
-                dropout_forward(ws.H[k - 1], self._drop[k - 1], np.uint64(sub_key(self.drop_key, k - 1)))
-            h = ws.H[k - 1]
-        linear_forward(ws.Z[-1], h, self.params[f"W{k_last}"], self.params[f"b{k_last}"], False)
-        loss = softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], y)
+        loss = unfused.forward_train(self, ws, X, y, update_stats)
         self._train_ws = ws
-        return float(loss)
+        return loss
+
 
     def _backward(self, y, lam):
         """Fill `grads` from the last training forward: d(loss + lam * sum ||W||^2)."""
-        ws, g = self._train_ws, self.grads
+        ws = self._train_ws
         if self.fused:
             self._step(ws, ws.X, y, lam, 0.0, step.BACKWARD)
             return
-        k_last = self.n_layers
-        softmax_xent_backward(ws.dZ[-1], ws.P, y)
-        for k in range(k_last, 0, -1):
-            if k < k_last:  # back through dropout, ReLU (and BN) of hidden layer k
-                if self._drop[k - 1] > 0:
-                    dropout_backward(ws.dH[k - 1], self._drop[k - 1], np.uint64(sub_key(self.drop_key, k - 1)))
-                if self.batch_norm:
-                    bn_backward(ws.dZ[k - 1], g[f"gamma{k}"], g[f"beta{k}"], ws.dH[k - 1],
-                                ws.Xhat[k - 1], ws.inv_std[k - 1], self.params[f"gamma{k}"],
-                                ws.H[k - 1], True)
-                else:
-                    relu_backward(ws.dZ[k - 1], ws.dH[k - 1], ws.H[k - 1])
-            x_in = ws.H[k - 2] if k > 1 else ws.X
-            dx_in = ws.dH[k - 2] if k > 1 else ws.no_dX
-            linear_backward(g[f"W{k}"], g[f"b{k}"], dx_in, self._WT[k - 1], ws.dZ[k - 1], x_in,
-                            self.params[f"W{k}"], lam, k > 1)
+        unfused.backward(self, ws, y, lam)
 
-    def _forward_eval(self, X):
-        """Evaluation-mode forward (running BN statistics) on a checked chunk; returns the
-        workspace holding scores Z[-1] and probabilities P."""
-        ws = self._workspace(X.shape[0], False)
-        h = X
-        for k in range(1, self.n_layers):
-            W, b = self.params[f"W{k}"], self.params[f"b{k}"]
-            if self.batch_norm:
-                linear_forward(ws.Z[k - 1], h, W, b, False)
-                bn_forward_infer(ws.H[k - 1], ws.Z[k - 1], self.params[f"gamma{k}"],
-                                 self.params[f"beta{k}"], self.running[f"run_mean{k}"],
-                                 self.running[f"run_var{k}"], self.bn_eps, True)
-            else:
-                linear_forward(ws.H[k - 1], h, W, b, True)
-            h = ws.H[k - 1]
-        k = self.n_layers
-        linear_forward(ws.Z[-1], h, self.params[f"W{k}"], self.params[f"b{k}"], False)
-        return ws
 
     def _chunks(self, X):
         for start in range(0, X.shape[0], EVAL_CHUNK):
@@ -444,12 +294,7 @@ class Network:
                                          self._sgd.hp[None, :], _ZERO_KEY, None, _NO_ROWS,
                                          _ZERO_ETA)
             return ws, total, correct
-        self._forward_eval(X)
-        if len(y) == 0:
-            softmax_forward(ws.P, ws.Z[-1])
-            return ws, 0.0, 0
-        mean = softmax_xent_forward(ws.P, ws.losses, ws.Z[-1], y)
-        return ws, mean * len(y), int((ws.Z[-1].argmax(axis=1) == y).sum())
+        return (ws, *unfused.evaluate(self, ws, X, y))
 
     def _predict_proba(self, X):
         P = np.empty((X.shape[0], self.n_classes), self.dtype)
@@ -530,21 +375,3 @@ class Network:
         drop = "" if not any(self.dropout) else f", dropout={list(self.dropout)}"
         return (f"Network({sizes}, batch_norm={self.batch_norm}, init={self.init!r}, "
                 f"dtype={self.dtype.name}{drop})")
-
-
-def _flat_views(shapes, dtype):
-    """One contiguous buffer, a dict of named views into it and their offsets.  A weight
-    matrix W (fan_in, fan_out) is stored as its transpose, one row per output unit (as the
-    products in kernels/gemm.py read it), and its view is the transpose of that block."""
-    total = sum(int(np.prod(s)) for s in shapes.values())
-    flat = np.zeros(total, dtype)
-    views, offsets, at = OrderedDict(), {}, 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape))
-        if name.startswith("W"):
-            views[name] = flat[at:at + size].reshape(shape[::-1]).T
-        else:
-            views[name] = flat[at:at + size].reshape(shape)
-        offsets[name] = at
-        at += size
-    return flat, views, offsets

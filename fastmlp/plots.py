@@ -64,6 +64,7 @@ def plot_augment_grid(dataset, augment, path, n=8, variants=6, seed=0, data_dir=
     pixels."""
     from . import data
     from .augment import augment_images, parse_augment
+    from .images import draw_image
     augment = parse_augment(augment)
     raw = data.load_raw(dataset, data_dir)
     if len(raw.image_shape) != 3:
@@ -84,13 +85,7 @@ def plot_augment_grid(dataset, augment, path, n=8, variants=6, seed=0, data_dir=
     for i, label in enumerate(raw.y_train[pick]):
         for j, column in enumerate(columns):
             ax = axes[i, j]
-            img = np.clip(column[i] / value_range, 0.0, 1.0)
-            if C == 3:      # planes (3, H, W) -> an RGB picture (H, W, 3)
-                ax.imshow(img.transpose(1, 2, 0), interpolation="nearest")
-            else:
-                ax.imshow(img[0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            draw_image(ax, column[i], (C, H, W), value_range)
             if j == 0:
                 ax.text(0.02, 0.02, raw.label_names[label], transform=ax.transAxes, fontsize=6,
                         color="yellow", backgroundcolor=(0, 0, 0, 0.5))

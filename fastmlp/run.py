@@ -51,7 +51,7 @@ def load_data(config, merge_val=False):
     if n_val is None:
         n_val = STUDY_N_VAL if name == "cifar10" else max(1, len(raw.x_train) // 10)
     return data.make_splits(raw, config.split, n_val, config.dtype, merge_val,
-                            per_channel=config.standardization() == "channel")
+                            per_channel=config.standardization() == "channel", n_train=config.n_train)
 
 
 def train(config, splits=None, *, resume=False, progress=False, log=None):

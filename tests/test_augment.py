@@ -235,7 +235,7 @@ def test_canonical_spec():
 @pytest.mark.parametrize("text, message", [
     ("flop", "unknown item 'flop'"), ("flip=1.5", "flip must be a number in"),
     ("flip=x", "expected a number"), ("translate=-1", "whole number of pixels"),
-    ("translate=2:wrap", "must be 'edge' or 'zero'"), ("blur=0.5:2-1", "0 < lo <= hi"),
+    ("translate=2:wrap", "must be 'edge' or 'zero'"), ("blur=0.5:2-1", "0 <= lo <= hi"),
     ("blur=0.5:1", "LO-HI"), ("flip,flip=0.2", "sets 'flip' twice"),
     ("jitter,contrast=0.1", "twice"), ("none,flip", "combines 'none'"), ("flip,,blur", "empty item"),
     ("brightness", "needs a value"), ("contrast=2", "contrast must be a number in"),
@@ -303,3 +303,14 @@ def test_training_standardises_per_channel_when_augmenting(tmp_path):
     forced = TrainConfig(**{**augmented.to_dict(), "standardize": "pixel", "out": str(tmp_path / "b")})
     with pytest.warns(UserWarning, match=r"scaled up to \d+x .*standardize='channel'"):
         train(forced, load_data(forced))
+
+
+def test_a_blur_sigma_range_may_start_at_zero(rng):
+    """The bonus report drew sigma ~ U(0, 0.5): 0 must parse, and sigma = 0 must be the identity,
+    not the kernel's division by zero (NaN images)."""
+    assert parse_augment("blur=0.5:0-0.5") == Augment(blur=0.5, blur_sigma=(0.0, 0.5))
+    assert parse_augment("blur=0.5:0-0.5").spec() == "blur=0.5:0-0.5"
+    images = rng.integers(0, 256, (20, 3, 8, 8)).astype(np.float64)
+    np.testing.assert_array_equal(augment_images(images, "blur=1:0-0", seed=3), images)
+    out = augment_images(images, "blur=1:0-0.5", seed=3)
+    assert np.isfinite(out).all() and not np.array_equal(out, images)

@@ -169,7 +169,7 @@ def bad_inputs(npz, tmp_path):
         (["train", *data, "--n-val", "5000"], r"n_val must be an integer in \[1, 399\]"),
         (["train", *data, "--sizes", "100-16-auto"], r"sizes must start with the data's 12 input features"),
         (["train", "--sizes", "3072-x"], r"sizes must be at least two positive widths"),
-        (["train", "--init", "glorot"], r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform or a positive float sigma"),
+        (["train", "--init", "glorot"], r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform, lecun or a positive float sigma"),
         (["train", "--split", "a4"], r"argument --split: invalid choice: 'a4'"),
         (["train", "--dtype", "float16"], r"argument --dtype: invalid choice"),
         (["train", "--threads", "0"], r"threads must be an integer in \[1, \d+\]; got 0"),

@@ -46,6 +46,7 @@ def test_every_field_has_exactly_one_train_flag_with_the_same_default():
     (dict(eta_max=float("inf")), r"^eta_max must be a finite number > 0; got inf\.$"),
     (dict(seed=-1), r"^seed must be an integer in \[0, 9223372036854775807\]; got -1\.$"),
     (dict(n_val=0), r"^n_val must be an integer >= 1; got 0\.$"),
+    (dict(n_train=0), r"^n_train must be an integer >= 1; got 0\.$"),
     (dict(eval_every=-5), r"^eval_every must be an integer >= 0; got -5\.$"),
     (dict(train_eval=True), r"^train_eval must be an integer >= 0; got True\.$"),
     (dict(threads=0), r"^threads must be an integer in \[1, \d+\]; got 0\.$"),
@@ -53,15 +54,15 @@ def test_every_field_has_exactly_one_train_flag_with_the_same_default():
     (dict(split="a4"), r"^split must be one of a2, a3; got 'a4'\.$"),
     (dict(dtype="float16"), r"^dtype must be one of float32, float64; got 'float16'\.$"),
     (dict(schedule="step"), r"^schedule must be one of cyclic, constant, onecycle; got 'step'\.$"),
-    (dict(epochs=20), r"^epochs sets the length of the constant and onecycle schedules; .*cycles "
-                      r"and ns_epochs instead.*got epochs=20\.$"),
+    (dict(epochs=20), r"^epochs sets the length of the constant and onecycle schedules; a cyclic run "
+                      r"\(--schedule cyclic, the default\).*drop --epochs .*got epochs=20\.$"),
     (dict(schedule="onecycle", epochs=0), r"^epochs must be an integer in \[1, 1000000\]; got 0\.$"),
     (dict(pct_start=1.5), r"^pct_start must be a number in \(0, 1\); got 1.5\.$"),
     (dict(div_factor=0.0), r"^div_factor must be a finite number > 0; got 0.0\.$"),
     (dict(cycle_momentum="no"), r"^cycle_momentum must be true or false; got 'no'\.$"),
     (dict(dataset="cifar100"), r"^dataset must be one of cifar10, fashion-mnist, sample or a path "
                                r"ending in \.npz; got 'cifar100'\.$"),
-    (dict(init="glorot"), r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform or a positive float sigma"),
+    (dict(init="glorot"), r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform, lecun or a positive float sigma"),
     (dict(sizes="3072-x-10"), r"^sizes must be at least two positive widths .*got '3072-x-10'\.$"),
     (dict(sizes="3072-auto-10"), r"sizes must be .*'auto' allowed only at either end"),
     (dict(sizes="10"), r"sizes must be at least two"),

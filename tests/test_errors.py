@@ -39,7 +39,7 @@ def test_bad_network_dtype(dtype):
 
 @pytest.mark.parametrize("init", ["glorot", -0.1, 0.0, float("nan"), None])
 def test_bad_init(init):
-    with pytest.raises(ValueError, match=r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform or a positive float sigma"):
+    with pytest.raises(ValueError, match=r"init must be one of he, he_uniform, xavier, xavier_normal, xavier_uniform, lecun or a positive float sigma"):
         fastmlp.Network([6, 3], init=init)
 
 

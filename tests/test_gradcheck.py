@@ -81,7 +81,7 @@ def test_subset_of_entries_is_seeded(cifar_small):
 def test_check_catches_the_constant_statistics_shortcut(cifar_small, monkeypatch):
     """A backward that treats the batch mean and variance as constants (dX = gamma*inv_std*dY),
     the mistake behind the study's 1e-2 BN errors, must fail the check by a wide margin."""
-    from fastmlp import network
+    from fastmlp import unfused
     from fastmlp.kernels import batchnorm
 
     def shortcut(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
@@ -89,7 +89,7 @@ def test_check_catches_the_constant_statistics_shortcut(cifar_small, monkeypatch
         g = np.where(Y > 0, dY, 0) if relu else dY
         dX[...] = gamma * inv_std * g
 
-    monkeypatch.setattr(network, "bn_backward", shortcut)
+    monkeypatch.setattr(unfused, "bn_backward", shortcut)
     X, y = cifar_small
     net = fastmlp.Network(NETS[3], batch_norm=True, dtype=np.float64)
     net.fused = False             # the per-kernel path, where the shortcut is swapped in

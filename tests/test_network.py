@@ -32,6 +32,7 @@ def test_parameters_are_named_views_of_one_buffer():
     ("xavier", lambda i, o: np.sqrt(2 / (i + o)), None),
     ("xavier_normal", lambda i, o: np.sqrt(2 / (i + o)), None),
     ("xavier_uniform", lambda i, o: np.sqrt(2 / (i + o)), lambda i, o: np.sqrt(6 / (i + o))),
+    ("lecun", lambda i, o: np.sqrt(1 / i), None),
     (1e-3, lambda i, o: 1e-3, None)])
 def test_initialisation_scale(init, expected, bound):
     """Every initialiser draws weights of its documented std (uniform ones: U(-a, a) with

@@ -115,7 +115,7 @@ def standardize(X_raw, mean, std, dtype=np.float32) -> np.ndarray:
 
 
 def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32, merge_val=False,
-                per_channel=False) -> Splits:
+                per_channel=False, n_train=None) -> Splits:
     """Split `raw` and standardise every part with the training part's statistics: per pixel
     (the study's), or per channel plane with per_channel (for augmentation, see channel_stats).
 
@@ -124,12 +124,16 @@ def make_splits(raw: RawData, split="a3", n_val=5000, dtype=np.float32, merge_va
     merge_val: train on the training and validation rows of that split together (standardised with
     the statistics of both), leaving no validation rows (X_val is (0, D)): a final run on all the
     labelled rows, scored on the test set only.
+    n_train: train on only the first n_train rows of the split's training part (standardised with
+    their own statistics); the validation and test rows are the same as without it.
     """
     dtype = float_dtype(dtype)
     train, val, how = _split_rows(raw, check_split(split), n_val)
-    if merge_val:   # both splits put the validation rows right after the training rows
-        train, val, how = slice(train.start, val.stop), slice(val.stop, val.stop), \
-            f"{how}; trained on both, no validation rows"
+    if n_train is not None:
+        train, how = _first_rows(train, n_train, how, raw.name)
+    if merge_val:   # both splits put the validation rows right after the training rows (unless n_train)
+        train = slice(train.start, val.stop) if train.stop == val.start else np.r_[train, val]
+        val, how = slice(val.stop, val.stop), f"{how}; trained on both, no validation rows"
     if per_channel:
         mean, std = channel_stats(raw.x_train[train], raw.image_shape)
         how += "; standardised per channel"
@@ -168,3 +172,14 @@ def _split_rows(raw: RawData, split: str, n_val):
             f"n_val must be an integer in [1, {n - 1}] (the {n} training rows of {raw.name} minus one); got {n_val!r}"
         )
     return slice(0, n - n_val), slice(n - n_val, n), f"train the first {n - n_val} rows, validate the last {n_val}"
+
+
+def _first_rows(train, n_train, how, name):
+    """The slice of the first n_train rows of the training slice `train`."""
+    available = train.stop - train.start
+    if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or not 1 <= n_train <= available:
+        raise DataError(
+            f"n_train must be an integer in [1, {available}] (the training rows of {name} in this split); got "
+            f"{n_train!r}; use a smaller --n-train, or leave it unset to train on them all"
+        )
+    return slice(train.start, train.start + int(n_train)), f"{how}; trained on the first {n_train} of them"
