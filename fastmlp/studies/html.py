@@ -52,7 +52,7 @@ def _section(out, d):
     """What a step's section shows: {name, title, status, texts, figures, folded, command, config}."""
     folder = d.folder
     patterns = SHOWN.get(d.step.name, STUDY_SHOWN)
-    texts = [(p.relative_to(out), p.read_text(encoding="utf-8")) for pattern in patterns
+    texts = [(p.relative_to(out), _untitled(p.read_text(encoding="utf-8"), d.step.title)) for pattern in patterns
              for p in sorted(folder.glob(pattern))]
     pngs = sorted(folder.rglob("*.png"))
     top = [p for p in pngs if p.parent == folder]
@@ -62,9 +62,18 @@ def _section(out, d):
             folded.setdefault(p.parent, []).append(p)
     status = (f"reused: finished in an earlier session ({d.record.get('seconds') or 0:.1f} s, "
               f"{d.record.get('finished_at', '')})" if d.reused else f"ran in {d.record['seconds']:.1f} s")
+    configs = folder / "configs.json"      # a study's: the exact config of every run
+    config = (("the exact config of every run (configs.json)", configs.read_text(encoding="utf-8"))
+              if configs.is_file() else ("the base config of the runs (each run's exact config: metrics.json in "
+                                         "its folder)", dumps(d.step.settings["base"], indent=2)))
     return {"name": d.step.name, "title": d.step.title, "status": status, "folder": folder.relative_to(out),
-            "texts": texts, "figures": top, "folded": folded, "command": d.step.command,
-            "config": dumps(d.step.settings["base"], indent=2)}
+            "texts": texts, "figures": top, "folded": folded, "command": d.step.command, "config": config}
+
+
+def _untitled(text, title):
+    """A step's Markdown without its first line when that is the section's own title."""
+    first, _, rest = text.partition("\n")
+    return rest.lstrip("\n") if first.lstrip("# ").strip() == title else text
 
 
 def headline(d):
@@ -125,8 +134,8 @@ def _html(title, meta, summary, sections):
                 parts += [f"<h4>{_text(parent.name)}</h4>", *(_figure(p, s["folder"]) for p in pngs)]
             parts.append("</details>")
         parts += ["<h3>Command</h3>", f"<pre>{_text(s['command'])}</pre>",
-                  "<details><summary>Base config of the runs (each run's exact config: metrics.json in its "
-                  "folder; configs.json of a study)</summary>", f"<pre>{_text(s['config'])}</pre></details>"]
+                  f"<details><summary>Config: {_text(s['config'][0])}</summary>",
+                  f"<pre>{_text(s['config'][1])}</pre></details>"]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -182,7 +191,7 @@ def _markdown(title, meta, summary, sections, out):
             links = ", ".join(f"[{p.name}]({p.relative_to(out).as_posix()})" for p in pngs)
             lines.append(f"- `{parent.relative_to(out).as_posix()}`: {links}")
         lines += ["", "Command:", "", "```console", s["command"], "```", "",
-                  "Base config of the runs:", "", "```json", s["config"], "```", ""]
+                  f"Config: {s['config'][0]}:", "", "```json", s["config"][1].rstrip("\n"), "```", ""]
     return "\n".join(lines)
 
 
