@@ -61,7 +61,7 @@ def test_the_full_plan_is_the_study(tmp_path):
     steps = {s.name: s for s in plan_steps(base, plan, tmp_path)}
     assert list(steps) == STEPS
     assert "fastmlp study depth --hidden 50 50-50 50-30-20-20-10-10-10-10 --seeds 3" in steps["layers"].command
-    assert "--coarse 8 --fine 8 --width 0.5 --final --final-cycles 3" in steps["search"].command
+    assert "--l-min -5.0 --l-max -1.0 --coarse 8 --fine 8 --width 0.5 --final --final-cycles 3" in steps["search"].command
     quick = ReportPlan(quick=True).resolved()
     assert (quick.seeds, quick.coarse, quick.fine) == (1, 4, 3)
     assert (base_config({"dataset": "sample"}, quick).cycles, base_config({"cycles": 2}, quick).cycles) == (1, 2)
@@ -118,13 +118,17 @@ def test_rerun_reuses_finished_steps_and_a_changed_setting_reruns(report, npz, c
     assert {c["config"]["lam"] for c in configs} == {0.01}
 
 
-def test_a_step_left_unfinished_is_continued(npz, tmp_path, capsys):
+@pytest.mark.parametrize("unfinished", [True, False])
+def test_a_step_left_unfinished_or_missing_an_output_is_continued(npz, tmp_path, capsys, unfinished):
+    # a step killed before its end (step.json not yet finished), or one whose results.md is gone
     out = tmp_path / "rep"
     argv = ["report", "--dataset", npz, "--out", out, *TINY, "--steps", "eta"]
     assert run(argv, capsys)[0] == 0
-    record = json.loads((out / "eta" / "step.json").read_text())
-    (out / "eta" / "step.json").write_text(json.dumps({**record, "finished": False}))
-    (out / "eta" / "results.md").unlink()
+    if unfinished:
+        record = json.loads((out / "eta" / "step.json").read_text())
+        (out / "eta" / "step.json").write_text(json.dumps({**record, "finished": False}))
+    else:
+        (out / "eta" / "results.md").unlink()
     models = {p: p.stat().st_mtime_ns for p in out.rglob("model.npz")}
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
@@ -151,3 +155,11 @@ def test_a_folder_that_is_not_a_report_step_is_refused(npz, tmp_path, capsys):
     code, _, err = run(["report", "--dataset", npz, "--out", tmp_path / "rep", *TINY, "--steps", "eta"], capsys)
     assert code == 2 and "holds no step.json" in err
     assert (tmp_path / "rep" / "eta" / "mine.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[1, 2]", '{"settings": 3}'])
+def test_a_damaged_step_record_is_a_one_line_error(npz, tmp_path, capsys, text):
+    (tmp_path / "rep" / "eta").mkdir(parents=True)
+    (tmp_path / "rep" / "eta" / "step.json").write_text(text)
+    code, _, err = run(["report", "--dataset", npz, "--out", tmp_path / "rep", *TINY, "--steps", "eta"], capsys)
+    assert code == 2 and "step.json is not a report step's record" in err and err.count("\n") == 1

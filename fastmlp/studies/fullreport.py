@@ -116,8 +116,7 @@ def plan_steps(base, plan, out):
     made = {
         "gradients": lambda: _gradient_step(base, plan, out / "gradients"),
         "layers": lambda: _study_step("layers", STUDIES["depth"], plan.hidden, base, plan, out / "layers",
-                                      "2-, 3- and 9-layer networks, with and without batch norm "
-                                      "(the baseline runs and the depth study)"),
+                                      _layers_title(plan.hidden)),
         "search": lambda: _search_step(base, plan, out / "search"),
         "init": lambda: _study_step("init", STUDIES["init"], plan.sigmas, base, plan, out / "init"),
         "eta": lambda: _study_step("eta", STUDIES["eta"], plan.etas, base, plan, out / "eta"),
@@ -128,11 +127,18 @@ def plan_steps(base, plan, out):
     return steps
 
 
+def _layers_title(hidden):
+    """'2-, 3- and 9-layer networks, ...' for the hidden widths '50', '50-50', '50-30-...-10'."""
+    counts = [f"{len(h.split('-')) + 1}-" for h in hidden]
+    listed = counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} and {counts[-1]}"
+    return f"{listed}layer networks, with and without batch norm (the baseline runs and the depth study)"
+
+
 def _gradient_step(base, plan, folder):
     from .gradtable import check_gradients, write_report
     commands = [f"fastmlp gradcheck --dataset {shlex.quote(base.dataset)}"
                 + (f" --data-dir {shlex.quote(base.data_dir)}" if base.data_dir else "")
-                + f" --sizes {sizes} --{'' if bn else 'no-'}batch-norm --lam {base.lam:g} --n {plan.grad_n}"
+                + f" --sizes {sizes} --{'' if bn else 'no-'}batch-norm --lam {base.lam!r} --n {plan.grad_n}"
                   f" --dims {plan.grad_dims} --seed {base.seed} --out {shlex.quote(str(folder / f'net{k + 1}'))}"
                 for k, (sizes, bn) in enumerate(GRADIENT_NETS)]
 
@@ -171,8 +177,8 @@ def _search_step(base, plan, folder):
     def run(folder, log):
         records, _ = search(base, folder, search_plan, log=lambda line: log("  " + line))
         write_search(folder, records, search_plan)
-    command = (f"fastmlp search --l-min {plan.l_min:g} --l-max {plan.l_max:g} --coarse {plan.coarse} "
-               f"--fine {plan.fine} --width {plan.width:g} --final --final-cycles {plan.final_cycles}"
+    command = (f"fastmlp search --l-min {plan.l_min} --l-max {plan.l_max} --coarse {plan.coarse} "
+               f"--fine {plan.fine} --width {plan.width} --final --final-cycles {plan.final_cycles}"
                + (f" --workers {plan.workers}" if plan.workers else "")
                + config_flags(base, {"lam", "out", "threads"}) + f" --out {shlex.quote(str(folder))}")
     return Step("search", "Search for lam: coarse, then fine, then the winner retrained for "
@@ -198,10 +204,9 @@ def config_flags(config, skip=()):
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, (list, tuple)):
-            parts += [flag, ("-" if f.name == "sizes" else ",").join(f"{v:g}" if isinstance(v, float) else str(v)
-                                                                    for v in value)]
+            parts += [flag, ("-" if f.name == "sizes" else ",").join(map(str, value))]
         else:
-            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            parts += [flag, str(value)]        # str of a float is its shortest exact form: 1e-05, 0.005
     return "".join(" " + shlex.quote(p) for p in parts)
 
 
