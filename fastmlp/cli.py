@@ -1,4 +1,5 @@
-"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search.
+"""`fastmlp` on the command line: train, evaluate, predict, export, download, gradcheck, study, search,
+report.
 
 `fastmlp train` has one flag per TrainConfig field, built from the dataclass (so help and defaults
 come from one place); `--config run.toml` reads the same fields from a file, and flags override it.
@@ -10,6 +11,7 @@ import argparse
 import dataclasses
 import errno
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -145,6 +147,20 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search-<time>)")
     _add_config_flags(p, skip=("lam", "out", "threads"))
 
+    p = commands.add_parser("report", help="the whole A3 study on a data set, as one HTML page",
+                            description="Run the whole DD2424 Assignment 3 study on a data set: gradient "
+                                        "table; 2-, 3- and 9-layer networks with and without batch norm; "
+                                        "coarse -> fine lam search and the winner retrained; the init and "
+                                        "eta studies. Writes OUT/report.html (self-contained) and "
+                                        "OUT/report.md with every table and figure and the command and "
+                                        "config of each result. Rerun with the same --out to reuse the "
+                                        "steps that finished; a step whose settings changed runs again. "
+                                        "Other flags are TrainConfig fields, the base of every run.")
+    from .studies.fullreport import ReportPlan
+    _add_plan_flags(p, ReportPlan)
+    p.add_argument("--out", metavar="DIR", help="report folder (default: runs/report-<time>)")
+    _add_config_flags(p, skip=("out", "threads"))
+
     p = commands.add_parser("show-augment", help="a picture of augmented training images",
                             description="Draw a grid of training images, one per row: the original, then "
                                         "VARIANTS augmented copies, so you can see what the network sees.")
@@ -161,10 +177,10 @@ def build_parser():
     return parser
 
 
-def _add_plan_flags(parser):
-    """One flag per SearchPlan field, help and default from the dataclass."""
+def _add_plan_flags(parser, plan=None):
+    """One flag per field of `plan` (a dataclass; unset: SearchPlan), help and default from it."""
     from .studies.search import SearchPlan
-    for f in dataclasses.fields(SearchPlan):
+    for f in dataclasses.fields(plan or SearchPlan):
         meta = dict(f.metadata)
         shown = f.default if not isinstance(f.default, bool) and f.default is not None else None
         help_text = meta.pop("help") + ("" if shown is None else f" (default: {shown})")
@@ -182,6 +198,7 @@ def _add_data_flags(parser, default):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)     # `fastmlp report` shows its command
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as e:
@@ -397,6 +414,20 @@ def cmd_search(args):
     return 0
 
 
+def cmd_report(args):
+    from .studies.fullreport import ReportPlan, base_config, run_report
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    plan = ReportPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ReportPlan)}).resolved()
+    base = base_config(given, plan)
+    out = Path(args.out or f"runs/report-{time.strftime('%Y%m%d-%H%M%S')}")
+    command = "fastmlp " + shlex.join(args.argv)
+    done, pages = run_report(base, plan, out, command, log=_say)
+    ran = sum(not d.reused for d in done)
+    print(f"Report: {len(done)} step{'s' if len(done) != 1 else ''} ({ran} ran, {len(done) - ran} reused). Open {pages[0]}")
+    _say(f"Wrote {out}/: report.html report.md and a folder per step ({' '.join(d.step.name for d in done)})")
+    return 0
+
+
 def cmd_show_augment(args):
     from .plots import plot_augment_grid
     _int("--n", args.n, 1, MAX_AUGMENT_ROWS)
@@ -417,4 +448,4 @@ def _say(line):
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "download": cmd_download, "export": cmd_export,
             "show": cmd_show,
             "gradcheck": cmd_gradcheck, "study": cmd_study,
-            "search": cmd_search, "show-augment": cmd_show_augment}
+            "search": cmd_search, "report": cmd_report, "show-augment": cmd_show_augment}
