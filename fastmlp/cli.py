@@ -231,7 +231,7 @@ def cmd_train(args):
     print(format_table(m))
     print(f"{m['steps']} steps ({m['epochs']:g} epochs): training {m['seconds_train']:.1f} s, evaluation "
           f"{m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. Wrote {result.out}/: model.npz "
-          f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png")
+          f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png curves.png")
     return 0
 
 
