@@ -353,7 +353,8 @@ def cmd_gradcheck(args):
 
 def cmd_study(args):
     from .studies.designs import STUDIES
-    from .studies.trials import run_trials, write_study
+    from .studies.study_results import write_study
+    from .studies.trials import run_trials
     design = STUDIES[args.study]
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     base = TrainConfig.from_sources(("command line", given)).validate()
