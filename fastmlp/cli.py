@@ -246,7 +246,7 @@ def cmd_train(args):
     print(format_table(m))
     print(f"{m['steps']} steps ({m['epochs']:g} epochs): training {m['seconds_train']:.1f} s, evaluation "
           f"{m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. Wrote {result.out}/: model.npz "
-          f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png")
+          f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png curves.png")
     return 0
 
 
@@ -366,7 +366,8 @@ def cmd_show(args):
 
 def cmd_study(args):
     from .studies.designs import STUDIES
-    from .studies.trials import run_trials, write_study
+    from .studies.study_results import write_study
+    from .studies.trials import run_trials
     design = STUDIES[args.study]
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     base = TrainConfig.from_sources(("command line", given)).validate()

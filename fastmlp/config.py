@@ -162,6 +162,9 @@ class TrainConfig:
     train_eval: int = _opt(5000, "training rows the train curves are evaluated on (a fixed seeded "
                                  "subset); 0: all of them. Final accuracies always use all",
                            type=int)
+    eval_test: bool = _opt(False, "also measure the test loss, cost and accuracy at each evaluation "
+                                  "(history.csv's test_* columns, the curves labelled test); for "
+                                  "looking only: choose settings by the validation curves")
     out: str | None = _opt(None, "output folder; unset: runs/<YYYYmmdd-HHMMSS>", metavar="DIR")
     tensorboard: str | None = _opt(None, "also write TensorBoard event files into DIR/<name of the output "
                                          "folder>/: loss, cost and accuracy in percent at each evaluation, learning "
@@ -234,7 +237,7 @@ class TrainConfig:
             if value is not None and (not isinstance(value, str) or not value.strip() or "\0" in value):
                 raise ValueError(f"{name} must be a folder path (a non-empty string); got {value!r}. Leave "
                                  f"it unset for the default.")
-        for name in ("batch_norm", "download", "nesterov", "cycle_momentum", "restore_best"):
+        for name in ("batch_norm", "download", "nesterov", "cycle_momentum", "restore_best", "eval_test"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}.")
         from .stopping import check_config

@@ -100,3 +100,27 @@ def _column(hypers, which):
 
 def _max_hyper(hypers, which, fixed):
     return fixed if hypers is None or not len(hypers) else float(np.max(_column(hypers, which)))
+
+
+# ---- a finished run whose loss exploded ---------------------------------------------------------
+EXPLODED_FACTOR = 10.0
+
+
+def exploded(metrics):
+    """Why a finished run (its metrics.json) counts as diverged although every number it holds is
+    finite, or None.  The rule: its final validation loss (the training loss when there are no
+    validation rows) is above EXPLODED_FACTOR * ln K for K classes.
+
+    Why: ln K is the loss of a uniform guess, where a fresh network starts; sound runs end below
+    it and overfit ones a few times above it, so a run ending ten times worse than guessing has
+    learnt nothing usable.  Its loss then only says how far the logits blew up (measured: eta =
+    0.09 without BN ended at validation loss 6.4e32), and averaged or plotted with the other runs
+    it flattens their curves to zero and prints as a 33-digit number.  The trainer stops only on a
+    NaN or inf (TrainingDiverged); the studies, searches and --repeats summaries apply this rule."""
+    part = "val" if metrics.get("val_loss") is not None else "train"
+    loss, classes = metrics[f"{part}_loss"], metrics["sizes"][-1]
+    limit = EXPLODED_FACTOR * math.log(classes)
+    if loss is None or (math.isfinite(loss) and loss <= limit):
+        return None
+    return (f"the loss exploded: final {part} loss {loss:.3g} > {EXPLODED_FACTOR:g} x ln {classes} "
+            f"= {limit:.3g}, a uniform guess's loss times {EXPLODED_FACTOR:g}")

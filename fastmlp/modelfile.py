@@ -22,7 +22,7 @@ SPEC_KEYS = {"sizes", "batch_norm", "init", "dtype", "seed", "bn_eps", "bn_alpha
 HISTORY = ("eta", "batch_loss", "evals")
 DATA = ("mean", "std", "label_names", "image_shape")
 SECONDS = ("train", "eval", "checkpoint")
-N_EVAL_COLUMNS = 8              # train.EVAL_COLUMNS
+N_EVAL_COLUMNS = (8, 11)        # train.EVAL_COLUMNS; 8: files written before the test columns
 
 
 class CheckpointError(ValueError):
@@ -227,8 +227,9 @@ def _history(e):
     eta = e.finite("history.eta", e.get("history.eta", np.float64, ndim=1), low=0.0)
     batch_loss = e.get("history.batch_loss", np.float64, shape=eta.shape)
     evals = e.get("history.evals", np.float64, ndim=2)
-    if evals.shape[1:] != (N_EVAL_COLUMNS,):
-        e.fail("history.evals", f"has shape {evals.shape}, expected (evaluations, {N_EVAL_COLUMNS})")
+    if evals.shape[1] not in N_EVAL_COLUMNS:
+        e.fail("history.evals", f"has shape {evals.shape}, expected (evaluations, "
+                                f"{' or '.join(map(str, N_EVAL_COLUMNS))})")
     for key, a in (("history.batch_loss", batch_loss), ("history.evals", evals)):
         if np.isinf(a).any():       # NaN marks a step not yet taken or a part not measured
             e.fail(key, "holds an infinite value; a run that diverged stops before saving it")

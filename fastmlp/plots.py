@@ -1,8 +1,13 @@
-"""The reports' figures: cost, loss and accuracy, train vs validation over update steps, each with
-the learning rate in a small panel underneath so the cycles can be read against the curves.
+"""The reports' figures of one run, over update steps:
+- cost.png, loss.png, accuracy.png: train vs validation (and test with --eval-test), each with the
+  learning rate in a small panel underneath so the cycles can be read against the curves;
+- curves.png: the four panels of the bonus report in one figure (cost, loss, accuracy in %, and
+  the learning rate on a log axis), epochs on a second x axis, titled with the data set, the
+  network and the final test accuracy.
 
-Figures are drawn on the Agg canvas directly (no pyplot), so plotting never changes the
-backend of a session that imports fastmlp.
+Test curves are drawn dashed and labelled "test" (--eval-test): they are there to be looked at,
+not to choose settings by.  Figures are drawn on the Agg canvas directly (no pyplot), so plotting
+never changes the backend of a session that imports fastmlp.
 """
 from pathlib import Path
 
@@ -12,7 +17,12 @@ from matplotlib.figure import Figure
 
 PLOTS = (("cost", "cost", "cost (loss + L2)"), ("loss", "loss", "cross-entropy loss"),
          ("accuracy", "accuracy", "accuracy"))
-COLOURS = {"train": "tab:blue", "val": "tab:orange"}
+# part of history.csv -> colour, line style and label ("" for train: the caller names its rows)
+PARTS = {"train": ("tab:blue", "-", ""), "val": ("tab:orange", "-", "validation"),
+         "test": ("tab:green", "--", "test")}
+COLOURS = {part: colour for part, (colour, _, _) in PARTS.items()}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST", "sample": "Fashion-MNIST sample"}
+OVERVIEW = "curves.png"
 
 
 def plot_history(history, out_dir, train_label="training", dpi=120):
@@ -20,17 +30,12 @@ def plot_history(history, out_dir, train_label="training", dpi=120):
     train_label names the training curve (say, when it is measured on a subset)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = history.column("step")
     paths = []
     for name, column, label in PLOTS:
         fig = Figure(figsize=(6.4, 4.8))
         FigureCanvasAgg(fig)
         top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
-        for part in ("train", "val"):
-            values = history.column(f"{part}_{column}")
-            if len(values) and not np.isnan(values).all():
-                top.plot(steps, values, marker="." if len(steps) <= 60 else None,
-                         color=COLOURS[part], label="validation" if part == "val" else train_label)
+        draw_parts(top, history, column, train_label)
         top.set_ylabel(label)
         top.set_title(f"{label} over update steps")
         top.grid(alpha=0.3)
@@ -45,6 +50,74 @@ def plot_history(history, out_dir, train_label="training", dpi=120):
         save_png(fig, path, dpi)
         paths.append(path)
     return paths
+
+
+def draw_parts(ax, history, column, train_label="training", scale=1.0):
+    """The train, validation and (when measured) test curves of `column` on `ax`."""
+    steps = history.column("step")
+    for part, (colour, style, label) in PARTS.items():
+        values = history.column(f"{part}_{column}")
+        if len(values) and not np.isnan(values).all():
+            ax.plot(steps, scale * values, marker="." if len(steps) <= 60 else None, color=colour,
+                    linestyle=style, label=label or train_label)
+
+
+def plot_overview(history, path, title, train_label="training", dpi=120):
+    """Write curves.png (overview_figure) to `path`; return the path."""
+    path = Path(path)
+    save_png(overview_figure(history, title, train_label), path, dpi)
+    return path
+
+
+def overview_figure(history, title, train_label="training"):
+    """Cost, loss, accuracy (%) and learning-rate panels in one Figure, update steps below and
+    epochs above each panel."""
+    fig = Figure(figsize=(11.0, 7.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2, sharex=True)
+    spe = steps_per_epoch(history)
+    for ax, (column, label, scale) in zip(axes.flat, (("cost", "cost (loss + L2)", 1.0),
+                                                      ("loss", "cross-entropy loss", 1.0),
+                                                      ("accuracy", "accuracy (%)", 100.0))):
+        draw_parts(ax, history, column, train_label, scale)
+        ax.set_ylabel(label)
+        ax.legend(fontsize="small")
+    lr = axes[1, 1]
+    eta = history.eta
+    lr.plot(np.arange(len(eta)), eta, color="grey", linewidth=1)
+    if len(eta) and (eta > 0).all():     # a log axis shows the cycle's low end, 10^4 below its top
+        lr.set_yscale("log")
+    lr.set_ylabel(r"learning rate $\eta_t$")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        if spe:
+            top = ax.secondary_xaxis("top", functions=(lambda t: t / spe, lambda e: e * spe))
+            top.set_xlabel("epoch", fontsize="small")
+    for ax in axes[1]:
+        ax.set_xlabel("update step")
+        ax.tick_params(labelbottom=True)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def steps_per_epoch(history):
+    """Update steps per epoch, from the evaluation rows (step / epoch); None before an epoch."""
+    for row in history.evals:
+        if row[1] > 0:
+            return row[0] / row[1]
+    return None
+
+
+def run_title(metrics):
+    """'CIFAR-10 (45000 training rows) · 3072-50-50-10 with BN · final test accuracy 53.20%'."""
+    config = metrics["config"]
+    name = config.get("dataset") or "?"
+    data = DATASET_NAMES.get(name, Path(str(name)).name)
+    net = "-".join(map(str, metrics["sizes"])) + (" with BN" if config.get("batch_norm") else " without BN")
+    test = metrics.get("test_accuracy")
+    score = "no test rows" if test is None else f"final test accuracy {100 * test:.2f}%"
+    return f"{data} ({metrics['n_train']} training rows) · {net} · {score}"
 
 
 def save_png(fig, path, dpi):

@@ -1,8 +1,8 @@
 """One whole training run: TrainConfig -> data -> Network -> Trainer.fit -> the run folder.
 
 The folder holds model.npz (a checkpoint.py file), metrics.json, history.csv (one row per
-evaluation), steps.csv (learning rate and batch loss per step) and the plots; checkpoint.npz
-stands there while the run is unfinished and is what `--resume` continues.
+evaluation), steps.csv (learning rate and batch loss per step) and the plots (plots.py);
+checkpoint.npz stands there while the run is unfinished and is what `--resume` continues.
 """
 import contextlib
 import time
@@ -106,7 +106,7 @@ def _run(config, out, start, splits, resume, progress, log):
         if stopper:
             stopper.resume(trainer)
         log(f"Resuming {out} at step {ckpt.step}.")
-    trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+    trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
     stopped = stopper.finish(trainer, log) if stopper else None   # the best weights restored
     metrics = final_metrics(trainer, splits, time.perf_counter() - start)
     if stopped is not None:
@@ -204,7 +204,9 @@ def write_outputs(out, trainer, splits, metrics):
     checkpoint.atomic_write_text(out / "history.csv", trainer.history_.csv())
     checkpoint.atomic_write_text(out / "steps.csv", trainer.history_.steps_csv())
     n, k = len(splits.X_train), trainer.config.train_eval
-    plots.plot_history(trainer.history_, out, f"training ({k} of {n} rows)" if 0 < k < n else "training")
+    train_label = f"training ({k} of {n} rows)" if 0 < k < n else "training"
+    plots.plot_history(trainer.history_, out, train_label)
+    plots.plot_overview(trainer.history_, out / plots.OVERVIEW, plots.run_title(metrics), train_label)
     (out / CHECKPOINT).unlink(missing_ok=True)
 
 

@@ -4,7 +4,8 @@ Each run writes into DIR/<name of its run folder>/, so several runs logged to on
 of --repeats, the trials of a study or a search) show as separate, comparable runs in TensorBoard.
 Scalars, x-axis the update step:
 - per evaluation (each epoch's end, and every --eval-every steps): loss/train, loss/val, cost/train,
-  cost/val, accuracy/train and accuracy/val (in %), as history.csv has them;
+  cost/val, accuracy/train and accuracy/val (in %), as history.csv has them, and the same for
+  test with --eval-test;
 - per step: learning_rate and batch_loss (steps.csv), at most MAX_STEP_POINTS points a run: a
   point every `stride` steps, batch_loss the mean over those steps.  An event costs ~0.15 ms to
   write (TensorBoard's writer checksums it in Python), as much as a training step of the
@@ -60,9 +61,9 @@ class TensorBoardLog:
             if (t + 1) % stride == 0 or t + 1 == total:
                 first = (t // stride) * stride
                 self._write(t, {"learning_rate": h.eta[t], "batch_loss": np.mean(h.batch_loss[first:t + 1])})
-        scores = {f"{what}/{part}": scale * row[f"{part}_{what}"] for part in ("train", "val")
+        scores = {f"{what}/{part}": scale * row[f"{part}_{what}"] for part in ("train", "val", "test")
                   for what, scale in (("loss", 1), ("cost", 1), ("accuracy", 100))}
-        self._write(step, {tag: v for tag, v in scores.items() if math.isfinite(v)})  # NaN: no val rows
+        self._write(step, {tag: v for tag, v in scores.items() if math.isfinite(v)})  # NaN: not measured
         if step == total:
             self.close()
         else:

@@ -36,7 +36,9 @@ from .network import DROPOUT_STREAM
 from .threads import blas_single_threaded
 
 EVAL_COLUMNS = ("step", "epoch", "train_loss", "train_cost", "train_accuracy",
-                "val_loss", "val_cost", "val_accuracy")
+                "val_loss", "val_cost", "val_accuracy",
+                "test_loss", "test_cost", "test_accuracy")    # NaN unless eval_test
+TEST_COLUMNS = EVAL_COLUMNS[8:]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -58,7 +60,8 @@ class History:
         self.eta = np.asarray(eta, np.float64)                  # (T,) learning rate of step t
         self.batch_loss = (np.full(len(self.eta), np.nan) if batch_loss is None
                            else np.array(batch_loss, np.float64))   # (T,) loss of batch t, NaN: not run
-        self.evals = [list(map(float, row)) for row in evals]   # rows of EVAL_COLUMNS
+        # rows of EVAL_COLUMNS; a row of a file written before the test columns gets NaN there
+        self.evals = [list(map(float, row)) + [math.nan] * (len(EVAL_COLUMNS) - len(row)) for row in evals]
 
     def truncate(self, steps):
         """Keep the first `steps` steps: a run that stopped early took no more."""
@@ -75,9 +78,16 @@ class History:
     def from_arrays(cls, arrays):
         return cls(arrays["eta"], arrays["batch_loss"], arrays["evals"])
 
+    def measured_test(self):
+        """True when the run measured the test set at its evaluations (eval_test)."""
+        return any(not math.isnan(row[-1]) for row in self.evals)
+
     def csv(self):
-        lines = [",".join(EVAL_COLUMNS)]
-        lines += [f"{int(r[0])},{r[1]:.6g}," + ",".join(f"{v:.8g}" for v in r[2:]) for r in self.evals]
+        """history.csv: a row per evaluation; the test_* columns only when they were measured,
+        so that a run without eval_test shows no test numbers to choose settings by."""
+        width = len(EVAL_COLUMNS) if self.measured_test() else len(EVAL_COLUMNS) - len(TEST_COLUMNS)
+        lines = [",".join(EVAL_COLUMNS[:width])]
+        lines += [f"{int(r[0])},{r[1]:.6g}," + ",".join(f"{v:.8g}" for v in r[2:width]) for r in self.evals]
         return "\n".join(lines) + "\n"
 
     def steps_csv(self):
@@ -137,9 +147,12 @@ class Trainer:
         self.seconds_.update(ckpt.seconds)
         return self
 
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, X_val=None, y_val=None, X_test=None, y_test=None):
+        """Train on X, y; X_val, y_val give the validation curves, X_test, y_test the test
+        curves (used only with config.eval_test, which needs them)."""
         cfg, net = self.config, self.net
         X, y, val = self._checked(X, y, X_val, y_val)
+        test = self._test_rows(X_test, y_test)
         bad = nonfinite_state(net, self.optimizer_)
         if bad:                   # a network or checkpoint given in this state: nothing to train
             raise ValueError(f"cannot train: {bad} before the first step (step {self.step_}); start "
@@ -161,7 +174,7 @@ class Trainer:
             batch_rows = np.empty((batch, X.shape[1]), net.dtype)
             augment, threads = augmenter.apply, numba.get_num_threads()
         if not self.history_.evals:
-            self._evaluate(train_eval, val)
+            self._evaluate(train_eval, val, test)
         chunk = _Chunks()
 
         with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
@@ -211,7 +224,7 @@ class Trainer:
                     chunk.measured(done, seconds)
                     if self.step_ % spe == 0 or self.step_ == total or \
                             (cfg.eval_every and self.step_ % cfg.eval_every == 0):
-                        self._evaluate(train_eval, val)
+                        self._evaluate(train_eval, val, test)
                     bar.advance(done, losses[done - 1], self.history_)
                     if interrupt.requested:
                         self.save_checkpoint()
@@ -261,6 +274,17 @@ class Trainer:
         self.config.check_data(X.shape[0], net.n_features, net.n_classes)
         return X, y, val
 
+    def _test_rows(self, X_test, y_test):
+        """The test rows eval_test measures at each evaluation; None without eval_test."""
+        if not self.config.eval_test:
+            return None
+        if X_test is None or not len(X_test):
+            raise ValueError("eval_test (--eval-test) measures the test set at each evaluation, but no "
+                             "test rows were given; pass X_test and y_test to fit, or drop --eval-test.")
+        net = self.net
+        X_test = _checks.check_X(X_test, net.n_features, net.dtype, "X_test")
+        return X_test, _checks.check_y(y_test, net.n_classes, X_test.shape[0], "y_test")
+
     def _start_history(self, schedule):
         """A fresh History, or check that a restored one is this schedule's; return total steps."""
         total = schedule.total_steps
@@ -278,20 +302,21 @@ class Trainer:
         rows = np.sort(np.random.default_rng([self.config.seed, 1]).choice(X.shape[0], k, replace=False))
         return X[rows], y[rows]
 
-    def _evaluate(self, train_rows, val):
+    def _evaluate(self, train_rows, val, test=None):
         """Append one row of EVAL_COLUMNS, in evaluation mode (BN running statistics)."""
         tic = time.perf_counter()
         penalty = self.config.lam * float(self.net.l2())
         row = [self.step_, self.step_ / self.steps_per_epoch_]
-        for part in (train_rows, val):
+        measured = []                                # columns of the parts given: checked below
+        for part in (train_rows, val, test):
             if part is None:
                 row += [math.nan] * 3
             else:
                 loss, acc = self.net._loss_acc_eval(*part)
+                measured += range(len(row), len(row) + 3)
                 row += [loss, loss + penalty, acc]
         self.seconds_["eval"] += time.perf_counter() - tic
-        scored = 8 if val is not None else 5         # row[5:8] are NaN without validation rows
-        bad = nonfinite_scores(EVAL_COLUMNS[2:scored], row[2:scored])
+        bad = nonfinite_scores([EVAL_COLUMNS[k] for k in measured], [row[k] for k in measured])
         if bad:                                      # found after the last step taken
             raise self.diverged(bad, max(self.step_ - 1, 0))
         self.history_.evals.append(row)

@@ -41,8 +41,8 @@ def model(npz, tmp_path, capsys):
 def test_train_end_to_end_matches_the_library(npz, model, tmp_path):
     out = model.parent
     metrics = json.loads((out / "metrics.json").read_text())
-    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "cost.png", "history.csv", "loss.png",
-                                                     "metrics.json", "model.npz", "steps.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "cost.png", "curves.png", "history.csv",
+                                                     "loss.png", "metrics.json", "model.npz", "steps.csv"]
     for key in ("train_accuracy", "val_accuracy", "test_accuracy", "final_cost", "epochs", "seconds"):
         assert key in metrics
     assert metrics["val_accuracy"] > 0.9 and metrics["config"]["dataset"] == str(npz)

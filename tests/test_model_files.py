@@ -105,7 +105,7 @@ TAMPERED = [   # (what is done to the entries, the entry the error must name, wo
     (_drop("data.std"), "data.std", "is missing"),
     (_edit("history.eta", _nan_at_0), "history.eta", "must be finite"),
     (_edit("history.batch_loss", lambda x: x[:-1]), "history.batch_loss", "has shape"),
-    (_edit("history.evals", lambda x: x[:, :3]), "history.evals", "expected (evaluations, 8)"),
+    (_edit("history.evals", lambda x: x[:, :3]), "history.evals", "expected (evaluations, 8 or 11)"),
     (_edit("history.evals", lambda x: x + np.inf), "history.evals", "infinite"),
     (_drop("history.eta"), "history.eta", "is missing"),
     (_edit("optimizer.state", lambda x: x[:7]), "optimizer.state", "has 7 values"),

@@ -13,7 +13,7 @@ from test_cli import run
 
 TINY = ["--ns", 6, "--cycles", 1, "--batch", 50, "--train-eval", 0, "--n-val", 100]
 GRIDS = {"init": ["--sigmas", 0.1], "depth": ["--hidden", "8-8", "8-6-4"], "eta": ["--etas", 0.01, 0.1]}
-FILES = ["configs.json", "results.csv", "results.json", "results.md", "runs", "val_loss.png"]
+FILES = ["configs.json", "curves.png", "results.csv", "results.json", "results.md", "runs", "val_loss.png"]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checkpoint, lock
+from ..divergence import exploded
 from ..run import load_data, resolve_dataset
 from .report import markdown, write_json
 from .trials import run_or_reuse
@@ -56,9 +57,11 @@ def train_repeats(config, repeats, *, progress=False, log=print):
 
 def run_record(seed, out, metrics, diverged, seconds):
     """What a table needs of one run: its seed, accuracies (None where unmeasured or diverged),
-    final validation loss, the TrainingDiverged message or None, seconds and folder.  seconds: the
-    run's own wall time (metrics.json's, so that a run read back reports the same), else `seconds`."""
-    scores = {k: None if metrics is None else metrics[k] for k in (*ACCURACIES, "val_loss")}
+    final validation loss, why it diverged (the TrainingDiverged message, or that its loss
+    exploded: divergence.exploded) or None, seconds and folder.  seconds: the run's own wall time
+    (metrics.json's, so that a run read back reports the same), else `seconds`."""
+    diverged = diverged or (metrics is not None and exploded(metrics)) or None
+    scores = {k: None if diverged else metrics[k] for k in (*ACCURACIES, "val_loss")}
     seconds = seconds if metrics is None else metrics["seconds"]
     return {"seed": seed, **scores, "diverged": diverged, "seconds": seconds, "out": str(out)}
 

@@ -5,8 +5,7 @@ writes its own run folder (OUT/runs/<trial>-seed<k>/, as `fastmlp train` would),
 is stopped and started again with the same --out reuses the runs that finished and resumes the one
 that was interrupted.  A run whose loss becomes NaN is recorded as diverged, not fatal.
 
-Written to OUT: results.md / .json / .csv (test and validation accuracy, mean ± std over seeds),
-configs.json (the exact TrainConfig of every run) and val_loss.png.
+What a study writes from them (tables, figures) is study_results.py's.
 """
 import json
 import re
@@ -14,13 +13,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from .. import checkpoint, lock
 from ..config import FIELDS, RESUME_FREE
+from ..divergence import exploded
 from ..run import CHECKPOINT, MODEL, load_data, resolve_dataset, train
 from ..train import History, TrainingDiverged
-from .report import markdown, write_csv, write_json
 
 
 @dataclass
@@ -49,9 +46,6 @@ class Outcome:
     histories: list = field(default_factory=list)    # train.History of each run, or None
     diverged: list = field(default_factory=list)     # the TrainingDiverged message, or None
 
-    def values(self, key):
-        return np.array([m[key] for m in self.metrics if m is not None and m.get(key) is not None])
-
 
 def run_trials(trials, base, seeds, out, log=print):
     """Train every trial with every seed (base config + trial changes + seed); return Outcomes.
@@ -78,6 +72,7 @@ def _run_all(trials, configs, seeds, splits, log):
             for name, value in (("seeds", seed), ("configs", config), ("metrics", metrics),
                                 ("histories", history), ("diverged", diverged)):
                 getattr(outcome, name).append(value)
+            diverged = diverged or exploded(metrics)
             result = (f"diverged ({diverged})" if diverged else
                       f"test {_pct(metrics['test_accuracy'])}, val {_pct(metrics['val_accuracy'])}")
             log(f"[{done}/{total}] {trial.label}, seed {seed}: {result} ({time.perf_counter() - tic:.1f} s)")
@@ -123,64 +118,5 @@ def check_same_config(folder, stored, config):
                              f"{given[name]!r}; choose another --out for a study with other settings.")
 
 
-# ---- summary ------------------------------------------------------------------------------------
-def summarise(outcomes):
-    """One record per trial: its cells, then mean and std (sample, over seeds) of the accuracies
-    and of the final validation loss, and how many runs finished / diverged."""
-    records = []
-    for o in outcomes:
-        record = dict(o.trial.cells)
-        for key in ("test_accuracy", "val_accuracy", "val_loss"):
-            v = o.values(key)
-            record[f"{key}_mean"] = float(v.mean()) if len(v) else None
-            record[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else None
-        record["runs"] = len(o.seeds)
-        record["diverged"] = sum(d is not None for d in o.diverged)
-        records.append(record)
-    return records
-
-
-def table(records, columns):
-    """The markdown table of summarise()'s records; `columns` are the trial cells shown first."""
-    header = [*columns, "test accuracy", "val accuracy", "final val loss", "runs"]
-    rows = []
-    for r in records:
-        runs = f"{r['runs']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
-        rows.append([*(r[c] for c in columns), _mean_std(r, "test_accuracy", 100, "%"),
-                     _mean_std(r, "val_accuracy", 100, "%"), _mean_std(r, "val_loss", 1, ""), runs])
-    return markdown(header, rows)
-
-
-def _mean_std(record, key, scale, unit):
-    mean, std = record[f"{key}_mean"], record[f"{key}_std"]
-    if mean is None:
-        return "diverged"
-    return f"{scale * mean:.2f}{unit}" + (f" ± {scale * std:.2f}" if std is not None else "")
-
-
 def _pct(value):
     return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def write_study(out, name, outcomes, columns, title):
-    """results.md/.json/.csv, configs.json and val_loss.png in `out`; returns (markdown table, paths)."""
-    from .figures import plot_val_loss       # matplotlib only when writing
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = summarise(outcomes)
-    md = table(records, columns)
-    checkpoint.atomic_write_text(out / "results.md", f"# {title}\n\n{md}\n")
-    write_json(out / "results.json", {"study": name, "title": title, "trials": [
-        {**r, "seeds": o.seeds, "test_accuracy": [_get(m, "test_accuracy") for m in o.metrics],
-         "val_accuracy": [_get(m, "val_accuracy") for m in o.metrics], "diverged_message": o.diverged,
-         "runs_out": [c.out for c in o.configs]} for r, o in zip(records, outcomes)]})
-    write_csv(out / "results.csv", records)
-    write_json(out / "configs.json", [{"trial": o.trial.label, "seed": s, "config": c.to_dict()}
-                                      for o in outcomes for s, c in zip(o.seeds, o.configs)])
-    figure = plot_val_loss(outcomes, out / "val_loss.png", title)
-    names = ["results.md", "results.json", "results.csv", "configs.json", figure.name]
-    return md, [out / n for n in names]
-
-
-def _get(metrics, key):
-    return None if metrics is None else metrics[key]
