@@ -171,25 +171,24 @@ class SearchPlan:
     def check_base(self, base):
         """The checks that need the base config."""
         rate = self.rate()
+        name = next((n for n in ("eta_max_range", "eta_maxes", "eta_range", "etas") if getattr(self, n)), None)
         if rate == "eta_max" and base.schedule != "cyclic":
-            flag = "--eta-max-range" if self.eta_max_range else "--eta-maxes"
-            raise ValueError(f"{flag} searches the cyclic schedule's eta_max, but schedule is {base.schedule!r}; "
+            raise ValueError(f"{name} searches the cyclic schedule's eta_max, but schedule is {base.schedule!r}; "
                              f"use --schedule cyclic, or --eta-range / --etas with --schedule constant.")
         if rate == "eta" and base.schedule != "constant":
-            flag = "--eta-range" if self.eta_range else "--etas"
-            raise ValueError(f"{flag} searches the constant schedule's eta, but schedule is {base.schedule!r}; "
+            raise ValueError(f"{name} searches the constant schedule's eta, but schedule is {base.schedule!r}; "
                              f"add --schedule constant, or use --eta-max-range / --eta-maxes for the cyclic one.")
-        if rate == "eta_max":
-            lowest = 10.0 ** self.eta_max_range[0] if self.eta_max_range else min(self.eta_maxes)
-            if lowest < base.eta_min:
-                what = "eta_max_range LO" if self.eta_max_range else "the smallest of eta_maxes"
-                raise ValueError(f"{what} must be >= eta_min = {base.eta_min:.3g} (log10 {np.log10(base.eta_min):.3g}), "
-                                 f"so that every eta_max >= eta_min; got {lowest:.3g}. Raise it or lower --eta-min.")
+        if self.eta_max_range and 10.0 ** self.eta_max_range[0] < base.eta_min:
+            raise ValueError(f"eta_max_range LO must be >= log10(eta_min) = {np.log10(base.eta_min):.3g}, so that "
+                             f"every eta_max >= eta_min; got LO={self.eta_max_range[0]}. Raise LO or lower --eta-min.")
+        if self.eta_maxes and min(self.eta_maxes) < base.eta_min:
+            raise ValueError(f"every value of eta_maxes must be >= eta_min = {base.eta_min:g}; got "
+                             f"{min(self.eta_maxes):g}. Drop it or lower --eta-min.")
         for sizes in (self.sizes_choices or [base.sizes]) if self.dropouts else []:   # a rate > 0 needs a hidden layer
             try:
                 replace(base, sizes=sizes, dropout=max(self.dropouts)).validate()
             except ValueError as e:
-                raise ValueError(f"dropouts {max(self.dropouts):g} with sizes_choices entry {sizes}: {e}") from None
+                raise ValueError(f"dropouts {max(self.dropouts):g} with sizes {sizes}: {e}") from None
         if self.final_cycles is None:
             self.final_cycles = 2 * base.cycles
         return self
@@ -214,10 +213,11 @@ def _log_range(name, value):
         raise ValueError(f"{name} must be two numbers LO HI (log10 of the values); got {value!r}.")
     for part, v in zip(("LO", "HI"), lo_hi):
         check_finite(f"{name} {part}", v)
-    if lo_hi[0] > lo_hi[1] or lo_hi[1] > (3 if "l_" in name else 1) or lo_hi[0] < L_RANGE[0]:
-        hi = "3 (lam <= 1000)" if "l_" in name else "1 (a learning rate <= 10)"
-        raise ValueError(f"{name} must be {L_RANGE[0]:g} <= LO <= HI <= {hi}, log10 of the values; got "
-                         f"LO={lo_hi[0]}, HI={lo_hi[1]}.")
+    hi = 3 if name.endswith("l_range") else 1
+    if lo_hi[0] > lo_hi[1] or lo_hi[1] > hi or lo_hi[0] < L_RANGE[0]:
+        what = "lam <= 1000" if hi == 3 else "a learning rate <= 10"
+        raise ValueError(f"{name} must be LO <= HI <= {hi} and LO >= {L_RANGE[0]:g} (log10 of the values, so "
+                         f"{what}); got LO={lo_hi[0]}, HI={lo_hi[1]}.")
     return tuple(map(float, lo_hi))
 
 
