@@ -168,6 +168,7 @@ def test_tpe_without_optuna_says_how_to_install_it(tmp_path, capsys, monkeypatch
     monkeypatch.setitem(sys.modules, "optuna", None)
     code, _, err = run(["search", "--dataset", "sample", "--out", tmp_path / "t", "--sampler", "tpe"], capsys)
     assert code == 2 and len(err.splitlines()) == 1 and 'pip install "fastmlp[optuna]"' in err, err
+    assert not (tmp_path / "t").exists()          # refused before the search folder is made
 
 
 # ---- bad input ---------------------------------------------------------------------------------

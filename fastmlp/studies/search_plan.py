@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import extras
 from ..config import parse_sizes
 from .search_state import check_finite, check_integer
 
@@ -140,6 +141,7 @@ class SearchPlan:
                 raise ValueError(f"the grid has {self.grid_size()} points, more than {MAX_TRIALS}; list fewer "
                                  f"values.")
         if self.sampler == "tpe":
+            extras.require("optuna", "optuna", "--sampler tpe")      # before the search folder is made
             for name, unset in (("stages", 2), ("fine_l_range", None), ("fine_eta_range", None)):
                 if getattr(self, name) != unset:
                     raise ValueError(f"{name} sets the fine stages of a random or grid search; TPE chooses "
