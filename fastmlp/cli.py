@@ -135,11 +135,14 @@ def build_parser():
                        "rerun with the same DIR to reuse the runs that finished")
         _add_config_flags(q, skip=(*design.varies, "out"))
 
-    p = commands.add_parser("search", help="random search for lam (eta_max, architecture), coarse then fine",
-                            description="Random search for the L2 penalty lam: COARSE values log-uniform in "
-                                        "[10^L_MIN, 10^L_MAX], then FINE values within +-WIDTH decades of "
-                                        "the best; optionally also eta_max and the architecture, repeated "
-                                        "seeds, and a final longer run of the winner. Trials run in local "
+    p = commands.add_parser("search", help="search lam (eta, architecture, dropout): random, grid or TPE",
+                            description="Search the L2 penalty lam: COARSE values log-uniform in "
+                                        "[10^L_MIN, 10^L_MAX] (or --lams), then FINE values within +-WIDTH "
+                                        "decades of the best, for STAGES - 1 narrowing stages; or every "
+                                        "combination of listed values (--sampler grid); or Optuna's TPE "
+                                        "(--sampler tpe). Optionally also eta_max (or eta with --schedule "
+                                        "constant), the architecture and the dropout rate, repeated seeds, "
+                                        "and a final longer run of the winner. Trials run in local "
                                         "processes of one thread each, or on a Dask cluster. Rerun with the "
                                         "same --out to continue: finished trials are kept. Other flags are "
                                         "TrainConfig fields, the base of every trial.")
@@ -383,16 +386,14 @@ def cmd_study(args):
 
 
 def cmd_search(args):
-    from .studies.search import FINAL, SearchPlan, best_line, final_notes, final_title, search, write_search
+    from .studies.search import (FINAL, SearchPlan, best_line, conflicts, final_notes, final_title, search,
+                                 write_search)
     from .studies.repeats import summary_table
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    for flag, searched in (("eta_max", "eta_max_range"), ("sizes", "sizes_choices")):
-        if flag in given and getattr(args, searched) is not None:
-            raise ValueError(f"--{flag.replace('_', '-')} fixes {flag} for every trial but --"
-                             f"{searched.replace('_', '-')} searches it; give one of them (got --"
-                             f"{flag.replace('_', '-')} {given[flag]}).")
+    plan = SearchPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchPlan)})
+    conflicts(plan, given)
     base = TrainConfig.from_sources(("command line", given)).validate()
-    plan = SearchPlan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchPlan)}).validate()
+    plan.validate()
     if plan.final_train_val and base.early_stopping is not None:   # refused now, not after the trials
         raise ValueError(f"--early-stopping {base.early_stopping} watches the validation rows, which "
                          f"--final-train-val trains the final runs on; drop one of the two.")
@@ -406,7 +407,9 @@ def cmd_search(args):
             return 130
         print(write_search(out, records, plan))
     print(best_line(records))
-    files = "results.md results.json results.csv trials.jsonl search.json and runs/"
+    files = "results.md results.json results.csv val_vs_lam.png trials.jsonl search.json and runs/"
+    if plan.sampler == "tpe":
+        files = files.replace("search.json", "search.json optuna.journal")
     if final_runs is not None:
         print(f"\n{final_title(records[0], plan)}. {' '.join(final_notes(plan))}\n")
         print(summary_table(final_runs, out / FINAL))

@@ -56,3 +56,21 @@ def test_search_on_a_dask_cluster_equals_the_local_pool(cluster, tmp_path):
     code, again, err = cli(["search", "--dataset", npz, "--out", tmp_path / "dask", *ARGS,
                             "--dask-scheduler", cluster.scheduler_address])
     assert code == 0 and again == dask_out and not [x for x in err.splitlines() if x.startswith("[")], err
+
+
+def test_tpe_on_a_dask_cluster_shares_the_optuna_journal(cluster, tmp_path):
+    """Each cluster worker opens OUT/optuna.journal, asks for its trial and tells its score there."""
+    optuna = pytest.importorskip("optuna", reason="Optuna is not installed: pip install \"fastmlp[optuna]\"")
+    from fastmlp.studies.search_tpe import STUDY, storage
+    npz = write_npz(tmp_path / "blobs.npz")
+    argv = ["search", "--dataset", npz, "--out", tmp_path / "tpe", "--sampler", "tpe", "--coarse", 2, "--fine", 2,
+            *ARGS[10:-3], "--dask-scheduler", cluster.scheduler_address]
+    code, stdout, err = cli(argv)
+    assert code == 0, err
+    records = json.loads((tmp_path / "tpe" / "results.json").read_text())
+    trials = optuna.load_study(study_name=STUDY, storage=storage(tmp_path / "tpe")).get_trials()
+    assert sorted(t.user_attrs["slot"] for t in trials) == [0, 1, 2, 3] and {t.state.name for t in trials} == {"COMPLETE"}
+    assert sorted(t.value for t in trials) == sorted(r["val_accuracy"] for r in records)
+    with distributed.Client(cluster) as client:
+        worker_pids = {str(pid) for pid in client.run(os.getpid).values()}
+    assert {run["worker"].split(":")[1] for r in records for run in r["runs"]} <= worker_pids

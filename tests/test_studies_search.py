@@ -43,7 +43,11 @@ def test_search_sorts_by_val_accuracy_and_resumes(tmp_path, capsys):
     best = max((r for r in records if r["phase"] == "coarse"), key=lambda r: r["val_accuracy"])
     assert all(abs(np.log10(r["lam"] / best["lam"])) <= 0.5 for r in records if r["phase"] == "fine")
     assert len((tmp_path / "s" / "results.csv").read_text().splitlines()) == 6
-    assert (tmp_path / "s" / "results.md").read_text().count("\n|") == 7
+    md = (tmp_path / "s" / "results.md").read_text()
+    assert md.count("\n|") == 14         # ranked, then in trial order
+    # the search ranks by validation: no test accuracy in the tables, the CSV or the log
+    assert "test " not in first + err and "test accuracy" not in md and "Test accuracy not shown" in md
+    assert "test_accuracy" not in (tmp_path / "s" / "results.csv").read_text()
 
     code, second, err = run(argv, capsys)       # everything finished: nothing reruns
     assert code == 0 and second == first and "[" not in err
@@ -90,7 +94,7 @@ def test_fine_draws_keep_the_winners_architecture_near_its_lam_and_eta_max():
 
 
 # ---- a search over lam, eta_max and the architecture, 2 seeds a trial, and its final run ------------
-SEARCHED = ["--coarse", 3, "--fine", 2, "--repeats", 2, "--l-min", -4, "--l-max", -1,
+SEARCHED = ["--show-test", "--coarse", 3, "--fine", 2, "--repeats", 2, "--l-min", -4, "--l-max", -1,
             "--eta-max-range", -1.5, -0.5, "--sizes-choices", "auto-8-auto, auto-6-6-auto", *TINY[2:]]
 
 
@@ -123,13 +127,18 @@ def table_rows(text):
 
 def test_table_shows_the_searched_columns_with_mean_and_std(searched):
     rows = table_rows(searched["stdout"].split("\n\n")[0])
-    assert rows[0] == ["rank", "phase", "lam", "eta_max", "sizes", "val accuracy", "test accuracy",
-                       "train accuracy", "runs", "seconds"]
-    assert len(rows) == 2 + 5 and all(r[8] == "2" and "±" in r[5] and "±" in r[6] for r in rows[2:])
+    assert rows[0] == ["rank", "trial", "phase", "layers", "lam", "eta_max", "sizes", "val accuracy",
+                       "test accuracy", "train accuracy", "runs", "seconds"]
+    assert len(rows) == 2 + 5 and all(r[10] == "2" and "±" in r[7] and "±" in r[8] for r in rows[2:])
     for row, record in zip(rows[2:], searched["records"]):
-        assert row[2:5] == [f"{record['lam']:.3e}", f"{record['eta_max']:.3e}", record["sizes"]]
-        assert row[5] == f"{100 * record['val_accuracy']:.2f}% ± {100 * record['val_accuracy_std']:.2f}"
-    assert (searched["out"] / "results.md").read_text().count("\n|") == 7
+        assert row[1:7] == [record["key"], record["phase"], str(record["sizes"].count("-")), f"{record['lam']:.3e}",
+                            f"{record['eta_max']:.3e}", record["sizes"]]
+        assert row[7] == f"{100 * record['val_accuracy']:.2f}% ± {100 * record['val_accuracy_std']:.2f}"
+    md = (searched["out"] / "results.md").read_text()
+    assert md.count("\n|") == 14 and "Test accuracy not shown" not in md
+    by_trial = table_rows(md.split("## In trial order")[1])
+    assert [r[1] for r in by_trial[2:]] == ["coarse-0", "coarse-1", "coarse-2", "fine-0", "fine-1"]
+    assert sorted(r[1:] for r in by_trial[2:]) == sorted(r[1:] for r in rows[2:])     # the same rows
     csv = (searched["out"] / "results.csv").read_text().splitlines()
     assert len(csv) == 6 and "eta_max" in csv[0] and "val_accuracy_std" in csv[0]
     assert len([line for line in searched["err"].splitlines() if line.startswith("[")]) == 5

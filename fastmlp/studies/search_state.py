@@ -2,6 +2,7 @@
 of the final run), checked against a restarted search's, and its trial records (trials.jsonl),
 checked as they are read back."""
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from .trials import check_same_config
 def trial_record(record, base):
     """A line of trials.jsonl, checked (a TypeError or ValueError says what is wrong) and upgraded."""
     if not isinstance(record, dict) or not isinstance(record.get("key"), str) or \
-            record.get("phase") not in ("coarse", "fine"):
-        raise TypeError("not a trial record: a JSON object with a key and a phase (coarse or fine)")
+            not isinstance(record.get("phase"), str) or not PHASES.match(record["phase"]):
+        raise TypeError("not a trial record: a JSON object with a key and a phase (coarse, fine, fine<N> or tpe)")
     record = _upgrade(record, base)
-    for name in ("lam", "eta_max", "seconds"):
+    for name in ("lam", "eta_max", "eta", "seconds"):
         check_finite(name, record[name])
+    for rate in (record["dropout"] if isinstance(record["dropout"], list) else [record["dropout"]]):
+        check_finite("dropout", rate)
     for name in (*rep.ACCURACIES, "val_loss"):
         for value in (record[name], record[f"{name}_std"]):
             if value is not None:
@@ -33,7 +36,9 @@ def trial_record(record, base):
 
 
 def _upgrade(record, base):
-    """A record of a search made before repeats, eta_max and sizes were searched, in today's form."""
+    """A record of a search made before repeats, eta_max, sizes, eta and dropout were searched, in
+    today's form."""
+    record = {"eta": base.eta, "dropout": base.dropout, **record}
     if "runs" in record:
         return record
     run = {"seed": base.seed, **{k: record[k] for k in (*rep.ACCURACIES, "val_loss")},
@@ -53,16 +58,22 @@ def portable(config):
     return replace(config, dataset=name, data_dir=data_dir)
 
 
-DRAWS = ("l_min", "l_max", "search_seed", "width", "eta_max_range", "sizes_choices", "repeats")
-UNSET = {"eta_max_range": None, "sizes_choices": None, "repeats": 1}   # in a search.json from before them
+PHASES = re.compile(r"^(coarse|fine\d*|tpe)$")
+DRAWS = ("l_min", "l_max", "search_seed", "width", "eta_max_range", "sizes_choices", "repeats", "sampler",
+         "lams", "eta_maxes", "eta_range", "etas", "dropouts", "shrink", "fine_l_range", "fine_eta_range")
+UNSET = {"eta_max_range": None, "sizes_choices": None, "repeats": 1,     # in a search.json from before them
+         "sampler": "random", "lams": None, "eta_maxes": None, "eta_range": None, "etas": None, "dropouts": None,
+         "shrink": 0.5, "fine_l_range": None, "fine_eta_range": None}
 
 
 def same_search(path, base, plan):
     """Write the search's settings, or check that a restarted search has the same ones."""
-    settings = json.loads(json.dumps({"base": base.to_dict(), **{k: getattr(plan, k) for k in DRAWS}}))
+    # a grid's lam axis without --lams, and TPE's random start-up trials, depend on --coarse
+    drawn = (*DRAWS, *(["coarse"] if plan.sampler != "random" else []))
+    settings = json.loads(json.dumps({"base": base.to_dict(), **{k: getattr(plan, k) for k in drawn}}))
     if path.exists():
         stored = _stored(path)
-        for name in DRAWS:
+        for name in drawn:
             if name in stored or name in UNSET:
                 was = stored.get(name, UNSET.get(name))
                 if was != settings[name]:
