@@ -33,6 +33,7 @@ from . import _checks, checkpoint
 from .divergence import TrainingDiverged, advice, nonfinite_scores, nonfinite_state
 from .kernels.rng import stream_key
 from .network import DROPOUT_STREAM
+from .progress import CompileClock, TrainProgress
 from .threads import blas_single_threaded
 
 EVAL_COLUMNS = ("step", "epoch", "train_loss", "train_cost", "train_accuracy",
@@ -60,6 +61,10 @@ class History:
                            else np.array(batch_loss, np.float64))   # (T,) loss of batch t, NaN: not run
         self.evals = [list(map(float, row)) for row in evals]   # rows of EVAL_COLUMNS
 
+    def row(self, k):
+        """Evaluation k as {column: value}."""
+        return dict(zip(EVAL_COLUMNS, self.evals[k]))
+
     def column(self, name):
         return np.array([row[EVAL_COLUMNS.index(name)] for row in self.evals])
 
@@ -71,10 +76,15 @@ class History:
     def from_arrays(cls, arrays):
         return cls(arrays["eta"], arrays["batch_loss"], arrays["evals"])
 
+    CSV_HEADER = ",".join(EVAL_COLUMNS) + "\n"
+
+    @staticmethod
+    def csv_line(row):
+        """One evaluation's line of history.csv."""
+        return f"{int(row[0])},{row[1]:.6g}," + ",".join(f"{v:.8g}" for v in row[2:]) + "\n"
+
     def csv(self):
-        lines = [",".join(EVAL_COLUMNS)]
-        lines += [f"{int(r[0])},{r[1]:.6g}," + ",".join(f"{v:.8g}" for v in r[2:]) for r in self.evals]
-        return "\n".join(lines) + "\n"
+        return self.CSV_HEADER + "".join(map(self.csv_line, self.evals))
 
     def steps_csv(self):
         lines = ["step,eta,batch_loss"]
@@ -88,8 +98,11 @@ class Trainer:
     checkpoint_path: where to save at the end of every epoch and on Ctrl-C (None: nowhere).
     data: the Splits (or anything with mean, std, label_names, image_shape, source) stored in
     checkpoints; augmentation needs its mean, std and image_shape (the training rows are
-    standardised images, and augmentation works on the raw ones).  Fitted state: step_,
-    history_, seconds_ (train / eval / checkpoint), optimizer_ (its memory is checkpointed).
+    standardised images, and augmentation works on the raw ones).  progress: show a bar (or,
+    without a terminal, a line per epoch) and the compile notice (fastmlp.progress).  Fitted
+    state: step_, history_, seconds_ (compile / train / eval / checkpoint: compile is Numba
+    compiling or loading the kernels, left out of train and eval), optimizer_ (its memory is
+    checkpointed).
     on_evaluate: callables called with the trainer after each evaluation (history_.evals[-1]
     is the new row), e.g. fastmlp.tblog.TensorBoardLog.
     knob_names: TrainConfig field -> the name a TrainingDiverged message uses for it (an adapter
@@ -108,7 +121,7 @@ class Trainer:
         self.on_evaluate = list(on_evaluate)
         self.step_, self.history_, self.saved_step_ = 0, None, None
         self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
-        self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+        self.seconds_ = {"compile": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
         self.optimizer_ = self.config.make_optimizer().bind(net.theta.size, net.dtype)
         self.augment_ = self.config.make_augment()
 
@@ -154,12 +167,13 @@ class Trainer:
             from .augment import batch_key
             batch_rows = np.empty((batch, X.shape[1]), net.dtype)
             augment, threads = augmenter.apply, numba.get_num_threads()
-        if not self.history_.evals:
-            self._evaluate(train_eval, val)
         chunk = _Chunks()
 
-        with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
+        with TrainProgress(self.progress, total, spe, self.step_) as bar, \
+                CompileClock(bar.notice) as self._jit, _DeferredInterrupt() as interrupt, \
                 blas_single_threaded():
+            if not self.history_.evals:
+                self._evaluate(train_eval, val)
             while self.step_ < total:
                 tic = time.perf_counter()
                 epoch, b = divmod(self.step_, spe)
@@ -172,7 +186,7 @@ class Trainer:
                     t0 = self.step_
                     S = 1 if augmenter else min(spe - b, total - t0, self._to_next_eval(t0),
                                                 chunk.size)
-                    tic = time.perf_counter()
+                    tic, jit = time.perf_counter(), self._jit.seconds
                     # each step's dropout key (a compiled call each: only when dropout is on)
                     keys = (np.array([stream_key(cfg.seed, t, DROPOUT_STREAM)
                                       for t in range(t0, t0 + S)], np.uint64)
@@ -200,19 +214,27 @@ class Trainer:
                     self.step_, b = t0 + done, b + done
                     if self.first_step_unix_ is None:
                         self.first_step_unix_ = time.time()
-                    seconds = time.perf_counter() - tic
-                    self.seconds_["train"] += seconds
+                    seconds = self._charge("train", tic, jit)
                     chunk.measured(done, seconds)
                     if self.step_ % spe == 0 or self.step_ == total or \
                             (cfg.eval_every and self.step_ % cfg.eval_every == 0):
                         self._evaluate(train_eval, val)
-                    bar.advance(done, losses[done - 1], self.history_)
+                    bar.advance(self.step_, done, losses[done - 1], self.history_)
                     if interrupt.requested:
                         self.save_checkpoint()
                         raise TrainingInterrupted(self.step_, self.checkpoint_path)
                 if self.step_ < total:
                     self.save_checkpoint()                  # end of an epoch
         return self
+
+    def _charge(self, part, tic, jit):
+        """Add the seconds since `tic` to seconds_[part], but those Numba spent compiling since
+        self._jit.seconds was `jit` to seconds_["compile"]; return the seconds charged to part."""
+        jit = self._jit.seconds - jit
+        seconds = time.perf_counter() - tic - jit
+        self.seconds_[part] += seconds
+        self.seconds_["compile"] += jit
+        return seconds
 
     def _to_next_eval(self, t):
         """Steps from step t to the next --eval-every evaluation (no limit without one)."""
@@ -272,7 +294,7 @@ class Trainer:
 
     def _evaluate(self, train_rows, val):
         """Append one row of EVAL_COLUMNS, in evaluation mode (BN running statistics)."""
-        tic = time.perf_counter()
+        tic, jit = time.perf_counter(), self._jit.seconds
         penalty = self.config.lam * float(self.net.l2())
         row = [self.step_, self.step_ / self.steps_per_epoch_]
         for part in (train_rows, val):
@@ -281,7 +303,7 @@ class Trainer:
             else:
                 loss, acc = self.net._loss_acc_eval(*part)
                 row += [loss, loss + penalty, acc]
-        self.seconds_["eval"] += time.perf_counter() - tic
+        self._charge("eval", tic, jit)
         scored = 8 if val is not None else 5         # row[5:8] are NaN without validation rows
         bad = nonfinite_scores(EVAL_COLUMNS[2:scored], row[2:scored])
         if bad:                                      # found after the last step taken
@@ -362,27 +384,3 @@ class _Chunks:
             self.steps, self.seconds = self.steps + steps, self.seconds + seconds
         per_step = self.seconds / self.steps if self.steps else self.CHUNK_SECONDS
         self.size = int(min(self.MAX, 2 * self.size, max(1, self.CHUNK_SECONDS / per_step)))
-
-
-class _progress:
-    """A tqdm bar with the live batch loss and the latest accuracies (shown on a terminal only)."""
-
-    def __init__(self, trainer, total):
-        from tqdm import tqdm
-        self.bar = tqdm(total=total, initial=trainer.step_, unit="step", dynamic_ncols=True,
-                        disable=None if trainer.progress else True, mininterval=0.5)
-        self.seen = len(trainer.history_.evals)
-
-    def advance(self, steps, loss, history):
-        self.bar.update(steps)
-        if len(history.evals) != self.seen or self.bar.n % 25 < steps:
-            self.seen = len(history.evals)
-            last = dict(zip(EVAL_COLUMNS, history.evals[-1]))
-            self.bar.set_postfix(loss=f"{loss:.3f}", train_acc=f"{last['train_accuracy']:.3f}",
-                                 val_acc=f"{last['val_accuracy']:.3f}", refresh=False)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.close()

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import checkpoint, lock
 from ..config import parse_sizes
+from ..progress import RunsProgress
 from . import jsonl
 from . import repeats as rep
 from .executors import completed, trial_executor
@@ -163,10 +164,11 @@ def draws(plan, base, phase, n, centre=None):
 
 
 # ---- the search --------------------------------------------------------------------------------
-def search(base, out, plan=None, log=print):
+def search(base, out, plan=None, log=print, progress=False):
     """Run the coarse and the fine phase (and the final run if plan.final); return (every trial's
-    record, best mean validation accuracy first; the final runs' records or None).  The lock on
-    `out` is held throughout (the caller may hold it already, to write the tables too)."""
+    record, best mean validation accuracy first; the final runs' records or None).  progress: one
+    bar with an ETA over the runs left (fastmlp.progress.RunsProgress).  The lock on `out` is held
+    throughout (the caller may hold it already, to write the tables too)."""
     plan = (plan or SearchPlan()).validate()
     out = Path(out).resolve()      # workers, local or remote, may start in another folder
     base = portable(replace(base, out=None)).validate()
@@ -175,20 +177,22 @@ def search(base, out, plan=None, log=print):
         same_search(out / "search.json", base, plan)
         done = {r["key"]: r for r in jsonl.read(out / RESULTS, lambda r: trial_record(r, base), log)}
         final_runs = None
-        with trial_executor(plan) as executor:
-            _phase(executor, "coarse", draws(plan, base, 0, plan.coarse), base, plan, out, done, log)
+        runs_left = plan.repeats * (plan.coarse + plan.fine + plan.final - len(done))
+        with trial_executor(plan) as executor, RunsProgress(runs_left, "search", log, progress) as bar:
+            log = bar.write
+            _phase(executor, "coarse", draws(plan, base, 0, plan.coarse), base, plan, out, done, log, bar)
             best = max((r for r in done.values() if r["phase"] == "coarse"), key=_val_key, default=None)
             if best is None:
                 raise ValueError(f"every coarse trial of the search in {out} failed (see the warnings above), "
                                  f"so there is no best trial to refine; rerun the same command to try them again.")
-            _phase(executor, "fine", draws(plan, base, 1, plan.fine, best), base, plan, out, done, log)
+            _phase(executor, "fine", draws(plan, base, 1, plan.fine, best), base, plan, out, done, log, bar)
             records = sorted(done.values(), key=_val_key, reverse=True)
             if plan.final:
-                final_runs = _final(executor, records[0], base, plan, out, log)
+                final_runs = _final(executor, records[0], base, plan, out, log, bar)
     return records, final_runs
 
 
-def _phase(executor, phase, points, base, plan, out, done, log):
+def _phase(executor, phase, points, base, plan, out, done, log, bar):
     """Train the trials of `points` not in `done`, each with every seed; record each trial in
     `done` and OUT/trials.jsonl as soon as its last seed finishes.  A trial with a failed run
     (its worker died again and again) is left out with a warning, so a rerun tries it again."""
@@ -198,7 +202,7 @@ def _phase(executor, phase, points, base, plan, out, done, log):
             for key, point in trials.items() if key not in done for seed in seeds]
     runs = {}                                    # key -> the finished runs of an unfinished trial
     with contextlib.closing(completed(executor, jobs, log)) as finished:
-        for (key, seed), run in finished:
+        for (key, seed), run in bar.track(finished):
             runs.setdefault(key, []).append(run)
             if plan.repeats > 1 and run is not None:
                 log(f"  {key} seed {seed}: {rep.describe_run(run)}")
@@ -235,7 +239,7 @@ def _record(key, phase, point, runs):
             "diverged": len(runs) - len(finished), "seconds": sum(r["seconds"] for r in runs), "runs": runs}
 
 
-def _final(executor, winner, base, plan, out, log):
+def _final(executor, winner, base, plan, out, log, bar):
     """Retrain `winner` for plan.final_cycles with the search's seeds into OUT/final/; return its runs."""
     if winner["val_accuracy"] is None:
         raise ValueError("every trial diverged, so there is no winner to retrain; search lower lam or "
@@ -251,7 +255,7 @@ def _final(executor, winner, base, plan, out, log):
     jobs = [(seed, _trial_config(config, {}, seed, rep.seed_folder(folder, seed)), plan.final_train_val)
             for seed in settings["seeds"]]
     with contextlib.closing(completed(executor, jobs, log)) as finished:
-        runs = [run for _, run in finished]
+        runs = [run for _, run in bar.track(finished)]
     if None in runs:
         raise ValueError(f"the final run in {folder} failed: its worker process died again and again (see the "
                          f"warnings above); rerun the same command to try it again (the trials are kept).")
