@@ -122,6 +122,7 @@ class Trainer:
         self.step_, self.history_, self.saved_step_ = 0, None, None
         self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
         self.seconds_ = {"compile": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+        self._jit = CompileClock()     # fit's clock of Numba's compiler while it runs
         self.optimizer_ = self.config.make_optimizer().bind(net.theta.size, net.dtype)
         self.augment_ = self.config.make_augment()
 

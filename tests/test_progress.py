@@ -156,3 +156,20 @@ def test_the_notice_appears_when_a_kernel_is_not_in_the_cache_and_not_when_all_a
         lines = done.stderr.splitlines()
         assert [line.startswith(NOTICE) for line in lines] == [True] * (case == "one missing") + [False] * 3, lines
         assert all(re.fullmatch(EPOCH_LINE, line) for line in lines[-3:])
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def test_the_form_follows_where_the_output_goes(monkeypatch):
+    import tqdm.autonotebook
+    for tty, form in ((True, "bar"), (False, "lines")):
+        monkeypatch.setattr(sys, "stderr", _Stream(tty))
+        assert progress.mode() == form
+    monkeypatch.setattr(tqdm.autonotebook, "tqdm", type("NotebookBar", (), {}))   # as in a notebook kernel
+    assert progress.mode() == "widget"
