@@ -247,9 +247,9 @@ def cmd_train(args):
     result = train(config, resume=args.resume, progress=True, log=_say)
     m = result.metrics
     print(format_table(m))
-    print(f"{m['steps']} steps ({m['epochs']:g} epochs): training {m['seconds_train']:.1f} s, evaluation "
-          f"{m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. Wrote {result.out}/: model.npz "
-          f"metrics.json history.csv steps.csv cost.png loss.png accuracy.png curves.png")
+    print(f"{m['steps']} steps ({m['epochs']:g} epochs): compile {m['seconds_compile']:.1f} s, training "
+          f"{m['seconds_train']:.1f} s, evaluation {m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. "
+          f"Wrote {result.out}/: model.npz metrics.json history.csv steps.csv cost.png loss.png accuracy.png curves.png")
     return 0
 
 
@@ -378,7 +378,7 @@ def cmd_study(args):
     out = Path(args.out or f"runs/study-{design.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     with lock.hold(out, f"fastmlp study {design.name}"):     # the runs and the tables
         outcomes = run_trials(design.trials(getattr(args, design.option[2:])), base,
-                              range(base.seed, base.seed + args.seeds), out, log=_say)
+                              range(base.seed, base.seed + args.seeds), out, log=_say, progress=True)
         table, paths = write_study(out, design.name, outcomes, design.columns(), design.title)
     print(table)
     _say(f"Wrote {out}/: {' '.join(p.name for p in paths)} and runs/")
@@ -400,7 +400,7 @@ def cmd_search(args):
     out = Path(args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}")
     with lock.hold(out, "fastmlp search"):    # the trials and the tables
         try:
-            records, final_runs = search(base, out, plan, log=_say)
+            records, final_runs = search(base, out, plan, log=_say, progress=True)
         except KeyboardInterrupt:   # TrainingInterrupted too: its hint would name one run, not the search
             print(f"fastmlp: search interrupted. Continue with the same command and --out {out}: finished "
                   f"trials are kept and interrupted runs resume from their checkpoints.", file=sys.stderr)

@@ -21,7 +21,7 @@ MAX_STEP = 10**12               # update steps: far beyond any run, far below in
 SPEC_KEYS = {"sizes", "batch_norm", "init", "dtype", "seed", "bn_eps", "bn_alpha", "dropout"}
 HISTORY = ("eta", "batch_loss", "evals")
 DATA = ("mean", "std", "label_names", "image_shape")
-SECONDS = ("train", "eval", "checkpoint")
+SECONDS = ("compile", "train", "eval", "checkpoint")
 N_EVAL_COLUMNS = (8, 11)        # train.EVAL_COLUMNS; 8: files written before the test columns
 
 

@@ -1,8 +1,8 @@
 """One whole training run: TrainConfig -> data -> Network -> Trainer.fit -> the run folder.
 
 The folder holds model.npz (a checkpoint.py file), metrics.json, history.csv (one row per
-evaluation), steps.csv (learning rate and batch loss per step) and the plots (plots.py);
-checkpoint.npz stands there while the run is unfinished and is what `--resume` continues.
+evaluation, kept up to date while the run trains), steps.csv (learning rate and batch loss per step) and the plots (plots.py); checkpoint.npz
+stands there while the run is unfinished and is what `--resume` continues.
 """
 import contextlib
 import time
@@ -85,6 +85,7 @@ def _locked_out(stack, out):
 
 def _run(config, out, start, splits, resume, progress, log):
     on_evaluate = tblog.loggers(config, out)   # --tensorboard: its package checked before the data loads
+    on_evaluate.insert(0, HistoryCsv(out / "history.csv"))
     if splits is None:   # record the dataset chosen, so that evaluate and --resume use it again
         name, note = resolve_dataset(config)
         config = replace(config, dataset=name)
@@ -113,6 +114,25 @@ def _run(config, out, start, splits, resume, progress, log):
         metrics["early_stopping"] = stopped
     write_outputs(out, trainer, splits, metrics)
     return RunResult(net, trainer.history_, metrics, out)
+
+
+class HistoryCsv:
+    """A Trainer on_evaluate callback that keeps history.csv up to date while the run trains, so
+    that it can be tailed or plotted mid-run: the first call writes the whole file (the restored
+    rows too, after --resume) atomically, later ones append their row.  A row is one write of a
+    short line, so a reader sees whole rows; write_outputs writes the same file at the end."""
+
+    def __init__(self, path):
+        self.path, self.rows = Path(path), None
+
+    def __call__(self, trainer):
+        evals = trainer.history_.evals
+        if self.rows is not None and len(evals) == self.rows + 1:
+            with open(self.path, "a") as f:
+                f.write(History.csv_line(evals[-1], trainer.history_.csv_width()))
+        else:
+            checkpoint.atomic_write_text(self.path, trainer.history_.csv())
+        self.rows = len(evals)
 
 
 def new_run_folder():
@@ -165,8 +185,10 @@ def evaluate(net, splits, lam):
 
 def final_metrics(trainer, splits, seconds):
     """metrics.json.  seconds: wall time of this call (data loading, compilation and outputs
-    included); seconds_train / _eval / _checkpoint: summed over every session of the run, so a
-    resumed run reports its whole training time; seconds_per_epoch = seconds_train / epochs."""
+    included); seconds_compile / _train / _eval / _checkpoint: summed over every session of the
+    run, so a resumed run reports its whole training time (compile: Numba compiling the kernels,
+    or loading them from its cache, left out of train and eval); seconds_per_epoch =
+    seconds_train / epochs."""
     metrics = evaluate(trainer.net, splits, trainer.config.lam)
     scored = [(k, v) for k, v in metrics.items() if v is not None]
     bad = nonfinite_scores(*zip(*scored), of="the final evaluation's")
@@ -177,7 +199,7 @@ def final_metrics(trainer, splits, seconds):
         final_cost=metrics["train_cost"], epochs=epochs, steps=trainer.step_,
         steps_per_epoch=trainer.steps_per_epoch_, sizes=trainer.net.sizes,
         n_train=len(splits.X_train), n_val=len(splits.X_val), n_test=len(splits.X_test),
-        seconds=seconds, seconds_train=trainer.seconds_["train"], seconds_eval=trainer.seconds_["eval"],
+        seconds=seconds, seconds_compile=trainer.seconds_["compile"], seconds_train=trainer.seconds_["train"], seconds_eval=trainer.seconds_["eval"],
         seconds_checkpoint=trainer.seconds_["checkpoint"],
         seconds_per_epoch=trainer.seconds_["train"] / epochs,
         first_step_unix=trainer.first_step_unix_,

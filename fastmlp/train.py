@@ -33,6 +33,7 @@ from . import _checks, checkpoint
 from .divergence import TrainingDiverged, advice, nonfinite_scores, nonfinite_state
 from .kernels.rng import stream_key
 from .network import DROPOUT_STREAM
+from .progress import CompileClock, TrainProgress
 from .threads import blas_single_threaded
 
 EVAL_COLUMNS = ("step", "epoch", "train_loss", "train_cost", "train_accuracy",
@@ -67,6 +68,10 @@ class History:
         """Keep the first `steps` steps: a run that stopped early took no more."""
         self.eta, self.batch_loss = self.eta[:steps], self.batch_loss[:steps]
 
+    def row(self, k):
+        """Evaluation k as {column: value}."""
+        return dict(zip(EVAL_COLUMNS, self.evals[k]))
+
     def column(self, name):
         return np.array([row[EVAL_COLUMNS.index(name)] for row in self.evals])
 
@@ -82,13 +87,24 @@ class History:
         """True when the run measured the test set at its evaluations (eval_test)."""
         return any(not math.isnan(row[-1]) for row in self.evals)
 
+    def csv_width(self):
+        """Columns history.csv holds: the test_* ones only when they were measured."""
+        return len(EVAL_COLUMNS) if self.measured_test() else len(EVAL_COLUMNS) - len(TEST_COLUMNS)
+
     def csv(self):
         """history.csv: a row per evaluation; the test_* columns only when they were measured,
         so that a run without eval_test shows no test numbers to choose settings by."""
-        width = len(EVAL_COLUMNS) if self.measured_test() else len(EVAL_COLUMNS) - len(TEST_COLUMNS)
-        lines = [",".join(EVAL_COLUMNS[:width])]
-        lines += [f"{int(r[0])},{r[1]:.6g}," + ",".join(f"{v:.8g}" for v in r[2:width]) for r in self.evals]
-        return "\n".join(lines) + "\n"
+        width = self.csv_width()
+        return self.csv_header(width) + "".join(self.csv_line(r, width) for r in self.evals)
+
+    @staticmethod
+    def csv_header(width):
+        return ",".join(EVAL_COLUMNS[:width]) + "\n"
+
+    @staticmethod
+    def csv_line(row, width):
+        """One evaluation's line of history.csv, its first `width` columns."""
+        return f"{int(row[0])},{row[1]:.6g}," + ",".join(f"{v:.8g}" for v in row[2:width]) + "\n"
 
     def steps_csv(self):
         lines = ["step,eta,batch_loss"]
@@ -102,8 +118,11 @@ class Trainer:
     checkpoint_path: where to save at the end of every epoch and on Ctrl-C (None: nowhere).
     data: the Splits (or anything with mean, std, label_names, image_shape, source) stored in
     checkpoints; augmentation needs its mean, std and image_shape (the training rows are
-    standardised images, and augmentation works on the raw ones).  Fitted state: step_,
-    history_, seconds_ (train / eval / checkpoint), optimizer_ (its memory is checkpointed).
+    standardised images, and augmentation works on the raw ones).  progress: show a bar (or,
+    without a terminal, a line per epoch) and the compile notice (fastmlp.progress).  Fitted
+    state: step_, history_, seconds_ (compile / train / eval / checkpoint: compile is Numba
+    compiling or loading the kernels, left out of train and eval), optimizer_ (its memory is
+    checkpointed).
     on_evaluate: callables called with the trainer after each evaluation (history_.evals[-1]
     is the new row), e.g. fastmlp.tblog.TensorBoardLog; one that sets `stop_requested` ends
     the run there (fastmlp.stopping: early stopping), and the History is cut to the steps taken.
@@ -124,7 +143,8 @@ class Trainer:
         self.step_, self.history_, self.saved_step_ = 0, None, None
         self.stop_requested = False    # set by an on_evaluate callback: end after this evaluation
         self.first_step_unix_ = None   # wall clock after this session's first step (start-up)
-        self.seconds_ = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+        self.seconds_ = {"compile": 0.0, "train": 0.0, "eval": 0.0, "checkpoint": 0.0}
+        self._jit = CompileClock()     # fit's clock of Numba's compiler while it runs
         self.optimizer_ = self.config.make_optimizer().bind(net.theta.size, net.dtype)
         self.augment_ = self.config.make_augment()
 
@@ -173,12 +193,13 @@ class Trainer:
             from .augment import batch_key
             batch_rows = np.empty((batch, X.shape[1]), net.dtype)
             augment, threads = augmenter.apply, numba.get_num_threads()
-        if not self.history_.evals:
-            self._evaluate(train_eval, val, test)
         chunk = _Chunks()
 
-        with _DeferredInterrupt() as interrupt, _progress(self, total) as bar, \
+        with TrainProgress(self.progress, total, spe, self.step_) as bar, \
+                CompileClock(bar.notice) as self._jit, _DeferredInterrupt() as interrupt, \
                 blas_single_threaded():
+            if not self.history_.evals:
+                self._evaluate(train_eval, val, test)
             while self.step_ < total and not self.stop_requested:
                 tic = time.perf_counter()
                 epoch, b = divmod(self.step_, spe)
@@ -191,7 +212,7 @@ class Trainer:
                     t0 = self.step_
                     S = 1 if augmenter else min(spe - b, total - t0, self._to_next_eval(t0),
                                                 chunk.size)
-                    tic = time.perf_counter()
+                    tic, jit = time.perf_counter(), self._jit.seconds
                     # each step's dropout key (a compiled call each: only when dropout is on)
                     keys = (np.array([stream_key(cfg.seed, t, DROPOUT_STREAM)
                                       for t in range(t0, t0 + S)], np.uint64)
@@ -219,13 +240,12 @@ class Trainer:
                     self.step_, b = t0 + done, b + done
                     if self.first_step_unix_ is None:
                         self.first_step_unix_ = time.time()
-                    seconds = time.perf_counter() - tic
-                    self.seconds_["train"] += seconds
+                    seconds = self._charge("train", tic, jit)
                     chunk.measured(done, seconds)
                     if self.step_ % spe == 0 or self.step_ == total or \
                             (cfg.eval_every and self.step_ % cfg.eval_every == 0):
                         self._evaluate(train_eval, val, test)
-                    bar.advance(done, losses[done - 1], self.history_)
+                    bar.advance(self.step_, done, losses[done - 1], self.history_)
                     if interrupt.requested:
                         self.save_checkpoint()
                         raise TrainingInterrupted(self.step_, self.checkpoint_path)
@@ -234,6 +254,15 @@ class Trainer:
         if self.stop_requested:     # a finished run: its History holds the steps it took
             self.history_.truncate(self.step_)
         return self
+
+    def _charge(self, part, tic, jit):
+        """Add the seconds since `tic` to seconds_[part], but those Numba spent compiling since
+        self._jit.seconds was `jit` to seconds_["compile"]; return the seconds charged to part."""
+        jit = self._jit.seconds - jit
+        seconds = time.perf_counter() - tic - jit
+        self.seconds_[part] += seconds
+        self.seconds_["compile"] += jit
+        return seconds
 
     def _to_next_eval(self, t):
         """Steps from step t to the next --eval-every evaluation (no limit without one)."""
@@ -304,7 +333,7 @@ class Trainer:
 
     def _evaluate(self, train_rows, val, test=None):
         """Append one row of EVAL_COLUMNS, in evaluation mode (BN running statistics)."""
-        tic = time.perf_counter()
+        tic, jit = time.perf_counter(), self._jit.seconds
         penalty = self.config.lam * float(self.net.l2())
         row = [self.step_, self.step_ / self.steps_per_epoch_]
         measured = []                                # columns of the parts given: checked below
@@ -315,7 +344,7 @@ class Trainer:
                 loss, acc = self.net._loss_acc_eval(*part)
                 measured += range(len(row), len(row) + 3)
                 row += [loss, loss + penalty, acc]
-        self.seconds_["eval"] += time.perf_counter() - tic
+        self._charge("eval", tic, jit)
         bad = nonfinite_scores([EVAL_COLUMNS[k] for k in measured], [row[k] for k in measured])
         if bad:                                      # found after the last step taken
             raise self.diverged(bad, max(self.step_ - 1, 0))
@@ -395,27 +424,3 @@ class _Chunks:
             self.steps, self.seconds = self.steps + steps, self.seconds + seconds
         per_step = self.seconds / self.steps if self.steps else self.CHUNK_SECONDS
         self.size = int(min(self.MAX, 2 * self.size, max(1, self.CHUNK_SECONDS / per_step)))
-
-
-class _progress:
-    """A tqdm bar with the live batch loss and the latest accuracies (shown on a terminal only)."""
-
-    def __init__(self, trainer, total):
-        from tqdm import tqdm
-        self.bar = tqdm(total=total, initial=trainer.step_, unit="step", dynamic_ncols=True,
-                        disable=None if trainer.progress else True, mininterval=0.5)
-        self.seen = len(trainer.history_.evals)
-
-    def advance(self, steps, loss, history):
-        self.bar.update(steps)
-        if len(history.evals) != self.seen or self.bar.n % 25 < steps:
-            self.seen = len(history.evals)
-            last = dict(zip(EVAL_COLUMNS, history.evals[-1]))
-            self.bar.set_postfix(loss=f"{loss:.3f}", train_acc=f"{last['train_accuracy']:.3f}",
-                                 val_acc=f"{last['val_accuracy']:.3f}", refresh=False)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.close()

@@ -130,7 +130,8 @@ def test_train_resume_finishes_the_run_folder(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(config, splits)
     ctrl_c.release()
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]
+    # history.csv is written as the run trains: the rows up to the interruption stay
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "history.csv"]
     with pytest.raises(ValueError, match=r"--resume continues the run in .*; lam there is 0.005 but 0.1 "
                                          r"was given"):
         train(tiny_config(out=str(out), lam=0.1), splits, resume=True)

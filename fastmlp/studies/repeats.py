@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import checkpoint, lock
 from ..divergence import exploded
+from ..progress import RunsProgress
 from ..run import load_data, resolve_dataset
 from .report import markdown, write_json
 from .trials import run_or_reuse
@@ -33,8 +34,9 @@ def seed_folder(out, seed):
 
 def train_repeats(config, repeats, *, progress=False, log=print):
     """Train `config` once per seed into config.out/seed-<s>/; return the run records (see
-    run_record), in seed order.  config.out must be set; the data is loaded once.  The lock on
-    config.out is held throughout (the caller may hold it already, to write the summary too)."""
+    run_record), in seed order.  config.out must be set; the data is loaded once.  progress: one
+    bar with an ETA over the runs (fastmlp.progress.RunsProgress).  The lock on config.out is
+    held throughout (the caller may hold it already, to write the summary too)."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1 (runs, seeds seed, seed + 1, ...); got {repeats!r}.")
     if config.out is None:
@@ -46,12 +48,13 @@ def train_repeats(config, repeats, *, progress=False, log=print):
             log(note)
         splits = load_data(config)
         runs = []
-        for k, seed in enumerate(seeds_of(config, repeats)):
-            run_config = replace(config, seed=seed, out=str(seed_folder(config.out, seed)))
-            tic = time.perf_counter()
-            metrics, _, diverged = run_or_reuse(run_config, splits, progress=progress)
-            runs.append(run_record(seed, run_config.out, metrics, diverged, time.perf_counter() - tic))
-            log(f"[{k + 1}/{repeats}] seed {seed}: {describe_run(runs[-1])}")
+        with RunsProgress(repeats, "repeats", log, progress) as bar:
+            for k, seed in enumerate(seeds_of(config, repeats)):
+                run_config = replace(config, seed=seed, out=str(seed_folder(config.out, seed)))
+                tic = time.perf_counter()
+                metrics, _, diverged = run_or_reuse(run_config, splits)
+                runs.append(run_record(seed, run_config.out, metrics, diverged, time.perf_counter() - tic))
+                bar.advance(f"[{k + 1}/{repeats}] seed {seed}: {describe_run(runs[-1])}")
     return runs
 
 

@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import lock
+from ..progress import RunsProgress
 from . import jsonl
 from . import repeats as rep
 from .executors import completed, trial_executor
@@ -38,9 +39,10 @@ lam_values = log_uniform     # the name the lam draws had before eta_max was sea
 
 
 # ---- the search --------------------------------------------------------------------------------
-def search(base, out, plan=None, log=print):
+def search(base, out, plan=None, log=print, progress=False):
     """Run the coarse phase and the fine stages, or TPE's trials (and the final run if plan.final); return (every trial's
-    record, best mean validation accuracy first; the final runs' records or None).  The lock on
+    record, best mean validation accuracy first; the final runs' records or None).  progress: one
+    bar with an ETA over the runs left (fastmlp.progress.RunsProgress).  The lock on
     `out` is held throughout (the caller may hold it already, to write the tables too)."""
     plan = (plan or SearchPlan()).validate()
     out = Path(out).resolve()      # workers, local or remote, may start in another folder
@@ -50,24 +52,36 @@ def search(base, out, plan=None, log=print):
         same_search(out / "search.json", base, plan)
         done = {r["key"]: r for r in jsonl.read(out / RESULTS, lambda r: trial_record(r, base), log)}
         final_runs = None
-        with trial_executor(plan) as executor:
+        with trial_executor(plan) as executor, \
+                RunsProgress(_runs_left(plan, base, done), "search", log, progress) as bar:
+            log = bar.write
             if plan.sampler == "tpe":
                 from .search_tpe import tpe_search     # Optuna only when asked for
-                tpe_search(executor, base, plan, out, done, log)
+                tpe_search(executor, base, plan, out, done, log, bar)
             else:
-                _stages(executor, base, plan, out, done, log)
+                _stages(executor, base, plan, out, done, log, bar)
             records = sorted(done.values(), key=val_key, reverse=True)
             if plan.final:
-                final_runs = _final(executor, records[0], base, plan, out, log)
+                final_runs = _final(executor, records[0], base, plan, out, log, bar)
     return records, final_runs
 
 
-def _stages(executor, base, plan, out, done, log):
+def _runs_left(plan, base, done):
+    """Runs the search has still to train (for the progress bar's ETA)."""
+    if plan.sampler == "tpe":
+        trials = plan.coarse + plan.fine
+    else:
+        coarse = len(grid(plan, base)) if plan.sampler == "grid" else plan.coarse
+        trials = coarse + (plan.fine * (plan.stages - 1) if plan.fine else 0)
+    return plan.repeats * (max(trials - len(done), 0) + bool(plan.final))
+
+
+def _stages(executor, base, plan, out, done, log, bar):
     """The coarse phase (random draws or the grid), then each fine stage around the best trial of
     the phases before it (not of later ones a restarted search has already run: the same centre,
     so the same draws)."""
     coarse = grid(plan, base) if plan.sampler == "grid" else coarse_random(plan, base, plan.coarse)
-    _phase(executor, "coarse", coarse, base, plan, out, done, log)
+    _phase(executor, "coarse", coarse, base, plan, out, done, log, bar)
     earlier = {"coarse"}
     for stage in range(1, plan.stages if plan.fine else 1):
         best = max((r for r in done.values() if r["phase"] in earlier), key=val_key, default=None)
@@ -75,7 +89,7 @@ def _stages(executor, base, plan, out, done, log):
             raise ValueError(f"every coarse trial of the search in {out} failed (see the warnings above), "
                              f"so there is no best trial to refine; rerun the same command to try them again.")
         phase = phase_name(stage)
-        _phase(executor, phase, around(plan, base, stage, plan.fine, best), base, plan, out, done, log)
+        _phase(executor, phase, around(plan, base, stage, plan.fine, best), base, plan, out, done, log, bar)
         earlier.add(phase)
 
 
@@ -84,7 +98,7 @@ def phase_name(stage):
     return "coarse" if stage == 0 else "fine" if stage == 1 else f"fine{stage}"
 
 
-def _phase(executor, phase, points, base, plan, out, done, log):
+def _phase(executor, phase, points, base, plan, out, done, log, bar):
     """Train the trials of `points` not in `done`, each with every seed; record each trial in
     `done` and OUT/trials.jsonl as soon as its last seed finishes.  A trial with a failed run
     (its worker died again and again) is left out with a warning, so a rerun tries it again."""
@@ -94,7 +108,7 @@ def _phase(executor, phase, points, base, plan, out, done, log):
             for key, point in trials.items() if key not in done for seed in seeds]
     runs = {}                                    # key -> the finished runs of an unfinished trial
     with contextlib.closing(completed(executor, jobs, log)) as finished:
-        for (key, seed), run in finished:
+        for (key, seed), run in bar.track(finished):
             runs.setdefault(key, []).append(run)
             if plan.repeats > 1 and run is not None:
                 log(f"  {key} seed {seed}: {rep.describe_run(run)}")
@@ -138,7 +152,7 @@ def finish_trial(out, done, key, phase, point, runs):
     return record
 
 
-def _final(executor, winner, base, plan, out, log):
+def _final(executor, winner, base, plan, out, log, bar):
     """Retrain `winner` for plan.final_cycles with the search's seeds into OUT/final/; return its runs."""
     if winner["val_accuracy"] is None:
         raise ValueError("every trial diverged, so there is no winner to retrain; search lower lam or "
@@ -154,7 +168,7 @@ def _final(executor, winner, base, plan, out, log):
     jobs = [(seed, trial_config(config, {}, seed, rep.seed_folder(folder, seed)), plan.final_train_val)
             for seed in settings["seeds"]]
     with contextlib.closing(completed(executor, jobs, log)) as finished:
-        runs = [run for _, run in finished]
+        runs = [run for _, run in bar.track(finished)]
     if None in runs:
         raise ValueError(f"the final run in {folder} failed: its worker process died again and again (see the "
                          f"warnings above); rerun the same command to try it again (the trials are kept).")

@@ -81,7 +81,7 @@ def key_of(slot, plan):
     return f"coarse-{slot}" if slot < plan.coarse else f"tpe-{slot - plan.coarse}"
 
 
-def tpe_search(executor, base, plan, out, done, log):
+def tpe_search(executor, base, plan, out, done, log, bar=None):
     """Run every slot without a record in `done`; record each trial as it finishes."""
     optuna = _optuna()
     optuna.create_study(study_name=STUDY, storage=storage(out), direction="maximize", load_if_exists=True)
@@ -89,7 +89,7 @@ def tpe_search(executor, base, plan, out, done, log):
     jobs = [(slot, TpeJob(slot, base, plan, str(out)), False) for slot in range(plan.coarse + plan.fine)
             if key_of(slot, plan) not in done]
     with contextlib.closing(completed(executor, jobs, log, task=run_slot)) as finished:
-        for slot, result in finished:
+        for slot, result in (finished if bar is None else bar.track(finished)):
             key = key_of(slot, plan)
             if result is None:
                 log(f"warning: trial {key} is left out: its worker died again and again. Rerun the same command "

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import checkpoint, lock
 from ..config import FIELDS, RESUME_FREE
 from ..divergence import exploded
+from ..progress import RunsProgress
 from ..run import CHECKPOINT, MODEL, load_data, resolve_dataset, train
 from ..train import History, TrainingDiverged
 
@@ -47,21 +48,24 @@ class Outcome:
     diverged: list = field(default_factory=list)     # the TrainingDiverged message, or None
 
 
-def run_trials(trials, base, seeds, out, log=print):
+def run_trials(trials, base, seeds, out, log=print, progress=False):
     """Train every trial with every seed (base config + trial changes + seed); return Outcomes.
 
     The data is loaded once, with the base config (all trials must share dataset, split and dtype).
-    log gets one line per finished run.  The lock on `out` is held while the runs train.
+    log gets one line per finished run.  progress: one bar with an ETA over the runs
+    (fastmlp.progress.RunsProgress).  The lock on `out` is held while the runs train.
     """
     out = Path(out)
     base = replace(base, dataset=resolve_dataset(base)[0]).validate()
     configs = [[replace(base, **t.changes, seed=s, out=str(out / "runs" / f"{t.slug}-seed{s}")).validate()
                 for s in seeds] for t in trials]
     with lock.hold(out, "fastmlp study"):
-        return _run_all(trials, configs, seeds, load_data(base), log)
+        splits = load_data(base)
+        with RunsProgress(len(trials) * len(seeds), "study", log, progress) as bar:
+            return _run_all(trials, configs, seeds, splits, bar)
 
 
-def _run_all(trials, configs, seeds, splits, log):
+def _run_all(trials, configs, seeds, splits, bar):
     outcomes, total, done = [], len(trials) * len(seeds), 0
     for trial, trial_configs in zip(trials, configs):
         outcome = Outcome(trial)
@@ -75,7 +79,7 @@ def _run_all(trials, configs, seeds, splits, log):
             diverged = diverged or exploded(metrics)
             result = (f"diverged ({diverged})" if diverged else
                       f"test {_pct(metrics['test_accuracy'])}, val {_pct(metrics['val_accuracy'])}")
-            log(f"[{done}/{total}] {trial.label}, seed {seed}: {result} ({time.perf_counter() - tic:.1f} s)")
+            bar.advance(f"[{done}/{total}] {trial.label}, seed {seed}: {result} ({time.perf_counter() - tic:.1f} s)")
         outcomes.append(outcome)
     return outcomes
 
