@@ -1,5 +1,6 @@
 """Validation at the public boundary.  Every error names the argument, the rule and the value,
 and says what to do; kernels below this layer trust their inputs."""
+import math
 import numbers
 
 import numpy as np
@@ -42,10 +43,19 @@ def check_sizes(sizes):
     return [int(w) for w in widths]
 
 
+def finite(value):
+    """math.isfinite for any real, Python ints of any size included (np.isfinite raises TypeError
+    on an int beyond int64; an int beyond float's range is not finite here)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_nonnegative(value, name):
     """A finite float >= 0 (lam, h ...)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(value) or value < 0:
+            or not finite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
     return float(value)
 

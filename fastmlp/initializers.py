@@ -4,6 +4,8 @@ import numbers
 
 import numpy as np
 
+from ._checks import finite
+
 # name -> (distribution, scale): normal draws have std `scale`, uniform ones lie in +-scale.
 # fan_in is a layer's inputs, fan_out its outputs.  "lecun" is what the DD2424 bonus report calls
 # "Xavier" (N(0, 1/fan_in)); our "xavier" is Glorot's N(0, 2/(fan_in + fan_out)).
@@ -33,7 +35,7 @@ def check_init(init):
     if isinstance(init, str) and init in INITS:
         return init
     if isinstance(init, numbers.Real) and not isinstance(init, bool) \
-            and np.isfinite(init) and init > 0:
+            and finite(init) and init > 0:
         return float(init)
     raise ValueError(f"init must be one of {', '.join(INITS)} or a positive float sigma for "
                      f"N(0, sigma^2); got {init!r}.")

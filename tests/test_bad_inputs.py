@@ -230,3 +230,11 @@ def test_plots_go_through_atomic_write(tmp_path, monkeypatch):
     with pytest.raises(OSError) as e:
         plots.plot_history(history, tmp_path)
     assert e.value.filename == str(tmp_path / "cost.png") and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("key", ["lam", "init"])
+@pytest.mark.parametrize("value", [-9223372036854775809, 10**400])
+def test_ints_beyond_int64_are_value_errors(key, value):
+    """Found by hypothesis: np.isfinite raised TypeError on a Python int beyond int64."""
+    with pytest.raises(ValueError, match=key):
+        TrainConfig.from_dict({key: value}).validate()

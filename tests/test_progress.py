@@ -110,7 +110,7 @@ def test_history_csv_after_resume_is_rewritten_whole_then_appended(tmp_path):
     trainer = type("T", (), {})()
     trainer.history_ = History([0.1] * 4, evals=[[0, 0, 1, 1, 0.5, 1, 1, 0.5], [2, 1, 1, 1, 0.6, 1, 1, 0.6]])
     log(trainer)
-    trainer.history_.evals.append([4, 2, 1, 1, 0.7, 1, 1, 0.7])
+    trainer.history_.evals.append([4, 2, 1, 1, 0.7, 1, 1, 0.7] + [float("nan")] * 3)   # no test rows measured
     log(trainer)
     assert path.read_text() == trainer.history_.csv()
 
