@@ -80,7 +80,7 @@ def test_html_is_self_contained_and_shows_every_table_and_figure(report):
     # every step's table, its command and its config
     for step in STEPS:
         assert f'<h2 id="{step}">' in page
-    assert page.count("<table>") == 1 + 3 + 1 + 2 + 1 + 1        # summary, 3 gradient, layers, search, init, eta
+    assert page.count("<table>") == 1 + 3 + 1 + 3 + 1 + 1   # summary, 3 gradient, layers, search (by rank, in trial order, final), init, eta
     assert page.count("fastmlp study ") == 3 and page.count("fastmlp gradcheck ") == 3
     assert "fastmlp search " in page and '"lam": 0.005' in page
     md = (out / "report.md").read_text(encoding="utf-8")

@@ -155,7 +155,8 @@ def _gradient_step(base, plan, folder):
 
 
 def _study_step(name, design, values, base, plan, folder, title=None):
-    from .trials import run_trials, write_study
+    from .study_results import write_study
+    from .trials import run_trials
     trials = design.trials(values)
     skip = {*design.varies, "out"}
 
