@@ -13,13 +13,14 @@ import numbers
 
 import numpy as np
 
+from ._checks import finite
 from .kernels import optim as _k
 
 NAMES = ("sgd", "momentum", "adagrad", "adam")
 
 
 def _real(name, value, lo, hi, lo_open=False, hi_open=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and finite(value)
     if ok:
         ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
     if not ok:

@@ -238,3 +238,10 @@ def test_ints_beyond_int64_are_value_errors(key, value):
     """Found by hypothesis: np.isfinite raised TypeError on a Python int beyond int64."""
     with pytest.raises(ValueError, match=key):
         TrainConfig.from_dict({key: value}).validate()
+
+
+@pytest.mark.parametrize("value", [-9223372036854775809, 10**400])
+def test_optimizer_hyperparameters_beyond_int64_are_value_errors(value):
+    """The twin of the check above in fastmlp/optim.py's hyperparameter check."""
+    with pytest.raises(ValueError, match="beta1"):
+        TrainConfig.from_dict({"optimizer": "adam", "beta1": value}).validate()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import finite
 from ..config import TrainConfig
 from ..run import resolve_dataset
 from . import repeats as rep
@@ -113,7 +114,7 @@ def _stored(path):
 
 
 def check_finite(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not finite(value):
         raise ValueError(f"{name} must be a finite number; got {value!r}.")
 
 
