@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _checks
 from .threads import blas_single_threaded
+from .table import format_table as table
 
 KEYS = ("param", "layer", "shape", "n_checked", "n_kinks", "zero_gradient", "rel_error",
         "max_abs_error", "max_entry_rel_error")
@@ -109,7 +110,6 @@ def failures(rows, tol):
 
 def format_table(rows, style="markdown"):
     """The gradient table, one row per parameter (Markdown, or aligned text with style="text")."""
-    from .table import format_table as table
     cells = []
     for r in rows:
         # rel errors of an identically-zero gradient compare rounding noise with rounding noise

@@ -16,6 +16,7 @@ from .config import FIELDS, RESUME_FREE
 from .divergence import nonfinite_scores
 from .network import Network
 from .train import History, Trainer
+from .table import format_table as table
 
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
@@ -234,7 +235,6 @@ def write_outputs(out, trainer, splits, metrics):
 
 def format_table(metrics, style="text"):
     """The final table as the reports print it: loss, cost and accuracy (%) per split."""
-    from .table import format_table as table
     rows = []
     for part in ("train", "val", "test"):
         acc = metrics[f"{part}_accuracy"]
