@@ -148,6 +148,13 @@ def _packa(Ap, Af, a0, nr, n, sk, sr, avail):
             for k in range(done, n):
                 Ap[k * MR + i] = row[k]
     else:           # each k's scalars are contiguous (weight gradient)
+        V = lanes(Ap)
+        if nr == MR and sr == 1 and V >= MR and avail >= V:
+            # one vector of V per k, its lanes past MR overwritten by the next k (Ap has V
+            # values of slack): the scalar moves were ~10 % of a batch-100 weight gradient
+            for k in range(n):
+                vstore(Ap, k * MR, vload(Af, a0 + k * sk))
+            return
         for k in range(n):
             col = a0 + k * sk
             for i in range(MR):
@@ -236,9 +243,14 @@ def _k6(Cf, Sf, Ap, P, T, r0, nr, j, w, n, J, va, vb, keep, first):
 
 
 @internal_kernel
-def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1):
+def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, update, mW, vW,
+           kind, eta, hp):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
-    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J."""
+    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.  With `update` (the
+    weight gradient: C = dWT, S = WT), each tile of C, once final, gives its optimiser step
+    (kernels/optim.py) while it is still in cache: a pass of its own over the part afterwards
+    read dWT, WT and the memory back from L3 or memory (Nesterov's step on 784 x 512 at batch
+    100: +0.17 ms over the folded SGD step, measured)."""
     V = lanes(Bf)
     W = 2 * V
     runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
@@ -271,6 +283,9 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1):
                         _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
                             P[s * S2:(s + 1) * S2], T, r, min(MR, m1 - r), j, min(W, b1 - j),
                             n, J, va, vb, keep, first)
+                if update and u == runs - 1:    # the tile C[m0:m1, b0:b1] is final
+                    for o in range(m0, m1):
+                        update_range(Sf, Cf, mW, vW, o * J + b0, o * J + b1, kind, eta, hp)
     return
 
 
@@ -372,10 +387,8 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
             Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
     if r1 <= r0 or j1 <= j0:
         return
-    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1)
-    if task == GRAD and update:
-        for o in range(r0, r1):
-            update_range(Wf, dWf, mW, vW, o * I + j0, o * I + j1, kind, eta, hp)
+    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
+           task == GRAD and update, mW, vW, kind, eta, hp)
     return
 
 

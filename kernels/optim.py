@@ -14,6 +14,7 @@ the same per-element code, so the fused and the unfused paths give the same bits
 """
 import math
 
+import numpy as np
 from numba import prange
 
 from ._config import parallel_kernel, serial_kernel
@@ -33,38 +34,51 @@ def update_range(theta, dtheta, m, v, lo, hi, kind, eta, hp):
     # (range(lo, hi) kept them scalar, measured 3-8x slower)
     th, g = theta[lo:hi], dtheta[lo:hi]
     n = hi - lo
+    # Arithmetic in the parameters' own precision, as PyTorch's float32 optimisers compute
+    # (Python-float hyperparameters become scalars of the tensor's type; step_size and the
+    # like are Python floats first, so float64 here).  float64 scalars made every float32
+    # element take a round trip through float64 at half the vector width: on 784 x 512
+    # float32 parameters, one core, Nesterov 125 -> 87 us and Adam 484 -> 147 us (measured).
+    f = theta.dtype.type
+    e = f(eta)
     if kind == SGD:
         for p in range(n):
-            th[p] -= eta * g[p]
+            th[p] -= e * g[p]
         return
     mm = m[lo:hi]
     if kind == MOMENTUM or kind == NESTEROV:
         # torch: buf = g on the first step, then buf = mu * buf + g; with buf starting at 0
         # the first step gives mu * 0 + g = g exactly
-        mu = hp[HP_MOMENTUM]
-        nesterov = kind == NESTEROV
-        for p in range(n):
-            buf = mu * mm[p] + g[p]
-            mm[p] = buf
-            th[p] -= eta * (g[p] + mu * buf if nesterov else buf)
+        mu = f(hp[HP_MOMENTUM])
+        if kind == NESTEROV:
+            for p in range(n):
+                buf = mu * mm[p] + g[p]
+                mm[p] = buf
+                th[p] -= e * (g[p] + mu * buf)
+        else:
+            for p in range(n):
+                buf = mu * mm[p] + g[p]
+                mm[p] = buf
+                th[p] -= e * buf
     elif kind == ADAGRAD:
-        eps = hp[HP_EPS]
+        eps = f(hp[HP_EPS])
         for p in range(n):
             s = mm[p] + g[p] * g[p]
             mm[p] = s
-            th[p] -= eta * (g[p] / (math.sqrt(s) + eps))
+            th[p] -= e * (g[p] / (np.sqrt(s) + eps))
     else:  # ADAM
         vv = v[lo:hi]
         b1, b2, eps, t = hp[HP_BETA1], hp[HP_BETA2], hp[HP_EPS], hp[HP_T]
-        step_size = eta / (1.0 - b1 ** t)
-        bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+        c1, c2, b2f, epsf = f(1.0 - b1), f(1.0 - b2), f(b2), f(eps)
+        step_size = f(eta / (1.0 - b1 ** t))
+        bc2_sqrt = f(math.sqrt(1.0 - b2 ** t))
         for p in range(n):
             gp = g[p]
-            mp = mm[p] + (1.0 - b1) * (gp - mm[p])            # torch: exp_avg.lerp_(g, 1 - b1)
-            vp = b2 * vv[p] + (1.0 - b2) * (gp * gp)
+            mp = mm[p] + c1 * (gp - mm[p])                   # torch: exp_avg.lerp_(g, 1 - b1)
+            vp = b2f * vv[p] + c2 * (gp * gp)
             mm[p] = mp
             vv[p] = vp
-            th[p] -= step_size * (mp / (math.sqrt(vp) / bc2_sqrt + eps))
+            th[p] -= step_size * (mp / (np.sqrt(vp) / bc2_sqrt + epsf))
     return
 
 

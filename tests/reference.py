@@ -140,25 +140,28 @@ def network_loss_and_grads(params, X, y, lam, batch_norm, eps=1e-5):
 
 
 # ---- counter-based random numbers, dropout, optimisers ----------------------------------------
-_U64 = np.uint64
-_GOLDEN, _M1, _M2 = _U64(0x9E3779B97F4A7C15), _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
+def _lowbias32(x):
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
 
 
-def splitmix_uniform(key, idx):
-    """Draws idx (array) of stream `key`: the SplitMix64 outputs for states key + (i+1) * golden,
-    top 53 bits as floats in [0, 1).  uint64 arithmetic wraps as the kernels' does."""
+def bits32(key, idx):
+    """Draws idx (array) of 32-bit stream `key` (kernels/rng.py bits32): lowbias32(lowbias32(
+    i * 0x9E3779B9 + high half of key) ^ low half of key); uint32 arithmetic wraps."""
+    key = int(key)
     with np.errstate(over="ignore"):
-        z = _U64(key) + (np.asarray(idx, np.uint64) + _U64(1)) * _GOLDEN
-        z = (z ^ (z >> _U64(30))) * _M1
-        z = (z ^ (z >> _U64(27))) * _M2
-        z = z ^ (z >> _U64(31))
-    return (z >> _U64(11)).astype(np.float64) / 2.0 ** 53
+        x = np.asarray(idx).astype(np.uint32) * np.uint32(0x9E3779B9) + np.uint32(key >> 32)
+        return _lowbias32(_lowbias32(x) ^ np.uint32(key & 0xFFFFFFFF))
 
 
 def dropout_mask(key, shape, rate):
-    """The kernels' mask for an (N, O) layer: 1 / (1 - rate) where kept, 0 where dropped."""
-    u = splitmix_uniform(key, np.arange(np.prod(shape))).reshape(shape)
-    return np.where(u < rate, 0.0, 1.0 / (1.0 - rate))
+    """The kernels' mask for an (N, O) layer: 1 / (1 - rate) where kept, 0 where dropped (a
+    unit is dropped when its draw is below ceil(rate * 2**32))."""
+    u = bits32(key, np.arange(np.prod(shape))).reshape(shape)
+    return np.where(u < min(np.ceil(rate * 2.0 ** 32), 2.0 ** 32 - 1), 0.0, 1.0 / (1.0 - rate))
 
 
 def optimizer_steps(name, theta, grads, etas, momentum=0.9, nesterov=False, beta1=0.9,

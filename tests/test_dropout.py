@@ -54,8 +54,9 @@ def test_gated_backward_equals_the_masked_one_after_the_gate(dtype, rate):
     masked, gated = dH.copy(), dH.copy()
     dropout.dropout_backward(masked, rate, key)
     dropout.dropout_backward_gated(gated, rate)
-    # the kernel scales in float64 (scale = 1 / (1 - rate) unrounded), as dropout_forward does
-    np.testing.assert_array_equal(gated, (dH.astype(np.float64) * (1.0 / (1.0 - rate))).astype(dtype))
+    # the kernel scales in H's precision (scale = 1 / (1 - rate) rounded to it), as
+    # dropout_forward does and PyTorch's dropout
+    np.testing.assert_array_equal(gated, dH * dtype(1.0 / (1.0 - rate)))
     serial = dH.copy()
     serial_twin(dropout.dropout_backward_gated)(serial, rate)
     np.testing.assert_array_equal(serial, gated)

@@ -32,6 +32,30 @@ def rand(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
 
+@pytest.mark.parametrize("kind", [optim.MOMENTUM, optim.NESTEROV, optim.ADAGRAD, optim.ADAM])
+@pytest.mark.parametrize("shape", [(100, 784, 50), (1100, 40, 13), (20, 515, 257)])
+def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, shape):
+    """With `update`, each tile of the weight gradient takes its optimiser step as soon as it is
+    final (gemm._outer): the same bits as the whole gradient followed by optim.update_range, for
+    every thread cut, with one run of k or two (batch 1100 > KP)."""
+    N, K, O = shape
+    dtype = np.float32
+    X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype) * 0.1, rand(rng, (O, K), dtype)
+    hp = np.array([0.9, 0.9, 0.999, 1e-8, 3.0])
+    m0, v0 = rand(rng, O * K, dtype) * 0.01, np.abs(rand(rng, O * K, dtype)) * 0.01
+    G = np.empty((O, K), dtype)
+    gemm.weight_grad(G, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
+    want_w, want_m, want_v = W.copy().reshape(-1), m0.copy(), v0.copy()
+    optim.update_range(want_w, G.reshape(-1), want_m, want_v, 0, O * K, kind, 0.05, hp)
+    for nb in (1, 2, 3, 7):
+        Wn, mn, vn, Gn = W.copy(), m0.copy(), v0.copy(), np.empty((O, K), dtype)
+        gemm.weight_grad(Gn, X, dY, Wn, 0.01, 0.05, True, nb, mn, vn, kind, hp)
+        np.testing.assert_array_equal(Gn, G)
+        np.testing.assert_array_equal(Wn.reshape(-1), want_w)
+        np.testing.assert_array_equal(mn, want_m)
+        np.testing.assert_array_equal(vn, want_v)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_dot_nt_matches_numpy_and_any_thread_cut(rng, dtype, shape):
