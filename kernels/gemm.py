@@ -26,7 +26,7 @@ it.  Against the order before (A's 6 rows in L1, strips streamed from L2): produ
 faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
 0.95x (100 x 3072 x 1024's weight gradient).
 The last strip of C's columns and the last block of rows may be short: the strip is zero-padded
-in P and stored lane by lane, the block repeats its last row's scalars and stores only its own.
+in P and stored with masked vector stores, the block repeats its last row's scalars and stores only its own.
 
 Why not BLAS: OpenBLAS's sgemm gives an element other bits depending on where it falls in its
 tiles (measured on its Haswell kernel: 1.4 % of the elements of a (500, 784) x (784, 512)
@@ -45,7 +45,8 @@ from numba import prange
 from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .optim import HP_SIZE, update_range
-from .simd import SIMD, lanes, vfma, vload, vmul, vsplat, vsplat_at, vstore, vtranspose, vzero
+from .simd import (SIMD, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
+                   vstore_part, vtranspose, vzero)
 
 MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
@@ -89,27 +90,14 @@ def _pack(P, Bf, k0, k1, j, w, tk, tj):
 
 
 @internal_kernel
-def _put_part(Cf, Sf, T, at, w, acc, va, vb, keep, first):
-    """_put for w < V columns: through the V lanes of T, with the same vector arithmetic."""
-    V = lanes(T)
-    for c in range(V):
-        T[c] = Cf[at + c] if (c < w and not first) else (Sf[at + c] if (c < w and keep) else 0)
-    if not first:
-        vstore(T, 0, vfma(acc, va, vload(T, 0)))
-    elif keep:
-        vstore(T, 0, vfma(acc, va, vmul(vload(T, 0), vb)))
-    else:
-        vstore(T, 0, vmul(acc, va))
-    for c in range(w):
-        Cf[at + c] = T[c]
-
-
-@internal_kernel
-def _put(Cf, Sf, T, at, w, acc, va, vb, keep, first):
+def _put(Cf, Sf, at, w, acc, va, vb, keep, first):
     """C[at:at+w] from one vector acc: acc*alpha + beta*S (first run; keep) or acc*alpha, or
-    C + acc*alpha after the first run (small, so that LLVM inlines it)."""
-    V = lanes(T)
-    if w == V:
+    C + acc*alpha after the first run (small, so that LLVM inlines it).  w < V lanes are
+    loaded and stored masked, with the same arithmetic (lane by lane through a scratch vector
+    before: ~250 cycles a row, which made a 10-unit output layer's forward 3x slower per row
+    than a 16-unit one's, measured)."""
+    V = lanes(Sf)
+    if w >= V:
         if not first:
             vstore(Cf, at, vfma(acc, va, vload(Cf, at)))
         elif keep:
@@ -117,14 +105,19 @@ def _put(Cf, Sf, T, at, w, acc, va, vb, keep, first):
         else:
             vstore(Cf, at, vmul(acc, va))
     elif w > 0:
-        _put_part(Cf, Sf, T, at, w, acc, va, vb, keep, first)
+        if not first:
+            vstore_part(Cf, at, vfma(acc, va, vload_part(Cf, at, w)), w)
+        elif keep:
+            vstore_part(Cf, at, vfma(acc, va, vmul(vload_part(Sf, at, w), vb)), w)
+        else:
+            vstore_part(Cf, at, vmul(acc, va), w)
 
 
 @internal_kernel
-def _row(Cf, Sf, T, at, w, acc0, acc1, va, vb, keep, first):
-    V = lanes(T)
-    _put(Cf, Sf, T, at, min(w, V), acc0, va, vb, keep, first)
-    _put(Cf, Sf, T, at + V, w - V, acc1, va, vb, keep, first)
+def _row(Cf, Sf, at, w, acc0, acc1, va, vb, keep, first):
+    V = lanes(Sf)
+    _put(Cf, Sf, at, min(w, V), acc0, va, vb, keep, first)
+    _put(Cf, Sf, at + V, w - V, acc1, va, vb, keep, first)
 
 
 @internal_kernel
@@ -162,7 +155,7 @@ def _packa(Ap, Af, a0, nr, n, sk, sr, avail):
 
 
 @internal_kernel
-def _k6(Cf, Sf, Ap, P, T, r0, nr, j, w, n, J, va, vb, keep, first):
+def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
     """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k) and the packed rows
     Ap of A (_packa).  Fewer than 6 rows repeat the last one's scalars and store only theirs:
     each row's lanes are the same chains as in a full block."""
@@ -193,18 +186,18 @@ def _k6(Cf, Sf, Ap, P, T, r0, nr, j, w, n, J, va, vb, keep, first):
         x = vsplat_at(Ap, d + 4); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
         x = vsplat_at(Ap, d + 5); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
     at = r0 * J + j
-    if w < 2 * V:               # the last strip of C's columns, lane by lane
-        _row(Cf, Sf, T, at, w, a0, a1, va, vb, keep, first)
+    if w < 2 * V:               # the last strip of C's columns, masked
+        _row(Cf, Sf, at, w, a0, a1, va, vb, keep, first)
         if nr > 1:
-            _row(Cf, Sf, T, at + J, w, b0, b1, va, vb, keep, first)
+            _row(Cf, Sf, at + J, w, b0, b1, va, vb, keep, first)
         if nr > 2:
-            _row(Cf, Sf, T, at + 2 * J, w, c0, c1, va, vb, keep, first)
+            _row(Cf, Sf, at + 2 * J, w, c0, c1, va, vb, keep, first)
         if nr > 3:
-            _row(Cf, Sf, T, at + 3 * J, w, d0, d1, va, vb, keep, first)
+            _row(Cf, Sf, at + 3 * J, w, d0, d1, va, vb, keep, first)
         if nr > 4:
-            _row(Cf, Sf, T, at + 4 * J, w, e0, e1, va, vb, keep, first)
+            _row(Cf, Sf, at + 4 * J, w, e0, e1, va, vb, keep, first)
         if nr > 5:
-            _row(Cf, Sf, T, at + 5 * J, w, f0, f1, va, vb, keep, first)
+            _row(Cf, Sf, at + 5 * J, w, f0, f1, va, vb, keep, first)
         return
     # whole strips: written here, not through _row (its calls cost as much as the k loop:
     # 1.5-2x slower products, measured); the same arithmetic as _put (C * 1 is exact)
@@ -259,7 +252,6 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     # this part's own scratch, allocated per call: microseconds against >= 2M multiply-adds
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: _packa
-    T = np.empty(V, Bf.dtype)
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     for u in range(runs):
@@ -281,7 +273,7 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
                     s = (j - b0) // W
                     for r in range(m0, m1, MR):
                         _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
-                            P[s * S2:(s + 1) * S2], T, r, min(MR, m1 - r), j, min(W, b1 - j),
+                            P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j, min(W, b1 - j),
                             n, J, va, vb, keep, first)
                 if update and u == runs - 1:    # the tile C[m0:m1, b0:b1] is final
                     for o in range(m0, m1):

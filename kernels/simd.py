@@ -94,6 +94,52 @@ def vstore(typingctx, a, i, v):
     return types.none(a, i, v), codegen
 
 
+def _lanes_below(builder, n, w):
+    """The <n x i1> mask of lanes j < w (w an int64)."""
+    i64 = ir.IntType(64)
+    wv = _splat(builder, ir.VectorType(i64, n), w)
+    return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, n), list(range(n))), wv)
+
+
+def _masked(builder, op, vty, ptr_type):
+    bits = 32 if isinstance(vty.element, ir.FloatType) else 64
+    mask = ir.VectorType(ir.IntType(1), vty.count)
+    args = ([vty, ptr_type, ir.IntType(32), mask] if op == "store" else
+            [ptr_type, ir.IntType(32), mask, vty])
+    ret = ir.VoidType() if op == "store" else vty
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args),
+                                          f"llvm.masked.{op}.v{vty.count}f{bits}.p0")
+
+
+@intrinsic
+def vload_part(typingctx, a, i, w):
+    """a[i:i + w] in the first w lanes (w < lanes), 0 in the others, which are not read (a
+    masked load: no fault past the end of a, no read of another thread's elements)."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        vty = context.get_value_type(vt)
+        zero = ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * vt.lanes)
+        return builder.call(_masked(builder, "load", vty, p.type),
+                            [p, ir.Constant(ir.IntType(32), 4),
+                             _lanes_below(builder, vt.lanes, args[2]), zero])
+    return vt(a, i, types.int64), codegen
+
+
+@intrinsic
+def vstore_part(typingctx, a, i, v, w):
+    """a[i:i + w] <- the first w lanes of v (w < lanes); the elements after them untouched."""
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        vty = args[2].type
+        builder.call(_masked(builder, "store", vty, p.type),
+                     [args[2], p, ir.Constant(ir.IntType(32), 4),
+                      _lanes_below(builder, vty.count, args[3])])
+        return context.get_dummy_value()
+    return types.none(a, i, v, types.int64), codegen
+
+
 @intrinsic
 def vsplat_at(typingctx, a, i):
     """Every lane = a[i]."""
