@@ -27,7 +27,16 @@ _announced = False      # the compile notice is shown once per process
 
 def mode():
     """'widget', 'bar' or 'lines': how progress reaches a person from here (see the docstring)."""
-    import tqdm.auto  # noqa: F401  first, so that tqdm.autonotebook's import warning is silenced
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        # In a notebook kernel without ipywidgets, tqdm warns on import, naming its own source line
+        # and asking to "update jupyter"; say instead, once, what to install.  (tqdm.auto: its
+        # experimental-feature warning silenced.)
+        warnings.simplefilter("always")
+        import tqdm.auto  # noqa: F401
+    if any("IProgress not found" in str(w.message) for w in caught):
+        say("Progress is shown as lines: ipywidgets, which draws progress bars in a notebook, is not "
+            'installed (pip install "fastmlp[notebook]").')
     from tqdm import autonotebook, std
     if autonotebook.tqdm is not std.tqdm:     # a notebook kernel with ipywidgets
         return "widget"
