@@ -8,7 +8,6 @@ Jupyter stack of some twenty packages for this one file, and it skips without th
 """
 import importlib.util
 import re
-import sys
 
 import pytest
 
