@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from . import _checks
-from .train import EVAL_COLUMNS
+from .history import EVAL_COLUMNS
 
 
 class CyclicLR:

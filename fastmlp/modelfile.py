@@ -22,7 +22,7 @@ SPEC_KEYS = {"sizes", "batch_norm", "init", "dtype", "seed", "bn_eps", "bn_alpha
 HISTORY = ("eta", "batch_loss", "evals")
 DATA = ("mean", "std", "label_names", "image_shape")
 SECONDS = ("compile", "train", "eval", "checkpoint")
-N_EVAL_COLUMNS = (8, 11)        # train.EVAL_COLUMNS; 8: files written before the test columns
+N_EVAL_COLUMNS = (8, 11)        # history.EVAL_COLUMNS; 8: files written before the test columns
 
 
 class CheckpointError(ValueError):

@@ -26,7 +26,7 @@ OVERVIEW = "curves.png"
 
 
 def plot_history(history, out_dir, train_label="training", dpi=120):
-    """Write cost.png, loss.png and accuracy.png for a train.History; return their paths.
+    """Write cost.png, loss.png and accuracy.png for a history.History; return their paths.
     train_label names the training curve (say, when it is measured on a subset)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,16 @@ _announced = False      # the compile notice is shown once per process
 
 def mode():
     """'widget', 'bar' or 'lines': how progress reaches a person from here (see the docstring)."""
-    import tqdm.auto  # noqa: F401  first, so that tqdm.autonotebook's import warning is silenced
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        # In a notebook kernel without ipywidgets, tqdm warns on import, naming its own source line
+        # and asking to "update jupyter"; say instead, once, what to install.  (tqdm.auto: its
+        # experimental-feature warning silenced.)
+        warnings.simplefilter("always")
+        import tqdm.auto  # noqa: F401
+    if any("IProgress not found" in str(w.message) for w in caught):
+        say("Progress is shown as lines: ipywidgets, which draws progress bars in a notebook, is not "
+            'installed (pip install "fastmlp[notebook]").')
     from tqdm import autonotebook, std
     if autonotebook.tqdm is not std.tqdm:     # a notebook kernel with ipywidgets
         return "widget"
@@ -103,20 +112,26 @@ class TrainProgress:
 
     total: the run's steps; steps_per_epoch: steps of an epoch; step: where it starts (resume)."""
 
+    # What the bar shows, in as few columns as it can: in an 80-column terminal (tmux's default, and
+    # the pseudo-terminal of a notebook's `!fastmlp train`) tqdm's default, with the step count, the
+    # rate and `train_acc=` names, cut the accuracies off.  The epoch stands for the step count.
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+
     def __init__(self, enabled, total, steps_per_epoch, step=0):
         self.mode = mode() if enabled else None
         self.total, self.spe, self.epochs = total, steps_per_epoch, -(-total // steps_per_epoch)
-        self.tic, self.bar, self.seen = time.perf_counter(), None, None
+        self.tic, self.bar, self.seen, self.compiled = time.perf_counter(), None, None, False
         if self.mode in ("widget", "bar"):
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5,
-                            desc=self._epoch(step), file=sys.stderr)
+                            desc=self._epoch(step), bar_format=self.BAR_FORMAT, file=sys.stderr)
 
     def _epoch(self, step):
         return f"epoch {min(step // self.spe + 1, self.epochs)}/{self.epochs}"
 
     def notice(self):
         """The CompileClock notice, when progress is shown."""
+        self.compiled = True
         if self.mode is not None:
             compile_notice()
 
@@ -127,11 +142,17 @@ class TrainProgress:
         evals = len(history.evals)
         last = history.row(-1)
         if self.bar is not None:
-            self.bar.update(steps)
-            if evals != self.seen or self.bar.n % 25 < steps:
-                self.bar.set_description(self._epoch(step), refresh=False)
-                self.bar.set_postfix(loss=f"{loss:.3f}", train_acc=f"{100 * last['train_accuracy']:.1f}%",
-                                     val_acc=f"{100 * last['val_accuracy']:.1f}%", refresh=False)
+            restart, self.compiled = self.compiled, False
+            if restart:     # the compile is reported apart; left in the bar's clock, it made the rate
+                self.bar.reset()          # 30 s/step and the ETA far too long on a first run
+                self.bar.n = self.bar.last_print_n = self.bar.initial = step
+            else:
+                self.bar.update(steps)
+            if restart or evals != self.seen or self.bar.n % 25 < steps:
+                self.bar.set_description_str(self._epoch(step), refresh=False)
+                scores = [f"{part} {100 * last[f'{part}_accuracy']:.1f}%" for part in ("train", "val")
+                          if math.isfinite(last[f"{part}_accuracy"])]
+                self.bar.set_postfix_str(", ".join([f"loss {loss:.3f}", *scores]), refresh=restart)
         elif evals != self.seen and (step % self.spe == 0 or step == self.total):
             say(self._line(step, last))
         self.seen = evals

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
+from .history import EVAL_COLUMNS
 from .modelfile import CheckpointError
-from .train import EVAL_COLUMNS
 
 BEST = "best.npz"
 MONITORS = ("val_loss", "val_accuracy")      # what --monitor may name (columns of history.csv)

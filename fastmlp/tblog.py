@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .extras import require
-from .train import EVAL_COLUMNS
+from .history import EVAL_COLUMNS
 
 MAX_STEP_POINTS = 1000
 
