@@ -14,11 +14,19 @@ from fastmlp.cli import build_parser, main
 from fastmlp.studies.fullreport import ReportPlan, base_config, plan_steps
 from test_cli import run
 from test_studies import npz  # noqa: F401  (the tiny synthetic dataset of the studies' tests)
+from conftest import plain_run_figures, pool_in_threads
 
 TINY = ["--ns", 3, "--cycles", 1, "--batch", 50, "--train-eval", 0, "--n-val", 100, "--seeds", 1,
         "--coarse", 1, "--fine", 1, "--final-cycles", 1, "--workers", 1, "--grad-n", 4, "--grad-dims", 5,
         "--hidden", "8", "8-8", "--sigmas", 0.1, "--etas", 0.01]
 STEPS = ["gradients", "layers", "search", "init", "eta"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cheap_runs():
+    """Each run's figures as a stub PNG, and the search's pool in threads (conftest.py says why)."""
+    with plain_run_figures(), pool_in_threads():
+        yield
 
 
 @pytest.fixture(scope="module")

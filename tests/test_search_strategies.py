@@ -1,7 +1,6 @@
 """`fastmlp search` strategies: listed values and a full grid, a constant eta and dropout searched,
 more than two narrowing stages and a user-given fine interval, Optuna's TPE (seeded, resumable, on
 a shared journal file), the figure, and their bad input.  Tiny runs on a tiny npz."""
-import concurrent.futures
 import json
 import sys
 
@@ -9,18 +8,18 @@ import numpy as np
 import pytest
 
 from fastmlp.config import TrainConfig
-from fastmlp.studies import executors
 from fastmlp.studies.search import SearchPlan, around, coarse_random, coarse_size, grid
 from test_cli import run
 from test_studies_search import TINY, cli, table_rows
 from train_helpers import write_npz
+from conftest import plain_run_figures, pool_in_threads
 
 
-@pytest.fixture(autouse=True)
-def in_process(monkeypatch):
-    """Trials in threads of this process: a spawned pool costs seconds per search to start, and the
-    process pool itself (kill -9, retries) is tested in test_studies_search.py and test_search_faults.py."""
-    monkeypatch.setattr(executors.LocalPool, "_new", lambda self: concurrent.futures.ThreadPoolExecutor(self.workers))
+@pytest.fixture(scope="module", autouse=True)
+def cheap_runs():
+    """Trials in threads of this process, each run's figures a stub PNG (conftest.py says why)."""
+    with plain_run_figures(), pool_in_threads():
+        yield
 
 
 @pytest.fixture(scope="module")
