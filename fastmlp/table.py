@@ -6,6 +6,9 @@ STYLES = ("markdown", "text")
 # A cell that reads as a number (signs, %, ±, exponents, "x" of a ratio) is right-aligned, as people
 # compare numbers by their last digits; words stay left-aligned.
 _NUMERIC = re.compile(r"^[-+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?\s*(%|x|s|ms)?(\s*±\s*[\d.e+-]+%?)?$")
+# what stands in a numeric column for a number there is not (a study's diverged run has no scores);
+# it does not turn the column's alignment to the left
+_NO_NUMBER = ("-", "", "diverged")
 
 
 def format_table(header, rows, style="markdown"):
@@ -18,7 +21,7 @@ def format_table(header, rows, style="markdown"):
     for i, row in enumerate(rows):
         if len(row) != len(header):
             raise ValueError(f"row {i} has {len(row)} cells but the header has {len(header)} columns: {row}")
-    right = [bool(rows) and all(_NUMERIC.match(r[j]) or r[j] in ("-", "") for r in rows)
+    right = [bool(rows) and all(_NUMERIC.match(r[j]) or r[j] in _NO_NUMBER for r in rows)
              for j in range(len(header))]
     if style == "markdown":
         rule = "|" + "|".join("---:" if r else "---" for r in right) + "|"

@@ -14,11 +14,19 @@ from fastmlp.cli import build_parser, main
 from fastmlp.studies.fullreport import ReportPlan, base_config, plan_steps
 from test_cli import run
 from test_studies import npz  # noqa: F401  (the tiny synthetic dataset of the studies' tests)
+from conftest import plain_run_figures, pool_in_threads
 
 TINY = ["--ns", 3, "--cycles", 1, "--batch", 50, "--train-eval", 0, "--n-val", 100, "--seeds", 1,
         "--coarse", 1, "--fine", 1, "--final-cycles", 1, "--workers", 1, "--grad-n", 4, "--grad-dims", 5,
         "--hidden", "8", "8-8", "--sigmas", 0.1, "--etas", 0.01]
 STEPS = ["gradients", "layers", "search", "init", "eta"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cheap_runs():
+    """Each run's figures as a stub PNG, and the search's pool in threads (conftest.py says why)."""
+    with plain_run_figures(), pool_in_threads():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +88,19 @@ def test_html_is_self_contained_and_shows_every_table_and_figure(report):
     # every step's table, its command and its config
     for step in STEPS:
         assert f'<h2 id="{step}">' in page
+    # the summary names the best trial's settings and scores, not its lists of per-seed results
+    summary = page[:page.index('<h2 id="gradients">')]
+    assert re.search(r"best by validation: layers \d, hidden [\d-]+, batch norm (yes|no) \(val [\d.]+%, test "
+                     r"[\d.]+%\)", summary) and "val_loss" not in summary and "[" not in summary
     assert page.count("<table>") == 1 + 3 + 1 + 3 + 1 + 1   # summary, 3 gradient, layers, search (by rank, in trial order, final), init, eta
     assert page.count("fastmlp study ") == 3 and page.count("fastmlp gradcheck ") == 3
     assert "fastmlp search " in page and '"lam": 0.005' in page
+    # long commands are broken before a flag with a shell continuation, not wrapped inside a flag
+    blocks = re.findall(r"<h3>Command</h3>\n<pre>(.*?)</pre>", page, re.S)
+    for step, block in zip(STEPS, blocks):
+        command = json.loads((out / step / "step.json").read_text())["settings"]["command"]
+        assert block.replace(" \\\n    --", " --") == command.replace("OUT", str(out))
+    assert " \\\n    --" in blocks[0]       # the gradient check's lines are long
     md = (out / "report.md").read_text(encoding="utf-8")
     for png in pngs:
         assert png.relative_to(out).as_posix() in md

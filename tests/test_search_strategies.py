@@ -1,7 +1,6 @@
 """`fastmlp search` strategies: listed values and a full grid, a constant eta and dropout searched,
 more than two narrowing stages and a user-given fine interval, Optuna's TPE (seeded, resumable, on
 a shared journal file), the figure, and their bad input.  Tiny runs on a tiny npz."""
-import concurrent.futures
 import json
 import sys
 
@@ -9,18 +8,18 @@ import numpy as np
 import pytest
 
 from fastmlp.config import TrainConfig
-from fastmlp.studies import executors
-from fastmlp.studies.search import SearchPlan, around, coarse_random, grid
+from fastmlp.studies.search import SearchPlan, around, coarse_random, coarse_size, grid
 from test_cli import run
 from test_studies_search import TINY, cli, table_rows
 from train_helpers import write_npz
+from conftest import plain_run_figures, pool_in_threads
 
 
-@pytest.fixture(autouse=True)
-def in_process(monkeypatch):
-    """Trials in threads of this process: a spawned pool costs seconds per search to start, and the
-    process pool itself (kill -9, retries) is tested in test_studies_search.py and test_search_faults.py."""
-    monkeypatch.setattr(executors.LocalPool, "_new", lambda self: concurrent.futures.ThreadPoolExecutor(self.workers))
+@pytest.fixture(scope="module", autouse=True)
+def cheap_runs():
+    """Trials in threads of this process, each run's figures a stub PNG (conftest.py says why)."""
+    with plain_run_figures(), pool_in_threads():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +52,19 @@ def test_random_draws_from_the_lists_and_a_constant_eta_range():
     etas = np.log10([p["eta"] for p in points])
     assert etas.min() >= -3 and etas.max() <= -1 and {p["eta_max"] for p in points} == {base.eta_max}
     assert plan.searched() == ["lam", "eta", "dropout"] and coarse_random(plan, base, 200) == points
+
+
+def test_random_over_lists_only_runs_each_combination_once():
+    # `--lams 0.01,0.02,0.03` ran 8 trials drawn with replacement from the three (five of them 0.01)
+    base = TrainConfig()
+    plan = SearchPlan(lams="0.01,0.02,0.03").validate()
+    assert [p["lam"] for p in coarse_random(plan, base, plan.coarse)] == [0.01, 0.02, 0.03]
+    assert coarse_size(plan, base) == 3
+    many = SearchPlan(lams="0.01,0.02,0.03", dropouts="0,0.1,0.2,0.3", coarse=5).validate()
+    points = coarse_random(many, base, many.coarse)
+    combos = [(p["lam"], p["dropout"]) for p in points]
+    assert len(set(combos)) == len(combos) == 5 == coarse_size(many, base) and combos == sorted(combos)
+    assert coarse_random(many, base, many.coarse) == points
 
 
 def test_each_fine_stage_narrows_around_its_centre_and_the_first_can_take_a_given_interval():

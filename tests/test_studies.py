@@ -10,10 +10,18 @@ import pytest
 from fastmlp.config import TrainConfig
 from fastmlp.run import train
 from test_cli import run
+from conftest import plain_run_figures
 
 TINY = ["--ns", 6, "--cycles", 1, "--batch", 50, "--train-eval", 0, "--n-val", 100]
 GRIDS = {"init": ["--sigmas", 0.1], "depth": ["--hidden", "8-8", "8-6-4"], "eta": ["--etas", 0.01, 0.1]}
 FILES = ["configs.json", "curves.png", "results.csv", "results.json", "results.md", "runs", "val_loss.png"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cheap_runs():
+    """Each run's figures as a stub PNG (conftest.py says why)."""
+    with plain_run_figures():
+        yield
 
 
 @pytest.fixture(scope="module")

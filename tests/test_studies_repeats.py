@@ -10,6 +10,14 @@ from fastmlp import checkpoint
 from fastmlp.data import make_splits
 from test_cli import TINY, run
 from train_helpers import CtrlC, tiny_raw, write_npz
+from conftest import plain_run_figures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cheap_runs():
+    """Each run's figures as a stub PNG (conftest.py says why)."""
+    with plain_run_figures():
+        yield
 
 
 @pytest.fixture

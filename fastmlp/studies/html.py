@@ -23,6 +23,7 @@ from .fullreport import largest_rel_error
 # The Markdown files a step's section shows, in this order (those present).
 SHOWN = {"gradients": ("net*/gradcheck.md",), "search": ("results.md", "final/summary.md")}
 STUDY_SHOWN = ("results.md",)
+COMMAND_WIDTH = 100     # characters of a command line on the page (its <pre> holds about 125)
 CSS = """body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -67,7 +68,27 @@ def _section(out, d):
               if configs.is_file() else ("the base config of the runs (each run's exact config: metrics.json in "
                                          "its folder)", dumps(d.step.settings["base"], indent=2)))
     return {"name": d.step.name, "title": d.step.title, "status": status, "folder": folder.relative_to(out),
-            "texts": texts, "figures": top, "folded": folded, "command": d.step.command, "config": config}
+            "texts": texts, "figures": top, "folded": folded, "command": shell_lines(d.step.command), "config": config}
+
+
+def shell_lines(command, width=COMMAND_WIDTH):
+    """Each line of `command` longer than `width` broken before a flag, with a shell continuation
+    (" \\" and an indent): the page's <pre> otherwise wraps it inside a flag ("--" at one line's
+    end, "seed 0" on the next).  A line with quotes is left whole (a flag may be inside them)."""
+    lines = []
+    for line in command.splitlines():
+        words = line.split(" --")
+        if len(line) <= width or "'" in line or '"' in line:
+            lines.append(line)
+            continue
+        rows = [words[0]]
+        for word in words[1:]:
+            if len(rows[-1]) + 3 + len(word) > width:
+                rows.append("    --" + word)
+            else:
+                rows[-1] += " --" + word
+        lines.append(" \\\n".join(rows))
+    return "\n".join(lines)
 
 
 def _untitled(text, title):
@@ -93,16 +114,17 @@ def headline(d):
         if not ranked:
             return "every run diverged"
         best = max(ranked, key=lambda t: t["val_accuracy_mean"])
-        cells = ", ".join(f"{k} {best[k]}" for k in best if k not in _NUMBERS)
+        cells = ", ".join(f"{k} {best[k]}" for k in best if not k.startswith(_RESULTS))
         test = best["test_accuracy_mean"]
-        return f"best by validation: {cells} (test {'-' if test is None else f'{100 * test:.2f}%'})"
+        return (f"best by validation: {cells} (val {100 * best['val_accuracy_mean']:.2f}%, test "
+                f"{'-' if test is None else f'{100 * test:.2f}%'})")
     except (OSError, ValueError, KeyError, TypeError):
         return "-"
 
 
-_NUMBERS = {"test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean", "val_accuracy_std", "val_loss_mean",
-            "val_loss_std", "runs", "diverged", "seeds", "test_accuracy", "val_accuracy",
-            "diverged_message", "runs_out", "train_accuracy_mean", "train_accuracy_std", "train_accuracy"}
+# a study trial's result fields (and their _mean, _std, per-seed lists); the fields before them
+# are the trial's settings.  A list of names missed val_loss and printed "val_loss [0.3378165041312016]"
+_RESULTS = ("train_", "val_", "test_", "runs", "diverged", "seeds")
 
 
 # ---- HTML --------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from . import jsonl
 from . import repeats as rep
 from .executors import completed, trial_executor
 from .search_plan import SearchPlan, conflicts  # noqa: F401  (the CLI and tests import them from here)
-from .search_points import around, coarse_random, draws, grid, log_uniform  # noqa: F401
+from .search_points import around, coarse_random, coarse_size, draws, grid, log_uniform  # noqa: F401
 from .search_state import portable, same_final, same_search, trial_record
 from .search_table import best_line, describe_point, describe_result, val_key, write_search  # noqa: F401
 
@@ -71,8 +71,7 @@ def _runs_left(plan, base, done):
     if plan.sampler == "tpe":
         trials = plan.coarse + plan.fine
     else:
-        coarse = len(grid(plan, base)) if plan.sampler == "grid" else plan.coarse
-        trials = coarse + (plan.fine * (plan.stages - 1) if plan.fine else 0)
+        trials = coarse_size(plan, base) + (plan.fine * (plan.stages - 1) if plan.fine else 0)
     return plan.repeats * (max(trials - len(done), 0) + bool(plan.final))
 
 

@@ -39,7 +39,8 @@ class SearchPlan:
     l_min: float = _arg(-5.0, "log10 of the smallest lam of the coarse phase", type=float)
     l_max: float = _arg(-1.0, "log10 of the largest lam of the coarse phase", type=float)
     lams: str | tuple | None = _arg(None, "the lam values of the coarse phase instead of the range, "
-                                          "comma-separated", metavar="0.01,0.02,...")
+                                          "comma-separated; with lists only, each combination is "
+                                          "run once (at most --coarse of them)", metavar="0.01,0.02,...")
     eta_max_range: tuple | None = _range("also search eta_max, log-uniform in [10^LO, 10^HI]; unset: "
                                          "--eta-max for every trial")
     eta_maxes: str | tuple | None = _arg(None, "also search eta_max over these values, comma-separated",

@@ -27,8 +27,17 @@ def _seed(plan, stage, name):
 
 
 def coarse_random(plan, base, n):
-    """n points of the coarse phase: each searched quantity drawn from its range or list."""
+    """n points of the coarse phase: each searched quantity drawn from its range or list.  When
+    every searched quantity is listed (--lams and no range), the points are distinct combinations
+    of the lists, in grid order: all of them if there are at most n (`--lams 0.01,0.02,0.03` runs
+    those three), else n of them drawn without replacement.  Drawing with replacement there would
+    run the same trial again and again."""
     seed = _seed(plan, 0, "lam")
+    if only_listed(plan):
+        combos = grid(plan, base)
+        if len(combos) <= n:
+            return combos
+        return [combos[k] for k in sorted(np.random.default_rng(seed).choice(len(combos), n, replace=False))]
     columns = {"lam": pick(plan.lams, n, seed) if plan.lams else log_uniform(plan.l_min, plan.l_max, n, seed)}
     for name, values, span in (("eta_max", plan.eta_maxes, plan.eta_max_range), ("eta", plan.etas, plan.eta_range)):
         if values:
@@ -39,6 +48,18 @@ def coarse_random(plan, base, n):
         if values:
             columns[name] = pick(values, n, _seed(plan, 0, name))
     return _points(base, columns, n)
+
+
+def only_listed(plan):
+    """Whether every quantity a random search varies comes from a list (none from a range)."""
+    return plan.lams is not None and plan.eta_max_range is None and plan.eta_range is None
+
+
+def coarse_size(plan, base):
+    """The number of trials of the coarse phase of a random or grid search."""
+    if plan.sampler == "grid":
+        return len(grid(plan, base))
+    return min(plan.coarse, plan.grid_size()) if only_listed(plan) else plan.coarse
 
 
 def grid(plan, base):
