@@ -3,8 +3,9 @@
 Forward: each unit is dropped (set to 0) with probability `rate` and the kept ones are scaled by
 1 / (1 - rate), so evaluation needs no rescaling (PyTorch's and Keras' convention; "keep
 probability 0.9" is rate 0.1).  The mask is not stored: unit (n, o) is kept when 32-bit draw
-n*O + o of stream `key` (kernels/rng.py bits32) is >= rate * 2**32, and the backward draws it again, so a step, a
-resumed step or a gradient check with the same key sees the same mask.  prange over rows.
+n*O + o of stream `key` (kernels/rng.py bits32) is >= rate * 2**32, and the backward draws it
+again, so a step, a resumed step or a gradient check with the same key sees the same mask.
+prange over rows.
 """
 import numpy as np
 from numba import prange
@@ -40,8 +41,8 @@ def dropout_backward_gated(dH, rate):
     through a gate that is 0 wherever the layer's output after dropout is 0 (ReLU's `Y > 0` in
     relu_backward and bn_backward, given that output): a dropped unit's gradient is zeroed
     there, so its mask need not be drawn again.  The fused step uses it (drawing the mask a
-    second time was half of dropout's cost); the result is the
-    same bits as dropout_backward followed by the gate.  prange over rows."""
+    second time was half of dropout's cost); the result is the same bits as dropout_backward
+    followed by the gate.  prange over rows."""
     N, O = dH.shape
     scale = dH.dtype.type(1.0 / (1.0 - rate))      # as dropout_forward's
     for n in prange(N):

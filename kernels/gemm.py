@@ -26,7 +26,8 @@ it.  Against the order before (A's 6 rows in L1, strips streamed from L2): produ
 faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
 0.95x (100 x 3072 x 1024's weight gradient).
 The last strip of C's columns and the last block of rows may be short: the strip is zero-padded
-in P and stored with masked vector stores, the block repeats its last row's scalars and stores only its own.
+in P and stored with masked vector stores, the block repeats its last row's scalars and stores
+only its own.
 
 Why not BLAS: OpenBLAS's sgemm gives an element other bits depending on where it falls in its
 tiles (measured on its Haswell kernel: 1.4 % of the elements of a (500, 784) x (784, 512)

@@ -52,14 +52,6 @@ def uniform(key, i):
 
 
 @serial_kernel
-def below(p):
-    """The integer t with uniform(key, i) < p exactly when bits53(key, i) < t, for p in [0, 1]:
-    m * 2**-53 < p <=> m < p * 2**53 (exact: a power-of-two scaling) <=> m < ceil(p * 2**53).
-    Comparing integers saves the conversion to float, which AVX2 has no vector form of."""
-    return np.uint64(np.ceil(p * 9007199254740992.0))
-
-
-@serial_kernel
 def sub_key(key, i):
     """The key of the i-th sub-stream of `key` (e.g. one layer's dropout in a step)."""
     return mix64(np.uint64(key) + (np.uint64(i) + np.uint64(1)) * GOLDEN)
@@ -102,5 +94,6 @@ def bits32(typingctx, key, i):
 @serial_kernel
 def below32(p):
     """The uint32 t with bits32 < t for a fraction p of draws: ceil(p * 2**32), for p in [0, 1)
-    (a p within 2**-32 of 1 keeps the draw 2**32 - 1)."""
+    (a p within 2**-32 of 1 keeps the draw 2**32 - 1).  Comparing integers saves a conversion
+    to float, which AVX2 has no vector form of for 64-bit integers."""
     return np.uint32(min(np.ceil(p * 4294967296.0), 4294967295.0))

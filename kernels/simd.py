@@ -101,14 +101,18 @@ def _lanes_below(builder, n, w):
     return builder.icmp_signed("<", ir.Constant(ir.VectorType(i64, n), list(range(n))), wv)
 
 
+def _overload(vty):
+    """LLVM's name suffix of the vector type vty in an intrinsic's name: v8f32, v4f64, ..."""
+    return f"v{vty.count}f{32 if isinstance(vty.element, ir.FloatType) else 64}"
+
+
 def _masked(builder, op, vty, ptr_type):
-    bits = 32 if isinstance(vty.element, ir.FloatType) else 64
     mask = ir.VectorType(ir.IntType(1), vty.count)
     args = ([vty, ptr_type, ir.IntType(32), mask] if op == "store" else
             [ptr_type, ir.IntType(32), mask, vty])
     ret = ir.VoidType() if op == "store" else vty
     return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args),
-                                          f"llvm.masked.{op}.v{vty.count}f{bits}.p0")
+                                          f"llvm.masked.{op}.{_overload(vty)}.p0")
 
 
 @intrinsic
@@ -181,9 +185,8 @@ def vfma(typingctx, x, y, acc):
 
     def codegen(context, builder, sig, args):
         vty = args[0].type
-        bits = 32 if isinstance(vty.element, ir.FloatType) else 64
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
-                                            f"llvm.fma.v{vty.count}f{bits}")
+                                            f"llvm.fma.{_overload(vty)}")
         return builder.call(fn, list(args))
     return x(x, y, acc), codegen
 
