@@ -20,7 +20,9 @@ layer the forward H (N, I) @ W (I, O), the weight gradient H^T @ dZ and, but for
 the input gradient dZ @ W^T.  `blas GF/s` is their FLOPs over that time, `fastmlp GF/s` the
 same FLOPs over fastmlp's whole step, and `of BLAS` the ratio of the two: the fraction of the
 BLAS's own rate that fastmlp's step reaches on the same products (everything else it does
-counts against it).  `x best` is the fastest peer's time over fastmlp's.
+counts against it).  `x best` is the fastest peer's time over fastmlp's.  The host's own float32
+GEMM rate (2048^3 through NumPy's BLAS) is printed before and after the table: the machine's
+speed drifts, so read the ratios, and the absolute times against it.
 """
 import argparse
 import contextlib
@@ -136,6 +138,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     for line in environment(args.threads, peers):
         print(line)
+    print(f"host float32 GEMM (NumPy's BLAS, 2048^3, {args.threads} threads) before the table: "
+          f"{impls.host_gemm(args.threads):.0f} GFLOP/s")
     print(f"median ms per training step over {args.rounds} interleaved rounds; x best = fastest "
           f"peer / fastmlp")
     cols = ["net", "batch", "fastmlp"] + peers + ["x best", "blas", "blas GF/s", "fastmlp GF/s",
@@ -151,6 +155,7 @@ def main(argv=None):
             row += [f"{best / f:.2f}x", f"{med['blas'] * 1e3:.3f}", f"{flops / med['blas'] / 1e9:.0f}",
                     f"{flops / f / 1e9:.0f}", f"{med['blas'] / f:.0%}"]
             print("| " + " | ".join(row) + " |", flush=True)
+    print(f"host float32 GEMM after the table: {impls.host_gemm(args.threads):.0f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,23 @@ def interleaved(runs, rounds, **block):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def host_gemm(threads, n=2048, repeats=5):
+    """This machine's own float32 GEMM rate in GFLOP/s: NumPy's BLAS on an n x n x n product with
+    `threads` threads, the median of `repeats`.  Printed beside a table so its ratios can be read
+    against what the host does at that moment (the same 2 cores ran it at 200-450 GFLOP/s on
+    different hosts, and one host drifts by up to 1.5x within minutes)."""
+    from threadpoolctl import threadpool_limits
+    a = np.ones((n, n), np.float32)
+    with threadpool_limits(threads, user_api="blas"):
+        a @ a
+        times = []
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - tic)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9
+
+
 def blas_lines():
     """The BLAS libraries loaded, each with the kernel it chose, and a warning for each
     environment variable that pins OpenBLAS's kernel (benchmarks print these above a table)."""

@@ -58,8 +58,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     dropout : float or tuple of float, default=0.0
         Inverted-dropout rate (probability of dropping a unit) after every hidden layer, or one
         rate per hidden layer.
-    init : {"he", "he_uniform", "xavier", "xavier_normal", "xavier_uniform"} or float, default="he"
-        Weight initialiser, or a sigma for N(0, sigma^2).
+    init : {"he", "he_uniform", "xavier", "xavier_normal", "xavier_uniform", "lecun"} or float, default="he"
+        Weight initialiser (docs/guide.md gives each one's formula), or a sigma for N(0, sigma^2).
     optimizer : {"sgd", "momentum", "adagrad", "adam"}, default="sgd"
         Update rule (PyTorch's), driven by the learning-rate schedule.
     momentum, nesterov : float, bool
