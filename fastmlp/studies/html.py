@@ -23,6 +23,7 @@ from .fullreport import largest_rel_error
 # The Markdown files a step's section shows, in this order (those present).
 SHOWN = {"gradients": ("net*/gradcheck.md",), "search": ("results.md", "final/summary.md")}
 STUDY_SHOWN = ("results.md",)
+RUN_FIGURE = "curves.png"   # a run's four-panel figure (fastmlp/plots.py)
 COMMAND_WIDTH = 100     # characters of a command line on the page (its <pre> holds about 125)
 CSS = """body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem}
@@ -61,6 +62,9 @@ def _section(out, d):
     for p in pngs:
         if p.parent != folder:
             folded.setdefault(p.parent, []).append(p)
+    # a run's curves.png has its cost, loss and accuracy panels: the page inlines only that one
+    # of a run that has it (all four made a full study's page 31 MB; report.md links every one)
+    inlined = {parent: [p for p in ps if p.name == RUN_FIGURE] or ps for parent, ps in folded.items()}
     status = (f"reused: finished in an earlier session ({d.record.get('seconds') or 0:.1f} s, "
               f"{d.record.get('finished_at', '')})" if d.reused else f"ran in {d.record['seconds']:.1f} s")
     configs = folder / "configs.json"      # a study's: the exact config of every run
@@ -68,7 +72,8 @@ def _section(out, d):
               if configs.is_file() else ("the base config of the runs (each run's exact config: metrics.json in "
                                          "its folder)", dumps(d.step.settings["base"], indent=2)))
     return {"name": d.step.name, "title": d.step.title, "status": status, "folder": folder.relative_to(out),
-            "texts": texts, "figures": top, "folded": folded, "command": shell_lines(d.step.command), "config": config}
+            "texts": texts, "figures": top, "folded": folded, "inlined": inlined,
+            "command": shell_lines(d.step.command), "config": config}
 
 
 def shell_lines(command, width=COMMAND_WIDTH):
@@ -151,8 +156,9 @@ def _html(title, meta, summary, sections):
             parts += [f"<h3>{_text(str(name))}</h3>", markdown_html(text)]
         parts += [_figure(p, s["folder"]) for p in s["figures"]]
         if s["folded"]:
-            parts.append(f"<details><summary>Figures of the {len(s['folded'])} runs inside</summary>")
-            for parent, pngs in s["folded"].items():
+            parts.append(f"<details><summary>Figures of the {len(s['folded'])} runs inside (each run's "
+                         f"{RUN_FIGURE}; its single-panel PNGs are in its folder)</summary>")
+            for parent, pngs in s["inlined"].items():
                 parts += [f"<h4>{_text(parent.name)}</h4>", *(_figure(p, s["folder"]) for p in pngs)]
             parts.append("</details>")
         parts += ["<h3>Command</h3>", f"<pre>{_text(s['command'])}</pre>",
