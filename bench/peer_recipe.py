@@ -488,11 +488,11 @@ def main(argv=None):
           f"data loaded in {time.perf_counter() - tic:.1f} s", flush=True)
     fingerprint = fastmlp_fingerprint()
     print(f"# fastmlp: {fingerprint}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    import impls
-    for line in impls.blas_lines():
+    import impls as bench_impls     # `impls` below: the implementations this run compares
+    for line in bench_impls.blas_lines():
         print(f"# {line}")
     print(f"# host float32 GEMM (NumPy's BLAS, 2048^3, {args.threads} threads): "
-          f"{impls.host_gemm(args.threads):.0f} GFLOP/s", flush=True)
+          f"{bench_impls.host_gemm(args.threads):.0f} GFLOP/s", flush=True)
     if "fastmlp" in impls:
         warm_up_fastmlp(splits, args.threads, **arch)
     if "torch" in impls:
