@@ -141,8 +141,10 @@ class TrainProgress:
             return
         evals = len(history.evals)
         last = history.row(-1)
+        restart, self.compiled = self.compiled, False
+        if restart:         # the lines' clock, as the bar's, counts training, not the compile
+            self.tic = time.perf_counter()
         if self.bar is not None:
-            restart, self.compiled = self.compiled, False
             if restart:     # the compile is reported apart; left in the bar's clock, it made the rate
                 self.bar.reset()          # 30 s/step and the ETA far too long on a first run
                 self.bar.n = self.bar.last_print_n = self.bar.initial = step

@@ -110,6 +110,20 @@ def test_the_bar_leaves_the_kernels_compile_out_of_its_rate_and_eta(monkeypatch,
         assert (shown.bar.n, shown.bar.initial) == (3, 1)
 
 
+def test_the_lines_leave_the_kernels_compile_out_of_their_clock(monkeypatch, capsys):
+    """Without a terminal the epoch lines' "elapsed" also starts after a compile: a first run's
+    first line said "0:08 elapsed" for 0.1 s of training (the compile is reported apart)."""
+    monkeypatch.setattr(progress, "mode", lambda: "lines")
+    history = History([0.1] * 10, evals=[[0, 0, 1.0, 1.0, 0.5, 1.0, 1.0, 0.5]])
+    with progress.TrainProgress(True, total=10, steps_per_epoch=5) as shown:
+        shown.tic -= 90.0                       # 90 s spent before the first step: compiling
+        shown.notice()
+        history.evals.append([5, 1, 1.0, 1.0, 0.5, 1.0, 1.0, 0.5])
+        shown.advance(5, 5, 0.5, history)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("epoch 1/2, step 5/10:") and line.endswith(" 0:00 elapsed")
+
+
 def test_history_csv_is_readable_while_the_run_trains(tmp_path, monkeypatch):
     seen = []
 
