@@ -89,7 +89,11 @@ def _band(ax, outcome, column, scale, colour, style, label):
         mean, std = np.mean(curves, axis=0), np.std(curves, axis=0, ddof=1) if len(curves) > 1 else 0.0
         ax.plot(steps, mean, color=colour, linestyle=style, label=label, marker="." if len(steps) <= 40 else None)
         if len(curves) > 1:
-            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
+            # the band stays where the quantity can be: a loss >= 0, an accuracy in [0, 100] %
+            # (σ = 0.001 without BN, one seed stuck at 10 % and two at 88 %: mean + std 106 %)
+            top = scale if "accuracy" in column else np.inf   # accuracies are fractions here
+            ax.fill_between(steps, np.maximum(mean - std, 0.0), np.minimum(mean + std, top), color=colour,
+                            alpha=0.15, linewidth=0)
     bad = [h for h, why in zip(outcome.histories, failures(outcome)) if why is not None]
     for k, h in enumerate(bad):       # None: stopped on a NaN, no curve to draw
         if h is not None:
