@@ -11,6 +11,7 @@ import shlex
 import pytest
 
 from fastmlp.cli import build_parser, main
+from fastmlp.plots import OVERVIEW
 from fastmlp.studies.fullreport import ReportPlan, base_config, plan_steps
 from test_cli import run
 from test_studies import npz  # noqa: F401  (the tiny synthetic dataset of the studies' tests)
@@ -85,8 +86,8 @@ def test_html_is_self_contained_and_shows_every_table_and_figure(report):
     pngs = sorted(out.rglob("*.png"))
     # a step's own figures, and of each run its four-panel curves.png (its single-panel cost,
     # loss and accuracy PNGs show the same curves: report.md links them, the page does not inline them)
-    shown = [p for p in pngs if p.parent.parent == out or p.name == "curves.png"
-             or not (p.parent / "curves.png").is_file()]
+    shown = [p for p in pngs if p.parent.parent == out or p.name == OVERVIEW
+             or not (p.parent / OVERVIEW).is_file()]
     assert len(images) == len(shown) == page.count("<img ") < len(pngs)
     assert {base64.b64decode(i)[:8] for i in images} == {b"\x89PNG\r\n\x1a\n"}
     # every step's table, its command and its config

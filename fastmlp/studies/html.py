@@ -17,13 +17,13 @@ from pathlib import Path
 from .. import __version__
 from ..checkpoint import atomic_write_text
 from ..jsonio import dumps
+from ..plots import OVERVIEW as RUN_FIGURE   # a run's four-panel figure
 from ..table import format_table
 from .fullreport import largest_rel_error
 
 # The Markdown files a step's section shows, in this order (those present).
 SHOWN = {"gradients": ("net*/gradcheck.md",), "search": ("results.md", "final/summary.md")}
 STUDY_SHOWN = ("results.md",)
-RUN_FIGURE = "curves.png"   # a run's four-panel figure (fastmlp/plots.py)
 COMMAND_WIDTH = 100     # characters of a command line on the page (its <pre> holds about 125)
 CSS = """body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem}
