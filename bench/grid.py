@@ -138,8 +138,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     for line in environment(args.threads, peers):
         print(line)
-    print(f"host float32 GEMM (NumPy's BLAS, 2048^3, {args.threads} threads) before the table: "
-          f"{impls.host_gemm(args.threads):.0f} GFLOP/s")
+    print(impls.host_gemm_line(args.threads, " before the table"))
     print(f"median ms per training step over {args.rounds} interleaved rounds; x best = fastest "
           f"peer / fastmlp")
     cols = ["net", "batch", "fastmlp"] + peers + ["x best", "blas", "blas GF/s", "fastmlp GF/s",
@@ -155,7 +154,7 @@ def main(argv=None):
             row += [f"{best / f:.2f}x", f"{med['blas'] * 1e3:.3f}", f"{flops / med['blas'] / 1e9:.0f}",
                     f"{flops / f / 1e9:.0f}", f"{med['blas'] / f:.0%}"]
             print("| " + " | ".join(row) + " |", flush=True)
-    print(f"host float32 GEMM after the table: {impls.host_gemm(args.threads):.0f} GFLOP/s")
+    print(impls.host_gemm_line(args.threads, " after the table"))
 
 
 if __name__ == "__main__":

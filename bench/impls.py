@@ -70,6 +70,12 @@ def host_gemm(threads, n=2048, repeats=5):
     return 2 * n ** 3 / float(np.median(times)) / 1e9
 
 
+def host_gemm_line(threads, when=""):
+    """host_gemm as the line the benchmarks print (`when`: e.g. " before the table")."""
+    return (f"host float32 GEMM (NumPy's BLAS, 2048^3, {threads} threads){when}: "
+            f"{host_gemm(threads):.0f} GFLOP/s")
+
+
 def blas_lines():
     """The BLAS libraries loaded, each with the kernel it chose, and a warning for each
     environment variable that pins OpenBLAS's kernel (benchmarks print these above a table)."""

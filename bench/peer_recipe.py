@@ -491,8 +491,7 @@ def main(argv=None):
     import impls as bench_impls     # `impls` below: the implementations this run compares
     for line in bench_impls.blas_lines():
         print(f"# {line}")
-    print(f"# host float32 GEMM (NumPy's BLAS, 2048^3, {args.threads} threads): "
-          f"{bench_impls.host_gemm(args.threads):.0f} GFLOP/s", flush=True)
+    print(f"# {bench_impls.host_gemm_line(args.threads)}", flush=True)
     if "fastmlp" in impls:
         warm_up_fastmlp(splits, args.threads, **arch)
     if "torch" in impls:

@@ -277,9 +277,7 @@ def environment(threads):
     import numba
     import impls
     return [f"load average {os.getloadavg()[0]:.2f}; threads {threads}; numba {numba.__version__}",
-            *impls.blas_lines(),
-            f"host float32 GEMM (NumPy's BLAS, 2048^3, {threads} threads): "
-            f"{impls.host_gemm(threads):.0f} GFLOP/s"]
+            *impls.blas_lines(), impls.host_gemm_line(threads)]
 
 
 def parse_args(argv):
