@@ -62,9 +62,6 @@ def _section(out, d):
     for p in pngs:
         if p.parent != folder:
             folded.setdefault(p.parent, []).append(p)
-    # a run's curves.png has its cost, loss and accuracy panels: the page inlines only that one
-    # of a run that has it (all four made a full study's page 31 MB; report.md links every one)
-    inlined = {parent: [p for p in ps if p.name == RUN_FIGURE] or ps for parent, ps in folded.items()}
     status = (f"reused: finished in an earlier session ({d.record.get('seconds') or 0:.1f} s, "
               f"{d.record.get('finished_at', '')})" if d.reused else f"ran in {d.record['seconds']:.1f} s")
     configs = folder / "configs.json"      # a study's: the exact config of every run
@@ -72,8 +69,8 @@ def _section(out, d):
               if configs.is_file() else ("the base config of the runs (each run's exact config: metrics.json in "
                                          "its folder)", dumps(d.step.settings["base"], indent=2)))
     return {"name": d.step.name, "title": d.step.title, "status": status, "folder": folder.relative_to(out),
-            "texts": texts, "figures": top, "folded": folded, "inlined": inlined,
-            "command": shell_lines(d.step.command), "config": config}
+            "texts": texts, "figures": top, "folded": folded, "command": shell_lines(d.step.command),
+            "config": config}
 
 
 def shell_lines(command, width=COMMAND_WIDTH):
@@ -158,8 +155,11 @@ def _html(title, meta, summary, sections):
         if s["folded"]:
             parts.append(f"<details><summary>Figures of the {len(s['folded'])} runs inside (each run's "
                          f"{RUN_FIGURE}; its single-panel PNGs are in its folder)</summary>")
-            for parent, pngs in s["inlined"].items():
-                parts += [f"<h4>{_text(parent.name)}</h4>", *(_figure(p, s["folder"]) for p in pngs)]
+            for parent, pngs in s["folded"].items():
+                # a run's curves.png has its cost, loss and accuracy panels: only that one is
+                # inlined (all four made a full study's page 31 MB; report.md links every one)
+                shown = [p for p in pngs if p.name == RUN_FIGURE] or pngs
+                parts += [f"<h4>{_text(parent.name)}</h4>", *(_figure(p, s["folder"]) for p in shown)]
             parts.append("</details>")
         parts += ["<h3>Command</h3>", f"<pre>{_text(s['command'])}</pre>",
                   f"<details><summary>Config: {_text(s['config'][0])}</summary>",
