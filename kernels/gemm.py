@@ -59,27 +59,37 @@ FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
 
 @internal_kernel
 def _pack(P, Bf, k0, k1, j, w, tk, tj):
-    """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w, 0 for c >= w."""
+    """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w; the lanes
+    c >= w of a short strip hold 0 or copies of column w - 1 (_k6 never stores them)."""
     V2 = 2 * lanes(P)
+    V = V2 // 2
     n = k1 - k0
-    if tj == 1 and w == V2:
-        for k in range(n):
+    if tj == 1:
+        if w == V2:
+            for k in range(n):
+                b = (k0 + k) * tk + j
+                vstore(P, k * V2, vload(Bf, b))
+                vstore(P, k * V2 + V, vload(Bf, b + V))
+            return
+        for k in range(n):      # the last strip: masked loads, 0 past column w - 1
             b = (k0 + k) * tk + j
-            vstore(P, k * V2, vload(Bf, b))
-            vstore(P, k * V2 + V2 // 2, vload(Bf, b + V2 // 2))
+            vstore(P, k * V2, vload_part(Bf, b, min(w, V)))
+            vstore(P, k * V2 + V, vload_part(Bf, b + V, max(w - V, 0)))
         return
-    if tk == 1 and w == V2:
+    if tk == 1:
         # B is stored by columns here (the forward's WT): V x V blocks transposed in
-        # registers (scalar moves made net A's forward 25 % slower at batch 100, measured)
-        V = V2 // 2
+        # registers (scalar moves made net A's forward 25 % slower at batch 100, measured;
+        # on a short last strip too: a 50-unit layer's 18 columns of 32 with 16-lane
+        # vectors took ~20 % of its forward at batch 100 in scalar moves)
         nV = n - n % V
         for k in range(0, nV, V):
             b = k0 + k + j * tj
-            vtranspose(P, k * V2, V2, Bf, b, tj)
-            vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj)
+            vtranspose(P, k * V2, V2, Bf, b, tj, min(w, V))
+            if w > V:
+                vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj, w - V)
         for k in range(nV, n):
             for c in range(V2):
-                P[k * V2 + c] = Bf[k0 + k + (j + c) * tj]
+                P[k * V2 + c] = Bf[k0 + k + (j + min(c, w - 1)) * tj]
         return
     for k in range(n):
         for c in range(V2):
@@ -124,30 +134,38 @@ def _row(Cf, Sf, at, w, acc0, acc1, va, vb, keep, first):
 @internal_kernel
 def _packa(Ap, Af, a0, nr, n, sk, sr, avail):
     """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short
-    block repeats its last row), so that _k6 reads its 6 scalars of each k from one place.
-    avail: rows of A that may be read from a0 on."""
+    block repeats its last row, or holds other rows' values: _k6 stores only nr rows), so that
+    _k6 reads its 6 scalars of each k from one place.  avail: rows of A that may be read from
+    a0 on."""
     last = nr - 1
+    V = lanes(Ap)
     if sk == 1:     # rows of A are contiguous (forward, input gradient)
-        V = lanes(Ap)
         done = 0
-        if nr == MR and V >= MR and avail >= V:
-            # V rows x V values of k transposed in registers (2x faster than scalar moves):
-            # each k's V lanes land at Ap[k * MR], and the next k overwrites the V - MR
-            # lanes past its MR (the tail below, or the next block: Ap has V values of slack)
+        if V >= MR:
+            # V rows x V values of k transposed in registers (2x faster than scalar moves),
+            # rows past the block's nr read as its last: each k's V lanes land at Ap[k * MR],
+            # and the next k overwrites the V - MR lanes past its MR (the tail below, or the
+            # next block: Ap has V values of slack).  Every block, the last ones of a part
+            # included (with 16 lanes, scalar moves for the blocks within 16 rows of a
+            # part's end were 3 of a batch-100 part's 9 blocks)
             done = n - n % V
             for k in range(0, done, V):
-                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr)
+                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr, nr)
         for i in range(MR):
             row = Af[a0 + min(i, last) * sr:a0 + min(i, last) * sr + n]
             for k in range(done, n):
                 Ap[k * MR + i] = row[k]
     else:           # each k's scalars are contiguous (weight gradient)
-        V = lanes(Ap)
-        if nr == MR and sr == 1 and V >= MR and avail >= V:
-            # one vector of V per k, its lanes past MR overwritten by the next k (Ap has V
-            # values of slack): the scalar moves were ~10 % of a batch-100 weight gradient
-            for k in range(n):
-                vstore(Ap, k * MR, vload(Af, a0 + k * sk))
+        if sr == 1 and V >= MR:
+            # one vector of V per k (masked to the rows there are), its lanes past MR
+            # overwritten by the next k (Ap has V values of slack): the scalar moves were
+            # ~10 % of a batch-100 weight gradient
+            if avail >= V:
+                for k in range(n):
+                    vstore(Ap, k * MR, vload(Af, a0 + k * sk))
+            else:
+                for k in range(n):
+                    vstore(Ap, k * MR, vload_part(Af, a0 + k * sk, avail))
             return
         for k in range(n):
             col = a0 + k * sk

@@ -231,21 +231,28 @@ def lanes(typingctx, a):
 
 
 @intrinsic
-def vtranspose(typingctx, dst, at, dstride, src, sat, sstride):
+def vtranspose(typingctx, dst, at, dstride, src, sat, sstride, rows):
     """A lanes x lanes transpose: row i of the block (lanes values of src from sat + i * sstride)
-    becomes lane i of the vectors stored at dst[at + j * dstride], j = 0 .. lanes - 1.  Done in
-    log2(lanes) rounds of shuffles, each swapping one bit of the row index with the same bit of
-    the lane index (a round costs lanes shuffles, against lanes * lanes scalar moves)."""
+    becomes lane i of the vectors stored at dst[at + j * dstride], j = 0 .. lanes - 1.  Rows
+    i >= `rows` (1 <= rows) read row rows - 1 instead, so a block that ends early (a 50-unit
+    layer's last strip of columns, the last rows of a part) is read only where it lies and
+    its extra lanes hold copies of a real row.  Done in log2(lanes) rounds of shuffles, each
+    swapping one bit of the row index with the same bit of the lane index (a round costs
+    lanes shuffles, against lanes * lanes scalar moves)."""
     vt = Vec(src.dtype)
 
     def codegen(context, builder, sig, args):
-        dty, aty, _, sty, _, _ = sig.args
-        d, a, ds, s, sa, ss = args
+        dty, aty, _, sty, _, _, rty = sig.args
+        d, a, ds, s, sa, ss, nrows = args
+        nrows = context.cast(builder, nrows, rty, types.int64)
         vty = context.get_value_type(vt)
         n = vt.lanes
+        last = builder.sub(nrows, ir.Constant(nrows.type, 1))
         rows = []
         for i in range(n):
-            off = builder.add(sa, builder.mul(ss, ir.Constant(ss.type, i)))
+            ii = ir.Constant(nrows.type, i)
+            row = builder.select(builder.icmp_signed("<", ii, nrows), ii, last)
+            off = builder.add(sa, builder.mul(ss, context.cast(builder, row, types.int64, sig.args[5])))
             p = _address(context, builder, sty, s, off)
             rows.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=4))
         b = 1
@@ -265,4 +272,4 @@ def vtranspose(typingctx, dst, at, dstride, src, sat, sstride):
             p = _address(context, builder, dty, d, off)
             builder.store(rows[j], builder.bitcast(p, vty.as_pointer()), align=4)
         return context.get_dummy_value()
-    return types.none(dst, at, dstride, src, sat, sstride), codegen
+    return types.none(dst, at, dstride, src, sat, sstride, rows), codegen
