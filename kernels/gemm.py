@@ -53,6 +53,11 @@ MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
 MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
+# rows of A transposed at a time into a block of MR: the least power of two >= MR.  A block
+# takes MR of them, so 16 (AVX-512's lanes) transposed 2.7 rows for each one used; with 8, the
+# forward at batch 100 of 784 -> 50 105 -> 114 GFLOP/s and of 3072 -> 50 101 -> 108 (2 threads,
+# znver4, interleaved)
+TA = 8
 
 FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
 
@@ -84,9 +89,9 @@ def _pack(P, Bf, k0, k1, j, w, tk, tj):
         nV = n - n % V
         for k in range(0, nV, V):
             b = k0 + k + j * tj
-            vtranspose(P, k * V2, V2, Bf, b, tj, min(w, V))
+            vtranspose(P, k * V2, V2, Bf, b, tj, min(w, V), 64)
             if w > V:
-                vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj, w - V)
+                vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj, w - V, 64)
         for k in range(nV, n):
             for c in range(V2):
                 P[k * V2 + c] = Bf[k0 + k + (j + min(c, w - 1)) * tj]
@@ -141,16 +146,17 @@ def _packa(Ap, Af, a0, nr, n, sk, sr, avail):
     V = lanes(Ap)
     if sk == 1:     # rows of A are contiguous (forward, input gradient)
         done = 0
-        if V >= MR:
-            # V rows x V values of k transposed in registers (2x faster than scalar moves),
-            # rows past the block's nr read as its last: each k's V lanes land at Ap[k * MR],
-            # and the next k overwrites the V - MR lanes past its MR (the tail below, or the
+        T = min(V, TA)
+        if T >= MR:
+            # T rows x T values of k transposed in registers (2x faster than scalar moves),
+            # rows past the block's nr read as its last: each k's T lanes land at Ap[k * MR],
+            # and the next k overwrites the T - MR lanes past its MR (the tail below, or the
             # next block: Ap has V values of slack).  Every block, the last ones of a part
             # included (with 16 lanes, scalar moves for the blocks within 16 rows of a
             # part's end were 3 of a batch-100 part's 9 blocks)
-            done = n - n % V
-            for k in range(0, done, V):
-                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr, nr)
+            done = n - n % T
+            for k in range(0, done, T):
+                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr, nr, TA)
         for i in range(MR):
             row = Af[a0 + min(i, last) * sr:a0 + min(i, last) * sr + n]
             for k in range(done, n):
@@ -384,7 +390,25 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile)
-    if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
+    flip = task == FORWARD and 20 * _lanes(O, N, V) < 19 * _lanes(N, O, V)
+    CT = Xf[:0]
+    j_at = 0    # C's column j is _outer's j - j_at
+    if flip:
+        # A narrow layer's forward as its transpose, Y^T (O, N) <- WT X^T, computed in a
+        # scratch of the part's columns of Y^T and then copied into Y: O columns that fill
+        # the last strip badly (50 units on 16 lanes: 64 lanes of work for 50) are 54 rows
+        # here.  The same bits as the plain forward: each element is the same chain of
+        # fused multiply-adds over the same runs of k with its two factors swapped (fma(a, b,
+        # c) is fma(b, a, c) exactly), so the form is chosen by shape alone.  On 16 lanes
+        # (znver4, 2 threads, interleaved): the 784 -> 50 forward at batch 500 134 -> 156
+        # GFLOP/s, at 3072 -> 50 within the noise (its packing costs as much as the lanes)
+        r0, r1, j0, j1 = _rect(O, N, MR, 2 * V, t, nb)
+        j_at = j0
+        CT = np.empty(O * max(j1 - j0, 0), Xf.dtype)
+        # A(k=i, r=o) = WT[o I + i], B(k=i, c=n) = X[(j0 + n) I + i]
+        Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = CT, CT, Wf, Xf[j0 * I:], I, j1 - j0, 1, I, 1, I
+        alpha, beta = 1.0, 0.0
+    elif task == FORWARD:   # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, O, MR, 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
     elif task == DGRAD:     # X (N, I): A(k=o, r=n) = dY[n O + o], B(k=o, c=i) = WT[o I + i]
@@ -398,9 +422,25 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
             Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
     if r1 <= r0 or j1 <= j0:
         return
-    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
+    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0 - j_at, j1 - j_at,
            task == GRAD and update, mW, vW, kind, eta, hp)
+    if flip:
+        Np = j1 - j0
+        for n in range(Np):
+            row = Yf[(j0 + n) * O:(j0 + n + 1) * O]
+            for o in range(r0, r1):
+                row[o] = CT[o * Np + n]
     return
+
+
+@internal_kernel
+def _lanes(R, J, V):
+    """Vector lanes of multiply-adds per k that an (R, J) output costs _k6: rows in blocks of
+    MR, columns in strips of 2V, a last strip of at most V columns on one vector."""
+    W = 2 * V
+    tail = J % W
+    cols = J - tail + (0 if tail == 0 else (V if tail <= V else W))
+    return ((R + MR - 1) // MR) * MR * cols
 
 
 @internal_kernel

@@ -231,22 +231,25 @@ def lanes(typingctx, a):
 
 
 @intrinsic
-def vtranspose(typingctx, dst, at, dstride, src, sat, sstride, rows):
-    """A lanes x lanes transpose: row i of the block (lanes values of src from sat + i * sstride)
-    becomes lane i of the vectors stored at dst[at + j * dstride], j = 0 .. lanes - 1.  Rows
-    i >= `rows` (1 <= rows) read row rows - 1 instead, so a block that ends early (a 50-unit
-    layer's last strip of columns, the last rows of a part) is read only where it lies and
-    its extra lanes hold copies of a real row.  Done in log2(lanes) rounds of shuffles, each
-    swapping one bit of the row index with the same bit of the lane index (a round costs
-    lanes shuffles, against lanes * lanes scalar moves)."""
+def vtranspose(typingctx, dst, at, dstride, src, sat, sstride, rows, most):
+    """An n x n transpose, n = lanes or the literal `most` if smaller (a power of two): row i
+    of the block (n values of src from sat + i * sstride) becomes lane i of the n-lane vectors
+    stored at dst[at + j * dstride], j = 0 .. n - 1.  Rows i >= `rows` (1 <= rows) read row
+    rows - 1 instead, so a block that ends early (a 50-unit layer's last strip of columns,
+    the last rows of a part) is read only where it lies and its extra lanes hold copies of a
+    real row.  Done in log2(n) rounds of shuffles, each swapping one bit of the row index
+    with the same bit of the lane index (a round costs n shuffles, against n * n scalar
+    moves)."""
+    if not isinstance(most, types.IntegerLiteral):
+        return None
     vt = Vec(src.dtype)
+    n = min(vt.lanes, most.literal_value)
 
     def codegen(context, builder, sig, args):
-        dty, aty, _, sty, _, _, rty = sig.args
-        d, a, ds, s, sa, ss, nrows = args
+        dty, aty, _, sty, _, _, rty, _ = sig.args
+        d, a, ds, s, sa, ss, nrows, _ = args
         nrows = context.cast(builder, nrows, rty, types.int64)
-        vty = context.get_value_type(vt)
-        n = vt.lanes
+        vty = ir.VectorType(context.get_value_type(vt.dtype), n)
         last = builder.sub(nrows, ir.Constant(nrows.type, 1))
         rows = []
         for i in range(n):
@@ -272,4 +275,4 @@ def vtranspose(typingctx, dst, at, dstride, src, sat, sstride, rows):
             p = _address(context, builder, dty, d, off)
             builder.store(rows[j], builder.bitcast(p, vty.as_pointer()), align=4)
         return context.get_dummy_value()
-    return types.none(dst, at, dstride, src, sat, sstride, rows), codegen
+    return types.none(dst, at, dstride, src, sat, sstride, rows, most), codegen
