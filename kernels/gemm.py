@@ -8,8 +8,11 @@ per output unit; and `products`, the one parallel region that runs them.
     DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
 
-Each product is C (R, J) <- alpha A (R, K) B (K, J) + beta S, with A and B read through strides,
-so one micro-kernel serves all of them (_k6): 6 rows of C by 2 vectors of columns in 12 vector
+The forward of a layer of fewer than 128 units runs as dot products of rows read in place
+(kernels/gemm_dot.py: there the copies below cost more than they save; the 3072 -> 50 forward
+at batch 100 1.5x faster, measured).  Every other product
+is C (R, J) <- alpha A (R, K) B (K, J) + beta S, with A and B read through strides, so one
+micro-kernel serves all of them (_k6): 6 rows of C by 2 vectors of columns in 12 vector
 accumulators, fed per k by 2 vector loads of B and 6 broadcast scalars of A (12 accumulators
 leave room for the operands in AVX2's 16 registers and keep both FMA units busy: 4-cycle latency
 x 2 units = 8 chains needed).  Both operands are packed first, as BLIS and OpenBLAS do:
@@ -18,16 +21,16 @@ x 2 units = 8 chains needed).  Both operands are packed first, as BLIS and OpenB
 - B: strips of 2V columns, each k's 2V values contiguous and zero-padded (`_pack`), up to JS
   strips at a time;
 - A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`_packa`; a
-  short block repeats its last row).  Read in place, the 6 rows' addresses made a chain of
+  short block repeats its last row), through register transposes of TA rows.  Read in place, the 6 rows' addresses made a chain of
   dependent adds in the loop: ~70 GFLOP/s a core with everything in L1, ~99 packed (znver3).
 Loop order (BLIS's): for a run, for a block of strips, for a group of rows, for a strip, for a
 block of 6 rows: the strip (<= 64 KB) stays in L1/L2 while the group's rows of A stream through
 it.  Against the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x
 faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
 0.95x (100 x 3072 x 1024's weight gradient).
-The last strip of C's columns and the last block of rows may be short: the strip is zero-padded
-in P and stored with masked vector stores, the block repeats its last row's scalars and stores
-only its own.
+The last strip of C's columns and the last block of rows may be short: the strip is padded in
+P (zeros or copies of its last column) and stored with masked vector stores, the block repeats
+its last row's scalars and stores only its own.
 
 Why not BLAS: OpenBLAS's sgemm gives an element other bits depending on where it falls in its
 tiles (measured on its Haswell kernel: 1.4 % of the elements of a (500, 784) x (784, 512)
@@ -45,6 +48,7 @@ from numba import prange
 
 from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
+from .gemm_dot import NO, NR, dot_form, forward_dots
 from .optim import HP_SIZE, update_range
 from .simd import (SIMD, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
                    vstore_part, vtranspose, vzero)
@@ -390,25 +394,12 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile)
-    flip = task == FORWARD and 20 * _lanes(O, N, V) < 19 * _lanes(N, O, V)
-    CT = Xf[:0]
-    j_at = 0    # C's column j is _outer's j - j_at
-    if flip:
-        # A narrow layer's forward as its transpose, Y^T (O, N) <- WT X^T, computed in a
-        # scratch of the part's columns of Y^T and then copied into Y: O columns that fill
-        # the last strip badly (50 units on 16 lanes: 64 lanes of work for 50) are 54 rows
-        # here.  The same bits as the plain forward: each element is the same chain of
-        # fused multiply-adds over the same runs of k with its two factors swapped (fma(a, b,
-        # c) is fma(b, a, c) exactly), so the form is chosen by shape alone.  On 16 lanes
-        # (znver4, 2 threads, interleaved): the 784 -> 50 forward at batch 500 134 -> 156
-        # GFLOP/s, at 3072 -> 50 within the noise (its packing costs as much as the lanes)
-        r0, r1, j0, j1 = _rect(O, N, MR, 2 * V, t, nb)
-        j_at = j0
-        CT = np.empty(O * max(j1 - j0, 0), Xf.dtype)
-        # A(k=i, r=o) = WT[o I + i], B(k=i, c=n) = X[(j0 + n) I + i]
-        Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = CT, CT, Wf, Xf[j0 * I:], I, j1 - j0, 1, I, 1, I
-        alpha, beta = 1.0, 0.0
-    elif task == FORWARD:   # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
+    if task == FORWARD and dot_form(I, O, V):     # a narrow layer (kernels/gemm_dot.py)
+        r0, r1, j0, j1 = _rect(N, O, NR, NO, t, nb)
+        if r1 > r0 and j1 > j0:
+            forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)
+        return
+    if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, O, MR, 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
     elif task == DGRAD:     # X (N, I): A(k=o, r=n) = dY[n O + o], B(k=o, c=i) = WT[o I + i]
@@ -422,25 +413,9 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
             Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
     if r1 <= r0 or j1 <= j0:
         return
-    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0 - j_at, j1 - j_at,
+    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
            task == GRAD and update, mW, vW, kind, eta, hp)
-    if flip:
-        Np = j1 - j0
-        for n in range(Np):
-            row = Yf[(j0 + n) * O:(j0 + n + 1) * O]
-            for o in range(r0, r1):
-                row[o] = CT[o * Np + n]
     return
-
-
-@internal_kernel
-def _lanes(R, J, V):
-    """Vector lanes of multiply-adds per k that an (R, J) output costs _k6: rows in blocks of
-    MR, columns in strips of 2V, a last strip of at most V columns on one vector."""
-    W = 2 * V
-    tail = J % W
-    cols = J - tail + (0 if tail == 0 else (V if tail <= V else W))
-    return ((R + MR - 1) // MR) * MR * cols
 
 
 @internal_kernel

@@ -144,6 +144,61 @@ def vstore_part(typingctx, a, i, v, w):
     return types.none(a, i, v, types.int64), codegen
 
 
+def _dup_halves(builder, half, n):
+    """The n-lane vector whose two halves are both the n/2-lane vector `half`."""
+    return builder.shuffle_vector(half, half, ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                          list(range(n // 2)) * 2))
+
+
+@intrinsic
+def vload_dup(typingctx, a, i):
+    """a[i:i + lanes/2] in both halves of a vector (one broadcast load)."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        hty = ir.VectorType(context.get_value_type(vt.dtype), vt.lanes // 2)
+        half = builder.load(builder.bitcast(p, hty.as_pointer()), align=4)
+        return _dup_halves(builder, half, vt.lanes)
+    return vt(a, i), codegen
+
+
+@intrinsic
+def vload_dup_part(typingctx, a, i, w):
+    """vload_dup of a[i:i + w] (w < lanes/2), 0 in the lanes past w, which are not read."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        p = _address(context, builder, sig.args[0], args[0], args[1])
+        hty = ir.VectorType(context.get_value_type(vt.dtype), vt.lanes // 2)
+        zero = ir.Constant(hty, [ir.Constant(hty.element, 0.0)] * hty.count)
+        half = builder.call(_masked(builder, "load", hty, p.type),
+                            [p, ir.Constant(ir.IntType(32), 4),
+                             _lanes_below(builder, hty.count, args[2]), zero])
+        return _dup_halves(builder, half, vt.lanes)
+    return vt(a, i, types.int64), codegen
+
+
+@intrinsic
+def vload_pair(typingctx, a, i, j, w):
+    """a[i:i + w] in the first half of a vector and a[j:j + w] in the second (w <= lanes/2),
+    0 in each half's lanes past w, which are not read."""
+    vt = Vec(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        hty = ir.VectorType(context.get_value_type(vt.dtype), vt.lanes // 2)
+        zero = ir.Constant(hty, [ir.Constant(hty.element, 0.0)] * hty.count)
+        halves = []
+        for at in (args[1], args[2]):
+            p = _address(context, builder, sig.args[0], args[0], at)
+            halves.append(builder.call(_masked(builder, "load", hty, p.type),
+                                       [p, ir.Constant(ir.IntType(32), 4),
+                                        _lanes_below(builder, hty.count, args[3]), zero]))
+        return builder.shuffle_vector(halves[0], halves[1], ir.Constant(
+            ir.VectorType(ir.IntType(32), vt.lanes), list(range(vt.lanes))))
+    return vt(a, i, j, types.int64), codegen
+
+
 @intrinsic
 def vsplat_at(typingctx, a, i):
     """Every lane = a[i]."""
@@ -209,15 +264,34 @@ def vsum(typingctx, v):
         return None
 
     def codegen(context, builder, sig, args):
-        x, n = args[0], sig.args[0].lanes
-        while n > 1:
-            h = n // 2
-            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h), list(range(h))))
-            hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h),
-                                                          list(range(h, n))))
-            x, n = builder.fadd(lo, hi), h
-        return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+        return _tree(builder, args[0], sig.args[0].lanes)
     return v.dtype(v), codegen
+
+
+def _tree(builder, x, n):
+    """The sum of x's n lanes, halves added until one lane is left."""
+    while n > 1:
+        h = n // 2
+        lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h), list(range(h))))
+        hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), h),
+                                                      list(range(h, n))))
+        x, n = builder.fadd(lo, hi), h
+    return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+
+
+@intrinsic
+def vsum_half(typingctx, v, h):
+    """The sum of lanes [h lanes/2, (h + 1) lanes/2) of v (h a literal 0 or 1), in vsum's tree
+    on half as many lanes: the same bits as vsum of those lanes loaded as a vector of their own."""
+    if not isinstance(v, Vec) or not isinstance(h, types.IntegerLiteral):
+        return None
+    n, first = v.lanes // 2, h.literal_value * (v.lanes // 2)
+
+    def codegen(context, builder, sig, args):
+        x = builder.shuffle_vector(args[0], args[0], ir.Constant(ir.VectorType(ir.IntType(32), n),
+                                                                list(range(first, first + n))))
+        return _tree(builder, x, n)
+    return v.dtype(v, h), codegen
 
 
 @intrinsic

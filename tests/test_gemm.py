@@ -149,6 +149,16 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     part = np.empty((2, 3), dtype)
     gemm.dot_nt(part, X[4:6].copy(), WT[5:8].copy(), 1)   # short blocks and strips only
     np.testing.assert_array_equal(part, full[4:6, 5:8])
+    # a layer of 128 units or more takes the packed forward (gemm_dot.dot_form): short
+    # blocks of rows, a strip that starts elsewhere and a short last strip
+    dot_form = gemm.dot_form.py_func    # a kernel without a Python wrapper: its source
+    assert not dot_form(K, 129, gemm_lanes(dtype)) and dot_form(K, 9, gemm_lanes(dtype))
+    X, WT = rand(rng, (8, K), dtype), rand(rng, (160, K), dtype)
+    full = np.empty((8, 160), dtype)
+    gemm.dot_nt(full, X, WT, 1)
+    part = np.empty((2, 129), dtype)
+    gemm.dot_nt(part, X[4:6].copy(), WT[16:145].copy(), 1)
+    np.testing.assert_array_equal(part, full[4:6, 16:145])
 
     V = gemm_lanes(dtype)
     X, dY = rand(rng, (9, 4 * V), dtype), rand(rng, (9, 10), dtype)
