@@ -55,14 +55,18 @@ def _put3(Yf, at, no, s0, s1, s2):
 
 
 @internal_kernel
+def _rows4(n0, nr, I):
+    """Where a tile's 4 rows of X start (a short tile repeats its last row)."""
+    return (n0 * I, (n0 + min(1, nr - 1)) * I, (n0 + min(2, nr - 1)) * I,
+            (n0 + min(3, nr - 1)) * I)
+
+
+@internal_kernel
 def _tile_one(Yf, Xf, Wf, Wp, I, O, n0, nr, o0, no, j0):
     """Y[n0:n0+nr, o0:o0+no] (nr <= 4, no <= 3), one vector per element (32-byte vectors; Wp,
     j0 unused); a short tile repeats its last row of X or of WT (the same chains, stored once)."""
     V = lanes(Xf)
-    x0 = n0 * I
-    x1 = (n0 + min(1, nr - 1)) * I
-    x2 = (n0 + min(2, nr - 1)) * I
-    x3 = (n0 + min(3, nr - 1)) * I
+    x0, x1, x2, x3 = _rows4(n0, nr, I)
     w0 = o0 * I
     w1 = (o0 + min(1, no - 1)) * I
     w2 = (o0 + min(2, no - 1)) * I
@@ -123,10 +127,7 @@ def _tile_pairs(Yf, Xf, Wf, Wp, I, O, n0, nr, o0, no, j0):
     w0 = q0 * S
     w1 = (q0 + min(1, last)) * S
     w2 = (q0 + min(2, last)) * S
-    x0 = n0 * I
-    x1 = (n0 + min(1, nr - 1)) * I
-    x2 = (n0 + min(2, nr - 1)) * I
-    x3 = (n0 + min(3, nr - 1)) * I
+    x0, x1, x2, x3 = _rows4(n0, nr, I)
     a0 = vzero(Xf); a1 = vzero(Xf); a2 = vzero(Xf)  # noqa: E702
     b0 = vzero(Xf); b1 = vzero(Xf); b2 = vzero(Xf)  # noqa: E702
     c0 = vzero(Xf); c1 = vzero(Xf); c2 = vzero(Xf)  # noqa: E702
