@@ -18,9 +18,9 @@ leave room for the operands in AVX2's 16 registers and keep both FMA units busy:
 x 2 units = 8 chains needed).  Both operands are packed first, as BLIS and OpenBLAS do:
 - K is cut into equal runs of at most KP; each run is one pass of loads and stores over C
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
-- B: strips of 2V columns, each k's 2V values contiguous and zero-padded (`_pack`), up to JS
+- B: strips of 2V columns, each k's 2V values contiguous and zero-padded (`pack.pack_b`), up to JS
   strips at a time;
-- A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`_packa`; a
+- A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`pack.pack_a`; a
   short block repeats its last row), through register transposes of TA rows.  Read in place, the 6 rows' addresses made a chain of
   dependent adds in the loop: ~70 GFLOP/s a core with everything in L1, ~99 packed (znver3).
 Loop order (BLIS's): for a run, for a block of strips, for a group of rows, for a strip, for a
@@ -50,63 +50,15 @@ from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .optim import HP_SIZE, update_range
+from .pack import MR, pack_a, pack_b
 from .simd import (SIMD, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
-                   vstore_part, vtranspose, vzero)
+                   vstore_part, vzero)
 
-MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
 MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
-# rows of A transposed at a time into a block of MR: the least power of two >= MR.  A block
-# takes MR of them, so 16 (AVX-512's lanes) transposed 2.7 rows for each one used; with 8, the
-# forward at batch 100 of 784 -> 50 105 -> 114 GFLOP/s and of 3072 -> 50 101 -> 108 (2 threads,
-# znver4, interleaved)
-TA = 8
 
 FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
-
-
-@internal_kernel
-def _pack(P, Bf, k0, k1, j, w, tk, tj):
-    """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w; the lanes
-    c >= w of a short strip hold 0 or copies of column w - 1 (_k6 never stores them)."""
-    V2 = 2 * lanes(P)
-    V = V2 // 2
-    n = k1 - k0
-    if tj == 1:
-        if w == V2:
-            for k in range(n):
-                b = (k0 + k) * tk + j
-                vstore(P, k * V2, vload(Bf, b))
-                vstore(P, k * V2 + V, vload(Bf, b + V))
-            return
-        for k in range(n):      # the last strip: masked loads, 0 past column w - 1
-            b = (k0 + k) * tk + j
-            vstore(P, k * V2, vload_part(Bf, b, min(w, V)))
-            vstore(P, k * V2 + V, vload_part(Bf, b + V, max(w - V, 0)))
-        return
-    if tk == 1:
-        # B is stored by columns here (the forward's WT): V x V blocks transposed in
-        # registers (scalar moves made net A's forward 25 % slower at batch 100, measured;
-        # on a short last strip too: a 50-unit layer's 18 columns of 32 with 16-lane
-        # vectors took ~20 % of its forward at batch 100 in scalar moves)
-        nV = n - n % V
-        for k in range(0, nV, V):
-            b = k0 + k + j * tj
-            vtranspose(P, k * V2, V2, Bf, b, tj, min(w, V), 64)
-            if w > V:
-                vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj, w - V, 64)
-        for k in range(nV, n):
-            for c in range(V2):
-                P[k * V2 + c] = Bf[k0 + k + (j + min(c, w - 1)) * tj]
-        return
-    for k in range(n):
-        for c in range(V2):
-            P[k * V2 + c] = 0
-    for c in range(w):
-        col = (j + c) * tj
-        for k in range(n):
-            P[k * V2 + c] = Bf[(k0 + k) * tk + col]
 
 
 @internal_kernel
@@ -141,52 +93,9 @@ def _row(Cf, Sf, at, w, acc0, acc1, va, vb, keep, first):
 
 
 @internal_kernel
-def _packa(Ap, Af, a0, nr, n, sk, sr, avail):
-    """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short
-    block repeats its last row, or holds other rows' values: _k6 stores only nr rows), so that
-    _k6 reads its 6 scalars of each k from one place.  avail: rows of A that may be read from
-    a0 on."""
-    last = nr - 1
-    V = lanes(Ap)
-    if sk == 1:     # rows of A are contiguous (forward, input gradient)
-        done = 0
-        T = min(V, TA)
-        if T >= MR:
-            # T rows x T values of k transposed in registers (2x faster than scalar moves),
-            # rows past the block's nr read as its last: each k's T lanes land at Ap[k * MR],
-            # and the next k overwrites the T - MR lanes past its MR (the tail below, or the
-            # next block: Ap has V values of slack).  Every block, the last ones of a part
-            # included (with 16 lanes, scalar moves for the blocks within 16 rows of a
-            # part's end were 3 of a batch-100 part's 9 blocks)
-            done = n - n % T
-            for k in range(0, done, T):
-                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr, nr, TA)
-        for i in range(MR):
-            row = Af[a0 + min(i, last) * sr:a0 + min(i, last) * sr + n]
-            for k in range(done, n):
-                Ap[k * MR + i] = row[k]
-    else:           # each k's scalars are contiguous (weight gradient)
-        if sr == 1 and V >= MR:
-            # one vector of V per k (masked to the rows there are), its lanes past MR
-            # overwritten by the next k (Ap has V values of slack): the scalar moves were
-            # ~10 % of a batch-100 weight gradient
-            if avail >= V:
-                for k in range(n):
-                    vstore(Ap, k * MR, vload(Af, a0 + k * sk))
-            else:
-                for k in range(n):
-                    vstore(Ap, k * MR, vload_part(Af, a0 + k * sk, avail))
-            return
-        for k in range(n):
-            col = a0 + k * sk
-            for i in range(MR):
-                Ap[k * MR + i] = Af[col + min(i, last) * sr]
-
-
-@internal_kernel
 def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
     """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k) and the packed rows
-    Ap of A (_packa).  Fewer than 6 rows repeat the last one's scalars and store only theirs:
+    Ap of A (pack.pack_a).  Fewer than 6 rows repeat the last one's scalars and store only theirs:
     each row's lanes are the same chains as in a full block."""
     V = lanes(P)
     a0 = vzero(P); a1 = vzero(P); b0 = vzero(P); b1 = vzero(P)  # noqa: E702
@@ -280,7 +189,7 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     S2 = W * nk
     # this part's own scratch, allocated per call: microseconds against >= 2M multiply-adds
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
-    Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: _packa
+    Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     for u in range(runs):
@@ -291,11 +200,11 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
             b1 = min(j1, b0 + W * JS)
             for j in range(b0, b1, W):
                 s = (j - b0) // W
-                _pack(P[s * S2:(s + 1) * S2], Bf, k0, k1, j, min(W, b1 - j), tk, tj)
+                pack_b(P[s * S2:(s + 1) * S2], Bf, k0, k1, j, min(W, b1 - j), tk, tj)
             for m0 in range(r0, r1, MC):
                 m1 = min(r1, m0 + MC)
                 for r in range(m0, m1, MR):
-                    _packa(Ap[(r - m0) * nk:], Af, k0 * sk + r * sr, min(MR, m1 - r), n,
+                    pack_a(Ap[(r - m0) * nk:], Af, k0 * sk + r * sr, min(MR, m1 - r), n,
                            sk, sr, r1 - r)
                 # each strip of B, once loaded, serves every row block of the group
                 for j in range(b0, b1, W):

@@ -1,0 +1,101 @@
+"""Packing the operands of kernels/gemm.py's products, as BLIS and OpenBLAS do: B into strips of
+2V columns with each k's 2V values together (`pack_b`), A into blocks of MR rows with each k's
+MR scalars together (`pack_a`), so that the micro-kernel (gemm._k6) reads both from one place.
+Where an operand is stored the other way round (the forward's WT for B, X for A), V x V or
+TA x TA blocks are transposed in registers (simd.vtranspose).
+"""
+from ._config import internal_kernel
+from .simd import lanes, vload, vload_part, vstore, vtranspose
+
+MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
+# rows of A transposed at a time into a block of MR: the least power of two >= MR.  A block
+# takes MR of them, so 16 (AVX-512's lanes) transposed 2.7 rows for each one used; with 8, the
+# forward at batch 100 of 784 -> 50 105 -> 114 GFLOP/s and of 3072 -> 50 101 -> 108 (2 threads,
+# znver4, interleaved)
+TA = 8
+
+
+@internal_kernel
+def pack_b(P, Bf, k0, k1, j, w, tk, tj):
+    """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w; the lanes
+    c >= w of a short strip hold 0 or copies of column w - 1 (gemm._k6 never stores them)."""
+    V2 = 2 * lanes(P)
+    V = V2 // 2
+    n = k1 - k0
+    if tj == 1:
+        if w == V2:
+            for k in range(n):
+                b = (k0 + k) * tk + j
+                vstore(P, k * V2, vload(Bf, b))
+                vstore(P, k * V2 + V, vload(Bf, b + V))
+            return
+        for k in range(n):      # the last strip: masked loads, 0 past column w - 1
+            b = (k0 + k) * tk + j
+            vstore(P, k * V2, vload_part(Bf, b, min(w, V)))
+            vstore(P, k * V2 + V, vload_part(Bf, b + V, max(w - V, 0)))
+        return
+    if tk == 1:
+        # B is stored by columns here (the forward's WT): V x V blocks transposed in
+        # registers (scalar moves made net A's forward 25 % slower at batch 100, measured;
+        # on a short last strip too: a 50-unit layer's 18 columns of 32 with 16-lane
+        # vectors took ~20 % of its forward at batch 100 in scalar moves)
+        nV = n - n % V
+        for k in range(0, nV, V):
+            b = k0 + k + j * tj
+            vtranspose(P, k * V2, V2, Bf, b, tj, min(w, V), 64)
+            if w > V:
+                vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj, w - V, 64)
+        for k in range(nV, n):
+            for c in range(V2):
+                P[k * V2 + c] = Bf[k0 + k + (j + min(c, w - 1)) * tj]
+        return
+    for k in range(n):
+        for c in range(V2):
+            P[k * V2 + c] = 0
+    for c in range(w):
+        col = (j + c) * tj
+        for k in range(n):
+            P[k * V2 + c] = Bf[(k0 + k) * tk + col]
+
+
+@internal_kernel
+def pack_a(Ap, Af, a0, nr, n, sk, sr, avail):
+    """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short
+    block repeats its last row, or holds other rows' values: gemm._k6 stores only nr rows), so that
+    gemm._k6 reads its 6 scalars of each k from one place.  avail: rows of A that may be read from
+    a0 on."""
+    last = nr - 1
+    V = lanes(Ap)
+    if sk == 1:     # rows of A are contiguous (forward, input gradient)
+        done = 0
+        T = min(V, TA)
+        if T >= MR:
+            # T rows x T values of k transposed in registers (2x faster than scalar moves),
+            # rows past the block's nr read as its last: each k's T lanes land at Ap[k * MR],
+            # and the next k overwrites the T - MR lanes past its MR (the tail below, or the
+            # next block: Ap has V values of slack).  Every block, the last ones of a part
+            # included (with 16 lanes, scalar moves for the blocks within 16 rows of a
+            # part's end were 3 of a batch-100 part's 9 blocks)
+            done = n - n % T
+            for k in range(0, done, T):
+                vtranspose(Ap, k * MR, MR, Af, a0 + k, sr, nr, TA)
+        for i in range(MR):
+            row = Af[a0 + min(i, last) * sr:a0 + min(i, last) * sr + n]
+            for k in range(done, n):
+                Ap[k * MR + i] = row[k]
+    else:           # each k's scalars are contiguous (weight gradient)
+        if sr == 1 and V >= MR:
+            # one vector of V per k (masked to the rows there are), its lanes past MR
+            # overwritten by the next k (Ap has V values of slack): the scalar moves were
+            # ~10 % of a batch-100 weight gradient
+            if avail >= V:
+                for k in range(n):
+                    vstore(Ap, k * MR, vload(Af, a0 + k * sk))
+            else:
+                for k in range(n):
+                    vstore(Ap, k * MR, vload_part(Af, a0 + k * sk, avail))
+            return
+        for k in range(n):
+            col = a0 + k * sk
+            for i in range(MR):
+                Ap[k * MR + i] = Af[col + min(i, last) * sr]
