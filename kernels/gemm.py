@@ -10,19 +10,20 @@ per output unit; and `products`, the one parallel region that runs them.
 
 The forward of a layer of fewer than 128 units runs as dot products of rows read in place
 (kernels/gemm_dot.py: there the copies below cost more than they save; the 3072 -> 50 forward
-at batch 100 1.5x faster, measured).  Every other product
-is C (R, J) <- alpha A (R, K) B (K, J) + beta S, with A and B read through strides, so one
-micro-kernel serves all of them (_k6): 6 rows of C by 2 vectors of columns in 12 vector
-accumulators, fed per k by 2 vector loads of B and 6 broadcast scalars of A (12 accumulators
-leave room for the operands in AVX2's 16 registers and keep both FMA units busy: 4-cycle latency
-x 2 units = 8 chains needed).  Both operands are packed first, as BLIS and OpenBLAS do:
+at batch 100 1.5x faster, measured).  Every other product is C (R, J) <- alpha A (R, K) B (K, J)
++ beta S, with A and B read through strides, so one micro-kernel serves all of them (_k6): 6
+rows of C by 2 vectors of columns in 12 vector accumulators, fed per k by 2 vector loads of B
+and 6 broadcast scalars of A (12 accumulators leave room for the operands in AVX2's 16
+registers and keep both FMA units busy: 4-cycle latency x 2 units = 8 chains needed).  Both
+operands are packed first, as BLIS and OpenBLAS do:
 - K is cut into equal runs of at most KP; each run is one pass of loads and stores over C
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
-- B: strips of 2V columns, each k's 2V values contiguous and zero-padded (`pack.pack_b`), up to JS
-  strips at a time;
-- A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`pack.pack_a`; a
-  short block repeats its last row), through register transposes of TA rows.  Read in place, the 6 rows' addresses made a chain of
-  dependent adds in the loop: ~70 GFLOP/s a core with everything in L1, ~99 packed (znver3).
+- B: strips of 2V columns, each k's 2V values contiguous and padded (`pack.pack_b`), up to
+  JS strips at a time;
+- A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`pack.pack_a`;
+  a short block repeats its last row), through register transposes of TA rows.  Read in
+  place, the 6 rows' addresses made a chain of dependent adds in the loop: ~70 GFLOP/s a core
+  with everything in L1, ~99 packed (znver3).
 Loop order (BLIS's): for a run, for a block of strips, for a group of rows, for a strip, for a
 block of 6 rows: the strip (<= 64 KB) stays in L1/L2 while the group's rows of A stream through
 it.  Against the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x
@@ -303,7 +304,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile)
-    if task == FORWARD and dot_form(I, O, V):     # a narrow layer (kernels/gemm_dot.py)
+    if task == FORWARD and dot_form(O):     # a narrow layer (kernels/gemm_dot.py)
         r0, r1, j0, j1 = _rect(N, O, NR, NO, t, nb)
         if r1 > r0 and j1 > j0:
             forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)

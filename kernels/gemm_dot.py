@@ -20,7 +20,7 @@ AVX2 took two vectors per element, and its 2 x 3 tiles made the 3072 -> 50 forwa
 packed one's, measured).  So results are the same on AVX2 and AVX-512 machines, as the packed
 kernel's are, and do not depend on the tile, part or thread that computes them.
 They differ in the last bits from the packed kernel's, so which kernel a layer's forward takes
-depends on its (I, O) alone (`dot_form`), never on the batch: a row's prediction stays the
+depends on its width alone (`dot_form`), never on the batch: a row's prediction stays the
 same in any batch.
 """
 import numpy as np
@@ -34,8 +34,8 @@ NR, NO = 4, 6 if PAIRS else 3   # rows of X and units of WT per tile: 12 vector 
 
 
 @internal_kernel
-def dot_form(I, O, V):
-    """Whether the forward of a layer I -> O runs as dot products (else packed, gemm._outer):
+def dot_form(O):
+    """Whether the forward of a layer of O units runs as dot products (else packed, gemm._outer):
     below 128 units.  Measured on 2 threads, znver4, float32, against the packed kernel (64-
     byte / 32-byte vectors): O = 50, batch 100, I = 3072 1.54x / 1.48x, I = 784 1.26x / 1.36x;
     batch 500, I = 3072 1.23x / 1.18x; O = 10 1.32x / 1.35x; O = 100 1.20x / 1.28x; O = 120

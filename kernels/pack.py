@@ -61,9 +61,9 @@ def pack_b(P, Bf, k0, k1, j, w, tk, tj):
 @internal_kernel
 def pack_a(Ap, Af, a0, nr, n, sk, sr, avail):
     """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short
-    block repeats its last row, or holds other rows' values: gemm._k6 stores only nr rows), so that
-    gemm._k6 reads its 6 scalars of each k from one place.  avail: rows of A that may be read from
-    a0 on."""
+    block repeats its last row, or holds other rows' values: gemm._k6 stores only nr rows), so
+    that gemm._k6 reads its 6 scalars of each k from one place.  avail: rows of A that may be
+    read from a0 on."""
     last = nr - 1
     V = lanes(Ap)
     if sk == 1:     # rows of A are contiguous (forward, input gradient)

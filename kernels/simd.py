@@ -106,6 +106,14 @@ def _overload(vty):
     return f"v{vty.count}f{32 if isinstance(vty.element, ir.FloatType) else 64}"
 
 
+def _load_below(builder, p, vty, w):
+    """The vty vector at p with lanes j < w (w an int64) loaded, 0 in the others, not read."""
+    zero = ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * vty.count)
+    return builder.call(_masked(builder, "load", vty, p.type),
+                        [p, ir.Constant(ir.IntType(32), 4), _lanes_below(builder, vty.count, w),
+                         zero])
+
+
 def _masked(builder, op, vty, ptr_type):
     mask = ir.VectorType(ir.IntType(1), vty.count)
     args = ([vty, ptr_type, ir.IntType(32), mask] if op == "store" else
@@ -123,11 +131,7 @@ def vload_part(typingctx, a, i, w):
 
     def codegen(context, builder, sig, args):
         p = _address(context, builder, sig.args[0], args[0], args[1])
-        vty = context.get_value_type(vt)
-        zero = ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * vt.lanes)
-        return builder.call(_masked(builder, "load", vty, p.type),
-                            [p, ir.Constant(ir.IntType(32), 4),
-                             _lanes_below(builder, vt.lanes, args[2]), zero])
+        return _load_below(builder, p, context.get_value_type(vt), args[2])
     return vt(a, i, types.int64), codegen
 
 
@@ -171,11 +175,7 @@ def vload_dup_part(typingctx, a, i, w):
     def codegen(context, builder, sig, args):
         p = _address(context, builder, sig.args[0], args[0], args[1])
         hty = ir.VectorType(context.get_value_type(vt.dtype), vt.lanes // 2)
-        zero = ir.Constant(hty, [ir.Constant(hty.element, 0.0)] * hty.count)
-        half = builder.call(_masked(builder, "load", hty, p.type),
-                            [p, ir.Constant(ir.IntType(32), 4),
-                             _lanes_below(builder, hty.count, args[2]), zero])
-        return _dup_halves(builder, half, vt.lanes)
+        return _dup_halves(builder, _load_below(builder, p, hty, args[2]), vt.lanes)
     return vt(a, i, types.int64), codegen
 
 
@@ -187,13 +187,8 @@ def vload_pair(typingctx, a, i, j, w):
 
     def codegen(context, builder, sig, args):
         hty = ir.VectorType(context.get_value_type(vt.dtype), vt.lanes // 2)
-        zero = ir.Constant(hty, [ir.Constant(hty.element, 0.0)] * hty.count)
-        halves = []
-        for at in (args[1], args[2]):
-            p = _address(context, builder, sig.args[0], args[0], at)
-            halves.append(builder.call(_masked(builder, "load", hty, p.type),
-                                       [p, ir.Constant(ir.IntType(32), 4),
-                                        _lanes_below(builder, hty.count, args[3]), zero]))
+        halves = [_load_below(builder, _address(context, builder, sig.args[0], args[0], at), hty,
+                              args[3]) for at in (args[1], args[2])]
         return builder.shuffle_vector(halves[0], halves[1], ir.Constant(
             ir.VectorType(ir.IntType(32), vt.lanes), list(range(vt.lanes))))
     return vt(a, i, j, types.int64), codegen

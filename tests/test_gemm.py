@@ -152,7 +152,7 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     # a layer of 128 units or more takes the packed forward (gemm_dot.dot_form): short
     # blocks of rows, a strip that starts elsewhere and a short last strip
     dot_form = gemm.dot_form.py_func    # a kernel without a Python wrapper: its source
-    assert not dot_form(K, 129, gemm_lanes(dtype)) and dot_form(K, 9, gemm_lanes(dtype))
+    assert not dot_form(129) and dot_form(9)
     X, WT = rand(rng, (8, K), dtype), rand(rng, (160, K), dtype)
     full = np.empty((8, 160), dtype)
     gemm.dot_nt(full, X, WT, 1)
