@@ -49,6 +49,7 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--block", type=float, default=0.1, help="seconds per timed block (at least)")
     p.add_argument("--peers", nargs="+", default=["numpy", "jax", "torch"])
+    p.add_argument("--no-bn", action="store_true", help="Linear -> ReLU hidden layers, no batch norm")
     return p.parse_args(argv)
 
 
@@ -83,31 +84,40 @@ def products(sizes, N, dtype=np.float32, seed=0):
     return run, flops
 
 
-def build(net, N, peers, threads):
+def build(net, N, peers, threads, bn=True):
     sizes = [int(s) for s in net.split("-")]
     X, y = impls.batch(N, d=sizes[0], classes=sizes[-1])
-    spec = (sizes, True)
+    spec = (sizes, bn)
     fast, fnet = impls.make_fastmlp(spec, X, y)
     ref = fnet.copy()
     expected = ref.loss(X, y, train=True)
     runs = {"fastmlp": (fast, True)}
     makers = {"numpy": impls.make_numpy, "jax": impls.make_jax, "torch": impls.make_torch}
-    for name in peers:
-        runs[name] = (makers[name](spec, X, y, like=ref)[0], False)
-    for name, (step, single) in runs.items():
-        with blas_single_threaded() if single else contextlib.nullcontext():
-            first = step()
+    refused = {}
+    for name in ["fastmlp"] + list(peers):
+        try:
+            if name != "fastmlp":
+                runs[name] = (makers[name](spec, X, y, like=ref)[0], False)
+            step, single = runs[name]
+            with blas_single_threaded() if single else contextlib.nullcontext():
+                first = step()
+        except Exception as e:      # a peer that refuses the cell (PyTorch's BN at batch 1)
+            if name == "fastmlp":
+                raise
+            runs.pop(name, None)
+            refused[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
+            continue
         if not np.isclose(first, expected, rtol=2e-4):
             raise SystemExit(f"{name} on {net} batch {N}: first loss {first} but fastmlp's "
                              f"reference gives {expected}; not timing a different computation.")
     blas, flops = products(sizes, N)
     runs["blas"] = (blas, False)
-    return runs, flops
+    return runs, flops, refused
 
 
-def cell(net, N, peers, threads, rounds, block):
-    runs, flops = build(net, N, peers, threads)
-    return impls.interleaved(runs, rounds, steps=3, seconds=block), flops
+def cell(net, N, peers, threads, rounds, block, bn=True):
+    runs, flops, refused = build(net, N, peers, threads, bn)
+    return impls.interleaved(runs, rounds, steps=3, seconds=block), flops, refused
 
 
 def environment(threads, peers):
@@ -145,16 +155,23 @@ def main(argv=None):
                                                   "of BLAS"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
+    notes = []
     for net in args.nets:
         for N in args.batch:
-            med, flops = cell(net, N, peers, args.threads, args.rounds, args.block)
+            med, flops, refused = cell(net, N, peers, args.threads, args.rounds, args.block,
+                                       not args.no_bn)
             f = med["fastmlp"]
-            best = min(med[p] for p in peers) if peers else float("nan")
-            row = [net, str(N), f"{f * 1e3:.3f}"] + [f"{med[p] * 1e3:.3f}" for p in peers]
+            ran = [p for p in peers if p in med]
+            best = min(med[p] for p in ran) if ran else float("nan")
+            row = [net, str(N), f"{f * 1e3:.3f}"] + [f"{med[p] * 1e3:.3f}" if p in med else "-"
+                                                    for p in peers]
             row += [f"{best / f:.2f}x", f"{med['blas'] * 1e3:.3f}", f"{flops / med['blas'] / 1e9:.0f}",
                     f"{flops / f / 1e9:.0f}", f"{med['blas'] / f:.0%}"]
             print("| " + " | ".join(row) + " |", flush=True)
+            notes += [f"{net} batch {N}: {p} refused the cell ({why})" for p, why in refused.items()]
     print(impls.host_gemm_line(args.threads, " after the table"))
+    for line in notes:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ from .simd import (SIMD, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at
 
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
+BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (_outer)
+BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
 MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
 
 FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
@@ -105,7 +107,15 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
     # a strip of at most V columns (the last of a 50-unit layer's: 2 of 16) takes one vector:
     # half the multiply-adds, the same chain for each of its columns (a 50-column forward
     # 6-8 % faster, measured)
-    for k in range(n if w <= V else 0):
+    # one row (a batch of one, or a batch's last row): its own chains only, not 6 rows' work
+    # for one row's results (the forward and input gradient at batch 1 were 6 rows' work)
+    for k in range(n if nr == 1 and w <= V else 0):
+        a0 = vfma(vload(P, 2 * V * k), vsplat_at(Ap, k * MR), a0)
+    for k in range(n if nr == 1 and w > V else 0):
+        x = vsplat_at(Ap, k * MR)
+        a0 = vfma(vload(P, 2 * V * k), x, a0)
+        a1 = vfma(vload(P, 2 * V * k + V), x, a1)
+    for k in range(n if nr > 1 and w <= V else 0):
         p = vload(P, 2 * V * k)
         d = k * MR
         a0 = vfma(p, vsplat_at(Ap, d), a0)
@@ -114,7 +124,7 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
         d0 = vfma(p, vsplat_at(Ap, d + 3), d0)
         e0 = vfma(p, vsplat_at(Ap, d + 4), e0)
         f0 = vfma(p, vsplat_at(Ap, d + 5), f0)
-    for k in range(n if w > V else 0):
+    for k in range(n if nr > 1 and w > V else 0):
         p = vload(P, 2 * V * k)
         q = vload(P, 2 * V * k + V)
         d = k * MR
@@ -193,6 +203,15 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
+    # A part's C of BAND_AREA values or more is read and written from beyond the core's L2:
+    # walked strip by strip down a group's 48 rows, each _k6 touched 6 new rows on as many
+    # pages, which the prefetchers do not follow; in bands of BAND_COLS columns a row block
+    # runs along its rows.  Measured on 2 threads (znver4, GFLOP/s, strip order -> bands):
+    # weight step 16 x 3072 x 2048 25-30 -> 40-46 on one thread, 57-74 -> 61-95 on two;
+    # 100 x 3072 x 1024 72 -> 87 and 165 -> 178; 500 x 1024 x 3072 189 -> 203; forward and
+    # input gradient at 500-1024 rows level.  Under it (C in L2, e.g. 1000 x 1000 cut in
+    # two), bands were level on one thread and 0.6x on two: the strip order stays there
+    band = max(1, BAND_COLS // W) if (r1 - r0) * (j1 - j0) >= BAND_AREA else 1
     for u in range(runs):
         k0, k1 = K * u // runs, K * (u + 1) // runs
         n = k1 - k0
@@ -207,13 +226,17 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
                 for r in range(m0, m1, MR):
                     pack_a(Ap[(r - m0) * nk:], Af, k0 * sk + r * sr, min(MR, m1 - r), n,
                            sk, sr, r1 - r)
-                # each strip of B, once loaded, serves every row block of the group
-                for j in range(b0, b1, W):
-                    s = (j - b0) // W
+                # a band of `band` strips at a time: each row block walks the band's strips
+                # (band 1: each strip, once loaded, serves every row block of the group).
+                # One loop nest for both orders: a second call site of _k6 is a second copy
+                # for LLVM to compile
+                for g in range(b0, b1, W * band):
                     for r in range(m0, m1, MR):
-                        _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
-                            P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j, min(W, b1 - j),
-                            n, J, va, vb, keep, first)
+                        for j in range(g, min(b1, g + W * band), W):
+                            s = (j - b0) // W
+                            _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
+                                P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j,
+                                min(W, b1 - j), n, J, va, vb, keep, first)
                 if update and u == runs - 1:    # the tile C[m0:m1, b0:b1] is final
                     for o in range(m0, m1):
                         update_range(Sf, Cf, mW, vW, o * J + b0, o * J + b1, kind, eta, hp)

@@ -16,7 +16,7 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the o
   last row) (-1 where a buffer is not needed).
 Threads and products: every product is one of kernels/gemm.py's (register-blocked on vectors
   where the CPU has AVX2 and FMA, else one BLAS call); one of at least PAR_FLOPS multiply-adds
-  is cut into one part per thread (gemm.products), a smaller one runs whole on the calling
+  or PAR_WEIGHTS weights is cut into one part per thread (gemm.products), a smaller one runs whole on the calling
   thread (the same code).  Every element of a product is the same bits whatever the cut, so
   results do not depend on the number of threads.  Plain SGD folds into each layer's weight
   product (gemm's SGD_STEP), after the layer's input gradient has read the old weights.
@@ -36,6 +36,11 @@ FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
 # multiply-adds from which a product is shared among the threads: waking the pool costs a few
 # microseconds, 2M multiply-adds take ~25 us on one core (so the hand-off is < 10 %)
 PAR_FLOPS = 1 << 21
+# weights from which a product is shared whatever the batch: at a batch of a few rows it is
+# bound by reading its weights, and two cores read them faster than one (batch 1, 2 threads
+# against 1, znver4: 512 x 256 forward 7 -> 10 GFLOP/s, input gradient 9 -> 13; 1024 x 1024
+# 5 -> 9 and 7 -> 13; at 256 x 256 level)
+PAR_WEIGHTS = 1 << 17
 GATHER_VALUES = 1 << 16  # values from which a gather is shared (a copy of 256 KB in float32)
 
 # batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
@@ -55,6 +60,13 @@ dropout_backward_gated_s = serial_twin(dropout.dropout_backward_gated, internal=
 def _parts(size, at_least, nt):
     """Parts a product (or gather) of `size` is cut into: one per thread from `at_least` up."""
     return nt if size >= at_least else 1
+
+
+@internal_kernel
+def _product_parts(N, I, O, nt):
+    """Parts of a layer's product: one per thread from PAR_FLOPS multiply-adds or PAR_WEIGHTS
+    weights up."""
+    return nt if N * I * O >= PAR_FLOPS or I * O >= PAR_WEIGHTS else 1
 
 
 @internal_kernel
@@ -175,7 +187,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             I, O = layout[l, 0], layout[l, 1]
             out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
             WT = _view(theta, layout[l, 2], O, I)
-            nb = _parts(N * I * O, PAR_FLOPS, nt)
+            nb = _product_parts(N, I, O, nt)
             products(FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
                      N * 0, hp, nb, src, rows)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
@@ -198,7 +210,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
         WT = _view(theta, layout[l, 2], O, I)
         dWT = _view(dtheta, layout[l, 2], O, I)
-        nb = _parts(N * I * O, PAR_FLOPS, nt)
+        nb = _product_parts(N, I, O, nt)
         if l > 0:       # dH of the layer below, from W before its step
             dH = _view(ws, wsl[l - 1, 4], N, I)
             products(DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none, none,

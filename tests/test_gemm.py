@@ -20,7 +20,15 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 3e-6, np.float64: 1e-14}
 # (N, K, O): the study's first layer (CIFAR and Fashion-MNIST), then remainders of each kind
 SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5), (1, 3, 1),
-          (103, 300, 50), (6, 33, 11), (64, 1030, 130), (20, 515, 257)]
+          (103, 300, 50), (6, 33, 11), (64, 1030, 130), (20, 515, 257),
+          # a lone last row in a packed forward (13 = 2 x 6 + 1); a weight gradient of at least
+          # gemm.BAND_AREA values, walked in bands on one thread and by strips in parts
+          (13, 200, 300), (3, 1100, 1000)]
+
+
+def test_the_band_shapes_cross_the_band_area():
+    """(3, 1100, 1000)'s weight gradient is walked in bands whole and by strips in two parts."""
+    assert 1100 * 1000 >= gemm.BAND_AREA > 1100 * 1000 // 2
 
 
 @pytest.fixture
@@ -33,7 +41,8 @@ def rand(rng, shape, dtype):
 
 
 @pytest.mark.parametrize("kind", [optim.MOMENTUM, optim.NESTEROV, optim.ADAGRAD, optim.ADAM])
-@pytest.mark.parametrize("shape", [(100, 784, 50), (1100, 40, 13), (20, 515, 257)])
+@pytest.mark.parametrize("shape", [(100, 784, 50), (1100, 40, 13), (20, 515, 257),
+                                   (3, 1100, 1000)])
 def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, shape):
     """With `update`, each tile of the weight gradient takes its optimiser step as soon as it is
     final (gemm._outer): the same bits as the whole gradient followed by optim.update_range, for
