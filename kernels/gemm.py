@@ -198,7 +198,7 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
     nk = (K + runs - 1) // runs  # pass of C's loads and stores for little work)
     S2 = W * nk
-    # this part's own scratch, allocated per call: microseconds against >= 2M multiply-adds
+    # this part's own scratch, allocated per call: microseconds against >= 1M multiply-adds
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)

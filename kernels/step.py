@@ -15,10 +15,10 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the o
   4 dH (N, O), 5 mean (O,), 6 inv_std (O,), 7 P (N, C) and 8 losses (N,) (the last two on the
   last row) (-1 where a buffer is not needed).
 Threads and products: every product is one of kernels/gemm.py's (register-blocked on vectors
-  where the CPU has AVX2 and FMA, else one BLAS call); one of at least PAR_FLOPS multiply-adds
-  or PAR_WEIGHTS weights is cut into one part per thread (gemm.products), a smaller one runs whole on the calling
-  thread (the same code).  Every element of a product is the same bits whatever the cut, so
-  results do not depend on the number of threads.  Plain SGD folds into each layer's weight
+  where the CPU has AVX2 and FMA, else one BLAS call), cut into a part per PART_FLOPS
+  multiply-adds or PART_WEIGHTS weights, up to one per thread (gemm.products); a smaller one
+  runs whole on the calling thread (the same code).  Every element of a product is the same
+  bits whatever the cut, so results do not depend on the number of threads.  Plain SGD folds into each layer's weight
   product (gemm's SGD_STEP), after the layer's input gradient has read the old weights.
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
   twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
@@ -33,15 +33,18 @@ from .gemm import DGRAD, FORWARD as FORWARD_TASK, GATHER, GRAD, SGD_STEP, produc
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
-# multiply-adds from which a product is shared among the threads: waking the pool costs a few
-# microseconds, 2M multiply-adds take ~25 us on one core (so the hand-off is < 10 %)
-PAR_FLOPS = 1 << 21
-# weights from which a product is shared whatever the batch: at a batch of a few rows it is
-# bound by reading its weights, and two cores read them faster than one (batch 1, 2 threads
-# against 1, znver4: 512 x 256 forward 7 -> 10 GFLOP/s, input gradient 9 -> 13; 1024 x 1024
-# 5 -> 9 and 7 -> 13; at 256 x 256 level)
-PAR_WEIGHTS = 1 << 17
-GATHER_VALUES = 1 << 16  # values from which a gather is shared (a copy of 256 KB in float32)
+# How many threads share a product: one part per PART_FLOPS multiply-adds, or per PART_WEIGHTS
+# weights, up to the thread count; a smaller product runs whole on the calling thread.  By
+# size, not "all threads": waking a thread for a part costs 5-10 us (measured, kernels/gemm.py's
+# region after serial work), and 1M multiply-adds take ~10-20 us on one core, so a part never
+# costs more to hand off than it computes; on 2 threads these give the cut-offs measured here
+# (2M multiply-adds, 128K weights), on 64 a 100 x 784 x 50 forward takes 3 parts, not 64.
+# Weights: at a batch of a few rows a product is bound by reading its weights, and two cores
+# read them faster than one (batch 1, 2 threads against 1, znver4: 512 x 256 forward 7 -> 10
+# GFLOP/s, input gradient 9 -> 13; 1024 x 1024 5 -> 9 and 7 -> 13; at 256 x 256 level).
+PART_FLOPS = 1 << 20
+PART_WEIGHTS = 1 << 16
+PART_GATHER = 1 << 15   # values of a gather per part (a copy of 128 KB in float32)
 
 # batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
 bn_forward_train_s = batchnorm.bn_forward_train_rows
@@ -57,16 +60,15 @@ dropout_backward_gated_s = serial_twin(dropout.dropout_backward_gated, internal=
 
 
 @internal_kernel
-def _parts(size, at_least, nt):
-    """Parts a product (or gather) of `size` is cut into: one per thread from `at_least` up."""
-    return nt if size >= at_least else 1
+def _parts(size, per_part, nt):
+    """Parts a product (or gather) of `size` is cut into: one per `per_part`, 1 to nt."""
+    return max(1, min(nt, size // per_part))
 
 
 @internal_kernel
 def _product_parts(N, I, O, nt):
-    """Parts of a layer's product: one per thread from PAR_FLOPS multiply-adds or PAR_WEIGHTS
-    weights up."""
-    return nt if N * I * O >= PAR_FLOPS or I * O >= PAR_WEIGHTS else 1
+    """Parts of a layer's product: by its multiply-adds or by its weights, whichever gives more."""
+    return max(_parts(N * I * O, PART_FLOPS, nt), _parts(I * O, PART_WEIGHTS, nt))
 
 
 @internal_kernel
@@ -178,7 +180,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     # included: a global constant is a literal, whose type would compile the parallel region
     # a second time, measured 4.9 s)
     if rows.shape[0] == N and N > 0:
-        nb = _parts(N * X.shape[1], GATHER_VALUES, nt)
+        nb = _parts(N * X.shape[1], PART_GATHER, nt)
         products(GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none, none,
                  N * 0, hp, nb, src, rows)
     if train or evaluate:

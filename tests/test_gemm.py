@@ -26,6 +26,16 @@ SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5
           (13, 200, 300), (3, 1100, 1000)]
 
 
+def test_a_product_takes_a_part_per_million_multiply_adds_up_to_the_thread_count():
+    """kernels/step.py: by size, so that 64 threads do not cut a 50-unit layer in 64 slivers."""
+    parts = step._parts.py_func
+    assert parts(100 * 784 * 50, step.PART_FLOPS, 64) == 3
+    assert parts(100 * 784 * 50, step.PART_FLOPS, 2) == 2
+    assert parts(2 * step.PART_FLOPS - 1, step.PART_FLOPS, 8) == 1
+    assert parts(10 ** 12, step.PART_FLOPS, 8) == 8
+    assert parts(0, step.PART_WEIGHTS, 8) == 1
+
+
 def test_the_band_shapes_cross_the_band_area():
     """(3, 1100, 1000)'s weight gradient is walked in bands whole and by strips in two parts."""
     assert 1100 * 1000 >= gemm.BAND_AREA > 1100 * 1000 // 2
@@ -195,7 +205,7 @@ def test_gradient_check_through_the_register_blocked_products(cifar_subset):
     X = (raw - raw.mean(axis=0)) / raw.std(axis=0)
     y = cifar_subset["y_train"][:100].astype(np.int64)
     net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, dtype=np.float64, seed=1)
-    assert gemm.SIMD and 100 * 3072 * 50 >= step.PAR_FLOPS
+    assert gemm.SIMD and 100 * 3072 * 50 // step.PART_FLOPS >= 2    # cut in 2 parts on 2 threads
     for r in fastmlp.gradcheck(net, X, y, lam=0.01, max_entries=40):
         if r["zero_gradient"]:
             assert r["max_abs_error"] <= 1e-9, r
