@@ -107,15 +107,7 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
     # a strip of at most V columns (the last of a 50-unit layer's: 2 of 16) takes one vector:
     # half the multiply-adds, the same chain for each of its columns (a 50-column forward
     # 6-8 % faster, measured)
-    # one row (a batch of one, or a batch's last row): its own chains only, not 6 rows' work
-    # for one row's results (the forward and input gradient at batch 1 were 6 rows' work)
-    for k in range(n if nr == 1 and w <= V else 0):
-        a0 = vfma(vload(P, 2 * V * k), vsplat_at(Ap, k * MR), a0)
-    for k in range(n if nr == 1 and w > V else 0):
-        x = vsplat_at(Ap, k * MR)
-        a0 = vfma(vload(P, 2 * V * k), x, a0)
-        a1 = vfma(vload(P, 2 * V * k + V), x, a1)
-    for k in range(n if nr > 1 and w <= V else 0):
+    for k in range(n if w <= V else 0):
         p = vload(P, 2 * V * k)
         d = k * MR
         a0 = vfma(p, vsplat_at(Ap, d), a0)
@@ -124,7 +116,7 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
         d0 = vfma(p, vsplat_at(Ap, d + 3), d0)
         e0 = vfma(p, vsplat_at(Ap, d + 4), e0)
         f0 = vfma(p, vsplat_at(Ap, d + 5), f0)
-    for k in range(n if nr > 1 and w > V else 0):
+    for k in range(n if w > V else 0):
         p = vload(P, 2 * V * k)
         q = vload(P, 2 * V * k + V)
         d = k * MR
