@@ -218,17 +218,24 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
                 for r in range(m0, m1, MR):
                     pack_a(Ap[(r - m0) * nk:], Af, k0 * sk + r * sr, min(MR, m1 - r), n,
                            sk, sr, r1 - r)
-                # a band of `band` strips at a time: each row block walks the band's strips
-                # (band 1: each strip, once loaded, serves every row block of the group).
-                # One loop nest for both orders: a second call site of _k6 is a second copy
-                # for LLVM to compile
-                for g in range(b0, b1, W * band):
-                    for r in range(m0, m1, MR):
-                        for j in range(g, min(b1, g + W * band), W):
-                            s = (j - b0) // W
-                            _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
-                                P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j,
-                                min(W, b1 - j), n, J, va, vb, keep, first)
+                # strip order (band 1): each strip of B, once loaded, serves every row block
+                # of the group; bands: each row block walks a band's strips.  Two loops either
+                # way (x, then y), one call site of _k6: each is a copy for LLVM to compile
+                nblk = (m1 - m0 + MR - 1) // MR
+                nstr = (b1 - b0 + W - 1) // W
+                for x in range(nstr if band == 1 else (nstr + band - 1) // band * nblk):
+                    if band == 1:   # x a strip, y a row block
+                        s0, ds, rr, dr, cnt = x, 0, m0, MR, nblk
+                    else:           # x a (band, row block), y a strip of the band
+                        s0, ds, rr, dr = x // nblk * band, 1, m0 + x % nblk * MR, 0
+                        cnt = min(band, nstr - s0)
+                    for y in range(cnt):
+                        s = s0 + y * ds
+                        r = rr + y * dr
+                        j = b0 + s * W
+                        _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
+                            P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j, min(W, b1 - j),
+                            n, J, va, vb, keep, first)
                 if update and u == runs - 1:    # the tile C[m0:m1, b0:b1] is final
                     for o in range(m0, m1):
                         update_range(Sf, Cf, mW, vW, o * J + b0, o * J + b1, kind, eta, hp)
