@@ -3,8 +3,10 @@ BLAS itself on each cell's products, interleaved in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/grid.py [--nets 784-50-50-10 ...]
         [--batch 32 100 500] [--threads 2] [--rounds 9] [--block 0.1] [--peers numpy jax torch]
+        [--no-bn]
 
-Every net has Linear -> BatchNorm -> ReLU hidden layers, softmax cross-entropy, L2 (lam = 0.005)
+Every net has Linear -> BatchNorm -> ReLU hidden layers (Linear -> ReLU with --no-bn), softmax
+cross-entropy, L2 (lam = 0.005)
 and plain SGD, float32, all implementations starting from fastmlp's weights; each one's first
 step must give fastmlp's first loss (rel 2e-4) or the cell is refused.  The peers are written as
 their users would at their best: NumPy textbook (bench/impls.NumpyMLP), JAX with the whole step
