@@ -6,11 +6,12 @@ BLAS itself on each cell's products, interleaved in one process.
         [--no-bn]
 
 Every net has Linear -> BatchNorm -> ReLU hidden layers (Linear -> ReLU with --no-bn), softmax
-cross-entropy, L2 (lam = 0.005) and plain SGD, float32, all implementations starting from
-fastmlp's weights; each one's first step must give fastmlp's first loss (rel 2e-4) or the cell is refused.  The peers are written as
-their users would at their best: NumPy textbook (bench/impls.NumpyMLP), JAX with the whole step
-under `jax.jit`, data on the device and parameters donated, PyTorch eager with
-`torch.set_num_threads` and `torch.optim.SGD`.  Optional ones that are not installed are left out.
+cross-entropy, L2 (lam = 0.005) and plain SGD, float32, all implementations starting from fastmlp's
+weights; each one's first step must give fastmlp's first loss (rel 2e-4) or the cell is refused.
+The peers are written as their users would at their best: NumPy textbook (bench/impls.NumpyMLP),
+JAX with the whole step under `jax.jit`, data on the device and parameters donated, PyTorch eager
+with `torch.set_num_threads` and `torch.optim.SGD`. Optional ones that are not installed are left
+out.
 
 Each round runs every implementation once, in a fresh random order, for a timed block of at least
 `--block` seconds, after WARM seconds untimed (the previous one's spinning thread pools would
