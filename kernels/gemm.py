@@ -199,8 +199,8 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     # walked strip by strip down a group's 48 rows, each _k6 touched 6 new rows on as many
     # pages, which the prefetchers do not follow; in bands of BAND_COLS columns a row block
     # runs along its rows.  Measured on 2 threads (znver4, GFLOP/s, strip order -> bands):
-    # weight step 16 x 3072 x 2048 25-30 -> 40-46 on one thread, 57-74 -> 61-95 on two;
-    # 100 x 3072 x 1024 72 -> 87 and 165 -> 178; 500 x 1024 x 3072 189 -> 203; forward and
+    # weight step 16 x 3072 x 2048 25-30 -> 40-46 on one thread, 57-74 -> 61-102 on two;
+    # 100 x 3072 x 1024 72 -> 87 and 165 -> 175-178; 500 x 1024 x 3072 189 -> 198-203; forward and
     # input gradient at 500-1024 rows level.  Under it (C in L2, e.g. 1000 x 1000 cut in
     # two), bands were level on one thread and 0.6x on two: the strip order stays there
     band = max(1, BAND_COLS // W) if (r1 - r0) * (j1 - j0) >= BAND_AREA else 1
