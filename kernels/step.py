@@ -15,11 +15,12 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the o
   4 dH (N, O), 5 mean (O,), 6 inv_std (O,), 7 P (N, C) and 8 losses (N,) (the last two on the
   last row) (-1 where a buffer is not needed).
 Threads and products: every product is one of kernels/gemm.py's (register-blocked on vectors
-  where the CPU has AVX2 and FMA, else one BLAS call), cut into a part per PART_FLOPS multiply-
-  adds or PART_WEIGHTS weights, up to one per thread (gemm.products); a smaller one runs whole on
-  the calling thread (the same code). Every element of a product is the same bits whatever the
-  cut, so results do not depend on the number of threads. Plain SGD folds into each layer's
-  weight product (gemm's SGD_STEP), after the layer's input gradient has read the old weights.
+  where the CPU has AVX2 and FMA, else one BLAS call), cut into a part per PART_FLOPS
+  multiply-adds or PART_WEIGHTS weights, up to one per thread (gemm.products); a smaller one runs
+  whole on the calling thread (the same code). Every element of a product is the same bits
+  whatever the cut, so results do not depend on the number of threads. Plain SGD folds into each
+  layer's weight product (gemm's SGD_STEP), after the layer's input gradient has read the old
+  weights.
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
   twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
   units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
