@@ -51,7 +51,8 @@ def parse_args(argv):
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--block", type=float, default=0.1, help="seconds per timed block (at least)")
     p.add_argument("--peers", nargs="+", default=["numpy", "jax", "torch"])
-    p.add_argument("--no-bn", action="store_true", help="Linear -> ReLU hidden layers, no batch norm")
+    p.add_argument("--no-bn", action="store_true",
+                   help="Linear -> ReLU hidden layers, no batch norm")
     return p.parse_args(argv)
 
 
@@ -170,7 +171,8 @@ def main(argv=None):
             row += [f"{best / f:.2f}x", f"{med['blas'] * 1e3:.3f}", f"{flops / med['blas'] / 1e9:.0f}",
                     f"{flops / f / 1e9:.0f}", f"{med['blas'] / f:.0%}"]
             print("| " + " | ".join(row) + " |", flush=True)
-            notes += [f"{net} batch {N}: {p} refused the cell ({why})" for p, why in refused.items()]
+            notes += [f"{net} batch {N}: {p} refused the cell ({why})"
+                      for p, why in refused.items()]
     print(impls.host_gemm_line(args.threads, " after the table"))
     for line in notes:
         print(line)
