@@ -34,7 +34,7 @@ def worker(net, batch, threads, seconds, peers):
     import impls
     from fastmlp.threads import threading_layer
     numba.set_num_threads(threads)
-    runs, _ = grid.build(net, batch, peers, threads)
+    runs, _, _ = grid.build(net, batch, peers, threads)
     runs.pop("blas")
     rounds = 5
     times = impls.interleaved(runs, rounds, steps=3, seconds=seconds / rounds / len(runs))
