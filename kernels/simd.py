@@ -85,6 +85,22 @@ def vload(typingctx, a, i):
 
 
 @intrinsic
+def prefetch(typingctx, a, i):
+    """Ask for the cache line of a[i] to be brought into L2 (llvm.prefetch, read, locality 2:
+    x86's prefetcht1), without waiting for it; a hint, never a fault, whatever i is."""
+    def codegen(context, builder, sig, args):
+        i8p = ir.IntType(8).as_pointer()
+        p = builder.bitcast(_address(context, builder, sig.args[0], args[0], args[1]), i8p)
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(fn, [p, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.none(a, i), codegen
+
+
+@intrinsic
 def vstore(typingctx, a, i, v):
     """a[i:i + lanes] <- v."""
     def codegen(context, builder, sig, args):
