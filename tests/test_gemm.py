@@ -158,6 +158,22 @@ def test_a_row_gets_the_same_bits_wherever_it_stands(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K", [1024, 1030, 2048, 2085])
+def test_a_lone_row_of_a_wide_forward_gets_the_bits_it_gets_in_a_batch(rng, dtype, K):
+    """A lone row through the packed forward (a wide layer's prediction for one sample) gets
+    the bits it gets among others: K in one run or several (gemm.KP), with a tail of k shorter
+    than a vector or none, rows of WT 4 KB apart or not; 300 units end in a short strip."""
+    X, WT = rand(rng, (9, K), dtype), rand(rng, (300, K), dtype)
+    full = np.empty((9, 300), dtype)
+    gemm.dot_nt(full, X, WT, 1)
+    for r in (0, 8):
+        for nb in (1, 2, 3):
+            one = np.full((1, 300), np.nan, dtype)
+            gemm.dot_nt(one, X[r:r + 1].copy(), WT, nb)
+            np.testing.assert_array_equal(one, full[r:r + 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     """An element comes out the same whether a full block or a remainder kernel computed it,
     so where a cut falls never changes a result."""
