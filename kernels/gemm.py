@@ -62,7 +62,7 @@ BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float3
 MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
-FORWARD, GRAD, SGD_STEP, DGRAD, GATHER = 0, 1, 2, 3, 4
+FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD = 0, 1, 2, 3, 4, 5
 
 
 @internal_kernel
@@ -251,6 +251,23 @@ def _cut(units, t, nb):
 
 
 @internal_kernel
+def _by_cols(R, J, step_r, step_j, nb):
+    """Whether _rect cuts an (R, J) output by columns (else by rows)."""
+    br, bj = (R + step_r - 1) // step_r, (J + step_j - 1) // step_j
+    if J >= R:
+        return bj >= nb or bj >= br
+    return br < nb and bj > br
+
+
+@internal_kernel
+def gathers_rows(N, O, nb):
+    """Whether a layer of O units takes GATHER_FORWARD for a gathered batch of N rows in nb
+    parts: its forward runs as dot products (gemm_dot) cut by rows, so each part can gather
+    the rows it is about to multiply."""
+    return SIMD and dot_form(O) and not _by_cols(N, O, NR, NO, nb)
+
+
+@internal_kernel
 def _rect(R, J, step_r, step_j, t, nb):
     """Part t of nb of an (R, J) output cut into blocks of step_r rows or step_j columns.  Each
     part packs its own rows of A and strips of B and the other operand whole, so the cut goes
@@ -259,11 +276,7 @@ def _rect(R, J, step_r, step_j, t, nb):
     all of X: 1.3-1.7x slower than by rows, measured).  A side with fewer blocks than parts
     is not cut, unless the other has fewer still."""
     br, bj = (R + step_r - 1) // step_r, (J + step_j - 1) // step_j
-    if J >= R:
-        by_cols = bj >= nb or bj >= br
-    else:
-        by_cols = br < nb and bj > br
-    if by_cols:
+    if _by_cols(R, J, step_r, step_j, nb):
         u0, u1 = _cut(bj, t, nb)
         return 0, R, min(J, u0 * step_j), min(J, u1 * step_j)
     u0, u1 = _cut(br, t, nb)
@@ -285,6 +298,9 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
       GATHER    X <- src[idx] (idx (N,) row numbers), in nb runs of columns: a batch of shuffled
                 rows copied where the step needs it, instead of shuffling the whole training
                 set each epoch (a 553 MB copy at the study's size)
+      GATHER_FORWARD  GATHER, then FORWARD, in one region (where gathers_rows): each part
+                gathers the rows of X it then multiplies, so the step wakes the threads once
+                for both (the study net's whole step 1.02-1.04x on 2 threads, measured)
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s)."""
@@ -306,18 +322,22 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     O = WT.shape[0]
     Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)
     V = lanes(Xf)
-    if task == GATHER:
-        k0, k1 = _cut(I, t, nb)
+    if task == GATHER or task == GATHER_FORWARD:
+        n0, n1, k0, k1 = 0, N, 0, I
+        if task == GATHER:
+            k0, k1 = _cut(I, t, nb)
+        else:                                   # the forward's own rows (gathers_rows)
+            n0, n1 = _rect(N, O, NR, NO, t, nb)[:2]
         Sf = src.reshape(-1)
         L = k1 - k0
         line = 64 // Sf.itemsize
-        for n in range(N):
+        for n in range(n0, n1):
             # the rows are shuffled, so no prefetcher foresees the next one: ask for the part
             # of the row GATHER_AHEAD further on now.  784-value rows (Fashion-MNIST's) from
             # a 188 MB float32 set: the gather alone 43 -> 27 us a batch of 100 on one thread
             # (znver4; prefetching into L1 instead: no faster); the study net's whole step
             # 1.06x on one thread, 1.02-1.04x on two (1, 2, 4 or 8 rows ahead alike)
-            if n + GATHER_AHEAD < N:
+            if n + GATHER_AHEAD < n1:
                 ahead = idx[n + GATHER_AHEAD] * I
                 for c in range(k0, k1, line):
                     prefetch(Sf, ahead + c)
@@ -328,7 +348,8 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
             row = Sf[idx[n] * I + k0:idx[n] * I + k1]
             for j in range(L):
                 dst[j] = row[j]
-        return
+        if task == GATHER:
+            return
     if not SIMD:        # one BLAS call, by the first part only
         if t == 0:
             _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
@@ -337,7 +358,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile)
-    if task == FORWARD and dot_form(O):     # a narrow layer (kernels/gemm_dot.py)
+    if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, NR, NO, t, nb)
         if r1 > r0 and j1 > j0:
             forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)

@@ -30,7 +30,8 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import DGRAD, FORWARD as FORWARD_TASK, GATHER, GRAD, SGD_STEP, products
+from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP,
+                   gathers_rows, products)
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
@@ -138,7 +139,8 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
     drop_keys[s] (uint64; drop (L,) float64 holds each layer's rate) and the batch
     y[s N:(s+1) N] on X (N, I0); with rows (S N,) row numbers, its batch is first gathered into
     X from src[rows[s N:(s+1) N]] (gemm's GATHER, here rather than in a call of its own: one
-    dispatch and one parallel build fewer).  losses_out[s] gets step s's mean loss.  The run
+    dispatch and one parallel build fewer; in the first layer's forward region where
+    gemm.gathers_rows).  losses_out[s] gets step s's mean loss.  The run
     stops after the first step whose loss is not finite.  Returns (mean loss of the last
     step, steps taken) ((0.0, S) without FORWARD).
     Why S steps in one call: a call from Python costs ~10-30 us (argument checks, the loop
@@ -181,7 +183,11 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     # Every _product call below has the same argument types (no literals, `+ 0 * N`
     # included: a global constant is a literal, whose type would compile the parallel region
     # a second time, measured 4.9 s)
-    if rows.shape[0] == N and N > 0:
+    # the batch's gather goes with the first layer's forward where that is cut by rows
+    gather = rows.shape[0] == N and N > 0
+    fused = gather and (train or evaluate) and gathers_rows(
+        N, layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
+    if gather and not fused:
         nb = _parts(N * X.shape[1], PART_GATHER, nt)
         products(GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none, none,
                  N * 0, hp, nb, src, rows)
@@ -192,7 +198,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             out = _view(ws, wsl[l, _out_col(layout, l)], N, O)
             WT = _view(theta, layout[l, 2], O, I)
             nb = _product_parts(N, I, O, nt)
-            products(FORWARD_TASK + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
+            task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
+            products(task + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
                      N * 0, hp, nb, src, rows)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,

@@ -102,6 +102,30 @@ def test_gather_and_sgd_update(rng, dtype):
     np.testing.assert_allclose(theta, want, rtol=TOL[dtype])
 
 
+@pytest.mark.parametrize("N", [100, 32])
+def test_a_gathered_batch_trains_as_the_same_batch_given_whole(rng, N):
+    """Steps on rows of the training set (gathered inside the step: at 100 rows with the
+    first layer's forward, gemm.GATHER_FORWARD; at 32 rows, whose 50-unit forward is cut by
+    columns, on its own) give the bits that steps on the same rows, gathered first, give,
+    on every thread count."""
+    import numba
+    X, y = rand(rng, (300, 784), np.float32), rng.integers(0, 10, 300)
+    rows = rng.permutation(300)[:N]
+    for nt in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+        numba.set_num_threads(nt)
+        try:
+            a = fastmlp.Network([784, 50, 50, 10], dtype=np.float32, seed=0)
+            b = a.copy()
+            for _ in range(3):
+                la = a._train_step(X, y[rows], 0.005, np.float32(0.05), rows)
+                lb = b._train_step(X[rows], y[rows], 0.005, np.float32(0.05))
+                assert la == lb
+            np.testing.assert_array_equal(a.theta, b.theta)
+            np.testing.assert_array_equal(a.stats, b.stats)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_serial_twins_equal_parallel_builds(rng, dtype):
     dY, W = rand(rng, (64, 30), dtype), rand(rng, (30, 200), dtype)
