@@ -1,6 +1,7 @@
 """The kernels the fused step is built from (the fallback's BLAS product, bias, weight gradient with its SGD
 step, row gather, SGD update) against NumPy, their serial twins against the parallel builds,
 and the fused step against the per-kernel path."""
+import numba
 import numpy as np
 import pytest
 
@@ -108,12 +109,12 @@ def test_a_gathered_batch_trains_as_the_same_batch_given_whole(rng, N):
     first layer's forward, gemm.GATHER_FORWARD; at 32 rows, whose 50-unit forward is cut by
     columns, on its own) give the bits that steps on the same rows, gathered first, give,
     on every thread count."""
-    import numba
     X, y = rand(rng, (300, 784), np.float32), rng.integers(0, 10, 300)
     rows = rng.permutation(300)[:N]
-    for nt in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-        numba.set_num_threads(nt)
-        try:
+    before = numba.get_num_threads()
+    try:
+        for nt in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(nt)
             a = fastmlp.Network([784, 50, 50, 10], dtype=np.float32, seed=0)
             b = a.copy()
             for _ in range(3):
@@ -122,8 +123,8 @@ def test_a_gathered_batch_trains_as_the_same_batch_given_whole(rng, N):
                 assert la == lb
             np.testing.assert_array_equal(a.theta, b.theta)
             np.testing.assert_array_equal(a.stats, b.stats)
-        finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
