@@ -47,7 +47,7 @@ Legend: V lanes per vector; flat views Xf, Wf, ... of C-contiguous arrays.
 import numpy as np
 from numba import prange
 
-from ._config import internal_kernel, parallel_kernel
+from ._config import inlined_kernel, internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .optim import HP_SIZE, update_range
@@ -177,7 +177,7 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
         vstore(Cf, at + 5 * J + V, vfma(f1, va, vmul(vload(Src, at + 5 * J + V), m)))
 
 
-@internal_kernel
+@inlined_kernel
 def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, update, mW, vW,
            kind, eta, hp):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
@@ -185,7 +185,11 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     weight gradient: C = dWT, S = WT), each tile of C, once final, gives its optimiser step
     (kernels/optim.py) while it is still in cache: a pass of its own over the part afterwards
     read dWT, WT and the memory back from L3 or memory (Nesterov's step on 784 x 512 at batch
-    100: +0.17 ms over the folded SGD step, measured)."""
+    100: +0.17 ms over the folded SGD step, measured).
+    Inlined by Numba into _run, its one caller: built as a function of its own it was compiled
+    and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.7-14.9 s with
+    forward_dots inlined likewise, measured; inlining _k6 and the packs as well made it
+    18.0-18.4 s)."""
     V = lanes(Bf)
     W = 2 * V
     runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
