@@ -255,36 +255,51 @@ def _cut(units, t, nb):
 
 
 @internal_kernel
-def _by_cols(R, J, step_r, step_j, nb):
-    """Whether _rect cuts an (R, J) output by columns (else by rows)."""
+def _grid(R, J, step_r, step_j, nb):
+    """(pr, pc), pr * pc = nb: how many parts _rect cuts an (R, J) output's rows and its columns
+    into.  Each part packs (or reads) its own rows of A and columns of B, ~K (R / pr + J / pc)
+    values, while the multiply-adds are shared out whatever the grid, so the grid is the one
+    with the least of that among those that give every part a block of both sides.  With 2
+    parts that is the longer side cut (net A's forward, 100-500 x 3072 x 50, cut by columns had
+    both threads pack all of X: 1.3-1.7x slower than by rows, measured); with more, a cut of
+    one side alone has every part pack the whole other operand whatever its own share, so
+    there a grid (16 parts of 1024 x 1000: 4 x 4, each packing a quarter of both) keeps the
+    packing a part's size.  Measured with 8 parts on 2 cores (the parts' total work, znver4,
+    GFLOP/s, one side's cut -> the grid): 100 x 3072 x 50 forward 134 -> 155, 64 x 1024 x 1024
+    weight step 114 -> 139, 1024 x 784 x 1000 1.02-1.03x, the rest level; whole steps 1.00-
+    1.06x (3072-50-50-10 at batch 100 1.06x, 784-512-256-10 at 500 1.05x).  Where no grid
+    gives every part a block of both sides, the side with more blocks is cut alone."""
     br, bj = (R + step_r - 1) // step_r, (J + step_j - 1) // step_j
-    if J >= R:
-        return bj >= nb or bj >= br
-    return br < nb and bj > br
+    best, cost = 0, 0.0
+    for i in range(nb):     # the longer side's cut alone first: it wins ties
+        pr = i + 1 if J >= R else nb - i
+        pc = nb // pr
+        if pr * pc == nb and pr <= br and pc <= bj:
+            c = R / pr + J / pc
+            if best == 0 or c < cost:
+                best, cost = pr, c
+    if best > 0:
+        return best, nb // best
+    return (1, nb) if bj > br or (bj == br and J >= R) else (nb, 1)
 
 
 @internal_kernel
 def gathers_rows(N, O, nb):
     """Whether a layer of O units takes GATHER_FORWARD for a gathered batch of N rows in nb
-    parts: its forward runs as dot products (gemm_dot) cut by rows, so each part can gather
-    the rows it is about to multiply."""
-    return SIMD and dot_form(O) and not _by_cols(N, O, NR, NO, nb)
+    parts: its forward runs as dot products (gemm_dot) cut by rows alone, so each part can
+    gather the rows it is about to multiply."""
+    return SIMD and dot_form(O) and _grid(N, O, NR, NO, nb)[1] == 1
 
 
 @internal_kernel
 def _rect(R, J, step_r, step_j, t, nb):
-    """Part t of nb of an (R, J) output cut into blocks of step_r rows or step_j columns.  Each
-    part packs its own rows of A and strips of B and the other operand whole, so the cut goes
-    across the longer side: cut by columns, every part packs all R rows of A; by rows, all J
-    columns of B (net A's forward, 100-500 x 3072 x 50, cut by columns had both threads pack
-    all of X: 1.3-1.7x slower than by rows, measured).  A side with fewer blocks than parts
-    is not cut, unless the other has fewer still."""
+    """Part t of nb of an (R, J) output cut into blocks of step_r rows and step_j columns, on
+    the grid of parts _grid gives: rows [r0, r1), columns [j0, j1)."""
     br, bj = (R + step_r - 1) // step_r, (J + step_j - 1) // step_j
-    if _by_cols(R, J, step_r, step_j, nb):
-        u0, u1 = _cut(bj, t, nb)
-        return 0, R, min(J, u0 * step_j), min(J, u1 * step_j)
-    u0, u1 = _cut(br, t, nb)
-    return min(R, u0 * step_r), min(R, u1 * step_r), 0, J
+    pr, pc = _grid(R, J, step_r, step_j, nb)
+    u0, u1 = _cut(br, t // pc, pr)
+    v0, v1 = _cut(bj, t % pc, pc)
+    return min(R, u0 * step_r), min(R, u1 * step_r), min(J, v0 * step_j), min(J, v1 * step_j)
 
 
 @parallel_kernel

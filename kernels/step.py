@@ -39,8 +39,8 @@ FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
 # weights, up to the thread count; a smaller product runs whole on the calling thread.  By
 # size, not "all threads": waking a thread for a part costs 5-10 us (measured, kernels/gemm.py's
 # region after serial work), and 1M multiply-adds take ~10-20 us on one core, so a part never
-# costs more to hand off than it computes (and each part packs the other operand whole, so
-# slivers multiply the packing: gemm._rect); on 2 threads these give the cut-offs measured here
+# costs more to hand off than it computes (and each part packs its own share of both operands,
+# so slivers multiply the packing: gemm._grid); on 2 threads these give the cut-offs measured here
 # (2M multiply-adds, 128K weights), on 64 a 100 x 784 x 50 forward takes 3 parts, not 64.
 # Weights: at a batch of a few rows a product is bound by reading its weights, and two cores
 # read them faster than one (batch 1, 2 threads against 1, znver4: 512 x 256 forward 7 -> 10

@@ -24,6 +24,8 @@ SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5
           # a lone last row in a packed forward (13 = 2 x 6 + 1); a weight gradient of at least
           # gemm.BAND_AREA values, walked in bands on one thread and by strips in parts
           (13, 200, 300), (3, 1100, 1000)]
+# parts a product is cut into: one side's cut alone (2, 3, 7) and grids of both (4, 6: gemm._grid)
+CUTS = (1, 2, 3, 4, 6, 7)
 
 
 def test_a_product_takes_a_part_per_million_multiply_adds_up_to_the_thread_count():
@@ -34,6 +36,26 @@ def test_a_product_takes_a_part_per_million_multiply_adds_up_to_the_thread_count
     assert parts(2 * step.PART_FLOPS - 1, step.PART_FLOPS, 8) == 1
     assert parts(10 ** 12, step.PART_FLOPS, 8) == 8
     assert parts(0, step.PART_WEIGHTS, 8) == 1
+
+
+def test_parts_are_a_grid_of_rows_and_columns_with_the_least_packing():
+    """gemm._grid: 2 parts cut the longer side; more parts cut both sides where each part then
+    packs less (16 parts of 1024 x 1000: 4 x 4, not 16 slivers that each pack all of B); a side
+    with fewer blocks than its parts is not cut that much.  The tests below take 4 and 6 parts,
+    so they cover grids of both sides."""
+    grid = gemm._grid.py_func
+    assert grid(1024, 1000, 6, 32, 2) == (2, 1) and grid(100, 1024, 6, 32, 2) == (1, 2)
+    assert grid(1024, 1000, 6, 32, 16) == (4, 4)
+    assert grid(100, 50, 4, 6, 4) == (4, 1)         # a tie keeps the longer side's cut
+    assert grid(3, 1100, 6, 32, 4) == (1, 4)         # one block of rows
+    covered = set()
+    for N, K, O in SHAPES:
+        for R, J in ((N, O), (N, K), (O, K)):
+            for nb in CUTS:
+                pr, pc = grid(R, J, 6, 32, nb)
+                assert pr * pc == nb
+                covered.add(pr > 1 and pc > 1)
+    assert covered == {True, False}
 
 
 def test_the_band_shapes_cross_the_band_area():
@@ -66,7 +88,7 @@ def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, 
     gemm.weight_grad(G, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
     want_w, want_m, want_v = W.copy().reshape(-1), m0.copy(), v0.copy()
     optim.update_range(want_w, G.reshape(-1), want_m, want_v, 0, O * K, kind, 0.05, hp)
-    for nb in (1, 2, 3, 7):
+    for nb in CUTS:
         Wn, mn, vn, Gn = W.copy(), m0.copy(), v0.copy(), np.empty((O, K), dtype)
         gemm.weight_grad(Gn, X, dY, Wn, 0.01, 0.05, True, nb, mn, vn, kind, hp)
         np.testing.assert_array_equal(Gn, G)
@@ -82,7 +104,7 @@ def test_dot_nt_matches_numpy_and_any_thread_cut(rng, dtype, shape):
     X, WT = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype)
     want = ref.dot_nt(X, WT)
     got = []
-    for nb in (1, 2, 3, 7):
+    for nb in CUTS:
         Y = np.full((N, O), np.nan, dtype)
         gemm.dot_nt(Y, X, WT, nb)
         got.append(Y)
@@ -103,7 +125,7 @@ def test_weight_tasks_match_numpy_in_place_or_not(rng, dtype, shape):
     N, K, O = shape
     X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype), rand(rng, (O, K), dtype)
     grads, steps = [], []
-    for nb in (1, 2, 3, 7):
+    for nb in CUTS:
         G = np.full((O, K), np.nan, dtype)
         gemm.weight_grad(G, X, dY, W, 0.05, 0.0, False, nb, *no_state(dtype))
         S = W.copy()
@@ -127,7 +149,7 @@ def test_input_grad_matches_numpy_and_any_thread_cut(rng, dtype, shape):
     dY, WT = rand(rng, (N, O), dtype), rand(rng, (O, K), dtype)
     want = dY.astype(np.float64) @ WT.astype(np.float64)
     got = []
-    for nb in (1, 2, 3, 7):
+    for nb in CUTS:
         dX = np.full((N, K), np.nan, dtype)
         gemm.input_grad(dX, dY, WT, nb)
         got.append(dX)
