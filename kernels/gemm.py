@@ -288,7 +288,7 @@ def gathers_rows(N, O, nb):
     """Whether a layer of O units takes GATHER_FORWARD for a gathered batch of N rows in nb
     parts: its forward runs as dot products (gemm_dot) cut by rows alone, so each part can
     gather the rows it is about to multiply."""
-    return SIMD and dot_form(O) and _grid(N, O, NR, NO, nb)[1] == 1
+    return SIMD and dot_form(O) and _grid(N, O, np.int64(NR), np.int64(NO), nb)[1] == 1
 
 
 @internal_kernel
@@ -346,7 +346,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         if task == GATHER:
             k0, k1 = _cut(I, t, nb)
         else:                                   # the forward's own rows (gathers_rows)
-            n0, n1 = _rect(N, O, NR, NO, t, nb)[:2]
+            n0, n1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)[:2]
         Sf = src.reshape(-1)
         L = k1 - k0
         line = 64 // Sf.itemsize
@@ -376,20 +376,22 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
                 update_range(Wf, dWf, mW, vW, 0, O * I, kind, eta, hp)
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
-    # LLVM to optimise: seconds of the first run's compile)
+    # LLVM to optimise: seconds of the first run's compile).  The block sizes go to _rect as
+    # np.int64: as module constants they are literals, and each set of literal values compiled
+    # _rect and _grid again (cold compile of the step -0.3-0.5 s without, four pairs)
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
-        r0, r1, j0, j1 = _rect(N, O, NR, NO, t, nb)
+        r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
         if r1 > r0 and j1 > j0:
             forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)
         return
     if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
-        r0, r1, j0, j1 = _rect(N, O, MR, 2 * V, t, nb)
+        r0, r1, j0, j1 = _rect(N, O, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
     elif task == DGRAD:     # X (N, I): A(k=o, r=n) = dY[n O + o], B(k=o, c=i) = WT[o I + i]
-        r0, r1, j0, j1 = _rect(N, I, MR, 2 * V, t, nb)
+        r0, r1, j0, j1 = _rect(N, I, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Xf, Xf, dYf, Wf, O, I, 1, O, I, 1, 1.0, 0.0
     else:                   # (O, I): A(k=n, r=o) = dY[n O + o], B(k=n, c=i) = X[n I + i]
-        r0, r1, j0, j1 = _rect(O, I, MR, 2 * V, t, nb)
+        r0, r1, j0, j1 = _rect(O, I, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = dWf, Wf, dYf, Xf, N, I, O, 1, I, 1
         alpha, beta = 1.0, 2.0 * lam
         if task == SGD_STEP:

@@ -71,7 +71,10 @@ def _parts(size, per_part, nt):
 @internal_kernel
 def _product_parts(N, I, O, nt):
     """Parts of a layer's product: by its multiply-adds or by its weights, whichever gives more."""
-    return max(_parts(N * I * O, PART_FLOPS, nt), _parts(I * O, PART_WEIGHTS, nt))
+    # np.int64(): a module constant passed as it is is a literal, and each literal value
+    # compiles a build of its own (three of _parts: ~0.2 s of the first run)
+    return max(_parts(N * I * O, np.int64(PART_FLOPS), nt),
+               _parts(I * O, np.int64(PART_WEIGHTS), nt))
 
 
 @internal_kernel
@@ -188,7 +191,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     fused = gather and (train or evaluate) and gathers_rows(
         N, layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
     if gather and not fused:
-        nb = _parts(N * X.shape[1], PART_GATHER, nt)
+        nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
         products(GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none, none,
                  N * 0, hp, nb, src, rows)
     if train or evaluate:
