@@ -270,12 +270,12 @@ def _grid(R, J, step_r, step_j, nb):
     1.06x (3072-50-50-10 at batch 100 1.06x, 784-512-256-10 at 500 1.05x).  Where no grid
     gives every part a block of both sides, the side with more blocks is cut alone."""
     br, bj = (R + step_r - 1) // step_r, (J + step_j - 1) // step_j
-    best, cost = 0, 0.0
+    best, cost = 0, 0
     for i in range(nb):     # the longer side's cut alone first: it wins ties
         pr = i + 1 if J >= R else nb - i
         pc = nb // pr
         if pr * pc == nb and pr <= br and pc <= bj:
-            c = R / pr + J / pc
+            c = R * pc + J * pr     # nb (R / pr + J / pc), in integers
             if best == 0 or c < cost:
                 best, cost = pr, c
     if best > 0:
