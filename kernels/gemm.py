@@ -187,9 +187,9 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     read dWT, WT and the memory back from L3 or memory (Nesterov's step on 784 x 512 at batch
     100: +0.17 ms over the folded SGD step, measured).
     Inlined by Numba into _run, its one caller: built as a function of its own it was compiled
-    and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.7-14.9 s with
-    forward_dots inlined likewise, measured; inlining _k6 and the packs as well made it
-    18.0-18.4 s)."""
+    and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.5-14.9 s with
+    forward_dots inlined likewise, six interleaved pairs; inlining _k6 and the packs as well
+    made it 18.0-18.4 s)."""
     V = lanes(Bf)
     W = 2 * V
     runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
@@ -378,7 +378,8 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile).  The block sizes go to _rect as
     # np.int64: as module constants they are literals, and each set of literal values compiled
-    # _rect and _grid again (cold compile of the step -0.3-0.5 s without, four pairs)
+    # _rect and _grid again (passed as np.int64, a cold compile of the step was 0.3-0.5 s
+    # shorter in 6 of 7 interleaved pairs)
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
         if r1 > r0 and j1 > j0:
