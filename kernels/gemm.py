@@ -29,6 +29,9 @@ block of 6 rows: the strip (<= 64 KB) stays in L1/L2 while the group's rows of A
 it.  Against the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x
 faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
 0.95x (100 x 3072 x 1024's weight gradient).
+A batch of a few rows takes kernels/gemm_thin.py instead for its weight step (up to 6 rows) and
+input gradient (up to 2): there the packing and the 6-row blocks are most of the work, and
+each row of C is better streamed, with the same bits.
 The last strip of C's columns and the last block of rows may be short: the strip is padded in
 P (zeros or copies of its last column) and stored with masked vector stores, the block repeats
 its last row's scalars and stores only its own.
@@ -50,6 +53,7 @@ from numba import prange
 from ._config import inlined_kernel, internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .gemm_dot import NO, NR, dot_form, forward_dots
+from .gemm_thin import THIN_K, THIN_ROWS, thin
 from .optim import HP_SIZE, update_range
 from .pack import MR, pack_a, pack_b
 from .simd import (SIMD, lanes, prefetch, vfma, vload, vload_part, vmul, vsplat, vsplat_at,
@@ -397,7 +401,17 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         alpha, beta = 1.0, 2.0 * lam
         if task == SGD_STEP:
             Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
+        if N <= THIN_K:
+            # streamed (gemm_thin.py), cut by rows alone: each part a run of whole rows of
+            # WT, one stretch of memory (cut by columns, the two parts wrote the two halves of
+            # each row at the same time: 1 x 1024 x 1024 on 2 threads 920 against 81 us)
+            r0, r1 = _cut(O, t, nb)
+            j0, j1 = 0, I
     if r1 <= r0 or j1 <= j0:
+        return
+    if (task == DGRAD and N <= THIN_ROWS) or (task != FORWARD and task != DGRAD and N <= THIN_K):
+        thin(Cf, Sf, Af, Bf, K, (K + KP - 1) // KP, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
+             task == GRAD and update, mW, vW, kind, eta, hp)
         return
     _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
            task == GRAD and update, mW, vW, kind, eta, hp)

@@ -141,7 +141,7 @@ def _masked(builder, op, vty, ptr_type):
 
 @intrinsic
 def vload_part(typingctx, a, i, w):
-    """a[i:i + w] in the first w lanes (w < lanes), 0 in the others, which are not read (a
+    """a[i:i + w] in the first w lanes (w <= lanes), 0 in the others, which are not read (a
     masked load: no fault past the end of a, no read of another thread's elements)."""
     vt = Vec(a.dtype)
 
@@ -153,7 +153,7 @@ def vload_part(typingctx, a, i, w):
 
 @intrinsic
 def vstore_part(typingctx, a, i, v, w):
-    """a[i:i + w] <- the first w lanes of v (w < lanes); the elements after them untouched."""
+    """a[i:i + w] <- the first w lanes of v (w <= lanes); the elements after them untouched."""
     def codegen(context, builder, sig, args):
         p = _address(context, builder, sig.args[0], args[0], args[1])
         vty = args[2].type

@@ -22,8 +22,9 @@ TOL = {np.float32: 3e-6, np.float64: 1e-14}
 SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5), (1, 3, 1),
           (103, 300, 50), (6, 33, 11), (64, 1030, 130), (20, 515, 257),
           # a lone last row in a packed forward (13 = 2 x 6 + 1); a weight gradient of at least
-          # gemm.BAND_AREA values, walked in bands on one thread and by strips in parts
-          (13, 200, 300), (3, 1100, 1000)]
+          # gemm.BAND_AREA values, walked in bands on one thread and by strips in parts (a
+          # batch of more than gemm_thin.THIN_K rows, so packed), and the same streamed
+          (13, 200, 300), (7, 1100, 1000), (3, 1100, 1000)]
 # parts a product is cut into: one side's cut alone (2, 3, 7) and grids of both (4, 6: gemm._grid)
 CUTS = (1, 2, 3, 4, 6, 7)
 
@@ -59,8 +60,9 @@ def test_parts_are_a_grid_of_rows_and_columns_with_the_least_packing():
 
 
 def test_the_band_shapes_cross_the_band_area():
-    """(3, 1100, 1000)'s weight gradient is walked in bands whole and by strips in two parts."""
+    """(7, 1100, 1000)'s weight gradient is walked in bands whole and by strips in two parts."""
     assert 1100 * 1000 >= gemm.BAND_AREA > 1100 * 1000 // 2
+    assert 7 > gemm.THIN_K
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def rand(rng, shape, dtype):
 
 @pytest.mark.parametrize("kind", [optim.MOMENTUM, optim.NESTEROV, optim.ADAGRAD, optim.ADAM])
 @pytest.mark.parametrize("shape", [(100, 784, 50), (1100, 40, 13), (20, 515, 257),
-                                   (3, 1100, 1000)])
+                                   (7, 1100, 1000), (3, 1100, 1000)])
 def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, shape):
     """With `update`, each tile of the weight gradient takes its optimiser step as soon as it is
     final (gemm._outer): the same bits as the whole gradient followed by optim.update_range, for
@@ -193,6 +195,42 @@ def test_a_lone_row_of_a_wide_forward_gets_the_bits_it_gets_in_a_batch(rng, dtyp
             one = np.full((1, 300), np.nan, dtype)
             gemm.dot_nt(one, X[r:r + 1].copy(), WT, nb)
             np.testing.assert_array_equal(one, full[r:r + 1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K", [70, gemm.KP + 37])
+def test_a_few_rows_streamed_get_the_bits_the_packed_kernel_gives(rng, dtype, K):
+    """A batch of at most gemm_thin.THIN_K rows takes the streamed weight step, and of at most
+    THIN_ROWS the streamed input gradient (kernels/gemm_thin.py); a larger batch the packed
+    kernel.  Every element is the same chain in both: a batch with a row of zeros put first
+    (the chain's first multiply-add then adds 0 to 0) is packed and gives the same bits, and a
+    lone row's input gradient is the one it gets in a batch.  Columns in runs of 4 vectors
+    and a masked rest; K (units, for the input gradient) in one run of k or two (gemm.KP)."""
+    V = gemm_lanes(dtype)
+    I = 8 * V + 5
+    W = rand(rng, (K, I), dtype)
+    for N in (1, 2, gemm.THIN_K):
+        X, dY = rand(rng, (N, I), dtype), rand(rng, (N, K), dtype)
+        X0 = np.vstack([rand(rng, (gemm.THIN_K + 1 - N, I), dtype), X])
+        dY0 = np.vstack([np.zeros((gemm.THIN_K + 1 - N, K), dtype), dY])
+        for nb in (1, 2, 3):
+            thin, packed = W.copy(), W.copy()
+            gemm.weight_sgd_step(thin, X, dY, 0.001, 0.1, nb)
+            gemm.weight_sgd_step(packed, X0, dY0, 0.001, 0.1, nb)
+            np.testing.assert_array_equal(thin, packed)
+            thin, packed = np.empty_like(W), np.empty_like(W)
+            gemm.weight_grad(thin, X, dY, W, 0.0, 0.0, False, nb, *no_state(dtype))
+            gemm.weight_grad(packed, X0, dY0, W, 0.0, 0.0, False, nb, *no_state(dtype))
+            np.testing.assert_array_equal(thin, packed)
+    dY = rand(rng, (gemm.THIN_ROWS + 5, K), dtype)
+    full = np.empty((dY.shape[0], I), dtype)
+    gemm.input_grad(full, dY, W, 1)
+    for r in (0, gemm.THIN_ROWS + 4):
+        for n in range(1, gemm.THIN_ROWS + 1):
+            for nb in (1, 2, 3):
+                few = np.full((n, I), np.nan, dtype)
+                gemm.input_grad(few, dY[r:r + 1].repeat(n, 0), W, nb)
+                np.testing.assert_array_equal(few, full[r:r + 1].repeat(n, 0))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,0 +1,90 @@
+"""The products of a batch of a few rows, streamed: kernels/gemm.py's weight step (GRAD,
+SGD_STEP) for a batch of at most THIN_K rows, and its input gradient (DGRAD) for at most
+THIN_ROWS, with B's rows read in place and C written one row at a time.
+
+Why: at such a batch the packed kernel (gemm._outer) has almost nothing to multiply.  The weight
+step C = WT (O, I) <- beta WT + alpha dY^T X does K = N multiply-adds per weight, so all it does
+is read and write every weight once; the packed walk goes down 48 rows of C a strip of 2V
+columns at a time, each row a page of its own, which the prefetchers do not follow, and pays a
+pack of A and a micro-kernel call per 6 x 2V tile.  The input gradient of one row multiplies
+each weight once, and the packed kernel copies every weight into its strips first and then
+runs 6 rows' multiply-adds for the one row.  Here each row of C is a stream: runs of 4 vectors
+of its columns, each summed over k from B's rows as they lie (X's for the weight step, WT's for
+the input gradient) and stored once.
+
+The same bits as the packed kernel: each element of C is the chain _k6 computes, fused
+multiply-adds over k in order from 0, one chain per run of k (gemm.KP; the runs added into C in
+order), then C <- acc alpha + S beta, with the same vector operations; only the order in which
+elements are computed differs.  So which kernel a product takes may depend on the batch, and
+results still do not (tests/test_gemm.py compares them).
+
+Measured on 2 threads (znver4, float32, microseconds, packed -> streamed, interleaved): weight
+step 1 x 1024 x 1024 269 -> 70, 1 x 784 x 4096 515 -> 185, 4 x 1024 x 1024 223 -> 87,
+6 x 1024 x 1024 422 -> 166 (8 rows: 475 -> 199 here, but 1760 -> 2251 at 8 x 3072 x 2048,
+where X's 8 rows no longer fit in L1: hence 6); input gradient 1 x 1024 x 1024 183 -> 84,
+1 x 2048 x 2048 1202 -> 358, 2 x 3072 x 2048 1709 -> 825 (4 rows: 4 x 1024 x 1024 215 -> 353,
+each row streaming all of WT: hence 2).  Whole steps (no batch norm) at batch 1: 1.45-1.73x,
+batch 2 1.11-1.66x, batch 4 1.07-1.37x on 784-1024-1024-10, 784-4096-10, 3072-2048-10 and
+3072-512-512-512-10.
+"""
+from ._config import internal_kernel
+from .optim import update_range
+from .simd import lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part, vzero
+
+THIN_K = 6      # a weight step of at most this many rows of batch is streamed
+THIN_ROWS = 2   # an input gradient of at most this many rows likewise
+
+
+@internal_kernel
+def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update, mW, vW,
+         kind, eta, hp):
+    """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S, A(k, r) = Af[k*sk + r*sr], B(k, c) =
+    Bf[k*tk + c] (B's rows contiguous), K in `runs` runs as gemm._outer cuts it; with `update`
+    (the weight gradient: C = dWT, S = WT) each row of C then takes its optimiser step."""
+    V = lanes(Bf)
+    va, vb, one = vsplat(Bf, alpha), vsplat(Bf, beta), vsplat(Bf, 1.0)
+    keep = beta != 0
+    for r in range(r0, r1):
+        at = r * J
+        for u in range(runs):
+            k0, k1 = K * u // runs, K * (u + 1) // runs
+            # the first run: C <- acc alpha + beta S (or acc alpha); then C <- acc alpha + C * 1,
+            # as _k6 computes it (C * 1 is exact)
+            S, m = (Sf, vb) if u == 0 else (Cf, one)
+            scale = u == 0 and not keep
+            j = j0
+            # 4 vectors a run: 4 chains for each load of A's scalar, written here rather than
+            # through gemm._put, whose array arguments cost a reference count each call (a
+            # call per vector made this loop 10x slower, measured)
+            while j + 4 * V <= j1:
+                a0 = vzero(Bf); a1 = vzero(Bf); a2 = vzero(Bf); a3 = vzero(Bf)  # noqa: E702
+                for k in range(k0, k1):
+                    x = vsplat_at(Af, k * sk + r * sr)
+                    b = k * tk + j
+                    a0 = vfma(vload(Bf, b), x, a0)
+                    a1 = vfma(vload(Bf, b + V), x, a1)
+                    a2 = vfma(vload(Bf, b + 2 * V), x, a2)
+                    a3 = vfma(vload(Bf, b + 3 * V), x, a3)
+                c = at + j
+                if scale:
+                    vstore(Cf, c, vmul(a0, va)); vstore(Cf, c + V, vmul(a1, va))  # noqa: E702
+                    vstore(Cf, c + 2 * V, vmul(a2, va)); vstore(Cf, c + 3 * V, vmul(a3, va))  # noqa: E702
+                else:
+                    vstore(Cf, c, vfma(a0, va, vmul(vload(S, c), m)))
+                    vstore(Cf, c + V, vfma(a1, va, vmul(vload(S, c + V), m)))
+                    vstore(Cf, c + 2 * V, vfma(a2, va, vmul(vload(S, c + 2 * V), m)))
+                    vstore(Cf, c + 3 * V, vfma(a3, va, vmul(vload(S, c + 3 * V), m)))
+                j += 4 * V
+            while j < j1:       # the last columns, a vector at a time, the last one masked
+                w = min(V, j1 - j)
+                a0 = vzero(Bf)
+                for k in range(k0, k1):
+                    a0 = vfma(vload_part(Bf, k * tk + j, w), vsplat_at(Af, k * sk + r * sr), a0)
+                c = at + j
+                if scale:
+                    vstore_part(Cf, c, vmul(a0, va), w)
+                else:
+                    vstore_part(Cf, c, vfma(a0, va, vmul(vload_part(S, c, w), m)), w)
+                j += V
+        if update:
+            update_range(Sf, Cf, mW, vW, at + j0, at + j1, kind, eta, hp)
