@@ -404,12 +404,14 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         if N <= THIN_K:
             # streamed (gemm_thin.py), cut by rows alone: each part a run of whole rows of
             # WT, one stretch of memory (cut by columns, the two parts wrote the two halves of
-            # each row at the same time: 1 x 1024 x 1024 on 2 threads 920 against 81 us)
+            # each row at the same time: 1 x 1024 x 1024 on 2 threads 920 against 81 us, one
+            # A/B run)
             r0, r1 = _cut(O, t, nb)
             j0, j1 = 0, I
     if r1 <= r0 or j1 <= j0:
         return
-    if (task == DGRAD and N <= THIN_ROWS) or (task != FORWARD and task != DGRAD and N <= THIN_K):
+    if ((task == DGRAD and N <= THIN_ROWS)
+            or ((task == GRAD or task == SGD_STEP) and N <= THIN_K)):
         thin(Cf, Sf, Af, Bf, K, (K + KP - 1) // KP, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
              task == GRAD and update, mW, vW, kind, eta, hp)
         return

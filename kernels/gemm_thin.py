@@ -14,14 +14,15 @@ the input gradient) and stored once.
 
 The same bits as the packed kernel: each element of C is the chain _k6 computes, fused
 multiply-adds over k in order from 0, one chain per run of k (gemm.KP; the runs added into C in
-order), then C <- acc alpha + S beta, with the same vector operations; only the order in which
-elements are computed differs.  So which kernel a product takes may depend on the batch, and
-results still do not (tests/test_gemm.py compares them).
+order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where _put reads C:
+exact); only the order in which elements are computed differs. So which kernel a product takes
+may depend on the batch, and results still do not (tests/test_gemm.py compares them).
 
 Measured on 2 threads (znver4, float32, microseconds, packed -> streamed, interleaved): weight
 step 1 x 1024 x 1024 269 -> 70, 1 x 784 x 4096 515 -> 185, 4 x 1024 x 1024 223 -> 87,
 6 x 1024 x 1024 422 -> 166 (8 rows: 475 -> 199 here, but 1760 -> 2251 at 8 x 3072 x 2048,
-where X's 8 rows no longer fit in L1: hence 6); input gradient 1 x 1024 x 1024 183 -> 84,
+where each row of W reads X's 8 rows, 96 KB, from L2 again and the packed kernel's reuse of B
+wins; 6 rows won on every shape tried: hence 6); input gradient 1 x 1024 x 1024 183 -> 84,
 1 x 2048 x 2048 1202 -> 358, 2 x 3072 x 2048 1709 -> 825 (4 rows: 4 x 1024 x 1024 215 -> 353,
 each row streaming all of WT: hence 2).  Whole steps (no batch norm) at batch 1: 1.45-1.73x,
 batch 2 1.11-1.66x, batch 4 1.07-1.37x on 784-1024-1024-10, 784-4096-10, 3072-2048-10 and
@@ -29,7 +30,8 @@ batch 2 1.11-1.66x, batch 4 1.07-1.37x on 784-1024-1024-10, 784-4096-10, 3072-20
 """
 from ._config import internal_kernel
 from .optim import update_range
-from .simd import lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part, vzero
+from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
+                   vzero)
 
 THIN_K = 6      # a weight step of at most this many rows of batch is streamed
 THIN_ROWS = 2   # an input gradient of at most this many rows likewise
@@ -86,5 +88,5 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, up
                 else:
                     vstore_part(Cf, c, vfma(a0, va, vmul(vload_part(S, c, w), m)), w)
                 j += V
-        if update:
+        if update and runs > 0:     # as _outer: no step where no run wrote the gradient
             update_range(Sf, Cf, mW, vW, at + j0, at + j1, kind, eta, hp)

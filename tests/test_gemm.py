@@ -233,6 +233,18 @@ def test_a_few_rows_streamed_get_the_bits_the_packed_kernel_gives(rng, dtype, K)
                 np.testing.assert_array_equal(few, full[r:r + 1].repeat(n, 0))
 
 
+def test_an_empty_batch_takes_no_optimiser_step(rng):
+    """No rows, no gradient written and no step taken, streamed (gemm_thin) as packed."""
+    X, dY = np.empty((0, 20), np.float32), np.empty((0, 3), np.float32)
+    W = rand(rng, (3, 20), np.float32)
+    G, m, v = np.full((3, 20), 7.0, np.float32), np.zeros(60, np.float32), np.zeros(60, np.float32)
+    hp = np.array([0.9, 0.9, 0.999, 1e-8, 1.0])
+    for nb in (1, 2):
+        Wn = W.copy()
+        gemm.weight_grad(G, X, dY, Wn, 0.01, 0.5, True, nb, m, v, optim.MOMENTUM, hp)
+        np.testing.assert_array_equal(Wn, W)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     """An element comes out the same whether a full block or a remainder kernel computed it,
