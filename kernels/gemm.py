@@ -182,8 +182,8 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
 
 
 @inlined_kernel
-def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, update, mW, vW,
-           kind, eta, hp):
+def _outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, update, mW,
+           vW, kind, eta, hp):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
     B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.  With `update` (the
     weight gradient: C = dWT, S = WT), each tile of C, once final, gives its optimiser step
@@ -196,8 +196,7 @@ def _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, up
     made it 18.0-18.4 s)."""
     V = lanes(Bf)
     W = 2 * V
-    runs = (K + KP - 1) // KP    # runs of equal length (a short last run would cost a whole
-    nk = (K + runs - 1) // runs  # pass of C's loads and stores for little work)
+    nk = (K + runs - 1) // runs  # the longest of K's runs (counted in _run)
     S2 = W * nk
     # this part's own scratch, allocated per call: microseconds against >= 1M multiply-adds
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
@@ -389,33 +388,39 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         if r1 > r0 and j1 > j0:
             forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)
         return
+    # streamed: a batch of a few rows takes gemm_thin.thin, the others the packed _outer
     if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, O, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
+        streamed = False
     elif task == DGRAD:     # X (N, I): A(k=o, r=n) = dY[n O + o], B(k=o, c=i) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, I, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Xf, Xf, dYf, Wf, O, I, 1, O, I, 1, 1.0, 0.0
+        streamed = N <= THIN_ROWS
     else:                   # (O, I): A(k=n, r=o) = dY[n O + o], B(k=n, c=i) = X[n I + i]
-        r0, r1, j0, j1 = _rect(O, I, np.int64(MR), 2 * V, t, nb)
+        streamed = N <= THIN_K
+        if streamed:
+            # cut by rows alone: each part a run of whole rows of WT, one stretch of memory
+            # (cut by columns, the two parts wrote the two halves of each row at the same time:
+            # 1 x 1024 x 1024 on 2 threads 920 against 81 us, one A/B run)
+            r0, r1 = _cut(O, t, nb)
+            j0, j1 = 0, I
+        else:
+            r0, r1, j0, j1 = _rect(O, I, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = dWf, Wf, dYf, Xf, N, I, O, 1, I, 1
         alpha, beta = 1.0, 2.0 * lam
         if task == SGD_STEP:
             Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
-        if N <= THIN_K:
-            # streamed (gemm_thin.py), cut by rows alone: each part a run of whole rows of
-            # WT, one stretch of memory (cut by columns, the two parts wrote the two halves of
-            # each row at the same time: 1 x 1024 x 1024 on 2 threads 920 against 81 us, one
-            # A/B run)
-            r0, r1 = _cut(O, t, nb)
-            j0, j1 = 0, I
     if r1 <= r0 or j1 <= j0:
         return
-    if ((task == DGRAD and N <= THIN_ROWS)
-            or ((task == GRAD or task == SGD_STEP) and N <= THIN_K)):
-        thin(Cf, Sf, Af, Bf, K, (K + KP - 1) // KP, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
+    # K in runs of equal length, at most KP each (a short last run would cost a whole pass of
+    # C's loads and stores for little work); one count for both kernels, whose bits depend on it
+    runs = (K + KP - 1) // KP
+    if streamed:
+        thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
              task == GRAD and update, mW, vW, kind, eta, hp)
         return
-    _outer(Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
+    _outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
            task == GRAD and update, mW, vW, kind, eta, hp)
     return
 

@@ -41,7 +41,7 @@ THIN_ROWS = 2   # an input gradient of at most this many rows likewise
 def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update, mW, vW,
          kind, eta, hp):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S, A(k, r) = Af[k*sk + r*sr], B(k, c) =
-    Bf[k*tk + c] (B's rows contiguous), K in `runs` runs as gemm._outer cuts it; with `update`
+    Bf[k*tk + c] (B's rows contiguous), K in `runs` runs, as gemm._outer cuts it; with `update`
     (the weight gradient: C = dWT, S = WT) each row of C then takes its optimiser step."""
     V = lanes(Bf)
     va, vb, one = vsplat(Bf, alpha), vsplat(Bf, beta), vsplat(Bf, 1.0)
