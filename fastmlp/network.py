@@ -17,7 +17,7 @@ from . import optim as _optim
 from . import unfused
 from ._checks import check_dropout
 from .initializers import INITS, check_init, draw_weights  # noqa: F401  (INITS: imported from here too)
-from .kernels import step
+from .kernels import gemm, step
 from .kernels import optim as optim_kernels
 from .kernels.l2 import sum_squares
 from .kernels.rng import stream_key
@@ -191,7 +191,7 @@ class Network:
                                          float(self.bn_eps), float(self.bn_alpha), flags,
                                          numba.get_num_threads(), opt.kind, opt.state, hps,
                                          self._drop, keys, X if src is None else src, rows,
-                                         losses)
+                                         losses, *gemm.native_products(self.theta.dtype))
         return float(loss), int(done)
 
     def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):

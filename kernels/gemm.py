@@ -48,12 +48,13 @@ keeps the thread count out of its results too.
 Legend: V lanes per vector; flat views Xf, Wf, ... of C-contiguous arrays.
 """
 import numpy as np
-from numba import prange
+from numba import from_dtype, prange, types
 
 from ._config import inlined_kernel, internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_thin import THIN_K, THIN_ROWS, thin
+from .native import address, call, callable_at
 from .optim import HP_SIZE, update_range
 from .pack import MR, pack_a, pack_b
 from .simd import (SIMD, lanes, prefetch, vfma, vload, vload_part, vmul, vsplat, vsplat_at,
@@ -306,9 +307,10 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 
 @parallel_kernel
-def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx):
+def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, run):
     """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it whole on
-    the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O):
+    the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O),
+    `run` _run's address (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
       GRAD      dWT <- dY^T X + 2 lam WT; with `update`, each part then takes its optimiser
@@ -325,15 +327,17 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
                 for both (the study net's whole step 1.02-1.04x on 2 threads, measured)
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
-    run's compile (measured; the budget is 15 s)."""
+    run's compile (measured; the budget is 15 s).  Its parts call _run through its address
+    (kernels/native.py), so _run's code is compiled once, not again in this function and in
+    its parallel body."""
     if nb == 1:
-        _run(np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src,
-             idx)
+        call(_run, run, np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
+             nb, src, idx)
         return
     for t in prange(nb):
-        # int64: the parallel loop index is unsigned, and a second build for it costs ~2 s
-        _run(np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb,
-            src, idx)
+        # int64: the parallel loop index is unsigned
+        call(_run, run, np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
+             nb, src, idx)
     return
 
 
@@ -441,8 +445,39 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
         gemm(78, 84, I, O, N, Xf, I, dYf, O, 1.0, dWf, I)
 
 
+# ---- products for a dtype, as addresses (kernels/native.py) ---------------------------------
+def _argtypes(dtype):
+    """The argument types of products (without `run`) for arrays of `dtype`."""
+    c1, c2 = types.Array(from_dtype(dtype), 1, "C"), types.Array(from_dtype(dtype), 2, "C")
+    i, f = types.int64, types.float64
+    return (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
+            c2, types.Array(i, 1, "C"))
+
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+callable_at(products, [_argtypes(d) + (types.int64,) for d in DTYPES])
+callable_at(_run, [(types.int64,) + _argtypes(d) for d in DTYPES])
+_NATIVE = {}
+
+
+def native_products(dtype):
+    """The addresses (products, _run) for arrays of `dtype`, the last two arguments of
+    step.train_step: compiled on first use (or loaded from the cache).  Called through them,
+    the kernels under products are compiled once, not again inside each caller."""
+    if dtype not in _NATIVE:
+        d = np.dtype(dtype)
+        _NATIVE[dtype] = (address(products, _argtypes(d) + (types.int64,)),
+                          address(_run, (types.int64,) + _argtypes(d)))
+    return _NATIVE[dtype]
+
+
 # ---- the tasks one by one, from Python (tests, benchmarks) --------------------------------
 _NO_ROWS = np.empty(0, np.int64)
+
+
+def _products(*args):
+    """products(*args) for the wrappers below, with _run's address for X's dtype."""
+    products(*args, native_products(args[2].dtype)[1])
 
 
 def _none(X):
@@ -472,21 +507,21 @@ def gather(out, X, rows, nb=2):
     if out.shape != (len(rows), X.shape[1]) or out.dtype != X.dtype or not X.flags.c_contiguous:
         raise ValueError(f"out must be (len(rows), K) = {(len(rows), X.shape[1])} in X's dtype, and X "
                          f"C-contiguous; got out {out.shape} {out.dtype}")
-    products(GATHER, _none(out), out, _none(out), _none(out), _none(out), 0.0, 0.0, False,
+    _products(GATHER, _none(out), out, _none(out), _none(out), _none(out), 0.0, 0.0, False,
              *_no_state(out), nb, X, rows)
 
 
 def dot_nt(Y, X, WT, nb):
     """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
     _check(X, WT, (Y, (X.shape[0], WT.shape[0])))
-    products(FORWARD, Y, X, WT, _none(X), _none(X), 0.0, 0.0, False, *_no_state(X), nb, X,
+    _products(FORWARD, Y, X, WT, _none(X), _none(X), 0.0, 0.0, False, *_no_state(X), nb, X,
              _NO_ROWS)
 
 
 def input_grad(dX, dY, WT, nb):
     """dX (N, K) <- dY (N, O) @ WT (O, K) (task DGRAD)."""
     _check(dX, WT, (dY, (dX.shape[0], WT.shape[0])))
-    products(DGRAD, _none(dX), dX, WT, dY, _none(dX), 0.0, 0.0, False, *_no_state(dX), nb, dX,
+    _products(DGRAD, _none(dX), dX, WT, dY, _none(dX), 0.0, 0.0, False, *_no_state(dX), nb, dX,
              _NO_ROWS)
 
 
@@ -494,12 +529,12 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
     (task GRAD)."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
-    products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), update, mW, vW, kind, hp,
+    _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), update, mW, vW, kind, hp,
              nb, X, _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb):
     """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])))
-    products(SGD_STEP, _none(X), X, WT, dY, _none(X), float(lam), float(eta), True,
+    _products(SGD_STEP, _none(X), X, WT, dY, _none(X), float(lam), float(eta), True,
              *_no_state(X), nb, X, _NO_ROWS)

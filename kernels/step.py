@@ -20,7 +20,9 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   whole on the calling thread (the same code). Every element of a product is the same bits
   whatever the cut, so results do not depend on the number of threads. Plain SGD folds into each
   layer's weight product (gemm's SGD_STEP), after the layer's input gradient has read the old
-  weights.
+  weights.  The products are called through their addresses (`prod`, `run`: the last two
+  arguments, gemm.native_products(dtype)), so their code is compiled once and not again inside
+  this step (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
   twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
   units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
@@ -32,6 +34,7 @@ from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP,
                    gathers_rows, products)
+from .native import call
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
@@ -92,10 +95,9 @@ def _out_col(layout, l):
 @inlined_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
                    drop, drop_key):
-    """Layer l on its product, already in place (train_step makes that call: the code under
-    gemm.products is big, and every function it is compiled into optimises it all again,
-    ~0.6 s of the first run's compile per level); returns the layer's output (H for a hidden
-    layer, Z for the last).  In training, hidden units are then dropped at rate drop[l]
+    """Layer l on its product, already in place (train_step makes that call, through
+    gemm.products' address); returns the layer's output (H for a hidden layer, Z for the
+    last).  In training, hidden units are then dropped at rate drop[l]
     (kernels/dropout.py)."""
     N = h.shape[0]
     O = layout[l, 1]
@@ -131,7 +133,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 @serial_kernel
 def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alpha, flags, nt,
-               kind, state, hps, drop, drop_keys, src, rows, losses_out):
+               kind, state, hps, drop, drop_keys, src, rows, losses_out, prod, run):
     """S = etas.shape[0] training steps, one after the other, in one call (S = 1: one step,
     or an evaluation); what runs is chosen by `flags`: FORWARD (batch statistics;
     UPDATE_STATS also moves the running ones), BACKWARD (fills dtheta with the gradient of
@@ -159,7 +161,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
         rs = rows if S == 1 else rows[s * X.shape[0]:(s + 1) * X.shape[0]]
         loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, X, ys, lam, etas[s],
                                   eps, alpha, flags, nt, kind, state, hps[s], drop,
-                                  drop_keys[s], src, rs)
+                                  drop_keys[s], src, rs, prod, run)
         if (flags & EVALUATE) != 0:
             return loss, correct
         losses_out[s] = loss
@@ -170,7 +172,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
 
 @inlined_kernel
 def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
-              kind, state, hp, drop, drop_key, src, rows):
+              kind, state, hp, drop, drop_key, src, rows, prod, run):
     """One step (or evaluation) of train_step on the batch X, y; returns (loss, 0) or, for an
     evaluation, (sum of losses, correct count)."""
     L = layout.shape[0]
@@ -183,17 +185,16 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     loss = 0.0
     none = np.empty(0, X.dtype)
     none2 = X[:0]
-    # Every _product call below has the same argument types (no literals, `+ 0 * N`
-    # included: a global constant is a literal, whose type would compile the parallel region
-    # a second time, measured 4.9 s)
+    # Every products call below has the argument types it is compiled for (gemm._argtypes: no
+    # literals, hence `+ 0 * N`; native.call refuses any other types at compile time)
     # the batch's gather goes with the first layer's forward where that is cut by rows
     gather = rows.shape[0] == N and N > 0
     fused = gather and (train or evaluate) and gathers_rows(
         N, layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
     if gather and not fused:
         nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
-        products(GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none, none,
-                 N * 0, hp, nb, src, rows)
+        call(products, prod, GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none,
+             none, N * 0, hp, nb, src, rows, run)
     if train or evaluate:
         h = X
         for l in range(L):
@@ -202,8 +203,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             WT = _view(theta, layout[l, 2], O, I)
             nb = _product_parts(N, I, O, nt)
             task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
-            products(task + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none, none,
-                     N * 0, hp, nb, src, rows)
+            call(products, prod, task + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none,
+                 none, N * 0, hp, nb, src, rows, run)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key)
@@ -227,15 +228,15 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         nb = _product_parts(N, I, O, nt)
         if l > 0:       # dH of the layer below, from W before its step
             dH = _view(ws, wsl[l - 1, 4], N, I)
-            products(DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none, none,
-                     N * 0, hp, nb, src, rows)
+            call(products, prod, DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none,
+                 none, N * 0, hp, nb, src, rows, run)
         # W takes its step inside its product: plain SGD folded into the product itself (its
         # gradient is never stored), any other rule on each part right after its gradient
         task = SGD_STEP if update and kind == optim.SGD else GRAD
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
-        products(task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind, hp, nb,
-                 src, rows)
+        call(products, prod, task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind,
+             hp, nb, src, rows, run)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0

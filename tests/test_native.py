@@ -1,0 +1,61 @@
+"""kernels/native.py: a compiled function called through its address, as step.train_step calls
+gemm.products and products calls gemm._run."""
+import numpy as np
+import pytest
+from numba import njit, types
+from numba.core.errors import TypingError
+
+from fastmlp.kernels import gemm
+from fastmlp.kernels.native import address, call, callable_at
+
+F32 = types.Array(types.float32, 1, "C")
+
+
+@njit(no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _axpy(y, x, a):
+    if a != a:
+        raise ValueError("a is NaN")
+    for i in range(y.shape[0]):
+        y[i] += a * x[i]
+
+
+callable_at(_axpy, [(F32, F32, types.float64)])
+
+
+@njit
+def _twice(at, y, x, a):
+    call(_axpy, at, y, x, a)
+    call(_axpy, at, y, x, a)
+
+
+@njit
+def _wrong_types(at, y, a):
+    call(_axpy, at, y, y[:2], np.float32(a))
+
+
+def test_a_call_through_the_address_runs_the_callee():
+    y, x = np.ones(5, np.float32), np.arange(5, dtype=np.float32)
+    _twice(address(_axpy, (F32, F32, types.float64)), y, x, 0.5)
+    np.testing.assert_array_equal(y, 1 + np.arange(5, dtype=np.float32))
+
+
+def test_an_exception_in_the_callee_reaches_the_caller():
+    y = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="a is NaN"):
+        _twice(address(_axpy, (F32, F32, types.float64)), y, y.copy(), float("nan"))
+
+
+def test_arguments_of_other_types_are_a_compile_error_not_a_call():
+    with pytest.raises(TypingError, match="not one of its declared argument types"):
+        _wrong_types(address(_axpy, (F32, F32, types.float64)), np.ones(3, np.float32), 1.0)
+
+
+def test_an_address_is_only_given_for_declared_types():
+    with pytest.raises(TypeError, match="not declared callable"):
+        address(_axpy, (F32, F32, types.float32))
+
+
+def test_each_dtype_has_its_own_products():
+    single, double = gemm.native_products(np.float32), gemm.native_products(np.float64)
+    assert len(set(single + double)) == 4
+    assert gemm.native_products(np.dtype(np.float32)) == single
