@@ -56,7 +56,7 @@ from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_thin import THIN_K, THIN_ROWS, thin
 from .native import address, call, callable_at
 from .optim import HP_SIZE, update_range
-from .pack import MR, pack_a, pack_b
+from .pack import MR, QS, pack_a, pack_b
 from .simd import (SIMD, lanes, prefetch, vfma, vload, vload_part, vmul, vsplat, vsplat_at,
                    vstore, vstore_part, vzero)
 
@@ -202,6 +202,7 @@ def _outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, 
     # this part's own scratch, allocated per call: microseconds against >= 1M multiply-adds
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
+    Q = np.empty(W * QS, Bf.dtype)           # pack.pack_b's copy of a strip's columns
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     # A part's C of BAND_AREA values or more is read and written from beyond the core's L2:
@@ -221,7 +222,7 @@ def _outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, 
             b1 = min(j1, b0 + W * JS)
             for j in range(b0, b1, W):
                 s = (j - b0) // W
-                pack_b(P[s * S2:(s + 1) * S2], Bf, k0, k1, j, min(W, b1 - j), tk, tj)
+                pack_b(P[s * S2:(s + 1) * S2], Q, Bf, k0, k1, j, min(W, b1 - j), tk, tj)
             for m0 in range(r0, r1, MC):
                 m1 = min(r1, m0 + MC)
                 for r in range(m0, m1, MR):

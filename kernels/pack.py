@@ -13,12 +13,15 @@ MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
 # forward at batch 100 of 784 -> 50 105 -> 114 GFLOP/s and of 3072 -> 50 101 -> 108 (2 threads,
 # znver4, interleaved)
 TA = 8
+QK = 128        # values of k per column copied at a time where pack_b copies first
+QS = QK + 16    # their stride in the copy: 576 bytes in float32, far from a multiple of 4 KB
 
 
 @internal_kernel
-def pack_b(P, Bf, k0, k1, j, w, tk, tj):
+def pack_b(P, Q, Bf, k0, k1, j, w, tk, tj):
     """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w; the lanes
-    c >= w of a short strip hold 0 or copies of column w - 1 (gemm._k6 never stores them)."""
+    c >= w of a short strip hold 0 or copies of column w - 1 (gemm._k6 never stores them).
+    Q: scratch of 2V * QS values."""
     V2 = 2 * lanes(P)
     V = V2 // 2
     n = k1 - k0
@@ -40,18 +43,34 @@ def pack_b(P, Bf, k0, k1, j, w, tk, tj):
         # on a short last strip too: a 50-unit layer's 18 columns of 32 with 16-lane
         # vectors took ~20 % of its forward at batch 100 in scalar moves)
         nV = n - n % V
-        for k in range(0, nV, V):
-            b = k0 + k + j * tj
-            # each of the strip's w columns is a stream of its own (a row of WT), too many
-            # for the prefetchers: ask for each one's line 8 blocks on (forward at batch 16,
-            # 3072 -> 2048 80 -> 88 GFLOP/s, 784 -> 4096 91 -> 115 on 2 threads, znver4;
-            # batch 100 1.04x, batch 500 level)
-            if k + 8 * V < n:
+        # Columns a multiple of 4 KB apart (1024, 2048, 3072 float32 inputs) all map to one
+        # set of the 8-way L1, and a transpose reads V of them at once: there each column's
+        # next QK values are first copied into Q, one after the other (the pack of 1024 x 1024
+        # 372 -> 170 us, 3072 x 1024 1051 -> 567, 3072 x 256 259 -> 127 on one core; the
+        # copy made 784 and 1000 inputs 1.4-1.7x slower, 1536 level: hence 4 KB)
+        copy = (tj * Bf.itemsize) % 4096 == 0
+        step = QK if copy else max(nV, 1)
+        for c0 in range(0, nV, step):
+            m = min(nV - c0, step)
+            S, at, stride = Bf, k0 + c0 + j * tj, tj
+            if copy:
                 for c in range(w):
-                    prefetch(Bf, b + 8 * V + c * tj)
-            vtranspose(P, k * V2, V2, Bf, b, tj, min(w, V), 64)
-            if w > V:
-                vtranspose(P, k * V2 + V, V2, Bf, b + V * tj, tj, w - V, 64)
+                    b = k0 + c0 + (j + c) * tj
+                    for k in range(0, m, V):
+                        prefetch(Bf, b + k + QK)    # the column's next chunk: a short stream
+                        vstore(Q, c * QS + k, vload(Bf, b + k))
+                S, at, stride = Q, 0, QS
+            for k in range(0, m, V):
+                # read in place, each of the strip's w columns is a stream of its own (a row
+                # of WT), too many for the prefetchers: ask for each one's line 8 blocks on
+                # (forward at batch 16, 3072 -> 2048 80 -> 88 GFLOP/s, 784 -> 4096 91 -> 115
+                # on 2 threads, znver4; batch 100 1.04x, batch 500 level)
+                if not copy and k + 8 * V < n:
+                    for c in range(w):
+                        prefetch(Bf, at + k + 8 * V + c * tj)
+                vtranspose(P, (c0 + k) * V2, V2, S, at + k, stride, min(w, V), 64)
+                if w > V:
+                    vtranspose(P, (c0 + k) * V2 + V, V2, S, at + k + V * stride, stride, w - V, 64)
         for k in range(nV, n):
             for c in range(V2):
                 P[k * V2 + c] = Bf[k0 + k + (j + min(c, w - 1)) * tj]

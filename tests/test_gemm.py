@@ -24,7 +24,10 @@ SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5
           # a lone last row in a packed forward (13 = 2 x 6 + 1); a weight gradient of at least
           # gemm.BAND_AREA values, walked in bands on one thread and by strips in parts (a
           # batch of more than gemm_thin.THIN_K rows, so packed), and the same streamed
-          (13, 200, 300), (7, 1100, 1000), (3, 1100, 1000)]
+          (13, 200, 300), (7, 1100, 1000), (3, 1100, 1000),
+          # a packed forward whose rows of WT lie a multiple of 4 KB apart: pack.pack_b copies
+          # its columns first (float32 and float64 alike at 1024 and 2048 inputs)
+          (5, 1024, 150), (2, 2048, 130)]
 # parts a product is cut into: one side's cut alone (2, 3, 7) and grids of both (4, 6: gemm._grid)
 CUTS = (1, 2, 3, 4, 6, 7)
 
