@@ -29,9 +29,10 @@ block of 6 rows: the strip (<= 64 KB) stays in L1/L2 while the group's rows of A
 it.  Against the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x
 faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
 0.95x (100 x 3072 x 1024's weight gradient).
-A batch of a few rows takes kernels/gemm_thin.py instead for its weight step (up to 6 rows) and
-input gradient (up to 2): there the packing and the 6-row blocks are most of the work, and
-each row of C is better streamed, with the same bits.
+A batch of a few rows takes kernels/gemm_thin.py instead for its weight step (up to 6 rows),
+input gradient (up to 2) and forward (up to 2): there the packing and the 6-row blocks are most
+of the work, and each row of C is better streamed, or packed a block at a time, with the same
+bits.
 The last strip of C's columns and the last block of rows may be short: the strip is padded in
 P (zeros or copies of its last column) and stored with masked vector stores, the block repeats
 its last row's scalars and stores only its own.
@@ -53,7 +54,7 @@ from numba import from_dtype, prange, types
 from ._config import inlined_kernel, internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .gemm_dot import NO, NR, dot_form, forward_dots
-from .gemm_thin import THIN_K, THIN_ROWS, thin
+from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
 from .native import address, call, callable_at
 from .optim import HP_SIZE, update_range
 from .pack import MR, QS, pack_a, pack_b
@@ -397,7 +398,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, O, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
-        streamed = False
+        streamed = N <= FWD_ROWS
     elif task == DGRAD:     # X (N, I): A(k=o, r=n) = dY[n O + o], B(k=o, c=i) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, I, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Xf, Xf, dYf, Wf, O, I, 1, O, I, 1, 1.0, 0.0
@@ -421,6 +422,9 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     # K in runs of equal length, at most KP each (a short last run would cost a whole pass of
     # C's loads and stores for little work); one count for both kernels, whose bits depend on it
     runs = (K + KP - 1) // KP
+    if streamed and task == FORWARD:
+        forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1)
+        return
     if streamed:
         thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
              task == GRAD and update, mW, vW, kind, eta, hp)

@@ -1,6 +1,7 @@
 """The products of a batch of a few rows, streamed: kernels/gemm.py's weight step (GRAD,
 SGD_STEP) for a batch of at most THIN_K rows, and its input gradient (DGRAD) for at most
-THIN_ROWS, with B's rows read in place and C written one row at a time.
+THIN_ROWS, with B's rows read in place and C written one row at a time (`thin`); and its
+forward for at most FWD_ROWS, packed a block of k at a time into L1 (`forward_rows`).
 
 Why: at such a batch the packed kernel (gemm._outer) has almost nothing to multiply.  The weight
 step C = WT (O, I) <- beta WT + alpha dY^T X does K = N multiply-adds per weight, so all it does
@@ -27,14 +28,28 @@ wins; 6 rows won on every shape tried: hence 6); input gradient 1 x 1024 x 1024 
 each row streaming all of WT: hence 2).  Whole steps (no batch norm) at batch 1: 1.45-1.73x,
 batch 2 1.11-1.66x, batch 4 1.07-1.37x on 784-1024-1024-10, 784-4096-10, 3072-2048-10 and
 3072-512-512-512-10.
+The forward of 1 or 2 rows (forward_rows): the packed kernel packs a run of k of up to 64
+strips into memory and reads it back for one row; here each block of KB values of k of a strip
+is packed into L1 and used there.  Forward, microseconds, packed -> forward_rows: 1 x 1024 x
+1024 295 -> 231 on one thread, 172 -> 125 on two; 1 x 784 x 4096 471 -> 230 and 1 x 2048 x
+2048 604 -> 453 on two; 2 x 1024 x 1024 196 -> 144.  At 3 rows level, at 4-12 the packed
+kernel is faster (6 x 3072 x 1024 442 against 582 on two threads): hence 2.  Whole steps (no
+batch norm) at batch 1-2: 1.24-2.05x on 784-1024-1024-10, 784-4096-10 and 3072-2048-10,
+level on 3072-512-512-512-10.  What is left is the transposes (pack.pack_b): OpenBLAS's gemv
+reads rows in place as dot products (55 us at 1 x 1024 x 1024), which sums in another order.
 """
+import numpy as np
+
 from ._config import internal_kernel
 from .optim import update_range
+from .pack import QS, pack_b
 from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
                    vzero)
 
 THIN_K = 6      # a weight step of at most this many rows of batch is streamed
 THIN_ROWS = 2   # an input gradient of at most this many rows likewise
+FWD_ROWS = 2    # a forward of at most this many rows: forward_rows
+KB = 128        # values of k forward_rows packs at a time (2V x KB: 16 KB in float32, in L1)
 
 
 @internal_kernel
@@ -90,3 +105,50 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, up
                 j += V
         if update and runs > 0:     # as _outer: no step where no run wrote the gradient
             update_range(Sf, Cf, mW, vW, at + j0, at + j1, kind, eta, hp)
+
+
+@internal_kernel
+def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1):
+    """Y[r0:r1, j0:j1] of Y (N, J) <- X WT^T for a few rows (X (N, I), WT (J, I)): each strip of
+    2V columns is packed KB values of k at a time into a block that stays in L1 (pack.pack_b,
+    as the packed kernel packs it), and each row multiplied there in turn, its accumulators
+    kept in Acc between blocks.  The same chains as gemm._k6 (k in order within each run, the
+    runs added in order), so the same bits; what it saves is the packed strips' trip through
+    memory: the packed kernel packs a whole run of k for up to 64 strips (at batch 1 as many
+    bytes as the weights, written and read back once) for a row it multiplies once."""
+    V = lanes(Xf)
+    W2 = 2 * V
+    P = np.empty(KB * W2, Xf.dtype)
+    Q = np.empty(W2 * QS, Xf.dtype)
+    Acc = np.empty((r1 - r0) * W2, Xf.dtype)
+    one = vsplat(Xf, 1.0)
+    for j in range(j0, j1, W2):
+        w = min(W2, j1 - j)
+        for u in range(runs):
+            k0, k1 = I * u // runs, I * (u + 1) // runs
+            for a in range(0, (r1 - r0) * W2, V):
+                vstore(Acc, a, vzero(Xf))
+            for c0 in range(k0, k1, KB):
+                c1 = min(k1, c0 + KB)
+                pack_b(P, Q, Wf, c0, c1, j, w, 1, I)
+                for r in range(r0, r1):
+                    a = (r - r0) * W2
+                    a0, a1 = vload(Acc, a), vload(Acc, a + V)
+                    for k in range(c1 - c0):
+                        x = vsplat_at(Xf, r * I + c0 + k)
+                        a0 = vfma(vload(P, k * W2), x, a0)
+                        a1 = vfma(vload(P, k * W2 + V), x, a1)
+                    vstore(Acc, a, a0)
+                    vstore(Acc, a + V, a1)
+            # C <- acc * 1 in the first run, then acc * 1 + C * 1, as _k6 and _put store it
+            for r in range(r0, r1):
+                a, c = (r - r0) * W2, r * J + j
+                for h in range(0, min(w, W2), V):
+                    n = min(V, w - h)
+                    acc = vload(Acc, a + h)
+                    if u == 0:
+                        vstore_part(Yf, c + h, vmul(acc, one), n)
+                    elif n == V:
+                        vstore(Yf, c + h, vfma(acc, one, vmul(vload(Yf, c + h), one)))
+                    else:
+                        vstore_part(Yf, c + h, vfma(acc, one, vload_part(Yf, c + h, n)), n)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, optim, step
+from fastmlp.kernels import gemm, gemm_thin, optim, step
 from fastmlp.kernels.simd import SIMD
 
 import reference as ref
@@ -187,17 +187,20 @@ def test_a_row_gets_the_same_bits_wherever_it_stands(rng, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("K", [1024, 1030, 2048, 2085])
 def test_a_lone_row_of_a_wide_forward_gets_the_bits_it_gets_in_a_batch(rng, dtype, K):
-    """A lone row through the packed forward (a wide layer's prediction for one sample) gets
-    the bits it gets among others: K in one run or several (gemm.KP), with a tail of k shorter
-    than a vector or none, rows of WT 4 KB apart or not; 300 units end in a short strip."""
+    """A lone row, or a pair, of a wide layer's forward (a prediction for one sample; up to
+    gemm_thin.FWD_ROWS rows go through gemm_thin.forward_rows, a batch through the packed
+    kernel) gets the bits it gets among others: K in one run or several (gemm.KP), with a tail
+    of k shorter than a vector or none, rows of WT 4 KB apart or not; 300 units end in a short
+    strip."""
     X, WT = rand(rng, (9, K), dtype), rand(rng, (300, K), dtype)
     full = np.empty((9, 300), dtype)
     gemm.dot_nt(full, X, WT, 1)
-    for r in (0, 8):
-        for nb in (1, 2, 3):
-            one = np.full((1, 300), np.nan, dtype)
-            gemm.dot_nt(one, X[r:r + 1].copy(), WT, nb)
-            np.testing.assert_array_equal(one, full[r:r + 1])
+    for n in range(1, gemm_thin.FWD_ROWS + 1):
+        for r in (0, 9 - n):
+            for nb in (1, 2, 3):
+                few = np.full((n, 300), np.nan, dtype)
+                gemm.dot_nt(few, X[r:r + n].copy(), WT, nb)
+                np.testing.assert_array_equal(few, full[r:r + n])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
