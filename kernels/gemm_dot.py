@@ -35,13 +35,13 @@ NR, NO = 4, 6 if PAIRS else 3   # rows of X and units of WT per tile: 12 vector 
 
 @internal_kernel
 def dot_form(O):
-    """Whether the forward of a layer of O units runs as dot products (else packed, gemm._outer):
-    below 128 units.  Measured on 2 threads, znver4, float32, against the packed kernel (64-
-    byte / 32-byte vectors): O = 50, batch 100, I = 3072 1.54x / 1.48x, I = 784 1.26x / 1.36x;
-    batch 500, I = 3072 1.23x / 1.18x; O = 10 1.32x / 1.35x; O = 100 1.20x / 1.28x; O = 120
-    (batch 500) 1.03x / 1.03x; with 16-lane sums, O = 128 was 0.95x and O = 256-1024
-    0.81-0.95x: the packed kernel's copies are paid for by O multiply-adds each, the dot
-    products' loads and lane sums are not."""
+    """Whether the forward of a layer of O units runs as dot products (else packed,
+    gemm_packed.outer): below 128 units. Measured on 2 threads, znver4, float32, against the packed
+    kernel (64-byte / 32-byte vectors): O = 50, batch 100, I = 3072 1.54x / 1.48x, I = 784 1.26x /
+    1.36x; batch 500, I = 3072 1.23x / 1.18x; O = 10 1.32x / 1.35x; O = 100 1.20x / 1.28x; O = 120
+    (batch 500) 1.03x / 1.03x; with 16-lane sums, O = 128 was 0.95x and O = 256-1024 0.81-0.95x:
+    the packed kernel's copies are paid for by O multiply-adds each, the dot products' loads and
+    lane sums are not."""
     return O < 128
 
 
@@ -170,7 +170,7 @@ def forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1):
     """Y[r0:r1, j0:j1] of Y (N, O) <- X WT^T, in tiles of NR rows by NO units: for each block of
     rows, every block of units (the block's rows of X stay in L1/L2 while WT streams past).
     With pairs, the part's units of WT are packed first (O x I values, each then used for
-    every row of the part).  Inlined into gemm._run, its one caller (see gemm._outer)."""
+    every row of the part).  Inlined into gemm._run, its one caller (see gemm_packed.outer)."""
     U = lanes(Xf) // 2
     Wp = Xf[:0]
     if PAIRS:

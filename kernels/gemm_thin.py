@@ -3,21 +3,21 @@ SGD_STEP) for a batch of at most THIN_K rows, and its input gradient (DGRAD) for
 THIN_ROWS, with B's rows read in place and C written one row at a time (`thin`); and its
 forward for at most FWD_ROWS, packed a block of k at a time into L1 (`forward_rows`).
 
-Why: at such a batch the packed kernel (gemm._outer) has almost nothing to multiply.  The weight
-step C = WT (O, I) <- beta WT + alpha dY^T X does K = N multiply-adds per weight, so all it does
-is read and write every weight once; the packed walk goes down 48 rows of C a strip of 2V
-columns at a time, each row a page of its own, which the prefetchers do not follow, and pays a
-pack of A and a micro-kernel call per 6 x 2V tile.  The input gradient of one row multiplies
-each weight once, and the packed kernel copies every weight into its strips first and then
-runs 6 rows' multiply-adds for the one row.  Here each row of C is a stream: runs of 4 vectors
-of its columns, each summed over k from B's rows as they lie (X's for the weight step, WT's for
-the input gradient) and stored once.
+Why: at such a batch the packed kernel (gemm_packed.outer) has almost nothing to multiply. The
+weight step C = WT (O, I) <- beta WT + alpha dY^T X does K = N multiply-adds per weight, so all it
+does is read and write every weight once; the packed walk goes down 48 rows of C a strip of 2V
+columns at a time, each row a page of its own, which the prefetchers do not follow, and pays a pack
+of A and a micro-kernel call per 6 x 2V tile. The input gradient of one row multiplies each weight
+once, and the packed kernel copies every weight into its strips first and then runs 6 rows'
+multiply-adds for the one row. Here each row of C is a stream: runs of 4 vectors of its columns,
+each summed over k from B's rows as they lie (X's for the weight step, WT's for the input gradient)
+and stored once.
 
 The same bits as the packed kernel: each element of C is the chain _k6 computes, fused
-multiply-adds over k in order from 0, one chain per run of k (gemm.KP; the runs added into C in
-order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where _put reads C:
-exact); only the order in which elements are computed differs. So which kernel a product takes
-may depend on the batch, and results still do not (tests/test_gemm.py compares them).
+multiply-adds over k in order from 0, one chain per run of k (gemm_packed.KP; the runs added into C
+in order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where _put reads C:
+exact); only the order in which elements are computed differs. So which kernel a product takes may
+depend on the batch, and results still do not (tests/test_gemm.py compares them).
 
 Measured on 2 threads (znver4, float32, microseconds, packed -> streamed, interleaved): weight
 step 1 x 1024 x 1024 269 -> 70, 1 x 784 x 4096 515 -> 185, 4 x 1024 x 1024 223 -> 87,
@@ -55,9 +55,10 @@ KB = 128        # values of k forward_rows packs at a time (2V x KB: 16 KB in fl
 @internal_kernel
 def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update, mW, vW,
          kind, eta, hp):
-    """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S, A(k, r) = Af[k*sk + r*sr], B(k, c) =
-    Bf[k*tk + c] (B's rows contiguous), K in `runs` runs, as gemm._outer cuts it; with `update`
-    (the weight gradient: C = dWT, S = WT) each row of C then takes its optimiser step."""
+    """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S, A(k, r) = Af[k*sk + r*sr],
+    B(k, c) = Bf[k*tk + c] (B's rows contiguous), K in `runs` runs, as gemm_packed.outer cuts
+    it; with `update` (the weight gradient: C = dWT, S = WT) each row of C then takes its
+    optimiser step."""
     V = lanes(Bf)
     va, vb, one = vsplat(Bf, alpha), vsplat(Bf, beta), vsplat(Bf, 1.0)
     keep = beta != 0
@@ -71,7 +72,7 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, up
             scale = u == 0 and not keep
             j = j0
             # 4 vectors a run: 4 chains for each load of A's scalar, written here rather than
-            # through gemm._put, whose array arguments cost a reference count each call (a
+            # through gemm_packed._put, whose array arguments cost a reference count each call (a
             # call per vector made this loop 10x slower, measured)
             while j + 4 * V <= j1:
                 a0 = vzero(Bf); a1 = vzero(Bf); a2 = vzero(Bf); a3 = vzero(Bf)  # noqa: E702
@@ -112,7 +113,7 @@ def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1):
     """Y[r0:r1, j0:j1] of Y (N, J) <- X WT^T for a few rows (X (N, I), WT (J, I)): each strip of
     2V columns is packed KB values of k at a time into a block that stays in L1 (pack.pack_b,
     as the packed kernel packs it), and each row multiplied there in turn, its accumulators
-    kept in Acc between blocks.  The same chains as gemm._k6 (k in order within each run, the
+    kept in Acc between blocks.  The same chains as gemm_packed._k6 (k in order within each run, the
     runs added in order), so the same bits; what it saves is the packed strips' trip through
     memory: the packed kernel packs a whole run of k for up to 64 strips (at batch 1 as many
     bytes as the weights, written and read back once) for a row it multiplies once."""

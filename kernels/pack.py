@@ -1,8 +1,8 @@
-"""Packing the operands of kernels/gemm.py's products, as BLIS and OpenBLAS do: B into strips of
-2V columns with each k's 2V values together (`pack_b`), A into blocks of MR rows with each k's
-MR scalars together (`pack_a`), so that the micro-kernel (gemm._k6) reads both from one place.
-Where an operand is stored the other way round (the forward's WT for B, X for A), V x V or
-TA x TA blocks are transposed in registers (simd.vtranspose).
+"""Packing the operands of kernels/gemm.py's products, as BLIS and OpenBLAS do: B into strips of 2V
+columns with each k's 2V values together (`pack_b`), A into blocks of MR rows with each k's MR
+scalars together (`pack_a`), so that the micro-kernel (gemm_packed._k6) reads both from one place.
+Where an operand is stored the other way round (the forward's WT for B, X for A), V x V or TA x TA
+blocks are transposed in registers (simd.vtranspose).
 """
 from ._config import internal_kernel
 from .simd import lanes, prefetch, vload, vload_part, vstore, vtranspose
@@ -20,7 +20,7 @@ QS = QK + 16    # their stride in the copy: 576 bytes in float32, far from a mul
 @internal_kernel
 def pack_b(P, Q, Bf, k0, k1, j, w, tk, tj):
     """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w; the lanes
-    c >= w of a short strip hold 0 or copies of column w - 1 (gemm._k6 never stores them).
+    c >= w of a short strip hold 0 or copies of column w - 1 (gemm_packed._k6 never stores them).
     Q: scratch of 2V * QS values."""
     V2 = 2 * lanes(P)
     V = V2 // 2
@@ -86,9 +86,9 @@ def pack_b(P, Q, Bf, k0, k1, j, w, tk, tj):
 
 @internal_kernel
 def pack_a(Ap, Af, a0, nr, n, sk, sr, avail):
-    """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short
-    block repeats its last row, or holds other rows' values: gemm._k6 stores only nr rows), so
-    that gemm._k6 reads its 6 scalars of each k from one place.  avail: rows of A that may be
+    """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short block
+    repeats its last row, or holds other rows' values: gemm_packed._k6 stores only nr rows), so
+    that gemm_packed._k6 reads its 6 scalars of each k from one place. avail: rows of A that may be
     read from a0 on."""
     last = nr - 1
     V = lanes(Ap)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, gemm_thin, optim, step
+from fastmlp.kernels import gemm, gemm_packed, gemm_thin, optim, step
 from fastmlp.kernels.simd import SIMD
 
 import reference as ref
@@ -22,7 +22,7 @@ TOL = {np.float32: 3e-6, np.float64: 1e-14}
 SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5), (1, 3, 1),
           (103, 300, 50), (6, 33, 11), (64, 1030, 130), (20, 515, 257),
           # a lone last row in a packed forward (13 = 2 x 6 + 1); a weight gradient of at least
-          # gemm.BAND_AREA values, walked in bands on one thread and by strips in parts (a
+          # gemm_packed.BAND_AREA values, walked in bands on one thread and by strips in parts (a
           # batch of more than gemm_thin.THIN_K rows, so packed), and the same streamed
           (13, 200, 300), (7, 1100, 1000), (3, 1100, 1000),
           # a packed forward whose rows of WT lie a multiple of 4 KB apart: pack.pack_b copies
@@ -64,7 +64,7 @@ def test_parts_are_a_grid_of_rows_and_columns_with_the_least_packing():
 
 def test_the_band_shapes_cross_the_band_area():
     """(7, 1100, 1000)'s weight gradient is walked in bands whole and by strips in two parts."""
-    assert 1100 * 1000 >= gemm.BAND_AREA > 1100 * 1000 // 2
+    assert 1100 * 1000 >= gemm_packed.BAND_AREA > 1100 * 1000 // 2
     assert 7 > gemm.THIN_K
 
 
@@ -82,8 +82,8 @@ def rand(rng, shape, dtype):
                                    (7, 1100, 1000), (3, 1100, 1000)])
 def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, shape):
     """With `update`, each tile of the weight gradient takes its optimiser step as soon as it is
-    final (gemm._outer): the same bits as the whole gradient followed by optim.update_range, for
-    every thread cut, with one run of k or two (batch 1100 > KP)."""
+    final (gemm_packed.outer): the same bits as the whole gradient followed by
+    optim.update_range, for every thread cut, with one run of k or two (batch 1100 > KP)."""
     N, K, O = shape
     dtype = np.float32
     X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype) * 0.1, rand(rng, (O, K), dtype)
