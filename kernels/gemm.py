@@ -40,7 +40,7 @@ from .gemm_packed import KP, outer
 from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
 from .native import address, call, callable_at
 from .optim import HP_SIZE, update_range
-from .pack import MR
+from .pack import MR, pack_a, pack_b
 from .simd import SIMD, lanes, prefetch
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
@@ -104,10 +104,10 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 
 @parallel_kernel
-def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, run):
+def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, fns):
     """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it whole on
     the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O),
-    `run` _run's address (native_products):
+    `fns` the addresses of _run and the packs (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
       GRAD      dWT <- dY^T X + 2 lam WT; with `update`, each part then takes its optimiser
@@ -126,20 +126,20 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
     (kernels/native.py), so _run's code is compiled once, not again in this function and in
-    its parallel body."""
+    its parallel body; _run's kernels call the packs through theirs (fns, below)."""
     if nb == 1:
-        call(_run, run, np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
-             nb, src, idx)
+        call(_run, fns[RUN], np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind,
+             hp, nb, src, idx, fns)
         return
     for t in prange(nb):
         # int64: the parallel loop index is unsigned
-        call(_run, run, np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp,
-             nb, src, idx)
+        call(_run, fns[RUN], np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind,
+             hp, nb, src, idx, fns)
     return
 
 
 @internal_kernel
-def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx):
+def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, fns):
     """Part t of nb of `products` (nb = 1: the whole product, the same code, so the same bits)."""
     N, I = X.shape
     O = WT.shape[0]
@@ -218,14 +218,14 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     # C's loads and stores for little work); one count for both kernels, whose bits depend on it
     runs = (K + KP - 1) // KP
     if streamed and task == FORWARD:
-        forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1)
+        forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1, fns[PACK_B])
         return
     if streamed:
         thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
              task == GRAD and update, mW, vW, kind, eta, hp)
         return
     outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
-           task == GRAD and update, mW, vW, kind, eta, hp)
+          task == GRAD and update, mW, vW, kind, eta, hp, fns[PACK_A], fns[PACK_B])
     return
 
 
@@ -246,28 +246,44 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
 
 
 # ---- products for a dtype, as addresses (kernels/native.py) ---------------------------------
+# fns, the table of addresses products passes down: _run's, and the two packs' (each called
+# from two places, the packed kernel and forward_rows or per block: compiled into both, the
+# second call site of pack_b cost 0.5-1.0 s of the first run's compile)
+RUN, PACK_A, PACK_B = 0, 1, 2
+_FNS = types.Array(types.int64, 1, "C")
+
+
 def _argtypes(dtype):
-    """The argument types of products (without `run`) for arrays of `dtype`."""
+    """The argument types of products (without `fns`) for arrays of `dtype`."""
     c1, c2 = types.Array(from_dtype(dtype), 1, "C"), types.Array(from_dtype(dtype), 2, "C")
     i, f = types.int64, types.float64
     return (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
             c2, types.Array(i, 1, "C"))
 
 
+def _packs(dtype):
+    """The argument types of pack.pack_a and pack.pack_b for arrays of `dtype`."""
+    c1, i = types.Array(from_dtype(dtype), 1, "C"), types.int64
+    return (c1, c1, i, i, i, i, i, i), (c1, c1, c1, i, i, i, i, i, i)
+
+
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-callable_at(products, [_argtypes(d) + (types.int64,) for d in DTYPES])
-callable_at(_run, [(types.int64,) + _argtypes(d) for d in DTYPES])
+callable_at(products, [_argtypes(d) + (_FNS,) for d in DTYPES])
+callable_at(_run, [(types.int64,) + _argtypes(d) + (_FNS,) for d in DTYPES])
+callable_at(pack_a, [_packs(d)[0] for d in DTYPES])
+callable_at(pack_b, [_packs(d)[1] for d in DTYPES])
 _NATIVE = {}
 
 
 def native_products(dtype):
-    """The addresses (products, _run) for arrays of `dtype`, the last two arguments of
+    """(products' address, fns) for arrays of `dtype`, the last two arguments of
     step.train_step: compiled on first use (or loaded from the cache).  Called through them,
     the kernels under products are compiled once, not again inside each caller."""
     if dtype not in _NATIVE:
         d = np.dtype(dtype)
-        _NATIVE[dtype] = (address(products, _argtypes(d) + (types.int64,)),
-                          address(_run, (types.int64,) + _argtypes(d)))
+        fns = np.array([address(_run, (types.int64,) + _argtypes(d) + (_FNS,)),
+                        address(pack_a, _packs(d)[0]), address(pack_b, _packs(d)[1])], np.int64)
+        _NATIVE[dtype] = address(products, _argtypes(d) + (_FNS,)), fns
     return _NATIVE[dtype]
 
 
@@ -276,7 +292,7 @@ _NO_ROWS = np.empty(0, np.int64)
 
 
 def _products(*args):
-    """products(*args) for the wrappers below, with _run's address for X's dtype."""
+    """products(*args) for the wrappers below, with the addresses for X's dtype."""
     products(*args, native_products(args[2].dtype)[1])
 
 

@@ -28,6 +28,7 @@ Legend: V lanes per vector; flat views Af, Bf, ... of C-contiguous arrays.
 import numpy as np
 
 from ._config import inlined_kernel, internal_kernel
+from .native import call
 from .optim import update_range
 from .pack import MR, QS, pack_a, pack_b
 from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
@@ -154,7 +155,7 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
 
 @inlined_kernel
 def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, update, mW,
-           vW, kind, eta, hp):
+          vW, kind, eta, hp, at_pack_a, at_pack_b):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
     B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.  With `update` (the
     weight gradient: C = dWT, S = WT), each tile of C, once final, gives its optimiser step
@@ -192,12 +193,13 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
             b1 = min(j1, b0 + W * JS)
             for j in range(b0, b1, W):
                 s = (j - b0) // W
-                pack_b(P[s * S2:(s + 1) * S2], Q, Bf, k0, k1, j, min(W, b1 - j), tk, tj)
+                call(pack_b, at_pack_b, P[s * S2:(s + 1) * S2], Q, Bf, k0, k1, j, min(W, b1 - j),
+                     tk, tj)
             for m0 in range(r0, r1, MC):
                 m1 = min(r1, m0 + MC)
                 for r in range(m0, m1, MR):
-                    pack_a(Ap[(r - m0) * nk:], Af, k0 * sk + r * sr, min(MR, m1 - r), n,
-                           sk, sr, r1 - r)
+                    call(pack_a, at_pack_a, Ap[(r - m0) * nk:], Af, k0 * sk + r * sr,
+                         min(MR, m1 - r), n, sk, sr, r1 - r)
                 # strip order (band 1): each strip of B, once loaded, serves every row block
                 # of the group; bands: each row block walks a band's strips.  Two loops either
                 # way (x, then y), one call site of _k6: each is a copy for LLVM to compile

@@ -42,6 +42,7 @@ import numpy as np
 
 from ._config import internal_kernel
 from .optim import update_range
+from .native import call
 from .pack import QS, pack_b
 from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
                    vzero)
@@ -109,7 +110,7 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, up
 
 
 @internal_kernel
-def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1):
+def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1, at_pack_b):
     """Y[r0:r1, j0:j1] of Y (N, J) <- X WT^T for a few rows (X (N, I), WT (J, I)): each strip of
     2V columns is packed KB values of k at a time into a block that stays in L1 (pack.pack_b,
     as the packed kernel packs it), and each row multiplied there in turn, its accumulators
@@ -131,7 +132,7 @@ def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1):
                 vstore(Acc, a, vzero(Xf))
             for c0 in range(k0, k1, KB):
                 c1 = min(k1, c0 + KB)
-                pack_b(P, Q, Wf, c0, c1, j, w, 1, I)
+                call(pack_b, at_pack_b, P, Q, Wf, c0, c1, j, w, np.int64(1), I)
                 for r in range(r0, r1):
                     a = (r - r0) * W2
                     a0, a1 = vload(Acc, a), vload(Acc, a + V)

@@ -55,7 +55,9 @@ def test_an_address_is_only_given_for_declared_types():
         address(_axpy, (F32, F32, types.float32))
 
 
-def test_each_dtype_has_its_own_products():
-    single, double = gemm.native_products(np.float32), gemm.native_products(np.float64)
-    assert len(set(single + double)) == 4
-    assert gemm.native_products(np.dtype(np.float32)) == single
+def test_each_dtype_has_its_own_products_and_packs():
+    """products, _run and the two packs: four functions, one build of each per dtype."""
+    (p32, fns32), (p64, fns64) = gemm.native_products(np.float32), gemm.native_products(np.float64)
+    assert fns32.dtype == np.int64 and fns32.shape == (3,)
+    assert len({p32, p64, *fns32, *fns64}) == 8
+    assert gemm.native_products(np.dtype(np.float32))[0] == p32
