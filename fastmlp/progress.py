@@ -20,8 +20,9 @@ import time
 
 from numba.core import event
 
-# measured: a cold `fastmlp train --dataset sample` spent 28-34 s compiling on a 2-core machine
-COMPILE_SECONDS = 30
+# measured: a cold `fastmlp train --dataset sample` spent 12.0 s compiling on the 2-core znver4
+# machine (fresh venv; 28-34 s before the products were compiled once, kernels/native.py)
+COMPILE_SECONDS = 15
 _announced = False      # the compile notice is shown once per process
 
 
