@@ -38,7 +38,7 @@ from .blas import fgemm, gemm
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer
 from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
-from .native import address, call, callable_at
+from .native import address, call, callable_at, tag
 from .optim import HP_SIZE, update_range
 from .pack import MR, pack_a, pack_b
 from .simd import SIMD, lanes, prefetch
@@ -246,10 +246,11 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
 
 
 # ---- products for a dtype, as addresses (kernels/native.py) ---------------------------------
-# fns, the table of addresses products passes down: _run's, and the two packs' (each called
-# from two places, the packed kernel and forward_rows or per block: compiled into both, the
-# second call site of pack_b cost 0.5-1.0 s of the first run's compile)
-RUN, PACK_A, PACK_B = 0, 1, 2
+# fns, the table products passes down: native.tag (train_step checks it), then the addresses of
+# _run and of the two packs (each called from two places, the packed kernel and forward_rows
+# or per block: compiled into both, the second call site of pack_b cost 0.5-1.0 s of the first
+# run's compile)
+TAG, RUN, PACK_A, PACK_B = 0, 1, 2, 3
 _FNS = types.Array(types.int64, 1, "C")
 
 
@@ -281,7 +282,7 @@ def native_products(dtype):
     the kernels under products are compiled once, not again inside each caller."""
     if dtype not in _NATIVE:
         d = np.dtype(dtype)
-        fns = np.array([address(_run, (types.int64,) + _argtypes(d) + (_FNS,)),
+        fns = np.array([tag(d), address(_run, (types.int64,) + _argtypes(d) + (_FNS,)),
                         address(pack_a, _packs(d)[0]), address(pack_b, _packs(d)[1])], np.int64)
         _NATIVE[dtype] = address(products, _argtypes(d) + (_FNS,)), fns
     return _NATIVE[dtype]

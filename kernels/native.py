@@ -17,7 +17,14 @@ reads), given at each call from Python, never a constant compiled in: a cached c
 calls the callee this process compiled or loaded.  The types a callee may be called with are
 declared once (callable_at) and `address` compiles it for exactly those, so `call` with any
 other argument types is a compile error, never a call through the wrong layout.
+One hole is left by Numba's disk cache, which checks only a function's own file: a caller
+cached before the declared types changed would call the new callee with the old ones.  So the
+addresses travel with a tag of every declaration and the dtype (`tag`), and the caller checks
+it against the tag it was compiled with (`check_tag`): a stale cache is an error, not a
+silently wrong call.
 """
+import hashlib
+
 from llvmlite import ir
 from numba.core import callconv, cgutils, types
 from numba.core.errors import TypingError
@@ -30,6 +37,35 @@ _ADDRESSES = {}     # (dispatcher, argument types) -> address in this process
 def callable_at(dispatcher, signatures):
     """Declare the argument types (tuples of Numba types) `dispatcher` is called with by `call`."""
     _DECLARED[dispatcher] = {tuple(s) for s in signatures}
+
+
+def tag(dtype):
+    """A hash of the signatures declared (callable_at) for this package's kernels and of `dtype`,
+    as an int64 (declarations from elsewhere, such as the tests', left out: a process that
+    made them would otherwise compile a tag that no other process gives)."""
+    package = __name__.rsplit(".", 1)[0] + "."     # names within it only: the cache is shared
+    text = repr((str(dtype), sorted((d.py_func.__qualname__, sorted(map(str, s)))
+                                    for d, s in _DECLARED.items()
+                                    if d.py_func.__module__.startswith(package))))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+@intrinsic
+def check_tag(typingctx, value, like):
+    """Raise unless `value` is tag(like.dtype) as it was when this caller was compiled."""
+    if not isinstance(value, types.Integer) or not isinstance(like, types.Array):
+        return None
+    expected = tag(like.dtype)
+
+    def codegen(context, builder, signature, llargs):
+        stale = builder.icmp_signed("!=", llargs[0], ir.Constant(llargs[0].type, expected))
+        with builder.if_then(stale, likely=False):
+            context.call_conv.return_user_exc(builder, RuntimeError, (
+                "fastmlp's compiled kernels in Numba's disk cache do not match this version: "
+                "delete the cache (NUMBA_CACHE_DIR, or kernels/__pycache__) and run again",))
+        return context.get_dummy_value()
+
+    return types.none(value, like), codegen
 
 
 def address(dispatcher, argtypes):
@@ -45,7 +81,11 @@ def address(dispatcher, argtypes):
         if result.signature.return_type != types.none:
             raise TypeError(f"{dispatcher.py_func.__qualname__} must return nothing to be called "
                             f"through its address; it returns {result.signature.return_type}")
-        _ADDRESSES[key] = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        at = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        if not at:
+            raise RuntimeError(f"{dispatcher.py_func.__qualname__}: no native function for "
+                               f"{argtypes} in its compiled library")
+        _ADDRESSES[key] = at
     return _ADDRESSES[key]
 
 
@@ -60,7 +100,7 @@ def call(typingctx, callee, at, *args):
         args = args[0]
     else:
         args = types.StarArgTuple.from_types(args)
-    if not isinstance(callee, types.Dispatcher) or not isinstance(at, types.Integer):
+    if not isinstance(callee, types.Dispatcher) or at != types.int64:
         return None
     declared = _DECLARED.get(callee.dispatcher, ())
     if tuple(args.types) not in declared:

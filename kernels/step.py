@@ -32,9 +32,9 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP,
+from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP, TAG,
                    gathers_rows, products)
-from .native import call
+from .native import call, check_tag
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
@@ -154,6 +154,8 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
     dropout), filling P (and, when y has N labels, the per-row losses); returns (sum of
     losses, correct count), (0.0, 0) without labels.  Evaluation is a flag here, not a
     function of its own, so that the forward pass is compiled once (seconds of the first run)."""
+    # the addresses' tag: this step, cached on disk, must call the products it was compiled for
+    check_tag(fns[TAG], X)
     S = etas.shape[0]
     loss = 0.0
     for s in range(S):

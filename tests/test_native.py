@@ -5,6 +5,7 @@ import pytest
 from numba import njit, types
 from numba.core.errors import TypingError
 
+import fastmlp
 from fastmlp.kernels import gemm
 from fastmlp.kernels.native import address, call, callable_at
 
@@ -56,8 +57,32 @@ def test_an_address_is_only_given_for_declared_types():
 
 
 def test_each_dtype_has_its_own_products_and_packs():
-    """products, _run and the two packs: four functions, one build of each per dtype."""
+    """products, _run and the two packs: four functions, one build of each per dtype, and a
+    tag per dtype."""
     (p32, fns32), (p64, fns64) = gemm.native_products(np.float32), gemm.native_products(np.float64)
-    assert fns32.dtype == np.int64 and fns32.shape == (3,)
-    assert len({p32, p64, *fns32, *fns64}) == 8
+    assert fns32.dtype == np.int64 and fns32.shape == (4,)
+    assert len({p32, p64, *fns32[1:], *fns64[1:]}) == 8
+    assert fns32[gemm.TAG] != fns64[gemm.TAG]
     assert gemm.native_products(np.dtype(np.float32))[0] == p32
+
+
+@pytest.mark.parametrize("stale", ["tag", "dtype"])
+def test_a_step_refuses_addresses_it_was_not_compiled_for(monkeypatch, stale):
+    """A train_step loaded from Numba's disk cache after the declared signatures changed (its
+    file unchanged, so Numba keeps it), or handed the other dtype's products, raises instead
+    of calling through the wrong layout."""
+    net = fastmlp.Network([6, 5, 3], dtype=np.float64, seed=0)
+    X, y = np.ones((4, 6)), np.arange(4) % 3
+    native = gemm.native_products
+
+    def wrong(dtype):
+        if stale == "dtype":
+            return native(np.float32)
+        prod, fns = native(dtype)
+        fns = fns.copy()
+        fns[gemm.TAG] += 1
+        return prod, fns
+
+    monkeypatch.setattr(gemm, "native_products", wrong)
+    with pytest.raises(RuntimeError, match="do not match this version"):
+        net._train_step(X, y, 0.0, 0.1)
