@@ -191,7 +191,7 @@ class Network:
                                          float(self.bn_eps), float(self.bn_alpha), flags,
                                          numba.get_num_threads(), opt.kind, opt.state, hps,
                                          self._drop, keys, X if src is None else src, rows,
-                                         losses, *gemm.native_products(self.theta.dtype))
+                                         losses, gemm.native_products(self.theta.dtype))
         return float(loss), int(done)
 
     def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):

@@ -107,7 +107,7 @@ def _rect(R, J, step_r, step_j, t, nb):
 def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, fns):
     """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it whole on
     the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O),
-    `fns` the addresses of _run and the packs (native_products):
+    `fns` the table of addresses (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
       GRAD      dWT <- dY^T X + 2 lam WT; with `update`, each part then takes its optimiser
@@ -246,45 +246,39 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
 
 
 # ---- products for a dtype, as addresses (kernels/native.py) ---------------------------------
-# fns, the table products passes down: native.tag (train_step checks it), then the addresses of
-# _run and of the two packs (each called from two places, the packed kernel and forward_rows
-# or per block: compiled into both, the second call site of pack_b cost 0.5-1.0 s of the first
-# run's compile)
-TAG, RUN, PACK_A, PACK_B = 0, 1, 2, 3
-_FNS = types.Array(types.int64, 1, "C")
+# fns, the table of addresses train_step hands to products and products to _run: native.tag
+# (train_step checks it), then products', _run's and the two packs' (each pack called from two
+# places, the packed kernel and forward_rows or per block: compiled into both, the second call
+# site of pack_b cost 0.5-1.0 s of the first run's compile)
+TAG, PRODUCTS, RUN, PACK_A, PACK_B = 0, 1, 2, 3, 4
+CALLEES = (products, _run, pack_a, pack_b)      # in the table's order, after TAG
 
 
-def _argtypes(dtype):
-    """The argument types of products (without `fns`) for arrays of `dtype`."""
+def _signatures(dtype):
+    """Each of CALLEES' argument types for arrays of `dtype`."""
     c1, c2 = types.Array(from_dtype(dtype), 1, "C"), types.Array(from_dtype(dtype), 2, "C")
     i, f = types.int64, types.float64
-    return (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
-            c2, types.Array(i, 1, "C"))
-
-
-def _packs(dtype):
-    """The argument types of pack.pack_a and pack.pack_b for arrays of `dtype`."""
-    c1, i = types.Array(from_dtype(dtype), 1, "C"), types.int64
-    return (c1, c1, i, i, i, i, i, i), (c1, c1, c1, i, i, i, i, i, i)
+    fns = types.Array(i, 1, "C")
+    args = (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
+            c2, types.Array(i, 1, "C"), fns)
+    return {products: args, _run: (i,) + args, pack_a: (c1, c1, i, i, i, i, i, i),
+            pack_b: (c1, c1, c1, i, i, i, i, i, i)}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-callable_at(products, [_argtypes(d) + (_FNS,) for d in DTYPES])
-callable_at(_run, [(types.int64,) + _argtypes(d) + (_FNS,) for d in DTYPES])
-callable_at(pack_a, [_packs(d)[0] for d in DTYPES])
-callable_at(pack_b, [_packs(d)[1] for d in DTYPES])
+for _f in CALLEES:
+    callable_at(_f, [_signatures(d)[_f] for d in DTYPES])
 _NATIVE = {}
 
 
 def native_products(dtype):
-    """(products' address, fns) for arrays of `dtype`, the last two arguments of
-    step.train_step: compiled on first use (or loaded from the cache).  Called through them,
-    the kernels under products are compiled once, not again inside each caller."""
+    """fns for arrays of `dtype`, the last argument of step.train_step: the callees compiled on
+    first use (or loaded from the cache).  Called through it, the kernels under products are
+    compiled once, not again inside each caller."""
     if dtype not in _NATIVE:
         d = np.dtype(dtype)
-        fns = np.array([tag(d), address(_run, (types.int64,) + _argtypes(d) + (_FNS,)),
-                        address(pack_a, _packs(d)[0]), address(pack_b, _packs(d)[1])], np.int64)
-        _NATIVE[dtype] = address(products, _argtypes(d) + (_FNS,)), fns
+        s = _signatures(d)
+        _NATIVE[dtype] = np.array([tag(d)] + [address(f, s[f]) for f in CALLEES], np.int64)
     return _NATIVE[dtype]
 
 
@@ -294,7 +288,7 @@ _NO_ROWS = np.empty(0, np.int64)
 
 def _products(*args):
     """products(*args) for the wrappers below, with the addresses for X's dtype."""
-    products(*args, native_products(args[2].dtype)[1])
+    products(*args, native_products(args[2].dtype))
 
 
 def _none(X):

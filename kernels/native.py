@@ -31,7 +31,6 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 _DECLARED = {}      # dispatcher -> the tuples of argument types it is called with
-_ADDRESSES = {}     # (dispatcher, argument types) -> address in this process
 
 
 def callable_at(dispatcher, signatures):
@@ -69,24 +68,22 @@ def check_tag(typingctx, value, like):
 
 
 def address(dispatcher, argtypes):
-    """The address of `dispatcher` compiled for `argtypes`, one of its declared signatures."""
+    """The address of `dispatcher` compiled for `argtypes`, one of its declared signatures
+    (callers keep it: gemm.native_products, once per dtype)."""
     argtypes = tuple(argtypes)
-    key = (dispatcher, argtypes)
-    if key not in _ADDRESSES:
-        if argtypes not in _DECLARED.get(dispatcher, ()):
-            raise TypeError(f"{dispatcher.py_func.__qualname__} is not declared callable with "
-                            f"{argtypes}: add them to its callable_at")
-        dispatcher.compile(argtypes)
-        result = dispatcher.overloads[argtypes]
-        if result.signature.return_type != types.none:
-            raise TypeError(f"{dispatcher.py_func.__qualname__} must return nothing to be called "
-                            f"through its address; it returns {result.signature.return_type}")
-        at = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
-        if not at:
-            raise RuntimeError(f"{dispatcher.py_func.__qualname__}: no native function for "
-                               f"{argtypes} in its compiled library")
-        _ADDRESSES[key] = at
-    return _ADDRESSES[key]
+    if argtypes not in _DECLARED.get(dispatcher, ()):
+        raise TypeError(f"{dispatcher.py_func.__qualname__} is not declared callable with "
+                        f"{argtypes}: add them to its callable_at")
+    dispatcher.compile(argtypes)
+    result = dispatcher.overloads[argtypes]
+    if result.signature.return_type != types.none:
+        raise TypeError(f"{dispatcher.py_func.__qualname__} must return nothing to be called "
+                        f"through its address; it returns {result.signature.return_type}")
+    at = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+    if not at:
+        raise RuntimeError(f"{dispatcher.py_func.__qualname__}: no native function for "
+                           f"{argtypes} in its compiled library")
+    return at
 
 
 @intrinsic(prefer_literal=True)

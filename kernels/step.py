@@ -20,9 +20,9 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   whole on the calling thread (the same code). Every element of a product is the same bits
   whatever the cut, so results do not depend on the number of threads. Plain SGD folds into each
   layer's weight product (gemm's SGD_STEP), after the layer's input gradient has read the old
-  weights.  The products are called through their addresses (`prod`, `fns`: the last two
-  arguments, gemm.native_products(dtype)), so their code is compiled once and not again inside
-  this step (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
+  weights.  The products are called through their addresses (`fns`, the last argument:
+  gemm.native_products(dtype)), so their code is compiled once and not again inside this step
+  (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
   twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
   units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
@@ -32,8 +32,8 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP, TAG,
-                   gathers_rows, products)
+from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP,
+                   PRODUCTS, TAG, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -133,7 +133,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 @serial_kernel
 def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alpha, flags, nt,
-               kind, state, hps, drop, drop_keys, src, rows, losses_out, prod, fns):
+               kind, state, hps, drop, drop_keys, src, rows, losses_out, fns):
     """S = etas.shape[0] training steps, one after the other, in one call (S = 1: one step,
     or an evaluation); what runs is chosen by `flags`: FORWARD (batch statistics;
     UPDATE_STATS also moves the running ones), BACKWARD (fills dtheta with the gradient of
@@ -163,7 +163,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
         rs = rows if S == 1 else rows[s * X.shape[0]:(s + 1) * X.shape[0]]
         loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, X, ys, lam, etas[s],
                                   eps, alpha, flags, nt, kind, state, hps[s], drop,
-                                  drop_keys[s], src, rs, prod, fns)
+                                  drop_keys[s], src, rs, fns)
         if (flags & EVALUATE) != 0:
             return loss, correct
         losses_out[s] = loss
@@ -174,7 +174,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
 
 @inlined_kernel
 def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
-              kind, state, hp, drop, drop_key, src, rows, prod, fns):
+              kind, state, hp, drop, drop_key, src, rows, fns):
     """One step (or evaluation) of train_step on the batch X, y; returns (loss, 0) or, for an
     evaluation, (sum of losses, correct count)."""
     L = layout.shape[0]
@@ -195,8 +195,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         N, layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
     if gather and not fused:
         nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
-        call(products, prod, GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0, N < 0, none,
-             none, N * 0, hp, nb, src, rows, fns)
+        call(products, fns[PRODUCTS], GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0,
+             N < 0, none, none, N * 0, hp, nb, src, rows, fns)
     if train or evaluate:
         h = X
         for l in range(L):
@@ -205,8 +205,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             WT = _view(theta, layout[l, 2], O, I)
             nb = _product_parts(N, I, O, nt)
             task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
-            call(products, prod, task + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0, none,
-                 none, N * 0, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], task + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0,
+                 none, none, N * 0, hp, nb, src, rows, fns)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key)
@@ -230,15 +230,15 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         nb = _product_parts(N, I, O, nt)
         if l > 0:       # dH of the layer below, from W before its step
             dH = _view(ws, wsl[l - 1, 4], N, I)
-            call(products, prod, DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0, none,
-                 none, N * 0, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0,
+                 none, none, N * 0, hp, nb, src, rows, fns)
         # W takes its step inside its product: plain SGD folded into the product itself (its
         # gradient is never stored), any other rule on each part right after its gradient
         task = SGD_STEP if update and kind == optim.SGD else GRAD
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
-        call(products, prod, task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW, kind,
-             hp, nb, src, rows, fns)
+        call(products, fns[PRODUCTS], task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW,
+             kind, hp, nb, src, rows, fns)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0
