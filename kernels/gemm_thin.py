@@ -42,6 +42,7 @@ import numpy as np
 
 from ._config import internal_kernel
 from .optim import update_range
+from .gemm_packed import _row
 from .native import call
 from .pack import QS, pack_b
 from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
@@ -142,15 +143,9 @@ def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1, at_pack_b):
                         a1 = vfma(vload(P, k * W2 + V), x, a1)
                     vstore(Acc, a, a0)
                     vstore(Acc, a + V, a1)
-            # C <- acc * 1 in the first run, then acc * 1 + C * 1, as _k6 and _put store it
+            # C <- acc * 1 in the first run, then acc * 1 + C, stored as the packed kernel stores
+            # a short strip (once per strip and run: _row's calls cost nothing here)
             for r in range(r0, r1):
-                a, c = (r - r0) * W2, r * J + j
-                for h in range(0, min(w, W2), V):
-                    n = min(V, w - h)
-                    acc = vload(Acc, a + h)
-                    if u == 0:
-                        vstore_part(Yf, c + h, vmul(acc, one), n)
-                    elif n == V:
-                        vstore(Yf, c + h, vfma(acc, one, vmul(vload(Yf, c + h), one)))
-                    else:
-                        vstore_part(Yf, c + h, vfma(acc, one, vload_part(Yf, c + h, n)), n)
+                a = (r - r0) * W2
+                _row(Yf, Yf, r * J + j, w, vload(Acc, a), vload(Acc, a + V), one, one, False,
+                     u == 0)
