@@ -185,13 +185,13 @@ class Network:
 
     def _steps(self, ws, X, y, lam, etas, flags, opt, hps, keys, src, rows, losses):
         """One train_step call of len(etas) steps; returns (last loss, steps taken)."""
+        args = (self.theta, self.dtheta, self.stats, self.layout, ws.buf, ws.wsl, X, y,
+                float(lam), etas, float(self.bn_eps), float(self.bn_alpha), flags,
+                numba.get_num_threads(), opt.kind, opt.state, hps, self._drop, keys,
+                X if src is None else src, rows, losses)
+        fns = gemm.native_products(self.theta.dtype, step.train_step, args)
         with blas_single_threaded():
-            loss, done = step.train_step(self.theta, self.dtheta, self.stats, self.layout,
-                                         ws.buf, ws.wsl, X, y, float(lam), etas,
-                                         float(self.bn_eps), float(self.bn_alpha), flags,
-                                         numba.get_num_threads(), opt.kind, opt.state, hps,
-                                         self._drop, keys, X if src is None else src, rows,
-                                         losses, gemm.native_products(self.theta.dtype))
+            loss, done = step.train_step(*args, fns)
         return float(loss), int(done)
 
     def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):

@@ -9,7 +9,7 @@ Where the output goes decides its form (`mode`):
   `disable=None` shows nothing at all until the end.
 Accuracies are shown in %, as the tables show them.
 
-The first run compiles the Numba kernels (about COMPILE_SECONDS; later runs load them from Numba's
+The first run compiles the Numba kernels (about compile_seconds(); later runs load them from Numba's
 cache): CompileClock says so when a compile starts, and measures the time spent compiling or
 loading compiled kernels so that the trainer reports it apart from training and evaluation.
 """
@@ -20,9 +20,15 @@ import time
 
 from numba.core import event
 
-# measured: a cold `fastmlp train --dataset sample` spent 12.0 s compiling on the 2-core znver4
-# machine (fresh venv; 28-34 s before the products were compiled once, kernels/native.py)
-COMPILE_SECONDS = 15
+def compile_seconds():
+    """About how long the first run compiles, with the cores this process may use.  Measured: a
+    cold `fastmlp train --dataset sample` compiled for 7.5-7.6 s on the 2-core znver4 machine,
+    the products compiled in a second process meanwhile (kernels/coldstart.py), and 12.5-12.8 s
+    in one process (28-34 s before the products were compiled once, kernels/native.py)."""
+    from fastmlp.kernels.coldstart import cores
+    return 10 if cores() >= 2 else 15
+
+
 _announced = False      # the compile notice is shown once per process
 
 
@@ -66,7 +72,7 @@ def compile_notice():
     global _announced
     if not _announced:
         _announced = True
-        say(f"Compiling fastmlp's kernels (first run only, about {COMPILE_SECONDS} s)...")
+        say(f"Compiling fastmlp's kernels (first run only, about {compile_seconds()} s)...")
 
 
 class CompileClock(event.Listener):

@@ -35,10 +35,12 @@ from numba import from_dtype, prange, types
 
 from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
+from .coldstart import compile_beside
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer
 from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
 from .native import address, call, callable_at, tag
+from . import optim
 from .optim import HP_SIZE, update_range
 from .pack import MR, pack_a, pack_b
 from .simd import SIMD, lanes, prefetch
@@ -271,13 +273,20 @@ for _f in CALLEES:
 _NATIVE = {}
 
 
-def native_products(dtype):
+def native_products(dtype, caller=None, args=()):
     """fns for arrays of `dtype`, the last argument of step.train_step: the callees compiled on
     first use (or loaded from the cache).  Called through it, the kernels under products are
-    compiled once, not again inside each caller."""
+    compiled once, not again inside each caller.  With `caller` about to be called with args +
+    (fns,), on an empty cache the callees are compiled in a second process meanwhile
+    (kernels/coldstart.py)."""
     if dtype not in _NATIVE:
         d = np.dtype(dtype)
         s = _signatures(d)
+        if caller is not None:
+            compile_beside(caller, args + (np.zeros(len(CALLEES) + 1, np.int64),),
+                           [(f, s[f]) for f in CALLEES],
+                           f"import numpy\nfrom {__name__} import native_products\n"
+                           f"native_products(numpy.dtype({d.name!r}))")
         _NATIVE[dtype] = np.array([tag(d)] + [address(f, s[f]) for f in CALLEES], np.int64)
     return _NATIVE[dtype]
 
@@ -340,6 +349,13 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
     (task GRAD)."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
+    if update:      # the optimiser's memory: m for all but SGD, v for Adam, as update_range reads
+        need = {optim.SGD: (), optim.MOMENTUM: (mW,), optim.NESTEROV: (mW,), optim.ADAGRAD: (mW,),
+                optim.ADAM: (mW, vW)}.get(kind)
+        if need is None or np.shape(hp) != (HP_SIZE,):
+            raise ValueError(f"kind must be an optimiser of kernels/optim.py (0-4) and hp "
+                             f"({HP_SIZE},); got kind {kind}, hp {np.shape(hp)}")
+        _check(X, WT, *((m, (WT.size,)) for m in need))   # flat, as WT's slice of the state
     _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), update, mW, vW, kind, hp,
              nb, X, _NO_ROWS)
 

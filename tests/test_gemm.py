@@ -305,3 +305,20 @@ def test_gradient_check_through_the_register_blocked_products(cifar_subset):
             assert r["max_abs_error"] <= 1e-9, r
         else:
             assert r["rel_error"] <= 1e-7, r
+
+
+def test_weight_grad_refuses_optimiser_state_of_the_wrong_shape(rng):
+    X, dY, W = rand(rng, (4, 20), np.float32), rand(rng, (4, 3), np.float32), rand(rng, (3, 20), np.float32)
+    G, hp = np.empty((3, 20), np.float32), np.array([0.9, 0.9, 0.999, 1e-8, 1.0])
+    ok, short = np.zeros(60, np.float32), np.zeros(59, np.float32)
+    with pytest.raises(ValueError, match=r"shape \(60,\); got \(59,\)"):
+        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, ok, optim.MOMENTUM, hp)
+    with pytest.raises(ValueError, match=r"shape \(60,\); got \(59,\)"):
+        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, short, optim.ADAM, hp)
+    with pytest.raises(ValueError, match="C-contiguous with one dtype"):
+        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok.astype(np.float64), ok, optim.ADAGRAD, hp)
+    with pytest.raises(ValueError, match="kind must be an optimiser"):
+        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, 7, hp)
+    with pytest.raises(ValueError, match=r"hp \(4,\)"):
+        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp[:4])
+    gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, short, optim.SGD, hp)   # SGD reads neither

@@ -1,5 +1,7 @@
 """kernels/native.py: a compiled function called through its address, as step.train_step calls
 gemm.products and products calls gemm._run."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numba import njit, types
@@ -75,7 +77,7 @@ def test_a_step_refuses_addresses_it_was_not_compiled_for(monkeypatch, stale):
     X, y = np.ones((4, 6)), np.arange(4) % 3
     native = gemm.native_products
 
-    def wrong(dtype):
+    def wrong(dtype, *caller):
         if stale == "dtype":
             return native(np.float32)
         fns = native(dtype).copy()
@@ -85,3 +87,22 @@ def test_a_step_refuses_addresses_it_was_not_compiled_for(monkeypatch, stale):
     monkeypatch.setattr(gemm, "native_products", wrong)
     with pytest.raises(RuntimeError, match="do not match this version"):
         net._train_step(X, y, 0.0, 0.1)
+
+
+def test_stale_cache_files_are_dropped_in_numba_cache_dir_too(monkeypatch, tmp_path):
+    # a NUMBA_CACHE_DIR keeps the fused step's cached copy of other files' kernels as well
+    import fastmlp.kernels as kernels
+    from numba.core import config
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    here = Path(kernels.__file__).resolve().parent
+    (cache,) = kernels._cache_dirs(here)
+    assert cache.parent == tmp_path
+    kernels._drop_stale_cache()
+    stamp = (cache / "kernels-sources.sha256").read_text()
+    cached = cache / "step.train_step-135.py311.1.nbc"
+    cached.write_bytes(b"old")
+    kernels._drop_stale_cache()
+    assert cached.exists()                     # the sources are what the stamp says: kept
+    (cache / "kernels-sources.sha256").write_text("an older source tree")
+    kernels._drop_stale_cache()
+    assert not cached.exists() and (cache / "kernels-sources.sha256").read_text() == stamp

@@ -1,0 +1,63 @@
+"""A first run on two or more cores: the kernels called through their addresses
+(kernels/native.py) compiled in a second process while this one compiles their caller.
+
+Why: gemm's products are compiled apart from step.train_step, which calls them through the
+addresses it is given at run time, so the two compiles share nothing but Numba's disk cache.
+With that cache empty, a child process compiles the callees into it while this process
+compiles train_step; this process then loads them from the cache.  A process, not a thread:
+Numba's compiler lock lets one thread of a process compile at a time.
+With one core, with Numba's cache off or unwritable, or when anything here fails, this
+process compiles what it lacks itself, as without the child: the child only saves time, and
+what this process runs is always what it compiled or loaded itself.
+"""
+import os
+import subprocess
+import sys
+
+import numba
+from numba.core.compiler_lock import global_compiler_lock
+
+
+def cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cached(dispatcher, argtypes):
+    """Whether Numba's disk cache holds `dispatcher` compiled for `argtypes` (loaded to see: a
+    few milliseconds; Numba has no public test for it)."""
+    return dispatcher._cache.load_overload(argtypes, dispatcher.targetctx) is not None
+
+
+def compile_beside(caller, args, callees, child_code):
+    """Before the first caller(*args) of a process: when any of `callees` ((dispatcher,
+    argtypes) pairs) is not in the disk cache and two cores are free, run `child_code` (Python
+    that compiles them) in a new interpreter while compiling `caller` for the types of `args`
+    here; return when both are done.  Otherwise do nothing."""
+    if cores() < 2:
+        return
+    try:
+        if all(_cached(f, argtypes) for f, argtypes in callees):
+            return
+    except Exception:   # Numba's cache internals changed: everything compiled here, in turn
+        return
+    # the child imports this process's copy of fastmlp: its sys.path first
+    code = f"import sys; sys.path[:0] = {sys.path!r}\n{child_code}"
+    # the compiler lock held while waiting as well: this thread is compiling throughout, and
+    # progress.CompileClock counts it so
+    with global_compiler_lock:
+        try:
+            child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:     # no interpreter to start (an embedded Python): all compiled here
+            return
+        try:
+            caller.compile(tuple(numba.typeof(a) for a in args))
+            child.wait()
+        finally:
+            if child.poll() is None:    # interrupted (Ctrl-C) or failed here
+                child.kill()
+                child.wait()

@@ -1,0 +1,93 @@
+"""kernels/coldstart.py: on an empty Numba cache, the callees compiled in a second process while
+this one compiles their caller, with every way it can fail falling back to compiling here.
+Each case runs in a fresh interpreter with its own NUMBA_CACHE_DIR: a cold cache is the point."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+TOY = '''
+import numpy as np
+from numba import njit, types
+
+@njit(cache=True)
+def callee(x):
+    x[0] += 1.0
+
+@njit(cache=True)
+def caller(x, fns):
+    x[0] += 2.0 * fns[0]
+
+SIG = (types.Array(types.float64, 1, "C"),)
+'''
+
+
+def run(tmp_path, code):
+    """code in a new interpreter with an empty cache of its own; returns what it prints (JSON)."""
+    tmp_path.mkdir(exist_ok=True)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", ["child", "child fails", "one core", "no interpreter"])
+def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
+    (tmp_path / "toy.py").write_text(TOY)
+    child = "raise SystemExit(3)" if case == "child fails" else "import toy; toy.callee.compile(toy.SIG)"
+    got = run(tmp_path, f"""
+        import json, sys
+        import numpy as np
+        import toy
+        from fastmlp.kernels import coldstart
+        if {case!r} == "one core":
+            coldstart.cores = lambda: 1
+        if {case!r} == "no interpreter":
+            sys.executable = "/nonexistent/python"
+        x, fns = np.zeros(1), np.ones(1, np.int64)
+        coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r})
+        caller_compiled = len(toy.caller.overloads)
+        toy.callee.compile(toy.SIG)
+        toy.callee(x); toy.caller(x, fns)
+        print(json.dumps([caller_compiled, sum(toy.callee.stats.cache_hits.values()),
+                          sum(toy.callee.stats.cache_misses.values()), x[0]]))
+    """)
+    caller_compiled, hits, misses, x = got
+    assert x == 3.0
+    if case == "child":      # the caller compiled here while the child cached the callee
+        assert (caller_compiled, hits, misses) == (1, 1, 0)
+    elif case == "child fails":
+        assert (caller_compiled, hits, misses) == (1, 0, 1)
+    else:                   # no child: nothing compiled ahead, the callee compiled here
+        assert (caller_compiled, hits, misses) == (0, 0, 1)
+
+
+def test_a_first_training_step_loads_the_products_its_child_compiled(tmp_path):
+    # the real kernels on an empty cache: the step's products come from the child's cache, and
+    # the step gives the bits of a process that compiled everything itself
+    code = """
+        import json
+        import numpy as np
+        import fastmlp
+        from fastmlp.kernels import coldstart, gemm
+        {patch}
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((40, 30)).astype(np.float32)
+        y = rng.integers(0, 10, 40)
+        net = fastmlp.Network([30, 20, 10], batch_norm=True, dtype=np.float32, seed=0)
+        loss = net._train_step(X, y, 0.01, 0.1)
+        print(json.dumps([sum(gemm._run.stats.cache_hits.values()),
+                          float(loss), net.theta.tobytes().hex()]))
+    """
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core here: no second process is started")
+    hits, loss, theta = run(tmp_path / "a", code.format(patch=""))
+    serial_hits, serial_loss, serial_theta = run(
+        tmp_path / "b", code.format(patch="coldstart.cores = lambda: 1"))
+    assert (hits, serial_hits) == (1, 0)
+    assert (loss, theta) == (serial_loss, serial_theta)
