@@ -22,11 +22,11 @@ from numba.core import event
 
 def compile_seconds():
     """About how long the first run compiles, with the cores this process may use.  Measured: a
-    cold `fastmlp train --dataset sample` compiled for 7.5-7.6 s on the 2-core znver4 machine,
-    the products compiled in a second process meanwhile (kernels/coldstart.py), and 12.5-12.8 s
-    in one process (28-34 s before the products were compiled once, kernels/native.py)."""
+    cold first step compiled for 8.2-8.9 s on the 2-core znver4 machine, the products compiled
+    in a second process meanwhile (kernels/coldstart.py), and 15.1-16.1 s in one process (28-34
+    s before the products were compiled once, kernels/native.py)."""
     from fastmlp.kernels.coldstart import cores
-    return 10 if cores() >= 2 else 15
+    return 10 if cores() >= 2 else 16
 
 
 _announced = False      # the compile notice is shown once per process

@@ -32,11 +32,12 @@ def _cached(dispatcher, argtypes):
     return dispatcher._cache.load_overload(argtypes, dispatcher.targetctx) is not None
 
 
-def compile_beside(caller, args, callees, child_code):
+def compile_beside(caller, args, callees, child_code, after=()):
     """Before the first caller(*args) of a process: when any of `callees` ((dispatcher,
     argtypes) pairs) is not in the disk cache and two cores are free, run `child_code` (Python
     that compiles them) in a new interpreter while compiling `caller` for the types of `args`
-    here; return when both are done.  Otherwise do nothing."""
+    here, then `after` (pairs like callees'); return when both processes are done.  Otherwise
+    do nothing."""
     if cores() < 2:
         return
     try:
@@ -56,6 +57,8 @@ def compile_beside(caller, args, callees, child_code):
             return
         try:
             caller.compile(tuple(numba.typeof(a) for a in args))
+            for f, argtypes in after:
+                f.compile(argtypes)
             child.wait()
         finally:
             if child.poll() is None:    # interrupted (Ctrl-C) or failed here

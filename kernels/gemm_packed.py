@@ -72,11 +72,14 @@ def _row(Cf, Sf, at, w, acc0, acc1, va, vb, keep, first):
     _put(Cf, Sf, at + V, w - V, acc1, va, vb, keep, first)
 
 
-@internal_kernel
+@inlined_kernel
 def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
     """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k) and the packed rows
     Ap of A (pack.pack_a).  Fewer than 6 rows repeat the last one's scalars and store only theirs:
-    each row's lanes are the same chains as in a full block."""
+    each row's lanes are the same chains as in a full block.
+    Inlined into outer (LLVM left it a call per tile): whole steps 1.00-1.13x (batch 16-500,
+    784-50-50-10 to 3072-1024-512-10, the same bits), for ~0.9 s more compile of _run, which
+    a first run spends in its second process (kernels/coldstart.py) beside train_step's."""
     V = lanes(P)
     a0 = vzero(P); a1 = vzero(P); b0 = vzero(P); b1 = vzero(P)  # noqa: E702
     c0 = vzero(P); c1 = vzero(P); d0 = vzero(P); d1 = vzero(P)  # noqa: E702
@@ -165,7 +168,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     Inlined by Numba into gemm._run, its one caller: built as a function of its own it was compiled
     and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.5-14.9 s with
     forward_dots inlined likewise, six interleaved pairs; inlining _k6 and the packs as well
-    made it 18.0-18.4 s)."""
+    made it 18.0-18.4 s, when the products were still compiled into the step; _k6 is now
+    inlined, see there)."""
     V = lanes(Bf)
     W = 2 * V
     nk = (K + runs - 1) // runs  # the longest of K's runs (counted in _run)

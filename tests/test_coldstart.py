@@ -19,6 +19,10 @@ def callee(x):
     x[0] += 1.0
 
 @njit(cache=True)
+def helper(x):
+    x[0] *= 1.0
+
+@njit(cache=True)
 def caller(x, fns):
     x[0] += 2.0 * fns[0]
 
@@ -50,8 +54,9 @@ def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
         if {case!r} == "no interpreter":
             sys.executable = "/nonexistent/python"
         x, fns = np.zeros(1), np.ones(1, np.int64)
-        coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r})
-        caller_compiled = len(toy.caller.overloads)
+        coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r},
+                                 after=[(toy.helper, toy.SIG)])
+        caller_compiled = len(toy.caller.overloads) + len(toy.helper.overloads)
         toy.callee.compile(toy.SIG)
         toy.callee(x); toy.caller(x, fns)
         print(json.dumps([caller_compiled, sum(toy.callee.stats.cache_hits.values()),
@@ -59,10 +64,10 @@ def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
     """)
     caller_compiled, hits, misses, x = got
     assert x == 3.0
-    if case == "child":      # the caller compiled here while the child cached the callee
-        assert (caller_compiled, hits, misses) == (1, 1, 0)
+    if case == "child":      # caller and helper compiled here while the child cached the callee
+        assert (caller_compiled, hits, misses) == (2, 1, 0)
     elif case == "child fails":
-        assert (caller_compiled, hits, misses) == (1, 0, 1)
+        assert (caller_compiled, hits, misses) == (2, 0, 1)
     else:                   # no child: nothing compiled ahead, the callee compiled here
         assert (caller_compiled, hits, misses) == (0, 0, 1)
 
