@@ -38,18 +38,20 @@ def compile_beside(caller, args, callees, child_code, after=()):
     that compiles them) in a new interpreter while compiling `caller` for the types of `args`
     here, then `after` (pairs like callees'); return when both processes are done.  Otherwise
     do nothing."""
-    if cores() < 2:
+    # a frozen application's executable is the application itself, not an interpreter
+    if cores() < 2 or getattr(sys, "frozen", False):
         return
-    try:
-        if all(_cached(f, argtypes) for f, argtypes in callees):
-            return
-    except Exception:   # Numba's cache internals changed: everything compiled here, in turn
-        return
-    # the child imports this process's copy of fastmlp: its sys.path first
-    code = f"import sys; sys.path[:0] = {sys.path!r}\n{child_code}"
-    # the compiler lock held while waiting as well: this thread is compiling throughout, and
-    # progress.CompileClock counts it so
+    # the compiler lock held throughout: loading from the cache uses LLVM, which Numba never
+    # lets two threads use at once; and this thread is compiling throughout, waiting included
+    # (progress.CompileClock counts it so)
     with global_compiler_lock:
+        try:
+            if all(_cached(f, argtypes) for f, argtypes in callees):
+                return
+        except Exception:   # Numba's cache internals changed: all compiled here, in turn
+            return
+        # the child imports this process's copy of fastmlp: its sys.path first
+        code = f"import sys; sys.path[:0] = {sys.path!r}\n{child_code}"
         try:
             child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -40,7 +40,7 @@ def run(tmp_path, code):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", ["child", "child fails", "one core", "no interpreter"])
+@pytest.mark.parametrize("case", ["child", "child fails", "one core", "no interpreter", "frozen app"])
 def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
     (tmp_path / "toy.py").write_text(TOY)
     child = "raise SystemExit(3)" if case == "child fails" else "import toy; toy.callee.compile(toy.SIG)"
@@ -53,6 +53,8 @@ def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
             coldstart.cores = lambda: 1
         if {case!r} == "no interpreter":
             sys.executable = "/nonexistent/python"
+        if {case!r} == "frozen app":      # PyInstaller and the like: sys.executable is the app
+            sys.frozen = True
         x, fns = np.zeros(1), np.ones(1, np.int64)
         coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r},
                                  after=[(toy.helper, toy.SIG)])
