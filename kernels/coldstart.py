@@ -8,7 +8,13 @@ compiles train_step; this process then loads them from the cache.  A process, no
 Numba's compiler lock lets one thread of a process compile at a time.
 With one core, with Numba's cache off or unwritable, or when anything here fails, this
 process compiles what it lacks itself, as without the child: the child only saves time, and
-what this process runs is always what it compiled or loaded itself.
+what this process runs is always what it compiled or loaded itself, and the child compiles only
+from the sources this process imported (it refuses to start otherwise, kernels/__init__.py).
+One limit: a kernel both processes compile (optim.update_range, under _run and under
+train_step) is saved to the cache by both at once, and Numba's index of a kernel's cached
+signatures is not written atomically across processes.  That is safe while both compile it for
+the same argument types, as now (checked: every index holds one signature, but _put's and
+_row's two, both compiled by the child alone); a change that makes them differ must keep it so.
 """
 import os
 import subprocess
@@ -16,6 +22,10 @@ import sys
 
 import numba
 from numba.core.compiler_lock import global_compiler_lock
+
+from . import EXPECT_SOURCES, SOURCES
+
+CHILD_SECONDS = 300     # a child compiles for ~8 s on 2 cores: far longer means it is stuck
 
 
 def cores():
@@ -39,7 +49,7 @@ def compile_beside(caller, args, callees, child_code, after=()):
     here, then `after` (pairs like callees'); return when both processes are done.  Otherwise
     do nothing."""
     # a frozen application's executable is the application itself, not an interpreter
-    if cores() < 2 or getattr(sys, "frozen", False):
+    if cores() < 2 or getattr(sys, "frozen", False) or not sys.executable:
         return
     # the compiler lock held throughout: loading from the cache uses LLVM, which Numba never
     # lets two threads use at once; and this thread is compiling throughout, waiting included
@@ -52,16 +62,23 @@ def compile_beside(caller, args, callees, child_code, after=()):
             return
         # the child imports this process's copy of fastmlp: its sys.path first
         code = f"import sys; sys.path[:0] = {sys.path!r}\n{child_code}"
+        # the child compiles only from the sources this process imported (kernels/__init__.py);
+        # in a session of its own, so that Ctrl-C reaches this process alone (the trainer
+        # stops at its next step; a child killed by it would leave its share to compile here)
+        env = dict(os.environ, **{EXPECT_SOURCES: SOURCES})
         try:
             child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
         except OSError:     # no interpreter to start (an embedded Python): all compiled here
             return
         try:
             caller.compile(tuple(numba.typeof(a) for a in args))
             for f, argtypes in after:
                 f.compile(argtypes)
-            child.wait()
+            child.wait(timeout=CHILD_SECONDS)
+        except subprocess.TimeoutExpired:   # stuck: what it has not cached is compiled here
+            pass
         finally:
             if child.poll() is None:    # interrupted (Ctrl-C) or failed here
                 child.kill()

@@ -1,5 +1,8 @@
 """kernels/native.py: a compiled function called through its address, as step.train_step calls
 gemm.products and products calls gemm._run."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +97,8 @@ def test_stale_cache_files_are_dropped_in_numba_cache_dir_too(monkeypatch, tmp_p
     import fastmlp.kernels as kernels
     from numba.core import config
     monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
-    here = Path(kernels.__file__).resolve().parent
-    (cache,) = kernels._cache_dirs(here)
+    here = Path(os.path.abspath(kernels.__file__)).parent
+    cache = kernels._cache_dirs(here)[0]
     assert cache.parent == tmp_path
     kernels._drop_stale_cache()
     stamp = (cache / "kernels-sources.sha256").read_text()
@@ -106,3 +109,25 @@ def test_stale_cache_files_are_dropped_in_numba_cache_dir_too(monkeypatch, tmp_p
     (cache / "kernels-sources.sha256").write_text("an older source tree")
     kernels._drop_stale_cache()
     assert not cached.exists() and (cache / "kernels-sources.sha256").read_text() == stamp
+
+
+def test_the_cache_directory_checked_is_the_one_numba_uses(tmp_path):
+    # Numba names it from the path Python imported the kernels by (symlinks kept)
+    code = ("from pathlib import Path; import os; import fastmlp.kernels as k; "
+            "from fastmlp.kernels import step; "
+            "here = Path(os.path.abspath(k.__file__)).parent; "
+            "assert k._cache_dirs(here)[0] == Path(step.train_step.stats.cache_path), "
+            "(k._cache_dirs(here), step.train_step.stats.cache_path); "
+            "assert (k._cache_dirs(here)[0] / 'kernels-sources.sha256').read_text() == k.SOURCES")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_child_started_after_the_sources_changed_refuses_to_import(tmp_path):
+    import fastmlp.kernels as kernels
+    done = subprocess.run([sys.executable, "-c", "import fastmlp.kernels"], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path),
+                                                       kernels.EXPECT_SOURCES: "0" * 64})
+    assert done.returncode != 0 and "sources changed" in done.stderr
+    assert not list(tmp_path.rglob("*.sha256"))     # and left the cache alone
