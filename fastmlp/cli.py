@@ -80,7 +80,7 @@ def cmd_train(args):
     print(format_table(m))
     # epochs to 2 decimals: a run of 40 steps of 49 is "0.82 epochs", not "0.816327"
     print(f"{m['steps']} steps ({round(m['epochs'], 2):g} epochs): compile {m['seconds_compile']:.1f} s, training "
-          f"{m['seconds_train']:.1f} s, evaluation {m['seconds_eval']:.1f} s; this command {m['seconds']:.1f} s. "
+          f"{m['seconds_train']:.1f} s, evaluation {m['seconds_eval']:.1f} s; the run {m['seconds']:.1f} s. "
           f"Wrote {result.out}/: model.npz metrics.json history.csv steps.csv cost.png loss.png accuracy.png curves.png")
     return 0
 

@@ -16,6 +16,7 @@ signatures is not written atomically across processes.  That is safe while both 
 the same argument types, as now (checked: every index holds one signature, but _put's and
 _row's two, both compiled by the child alone); a change that makes them differ must keep it so.
 """
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -36,6 +37,14 @@ def cores():
         return os.cpu_count() or 1
 
 
+def _interpreter():
+    """Whether sys.executable starts a Python to run `-c code`: not in a frozen application
+    (PyInstaller and the like: the executable is the application) or a server embedding Python
+    (uWSGI)."""
+    name = os.path.basename(sys.executable or "").lower()
+    return not getattr(sys, "frozen", False) and name.startswith("python")
+
+
 def _cached(dispatcher, argtypes):
     """Whether Numba's disk cache holds `dispatcher` compiled for `argtypes` (loaded to see: a
     few milliseconds; Numba has no public test for it)."""
@@ -48,9 +57,8 @@ def compile_beside(caller, args, callees, child_code, after=()):
     that compiles them) in a new interpreter while compiling `caller` for the types of `args`
     here, then `after` (pairs like callees'); return when both processes are done.  Otherwise
     do nothing."""
-    # a frozen application's executable is the application itself, not an interpreter
-    if cores() < 2 or getattr(sys, "frozen", False) or not sys.executable:
-        return
+    if cores() < 2 or not _interpreter() or multiprocessing.parent_process() is not None:
+        return      # (a worker of a pool: its siblings compile on the other cores already)
     # the compiler lock held throughout: loading from the cache uses LLVM, which Numba never
     # lets two threads use at once; and this thread is compiling throughout, waiting included
     # (progress.CompileClock counts it so)

@@ -355,9 +355,10 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     if update:      # the optimiser's memory: m for all but SGD, v for Adam, as update_range reads
         need = {optim.SGD: (), optim.MOMENTUM: (mW,), optim.NESTEROV: (mW,), optim.ADAGRAD: (mW,),
                 optim.ADAM: (mW, vW)}.get(kind)
-        if need is None or np.shape(hp) != (HP_SIZE,):
+        if need is None or np.shape(hp) != (HP_SIZE,) or np.asarray(hp).dtype != np.float64:
             raise ValueError(f"kind must be an optimiser of kernels/optim.py (0-4) and hp "
-                             f"({HP_SIZE},); got kind {kind}, hp {np.shape(hp)}")
+                             f"({HP_SIZE},) float64; got kind {kind}, hp {np.shape(hp)} "
+                             f"{np.asarray(hp).dtype}")
         _check(X, WT, *((m, (WT.size,)) for m in need))   # flat, as WT's slice of the state
     _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), update, mW, vW, kind, hp,
              nb, X, _NO_ROWS)

@@ -41,7 +41,7 @@ def run(tmp_path, code):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", ["child", "child fails", "one core", "no interpreter", "frozen app"])
+@pytest.mark.parametrize("case", ["child", "child fails", "one core", "no interpreter", "frozen app", "not python", "pool worker"])
 def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
     if case.startswith("child") and coldstart.cores() < 2:
         pytest.skip("one core here: no second process is started")
@@ -58,6 +58,11 @@ def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
             sys.executable = "/nonexistent/python"
         if {case!r} == "frozen app":      # PyInstaller and the like: sys.executable is the app
             sys.frozen = True
+        if {case!r} == "not python":      # a server embedding Python (uWSGI)
+            sys.executable = "/usr/bin/uwsgi"
+        if {case!r} == "pool worker":     # its siblings compile on the other cores
+            import multiprocessing
+            multiprocessing.parent_process = lambda: object()
         x, fns = np.zeros(1), np.ones(1, np.int64)
         coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r},
                                  after=[(toy.helper, toy.SIG)])

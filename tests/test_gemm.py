@@ -319,6 +319,8 @@ def test_weight_grad_refuses_optimiser_state_of_the_wrong_shape(rng):
         gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok.astype(np.float64), ok, optim.ADAGRAD, hp)
     with pytest.raises(ValueError, match="kind must be an optimiser"):
         gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, 7, hp)
+    with pytest.raises(ValueError, match=r"hp \(5,\) float32"):
+        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp.astype(np.float32))
     with pytest.raises(ValueError, match=r"hp \(4,\)"):
         gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp[:4])
     gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, short, optim.SGD, hp)   # SGD reads neither
