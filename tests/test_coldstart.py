@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -26,6 +27,10 @@ def helper(x):
 @njit(cache=True)
 def caller(x, fns):
     x[0] += 2.0 * fns[0]
+
+@njit(cache=True)
+def broken(x, fns):
+    return x.no_such_attribute
 
 SIG = (types.Array(types.float64, 1, "C"),)
 '''
@@ -81,6 +86,34 @@ def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
         assert (caller_compiled, hits, misses) == (2, 0, 1)
     else:                   # no child: nothing compiled ahead, the callee compiled here
         assert (caller_compiled, hits, misses) == (0, 0, 1)
+
+
+def test_a_compile_that_fails_here_stops_the_child(tmp_path):
+    # the caller's error is raised at once, and the child is killed, not waited for
+    if coldstart.cores() < 2:
+        pytest.skip("one core here: no second process is started")
+    (tmp_path / "toy.py").write_text(TOY)
+    got = run(tmp_path, """
+        import json, time
+        import numpy as np
+        from numba.core.errors import TypingError
+        import toy
+        from fastmlp.kernels import coldstart
+        tic = time.perf_counter()
+        try:
+            coldstart.compile_beside(toy.broken, (np.zeros(1), np.ones(1, np.int64)),
+                                     [(toy.callee, toy.SIG)],
+                                     "import pathlib, time; time.sleep(4); "
+                                     "pathlib.Path('child-finished').write_text('')")
+            raised = False
+        except TypingError:
+            raised = True
+        print(json.dumps([raised, time.perf_counter() - tic]))
+    """)
+    raised, seconds = got
+    assert raised and seconds < 4
+    time.sleep(6)
+    assert not (tmp_path / "child-finished").exists()     # killed
 
 
 def test_a_first_training_step_loads_the_products_its_child_compiled(tmp_path):
