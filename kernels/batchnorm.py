@@ -11,6 +11,7 @@ import numpy as np
 from numba import prange
 
 from ._config import parallel_kernel, serial_kernel
+from .simd import fma
 
 
 @parallel_kernel
@@ -43,9 +44,9 @@ def bn_forward_train(Y, Xhat, mean, inv_std, run_mean, run_var,
             if relu and out < 0:
                 out = 0
             Y[n, d] = out
-        if update_running:
-            run_mean[d] = alpha * run_mean[d] + (1 - alpha) * mu
-            run_var[d] = alpha * run_var[d] + (1 - alpha) * var
+        if update_running:     # one rounding (see bn_forward_train_rows)
+            run_mean[d] = fma(np.float64(alpha), np.float64(run_mean[d]), (1 - alpha) * mu)
+            run_var[d] = fma(np.float64(alpha), np.float64(run_var[d]), (1 - alpha) * var)
     return
 
 
@@ -124,8 +125,11 @@ def bn_forward_train_rows(Y, Xhat, mean, inv_std, run_mean, run_var,
         mean[d] = mu[d]
         inv_std[d] = inv[d]
         if update_running:
-            run_mean[d] = alpha * run_mean[d] + (1 - alpha) * mu[d]
-            run_var[d] = alpha * run_var[d] + (1 - alpha) * var
+            # one rounding, written out (simd.fma): left to LLVM to fuse, the copy of this code
+            # in the step compiled afresh fused it and the one saved to the cache did not, so
+            # a first run's running statistics differed by an ulp from a rerun's
+            run_mean[d] = fma(np.float64(alpha), np.float64(run_mean[d]), (1 - alpha) * mu[d])
+            run_var[d] = fma(np.float64(alpha), np.float64(run_var[d]), (1 - alpha) * var)
     for n in range(N):
         for d in range(D):
             xh = (X[n, d] - mu[d]) * inv[d]

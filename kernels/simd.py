@@ -258,6 +258,21 @@ def vfma(typingctx, x, y, acc):
 
 
 @intrinsic
+def fma(typingctx, x, y, z):
+    """x * y + z for float64 scalars, rounded once (llvm.fma.f64): where a multiply and an add
+    must not be left to LLVM to fuse or not (kernels/batchnorm.py's running statistics)."""
+    if not all(isinstance(a, types.Float) and a.bitwidth == 64 for a in (x, y, z)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        f64 = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
+                                            "llvm.fma.f64")
+        return builder.call(fn, list(args))
+    return types.float64(x, y, z), codegen
+
+
+@intrinsic
 def vmul(typingctx, x, y):
     """x * y, lane by lane."""
     if not isinstance(x, Vec):
