@@ -16,6 +16,10 @@ Which kernel computes a product depends on its shape:
   gradient (up to 2) and forward (up to 2): there the packing and the 6-row blocks are most of
   the work, and each row of C is better streamed, or packed a block at a time, with the same
   bits as the packed kernel;
+- a small input gradient or weight step (a part of at most 64 columns of C and 512K
+  multiply-adds, e.g. a 50 -> 50 layer's at batch 100): kernels/gemm_small.py, the packed
+  kernel's micro-kernel on operands read in place, with its bits (the packing and its calls
+  were half of such a product's time);
 - every other product: the packed kernel (kernels/gemm_packed.py), C (R, J) <- alpha A (R, K)
   B (K, J) + beta S with A and B read through strides.
 
@@ -38,6 +42,7 @@ from .blas import fgemm, gemm
 from .coldstart import compile_beside
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer
+from .gemm_small import small, small_product
 from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
 from .native import address, call, callable_at, tag
 from . import optim
@@ -191,7 +196,8 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         if r1 > r0 and j1 > j0:
             forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)
         return
-    # streamed: a batch of a few rows takes gemm_thin, the others the packed gemm_packed.outer
+    # streamed: a batch of a few rows takes gemm_thin, a small part gemm_small, the others the
+    # packed gemm_packed.outer
     if task == FORWARD:     # Y (N, O): A(k=i, r=n) = X[n I + i], B(k=i, c=o) = WT[o I + i]
         r0, r1, j0, j1 = _rect(N, O, np.int64(MR), 2 * V, t, nb)
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj, alpha, beta = Yf, Yf, Xf, Wf, I, O, 1, I, 1, I, 1.0, 0.0
@@ -217,7 +223,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     if r1 <= r0 or j1 <= j0:
         return
     # K in runs of equal length, at most KP each (a short last run would cost a whole pass of
-    # C's loads and stores for little work); one count for both kernels, whose bits depend on it
+    # C's loads and stores for little work); one count for every kernel, whose bits depend on it
     runs = (K + KP - 1) // KP
     if streamed and task == FORWARD:
         forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1, fns[PACK_B])
@@ -225,6 +231,12 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     if streamed:
         thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
              task == GRAD and update, mW, vW, kind, eta, hp)
+        return
+    # a small input gradient or weight step reads its operands in place (gemm_small.py); not
+    # the forward, whose B (WT) would be read down its columns
+    if task != FORWARD and small_product(r1 - r0, j1 - j0, K):
+        small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
+              task == GRAD and update, mW, vW, kind, eta, hp)
         return
     outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
           task == GRAD and update, mW, vW, kind, eta, hp, fns[PACK_A], fns[PACK_B])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, gemm_packed, gemm_thin, optim, step
+from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, step
 from fastmlp.kernels.simd import SIMD
 
 import reference as ref
@@ -27,7 +27,9 @@ SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5
           (13, 200, 300), (7, 1100, 1000), (3, 1100, 1000),
           # a packed forward whose rows of WT lie a multiple of 4 KB apart: pack.pack_b copies
           # its columns first (float32 and float64 alike at 1024 and 2048 inputs)
-          (5, 1024, 150), (2, 2048, 130)]
+          (5, 1024, 150), (2, 2048, 130),
+          # the study's 50 -> 10 layer: input gradient and weight step read in place (gemm_small)
+          (100, 50, 10)]
 # parts a product is cut into: one side's cut alone (2, 3, 7) and grids of both (4, 6: gemm._grid)
 CUTS = (1, 2, 3, 4, 6, 7)
 
@@ -208,7 +210,7 @@ def test_a_lone_row_of_a_wide_forward_gets_the_bits_it_gets_in_a_batch(rng, dtyp
 def test_a_few_rows_streamed_get_the_bits_the_packed_kernel_gives(rng, dtype, K):
     """A batch of at most gemm_thin.THIN_K rows takes the streamed weight step, and of at most
     THIN_ROWS the streamed input gradient (kernels/gemm_thin.py); a larger batch the packed
-    kernel.  Every element is the same chain in both: a batch with a row of zeros put first
+    kernel (or gemm_small's, with the same bits, at 64 columns or fewer: float64 on AVX2).  Every element is the same chain in both: a batch with a row of zeros put first
     (the chain's first multiply-add then adds 0 to 0) is packed and gives the same bits, and a
     lone row's input gradient is the one it gets in a batch.  Columns in runs of 4 vectors
     and a masked rest; K (units, for the input gradient) in one run of k or two (gemm.KP)."""
@@ -249,6 +251,53 @@ def test_an_empty_batch_takes_no_optimiser_step(rng):
         Wn = W.copy()
         gemm.weight_grad(G, X, dY, Wn, 0.01, 0.5, True, nb, m, v, optim.MOMENTUM, hp)
         np.testing.assert_array_equal(Wn, W)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(100, 50, 50), (100, 50, 10), (33, 29, 15), (500, 16, 20)])
+def test_a_small_product_read_in_place_gets_the_bits_the_packed_kernel_gives(rng, dtype, shape):
+    """The input gradient and weight step of a small layer read their operands in place
+    (kernels/gemm_small.py), of a wide one packed (gemm_packed.outer). Every element is the
+    same chain in both: the small layer's elements, computed on one thread inside a product
+    widened by columns of its input until it is packed, come out the same in any thread cut.
+    29 inputs leave a short last strip of one or two vectors on every vector width, 33 rows and
+    15 units a block of 3 rows; with and without L2 (no S read) and with Adam's step."""
+    N, I, O = shape
+    is_small = gemm_small.small_product.py_func     # a kernel without a Python wrapper
+    E = gemm_small.SMALL_COLS + gemm_small.SMALL_MACS // (N * O)   # packed, once widened
+    assert is_small(O, I, N) and is_small(N, I, O)
+    assert not is_small(O, I + E, N) and not is_small(N, I + E, O)
+    X, dY = rand(rng, (N, I + E), dtype), rand(rng, (N, O), dtype)
+    W = rand(rng, (O, I + E), dtype)
+    Xs, Ws = X[:, :I].copy(), W[:, :I].copy()
+    hp = np.array([0.9, 0.9, 0.999, 1e-8, 3.0])
+    sgd, adam = W.copy(), W.copy()
+    gemm.weight_sgd_step(sgd, X, dY, 0.001, 0.1, 1)
+    m, v = np.full(W.size, 0.1, dtype), np.full(W.size, 0.2, dtype)
+    dW = np.empty_like(W)
+    gemm.weight_grad(dW, X, dY, adam, 0.001, 0.01, True, 1, m, v, optim.ADAM, hp)
+    grads = {}
+    for lam in (0.0, 0.01):
+        grads[lam] = np.empty_like(W)
+        gemm.weight_grad(grads[lam], X, dY, W, lam, 0.0, False, 1, *no_state(dtype))
+    dX = np.empty((N, I + E), dtype)
+    gemm.input_grad(dX, dY, W, 1)
+    for nb in (1, 2, 3):
+        narrow = Ws.copy()
+        gemm.weight_sgd_step(narrow, Xs, dY, 0.001, 0.1, nb)
+        np.testing.assert_array_equal(narrow, sgd[:, :I])
+        narrow, dWs = Ws.copy(), np.empty_like(Ws)
+        ms, vs = np.full(Ws.size, 0.1, dtype), np.full(Ws.size, 0.2, dtype)
+        gemm.weight_grad(dWs, Xs, dY, narrow, 0.001, 0.01, True, nb, ms, vs, optim.ADAM, hp)
+        for got, want in ((narrow, adam), (dWs, dW), (ms, m), (vs, v)):
+            np.testing.assert_array_equal(got.reshape(O, I), want.reshape(O, I + E)[:, :I])
+        for lam, want in grads.items():
+            got = np.empty_like(Ws)
+            gemm.weight_grad(got, Xs, dY, Ws, lam, 0.0, False, nb, *no_state(dtype))
+            np.testing.assert_array_equal(got, want[:, :I])
+        got = np.empty((N, I), dtype)
+        gemm.input_grad(got, dY, Ws, nb)
+        np.testing.assert_array_equal(got, dX[:, :I])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
