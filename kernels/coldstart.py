@@ -10,6 +10,9 @@ With one core, with Numba's cache off or unwritable, or when anything here fails
 process compiles what it lacks itself, as without the child: the child only saves time, and
 what this process runs is always what it compiled or loaded itself, and the child compiles only
 from the sources this process imported (it refuses to start otherwise, kernels/__init__.py).
+A child that fails (with its last line of errors) or is stuck is reported in a RuntimeWarning:
+the first run then takes the one-process time, and a child that always fails would otherwise
+cost every first run a process silently.
 One limit: a kernel both processes compile (optim.update_range, under _run and under
 train_step) is saved to the cache by both at once, and Numba's index of a kernel's cached
 signatures is not written atomically across processes.  That is safe while both compile it for
@@ -20,6 +23,8 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
+import warnings
 
 import numba
 from numba.core.compiler_lock import global_compiler_lock
@@ -74,20 +79,41 @@ def compile_beside(caller, args, callees, child_code, after=()):
         # in a session of its own, so that Ctrl-C reaches this process alone (the trainer
         # stops at its next step; a child killed by it would leave its share to compile here)
         env = dict(os.environ, **{EXPECT_SOURCES: SOURCES})
-        try:
-            child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env=env, start_new_session=True)
-        except OSError:     # no interpreter to start (an embedded Python): all compiled here
-            return
-        try:
-            caller.compile(tuple(numba.typeof(a) for a in args))
-            for f, argtypes in after:
-                f.compile(argtypes)
-            child.wait(timeout=CHILD_SECONDS)
-        except subprocess.TimeoutExpired:   # stuck: what it has not cached is compiled here
-            pass
-        finally:
-            if child.poll() is None:    # interrupted (Ctrl-C) or failed here
-                child.kill()
-                child.wait()
+        # its errors to a file (a pipe nobody reads until it ends could fill and stall it)
+        with tempfile.TemporaryFile() as err:
+            try:
+                child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                         start_new_session=True)
+            except OSError:     # no interpreter to start (an embedded Python): all compiled here
+                return
+            stuck = False
+            try:
+                caller.compile(tuple(numba.typeof(a) for a in args))
+                for f, argtypes in after:
+                    f.compile(argtypes)
+                child.wait(timeout=CHILD_SECONDS)
+            except subprocess.TimeoutExpired:   # stuck: what it has not cached is compiled here
+                stuck = True
+            finally:
+                if child.poll() is None:    # stuck, interrupted (Ctrl-C) or failed here
+                    child.kill()
+                    child.wait()
+                elif child.returncode != 0:
+                    _warn(f"failed (exit code {child.returncode}: {_last_line(err)})")
+            if stuck:
+                _warn(f"did not finish in {CHILD_SECONDS} s")
+
+
+def _last_line(f):
+    """The last line the child wrote to its error file f."""
+    f.seek(0)
+    lines = f.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no message"
+
+
+def _warn(what):
+    """Say that the child's share was compiled here, and why: it costs a first run seconds."""
+    warnings.warn(f"fastmlp: the second process that compiles the products on a first run {what}; "
+                  "this process compiled them itself instead, which takes longer", RuntimeWarning,
+                  stacklevel=3)

@@ -46,17 +46,22 @@ def run(tmp_path, code):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", ["child", "child fails", "one core", "no interpreter", "frozen app", "not python", "pool worker"])
+@pytest.mark.parametrize("case", ["child", "child fails", "child stuck", "one core", "no interpreter",
+                                  "frozen app", "not python", "pool worker"])
 def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
     if case.startswith("child") and coldstart.cores() < 2:
         pytest.skip("one core here: no second process is started")
     (tmp_path / "toy.py").write_text(TOY)
-    child = "raise SystemExit(3)" if case == "child fails" else "import toy; toy.callee.compile(toy.SIG)"
+    child = {"child fails": "import sys; sys.stderr.write('no toy here\\n'); raise SystemExit(3)",
+             "child stuck": "import time; time.sleep(60)"}.get(
+        case, "import toy; toy.callee.compile(toy.SIG)")
     got = run(tmp_path, f"""
-        import json, sys
+        import json, sys, warnings
         import numpy as np
         import toy
         from fastmlp.kernels import coldstart
+        if {case!r} == "child stuck":
+            coldstart.CHILD_SECONDS = 1
         if {case!r} == "one core":
             coldstart.cores = lambda: 1
         if {case!r} == "no interpreter":
@@ -69,20 +74,28 @@ def test_callees_come_from_the_child_or_are_compiled_here(tmp_path, case):
             import multiprocessing
             multiprocessing.parent_process = lambda: object()
         x, fns = np.zeros(1), np.ones(1, np.int64)
-        coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r},
-                                 after=[(toy.helper, toy.SIG)])
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            coldstart.compile_beside(toy.caller, (x, fns), [(toy.callee, toy.SIG)], {child!r},
+                                     after=[(toy.helper, toy.SIG)])
         caller_compiled = len(toy.caller.overloads) + len(toy.helper.overloads)
         toy.callee.compile(toy.SIG)
         toy.callee(x); toy.caller(x, fns)
         assert len(toy.caller.overloads) == 1
         print(json.dumps([caller_compiled, sum(toy.callee.stats.cache_hits.values()),
-                          sum(toy.callee.stats.cache_misses.values()), x[0]]))
+                          sum(toy.callee.stats.cache_misses.values()), x[0],
+                          [str(w.message) for w in said]]))
     """)
-    caller_compiled, hits, misses, x = got
+    caller_compiled, hits, misses, x, said = got
     assert x == 3.0
+    # a child that fails says so, with its last line of errors; no other case says anything
+    why = {"child fails": "failed (exit code 3: no toy here)", "child stuck": "did not finish in 1 s"}
+    assert said == ([f"fastmlp: the second process that compiles the products on a first run "
+                     f"{why[case]}; this process compiled them itself instead, which takes "
+                     f"longer"] if case in why else [])
     if case == "child":      # caller and helper compiled here while the child cached the callee
         assert (caller_compiled, hits, misses) == (2, 1, 0)
-    elif case == "child fails":
+    elif case in ("child fails", "child stuck"):
         assert (caller_compiled, hits, misses) == (2, 0, 1)
     else:                   # no child: nothing compiled ahead, the callee compiled here
         assert (caller_compiled, hits, misses) == (0, 0, 1)
