@@ -61,7 +61,8 @@ def small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update,
             nr = min(MR, r1 - r)
             # a short block repeats its last row's scalars (as pack.pack_a) and stores its own
             q0, q1, q2 = r * sr, (r + min(1, nr - 1)) * sr, (r + min(2, nr - 1)) * sr
-            q3, q4, q5 = (r + min(3, nr - 1)) * sr, (r + min(4, nr - 1)) * sr, (r + min(5, nr - 1)) * sr
+            q3 = (r + min(3, nr - 1)) * sr
+            q4, q5 = (r + min(4, nr - 1)) * sr, (r + min(5, nr - 1)) * sr
             a0 = vzero(Bf); a1 = vzero(Bf); b0 = vzero(Bf); b1 = vzero(Bf)  # noqa: E702
             c0 = vzero(Bf); c1 = vzero(Bf); d0 = vzero(Bf); d1 = vzero(Bf)  # noqa: E702
             e0 = vzero(Bf); e1 = vzero(Bf); f0 = vzero(Bf); f1 = vzero(Bf)  # noqa: E702
