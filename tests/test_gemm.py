@@ -323,8 +323,10 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     np.testing.assert_array_equal(part, full[4:6, 16:145])
 
     V = gemm_lanes(dtype)
-    X, dY = rand(rng, (9, 4 * V), dtype), rand(rng, (9, 10), dtype)
-    full = np.zeros((10, 4 * V), dtype)
+    # wider than gemm_small.SMALL_COLS, so that the whole product is packed (the part below is
+    # read in place by gemm_small: the two kernels' blocks and remainders against each other)
+    X, dY = rand(rng, (9, gemm_small.SMALL_COLS + 4 * V), dtype), rand(rng, (9, 10), dtype)
+    full = np.zeros((10, X.shape[1]), dtype)
     gemm.weight_grad(full, X, dY, np.zeros_like(full), 0.0, 0.0, False, 1, *no_state(dtype))
     cols = 3 * V + 1                                  # a pair, a lone vector, a lone column
     part = np.zeros((3, cols), dtype)
