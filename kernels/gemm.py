@@ -7,6 +7,7 @@ per output unit; and `products`, the one parallel region that runs them.
     SGD_STEP WT (O, I) <- (1 - 2 eta lam) WT - eta dZ^T @ H
     DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
+    DGRAD_SGD  DGRAD, then SGD_STEP, in one pass over WT (a batch of a few rows)
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units: dot products of rows read in place
@@ -20,6 +21,8 @@ Which kernel computes a product depends on its shape:
   multiply-adds, e.g. a 50 -> 50 layer's at batch 100): kernels/gemm_small.py, the packed
   kernel's micro-kernel on operands read in place, with its bits (the packing and its calls
   were half of such a product's time);
+- a hidden layer's input gradient and plain-SGD step at a batch of a few rows: both in one pass
+  over WT (kernels/gemm_back.py, task DGRAD_SGD), which at those rows bounds them;
 - every other product: the packed kernel (kernels/gemm_packed.py), C (R, J) <- alpha A (R, K)
   B (K, J) + beta S with A and B read through strides.
 
@@ -40,6 +43,7 @@ from numba import from_dtype, prange, types
 from ._config import internal_kernel, parallel_kernel
 from .blas import fgemm, gemm
 from .coldstart import compile_beside
+from .gemm_back import dgrad_sgd, fused_shape
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer
 from .gemm_small import small, small_product
@@ -52,7 +56,7 @@ from .simd import SIMD, lanes, prefetch
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
-FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD = 0, 1, 2, 3, 4, 5
+FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD = 0, 1, 2, 3, 4, 5, 6
 
 
 # ---- the parallel region -------------------------------------------------------------------
@@ -100,6 +104,12 @@ def gathers_rows(N, O, nb):
 
 
 @internal_kernel
+def fuses_back(N, O):
+    """Whether a hidden layer of O units at batch N takes DGRAD_SGD (under plain SGD)."""
+    return SIMD and fused_shape(N, O)
+
+
+@internal_kernel
 def _rect(R, J, step_r, step_j, t, nb):
     """Part t of nb of an (R, J) output cut into blocks of step_r rows and step_j columns, on
     the grid of parts _grid gives: rows [r0, r1), columns [j0, j1)."""
@@ -129,6 +139,8 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
       GATHER_FORWARD  GATHER, then FORWARD, in one region (where gathers_rows): each part
                 gathers the rows of X it then multiplies, so the step wakes the threads once
                 for both (the study net's whole step 1.02-1.04x on 2 threads, measured)
+      DGRAD_SGD Y <- dY WT (Y the input gradient, (N, I)), then SGD_STEP on X, in one pass over
+                WT (where fuses_back): each part a run of columns of both
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
@@ -181,7 +193,10 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         if task == GATHER:
             return
     if not SIMD:        # one BLAS call, by the first part only
-        if t == 0:
+        if t == 0 and task == DGRAD_SGD:    # (the step does not ask for it without SIMD)
+            _blas(DGRAD, Yf, Yf, Wf, dYf, dWf, N, I, O, lam, eta)
+            _blas(SGD_STEP, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
+        elif t == 0:
             _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
             if task == GRAD and update:
                 update_range(Wf, dWf, mW, vW, 0, O * I, kind, eta, hp)
@@ -191,6 +206,12 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     # np.int64: as module constants they are literals, and each set of literal values compiled
     # _rect and _grid again (passed as np.int64, a cold compile of the step was 0.3-0.5 s
     # shorter in 6 of 7 interleaved pairs)
+    if task == DGRAD_SGD:   # a run of columns of dH (in Y) and WT, in units of V
+        u0, u1 = _cut((I + V - 1) // V, t, nb)
+        if u1 > u0:
+            call(dgrad_sgd, fns[BACK], Yf, Wf, dYf, Xf, N, I, O, lam, eta, u0 * V,
+                 min(I, u1 * V))
+        return
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
         if r1 > r0 and j1 > j0:
@@ -263,9 +284,11 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
 # fns, the table of addresses train_step hands to products and products to _run: native.tag
 # (train_step checks it), then products', _run's and the two packs' (each pack called from two
 # places, the packed kernel and forward_rows or per block: compiled into both, the second call
-# site of pack_b cost 0.5-1.0 s of the first run's compile)
-TAG, PRODUCTS, RUN, PACK_A, PACK_B = 0, 1, 2, 3, 4
-CALLEES = (products, _run, pack_a, pack_b)      # in the table's order, after TAG
+# site of pack_b cost 0.5-1.0 s of the first run's compile), and gemm_back's fused backward
+# (compiled into _run, it made a first step's compile 8.1 -> 12-13 s; through its address, and
+# with its strips a function of their own, 8.6-9.5 -> 9.6-10.1 s, three interleaved pairs)
+TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK = 0, 1, 2, 3, 4, 5
+CALLEES = (products, _run, pack_a, pack_b, dgrad_sgd)   # in the table's order, after TAG
 
 
 def _signatures(dtype):
@@ -276,7 +299,7 @@ def _signatures(dtype):
     args = (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
             c2, types.Array(i, 1, "C"), fns)
     return {products: args, _run: (i,) + args, pack_a: (c1, c1, i, i, i, i, i, i),
-            pack_b: (c1, c1, c1, i, i, i, i, i, i)}
+            pack_b: (c1, c1, c1, i, i, i, i, i, i), dgrad_sgd: (c1, c1, c1, c1, i, i, i, f, f, i, i)}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -373,6 +396,17 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
                              f"{np.asarray(hp).dtype}")
         _check(X, WT, *((m, (WT.size,)) for m in need))   # flat, as WT's slice of the state
     _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), update, mW, vW, kind, hp,
+             nb, X, _NO_ROWS)
+
+
+def input_grad_sgd_step(dX, WT, X, dY, lam, eta, nb):
+    """dX (N, K) <- dY (N, O) @ WT (O, K), then WT <- (1 - 2 eta lam) WT - eta dY^T X in place,
+    in one pass over WT (task DGRAD_SGD; where fuses_back, of which this asks only O <= KP:
+    the input gradient's k = O in one run)."""
+    _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dX, X.shape))
+    if not 1 <= WT.shape[0] <= KP:
+        raise ValueError(f"WT must have 1 to {KP} rows (output units) here; got {WT.shape[0]}")
+    _products(DGRAD_SGD, dX, X, WT, dY, _none(X), float(lam), float(eta), True, *_no_state(X),
              nb, X, _NO_ROWS)
 
 

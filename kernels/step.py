@@ -32,8 +32,8 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import (DGRAD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, SGD_STEP,
-                   PRODUCTS, TAG, gathers_rows, products)
+from .gemm import (DGRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD,
+                   SGD_STEP, PRODUCTS, TAG, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -228,17 +228,25 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         WT = _view(theta, layout[l, 2], O, I)
         dWT = _view(dtheta, layout[l, 2], O, I)
         nb = _product_parts(N, I, O, nt)
-        if l > 0:       # dH of the layer below, from W before its step
+        sgd = update and kind == optim.SGD
+        if l > 0 and sgd and fuses_back(N, O):
+            # a few rows: dH and plain SGD's step in one pass over W (gemm_back.py)
             dH = _view(ws, wsl[l - 1, 4], N, I)
-            call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0, N < 0,
-                 none, none, N * 0, hp, nb, src, rows, fns)
-        # W takes its step inside its product: plain SGD folded into the product itself (its
-        # gradient is never stored), any other rule on each part right after its gradient
-        task = SGD_STEP if update and kind == optim.SGD else GRAD
-        off = layout[l, 2]
-        mW, vW = m[off:off + I * O], v[off:off + I * O]
-        call(products, fns[PRODUCTS], task, none2, h_in, WT, dZ, dWT, lam64, eta64, update, mW, vW,
-             kind, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], DGRAD_SGD + 0 * N, dH, h_in, WT, dZ, none2, lam64,
+                 eta64, update, none, none, kind, hp, nb, src, rows, fns)
+        else:
+            if l > 0:       # dH of the layer below, from W before its step
+                dH = _view(ws, wsl[l - 1, 4], N, I)
+                call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
+                     N < 0, none, none, N * 0, hp, nb, src, rows, fns)
+            # W takes its step inside its product: plain SGD folded into the product itself
+            # (its gradient is never stored), any other rule on each part right after its
+            # gradient
+            task = SGD_STEP if sgd else GRAD
+            off = layout[l, 2]
+            mW, vW = m[off:off + I * O], v[off:off + I * O]
+            call(products, fns[PRODUCTS], task, none2, h_in, WT, dZ, dWT, lam64, eta64, update,
+                 mW, vW, kind, hp, nb, src, rows, fns)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0

@@ -1,0 +1,200 @@
+"""A hidden layer's input gradient and plain-SGD weight step in one pass over its weights
+(kernels/gemm.py's DGRAD_SGD), for a batch of a few rows:
+
+    dH (N, I) <- dZ (N, O) @ WT (O, I)                        (WT before the step)
+    WT        <- (1 - 2 eta lam) WT - eta dZ^T @ H (N, I)
+
+Why: at a few rows a wide layer's products are bound by moving WT, not by multiplying. Apart,
+DGRAD packs and reads all of WT and SGD_STEP reads and writes it again; here each vector of WT
+is read once, serves every row's input gradient, takes its step and is written back (the
+packing of both products goes too).  A part is a run of columns of both dH and WT, so the two
+halves of one layer's backward never meet across threads.
+
+Loop order: a strip of V columns, then its rows of dH in chunks of CH (CH accumulators), then
+every unit o in order: the chunk's input gradients are the packed kernel's chains over k = o;
+during the strip's last chunk each block of OB units then takes its step: per unit the chain
+over k = n of dZ[n, o] H[n, strip] from 0 (OB chains side by side), then the store arithmetic
+of gemm_packed._put.  So every element gets the bits the two products give apart (DGRAD, then
+SGD_STEP), whichever kernel those would have taken: K = O is one run here (O <= KP), as N is.
+A batch of at most CH rows is one pass, down WT's strip where it lies (O cache lines a stride
+of I apart).  More rows take several passes over the strip: there a block of SB strips is
+first copied row by row into P (O x SB V values, in L2), every pass and the step work on the
+copy, and it is copied back; read down WT itself again, a power-of-two I put the strip's lines
+in a few of L1's and L2's sets (16 x 1024 x 1024 0.78x the two products apart, against 1.39x
+at 16 x 1000 x 1000, measured).
+"""
+import numpy as np
+
+from ._config import internal_kernel
+from .gemm_packed import KP
+from .simd import (VECTOR_BYTES, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
+                   vstore_part, vzero)
+
+CH = 8      # rows of dH per chunk (accumulators)
+OB = 8      # units of WT per step block (accumulators): with CH, 16 of AVX-512's 32 registers
+SB = 4      # strips per copied block: O x 4V values, 256 KB at O = 1024 in float32 on 16 lanes
+# Which batches fuse: measured on 2 threads (znver4, float32, 16 lanes; N x I x O, the two
+# products apart -> fused, interleaved): 1 x 1000 x 1000 0.76x (kernels/gemm_thin.py streams
+# WT by rows there), 2 x 1000 x 1000 1.05x, 8 x 1000 x 1000 1.76x, 16 x 1000 x 1000 1.27x,
+# 16 x 1024 x 1024 1.20x, 16 x 4096 x 1000 1.34x, 32 x 1000 x 1000 1.20x, 64 x 1000 x 1000
+# 1.06x, 64 x 1024 x 1024 1.09x, 64 x 512 x 256 1.13x, 64 x 50 x 50 1.51x; 100 x 1000 x 1000
+# 1.02x and 128 x 1024 x 512 0.99x, where the products are bound by multiplying.  With 32-byte
+# vectors (AVX2's 16 registers; FASTMLP_VECTOR_BYTES=32 on this machine) a pass's CH chains
+# and the step's OB do not fit the registers together: 8 x 1000 x 1000 2.01x, but 16 x 1000 x
+# 1000 0.99x and 64 x 1000 x 1000 0.72x, so there only one pass (at most CH rows) fuses
+BACK_ROWS = 64 if VECTOR_BYTES >= 64 else CH
+
+
+@internal_kernel
+def fused_shape(N, O):
+    """Whether a layer of O units at batch N can take DGRAD_SGD (gemm.fuses_back)."""
+    return 2 <= N <= BACK_ROWS and 1 <= O <= KP
+
+
+@internal_kernel
+def dgrad_sgd(dHf, Wf, dZf, Hf, N, I, O, lam, eta, j0, j1):
+    """Columns [j0, j1) of dH and of WT (j0 a multiple of V): the input gradient from the old
+    WT, then WT's step; flat views of C-contiguous dH (N, I), WT (O, I), dZ (N, O), H (N, I)."""
+    V = lanes(Wf)
+    vs, beta = vsplat(Wf, -eta), 1.0 - 2.0 * eta * lam
+    vb, keep = vsplat(Wf, beta), beta != 0
+    # dZ transposed, (O, N): a unit's scalars for a chunk's rows, and a row's for a block of
+    # units, then lie together (read down dZ's columns, a power-of-two O put them in one of
+    # L1's sets)
+    dZT = np.empty(O * N, Wf.dtype)
+    for n in range(N):
+        for o in range(O):
+            dZT[o * N + n] = dZf[n * O + o]
+    Hs = np.empty(N * V, Wf.dtype)
+    if N <= CH:     # one pass, on WT where it lies
+        for j in range(j0, j1, V):
+            _strip(Wf, j, I, dHf, dZT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+        return
+    # several passes, on a copy of each block of SB strips
+    P = np.empty(SB * O * V, Wf.dtype)
+    for b in range(j0, j1, SB * V):
+        ns = min(SB, (j1 - b + V - 1) // V)
+        for o in range(O):
+            for s in range(ns):
+                j = b + s * V
+                vstore(P, (s * O + o) * V, vload_part(Wf, o * I + j, min(V, j1 - j)))
+        for s in range(ns):
+            j = b + s * V
+            _strip(P, s * O * V, V, dHf, dZT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+        for o in range(O):
+            for s in range(ns):
+                j = b + s * V
+                vstore_part(Wf, o * I + j, vload(P, (s * O + o) * V), min(V, j1 - j))
+
+
+@internal_kernel
+def _strip(T, t0, ts, dHf, dZT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
+    """Columns j:j+w (w <= V) of dH, and their WT, whose unit o's vector is T[t0 + o ts] (WT
+    itself or its copy): every chunk of rows, then the step (dZT: dZ transposed; Hs: room for
+    the strip's columns of H, copied together for the step)."""
+    one = vsplat(T, 1.0)
+    V = lanes(T)
+    for n in range(N):
+        vstore(Hs, n * V, vload_part(Hf, n * I + j, w))
+    for c in range(0, N, CH):
+        nr = min(CH, N - c)
+        # a short chunk repeats its last row's scalars and stores only its own rows
+        q0, q1, q2, q3 = c, c + min(1, nr - 1), c + min(2, nr - 1), c + min(3, nr - 1)
+        q4, q5 = c + min(4, nr - 1), c + min(5, nr - 1)
+        q6, q7 = c + min(6, nr - 1), c + min(7, nr - 1)
+        a0 = vzero(T); a1 = vzero(T); a2 = vzero(T); a3 = vzero(T)  # noqa: E702
+        a4 = vzero(T); a5 = vzero(T); a6 = vzero(T); a7 = vzero(T)  # noqa: E702
+        step = c + CH >= N
+        for o0 in range(0, O, OB):
+            ob = min(OB, O - o0)
+            for o in range(o0, o0 + ob):
+                p = vload_part(T, t0 + o * ts, w)
+                a0 = vfma(p, vsplat_at(dZT, o * N + q0), a0)
+                a1 = vfma(p, vsplat_at(dZT, o * N + q1), a1)
+                a2 = vfma(p, vsplat_at(dZT, o * N + q2), a2)
+                a3 = vfma(p, vsplat_at(dZT, o * N + q3), a3)
+                a4 = vfma(p, vsplat_at(dZT, o * N + q4), a4)
+                a5 = vfma(p, vsplat_at(dZT, o * N + q5), a5)
+                a6 = vfma(p, vsplat_at(dZT, o * N + q6), a6)
+                a7 = vfma(p, vsplat_at(dZT, o * N + q7), a7)
+            if not step:
+                continue
+            # the block's rows of WT have served every input gradient: its step, per unit the
+            # chain over n of dZ[n, o] H[n, strip] (Hs) from 0 (gemm_packed._k6's), then _put's
+            # store from the old value, not yet written (a short block repeats its last unit's
+            # scalars and stores only its own)
+            r0, r1 = o0 * N, (o0 + min(1, ob - 1)) * N
+            r2, r3 = (o0 + min(2, ob - 1)) * N, (o0 + min(3, ob - 1)) * N
+            r4, r5 = (o0 + min(4, ob - 1)) * N, (o0 + min(5, ob - 1)) * N
+            r6, r7 = (o0 + min(6, ob - 1)) * N, (o0 + min(7, ob - 1)) * N
+            g0 = vzero(T); g1 = vzero(T); g2 = vzero(T); g3 = vzero(T)  # noqa: E702
+            g4 = vzero(T); g5 = vzero(T); g6 = vzero(T); g7 = vzero(T)  # noqa: E702
+            for n in range(N):
+                h = vload(Hs, n * V)
+                g0 = vfma(h, vsplat_at(dZT, r0 + n), g0)
+                g1 = vfma(h, vsplat_at(dZT, r1 + n), g1)
+                g2 = vfma(h, vsplat_at(dZT, r2 + n), g2)
+                g3 = vfma(h, vsplat_at(dZT, r3 + n), g3)
+                g4 = vfma(h, vsplat_at(dZT, r4 + n), g4)
+                g5 = vfma(h, vsplat_at(dZT, r5 + n), g5)
+                g6 = vfma(h, vsplat_at(dZT, r6 + n), g6)
+                g7 = vfma(h, vsplat_at(dZT, r7 + n), g7)
+            # the store arithmetic of gemm_packed._put, written out (as calls, eight inlined
+            # copies of one more function were a fifth of this kernel's compile)
+            at = t0 + o0 * ts
+            if keep:
+                old = vload_part(T, at, w)
+                vstore_part(T, at, vfma(g0, vs, vmul(old, vb)), w)
+                if ob > 1:
+                    old = vload_part(T, at + ts, w)
+                    vstore_part(T, at + ts, vfma(g1, vs, vmul(old, vb)), w)
+                if ob > 2:
+                    old = vload_part(T, at + 2 * ts, w)
+                    vstore_part(T, at + 2 * ts, vfma(g2, vs, vmul(old, vb)), w)
+                if ob > 3:
+                    old = vload_part(T, at + 3 * ts, w)
+                    vstore_part(T, at + 3 * ts, vfma(g3, vs, vmul(old, vb)), w)
+                if ob > 4:
+                    old = vload_part(T, at + 4 * ts, w)
+                    vstore_part(T, at + 4 * ts, vfma(g4, vs, vmul(old, vb)), w)
+                if ob > 5:
+                    old = vload_part(T, at + 5 * ts, w)
+                    vstore_part(T, at + 5 * ts, vfma(g5, vs, vmul(old, vb)), w)
+                if ob > 6:
+                    old = vload_part(T, at + 6 * ts, w)
+                    vstore_part(T, at + 6 * ts, vfma(g6, vs, vmul(old, vb)), w)
+                if ob > 7:
+                    old = vload_part(T, at + 7 * ts, w)
+                    vstore_part(T, at + 7 * ts, vfma(g7, vs, vmul(old, vb)), w)
+            else:       # beta = 0: the old weights are not read (as _put)
+                vstore_part(T, at, vmul(g0, vs), w)
+                if ob > 1:
+                    vstore_part(T, at + ts, vmul(g1, vs), w)
+                if ob > 2:
+                    vstore_part(T, at + 2 * ts, vmul(g2, vs), w)
+                if ob > 3:
+                    vstore_part(T, at + 3 * ts, vmul(g3, vs), w)
+                if ob > 4:
+                    vstore_part(T, at + 4 * ts, vmul(g4, vs), w)
+                if ob > 5:
+                    vstore_part(T, at + 5 * ts, vmul(g5, vs), w)
+                if ob > 6:
+                    vstore_part(T, at + 6 * ts, vmul(g6, vs), w)
+                if ob > 7:
+                    vstore_part(T, at + 7 * ts, vmul(g7, vs), w)
+        at = c * I + j
+        vstore_part(dHf, at, vmul(a0, one), w)
+        if nr > 1:
+            vstore_part(dHf, at + I, vmul(a1, one), w)
+        if nr > 2:
+            vstore_part(dHf, at + 2 * I, vmul(a2, one), w)
+        if nr > 3:
+            vstore_part(dHf, at + 3 * I, vmul(a3, one), w)
+        if nr > 4:
+            vstore_part(dHf, at + 4 * I, vmul(a4, one), w)
+        if nr > 5:
+            vstore_part(dHf, at + 5 * I, vmul(a5, one), w)
+        if nr > 6:
+            vstore_part(dHf, at + 6 * I, vmul(a6, one), w)
+        if nr > 7:
+            vstore_part(dHf, at + 7 * I, vmul(a7, one), w)

@@ -1,0 +1,115 @@
+"""kernels/gemm_back.py: a hidden layer's input gradient and plain-SGD step in one pass over its
+weights (gemm's DGRAD_SGD, the fused step's path at a batch of a few rows) against the two
+products apart (DGRAD, then SGD_STEP: the same bits, for any thread cut) and their NumPy twin,
+and the step that takes it against the per-kernel path."""
+import numba
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.kernels import gemm, gemm_back, gemm_packed
+from fastmlp.kernels.simd import SIMD, VECTOR_BYTES
+
+pytestmark = pytest.mark.skipif(not SIMD, reason="the register-blocked products need AVX2 and FMA "
+                                "(tests/test_blas_build.py checks the BLAS build)")
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: 3e-6, np.float64: 1e-14}
+# (N, I, O): one pass (N <= CH) and several (copied blocks), short chunks of rows (N % 8),
+# short blocks of units (O % 8), a short last strip of columns (I % 16, on every vector width),
+# a copied block of fewer than SB strips, rows of WT a multiple of 4 KB apart (1024 float32), a
+# lone unit, and O = KP, the most a run of k holds
+SHAPES = [(2, 1000, 1000), (8, 50, 50), (3, 17, 33), (9, 65, 24), (16, 1024, 64),
+          (23, 100, 31), (40, 33, 7), (64, 200, 130), (5, 3, 1), (70, 20, 9),
+          (12, 40, gemm_packed.KP)]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(5)
+
+
+def apart(dY, WT, X, lam, eta, nb):
+    """The two products the fused task replaces: DGRAD from the old WT, then SGD_STEP."""
+    dX, W = np.empty_like(X), WT.copy()
+    gemm.input_grad(dX, dY, W, nb)
+    gemm.weight_sgd_step(W, X, dY, lam, eta, nb)
+    return dX, W
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_one_pass_over_the_weights_gives_the_bits_of_the_two_products(rng, dtype, shape):
+    """dH and the stepped WT equal DGRAD then SGD_STEP bit for bit in every thread cut (every
+    element is the same chain of fused multiply-adds in both), and their NumPy twin to
+    rounding; with L2 and without, and at 1 - 2 eta lam = 0 (the old WT not read)."""
+    N, I, O = shape
+    X = rng.standard_normal((N, I)).astype(dtype)
+    WT = rng.standard_normal((O, I)).astype(dtype)
+    dY = rng.standard_normal((N, O)).astype(dtype)
+    for lam, eta in ((0.005, 0.1), (0.0, 0.01), (5.0, 0.1)):
+        want_dX, want_W = apart(dY, WT, X, lam, eta, 1)
+        x64, w64, d64 = X.astype(np.float64), WT.astype(np.float64), dY.astype(np.float64)
+        scale = np.abs(d64) @ np.abs(w64)
+        np.testing.assert_allclose(want_dX, d64 @ w64, rtol=0, atol=TOL[dtype] * 10 * (scale.max() + 1))
+        twin = (1 - 2 * eta * lam) * w64 - eta * d64.T @ x64
+        size = np.abs(w64) + eta * np.abs(d64).T @ np.abs(x64)
+        np.testing.assert_allclose(want_W, twin, rtol=0, atol=TOL[dtype] * 10 * (size.max() + 1))
+        for nb in (1, 2, 3, 8):
+            dX, W = np.full_like(X, np.nan), WT.copy()
+            gemm.input_grad_sgd_step(dX, W, X, dY, lam, eta, nb)
+            np.testing.assert_array_equal(dX, want_dX)
+            np.testing.assert_array_equal(W, want_W)
+
+
+def test_the_step_fuses_a_hidden_layer_at_a_few_rows_only():
+    """The rule, by measurement (gemm_back.py): from 2 rows to BACK_ROWS (64 with AVX-512's 32
+    registers, one pass of CH rows with 16), and at most KP units (one run of k)."""
+    fuses = gemm_back.fused_shape.py_func     # (gemm.fuses_back: this, where SIMD)
+    most = 64 if VECTOR_BYTES >= 64 else gemm_back.CH
+    assert gemm_back.BACK_ROWS == most
+    assert not fuses(1, 1000)       # a lone row: kernels/gemm_thin.py streams WT by rows
+    assert fuses(2, 1000) and fuses(most, gemm_packed.KP) and fuses(most, 1)
+    assert not fuses(most + 1, 1000) and not fuses(16, gemm_packed.KP + 1)
+
+
+def test_input_grad_sgd_step_refuses_more_units_than_one_run_of_k(rng):
+    X, WT = np.ones((4, 3), np.float32), np.ones((gemm_packed.KP + 1, 3), np.float32)
+    with pytest.raises(ValueError, match="1 to 1024 rows"):
+        gemm.input_grad_sgd_step(np.empty_like(X), WT, X, np.ones((4, len(WT)), np.float32),
+                                 0.0, 0.1, 1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [4, 16, 40])
+def test_a_step_with_the_fused_backward_equals_the_per_kernel_path(rng, dtype, N):
+    """A network whose hidden layers take DGRAD_SGD at batch N (one pass at 4 rows, several at
+    16 and 40) trains as the per-kernel path (each kernel a call of its own from Python), with
+    and without batch norm, and to the same bits on 1 thread and on all of them
+    (tests/test_network.py: 1, 2, 3 and 8 threads)."""
+    if N > gemm_back.BACK_ROWS:
+        pytest.skip(f"batch {N} does not fuse with {VECTOR_BYTES}-byte vectors (gemm_back.BACK_ROWS)")
+    X, y = rng.standard_normal((N, 60)).astype(dtype), rng.integers(0, 10, N)
+    tol = {np.float32: 2e-5, np.float64: 1e-12}[dtype]
+    before = numba.get_num_threads()
+    for bn in (True, False):
+        net = fastmlp.Network([60, 70, 33, 10], batch_norm=bn, dtype=dtype, seed=0)
+        assert all(gemm_back.fused_shape.py_func(N, o) for o in (70, 33, 10))
+        ref = net.copy()
+        ref.fused = False
+        thetas = []
+        try:
+            for threads in sorted({1, before}):
+                numba.set_num_threads(threads)
+                fused = net.copy()
+                for t in range(3):
+                    fused._train_step(X, y, 0.005, dtype(0.05))
+                thetas.append(np.concatenate([fused.theta, fused.stats]))
+        finally:
+            numba.set_num_threads(before)
+        for t in range(3):
+            ref._train_step(X, y, 0.005, dtype(0.05))
+        np.testing.assert_array_equal(thetas[-1], thetas[0])
+        scale = np.abs(ref.theta).max()
+        np.testing.assert_allclose(thetas[0][:len(ref.theta)], ref.theta, rtol=tol * 10,
+                                   atol=tol * scale)
