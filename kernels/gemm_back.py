@@ -35,7 +35,8 @@ OB = 8      # units of WT per step block (accumulators): with CH, 16 of AVX-512'
 SB = 4      # strips per copied block: O x 4V values, 256 KB at O = 1024 in float32 on 16 lanes
 # Which batches fuse: measured on 2 threads (znver4, float32, 16 lanes; N x I x O, the two
 # products apart -> fused, interleaved): 1 x 1000 x 1000 0.76x (kernels/gemm_thin.py streams
-# WT by rows there), 2 x 1000 x 1000 1.05x, 8 x 1000 x 1000 1.76x, 16 x 1000 x 1000 1.27x,
+# WT by rows there), 2 x 1000 x 1000 1.05x (0.90x on one thread), 3 x 1000 x 1000 1.40x,
+# 8 x 1000 x 1000 1.76x, 16 x 1000 x 1000 1.27x,
 # 16 x 1024 x 1024 1.20x, 16 x 4096 x 1000 1.34x, 32 x 1000 x 1000 1.20x, 64 x 1000 x 1000
 # 1.06x, 64 x 1024 x 1024 1.09x, 64 x 512 x 256 1.13x, 64 x 50 x 50 1.51x; 100 x 1000 x 1000
 # 1.02x and 128 x 1024 x 512 0.99x, where the products are bound by multiplying.  With 32-byte
@@ -48,7 +49,7 @@ BACK_ROWS = 64 if VECTOR_BYTES >= 64 else CH
 @internal_kernel
 def fused_shape(N, O):
     """Whether a layer of O units at batch N can take DGRAD_SGD (gemm.fuses_back)."""
-    return 2 <= N <= BACK_ROWS and 1 <= O <= KP
+    return 3 <= N <= BACK_ROWS and 1 <= O <= KP
 
 
 @internal_kernel
