@@ -21,8 +21,8 @@ Which kernel computes a product depends on its shape:
   multiply-adds, e.g. a 50 -> 50 layer's at batch 100): kernels/gemm_small.py, the packed
   kernel's micro-kernel on operands read in place, with its bits (the packing and its calls
   were half of such a product's time);
-- a hidden layer's input gradient and plain-SGD step at a batch of a few rows: both in one pass
-  over WT (kernels/gemm_back.py, task DGRAD_SGD), which at those rows bounds them;
+- a hidden layer's input gradient and plain-SGD step at a batch of a few rows, or of a small
+  layer: both in one pass over WT (kernels/gemm_back.py, task DGRAD_SGD);
 - every other product: the packed kernel (kernels/gemm_packed.py), C (R, J) <- alpha A (R, K)
   B (K, J) + beta S with A and B read through strides.
 
@@ -104,9 +104,9 @@ def gathers_rows(N, O, nb):
 
 
 @internal_kernel
-def fuses_back(N, O):
-    """Whether a hidden layer of O units at batch N takes DGRAD_SGD (under plain SGD)."""
-    return SIMD and fused_shape(N, O)
+def fuses_back(N, I, O):
+    """Whether a hidden layer (I, O) at batch N takes DGRAD_SGD (under plain SGD)."""
+    return SIMD and fused_shape(N, I, O)
 
 
 @internal_kernel

@@ -1,14 +1,15 @@
 """A hidden layer's input gradient and plain-SGD weight step in one pass over its weights
-(kernels/gemm.py's DGRAD_SGD), for a batch of a few rows:
+(kernels/gemm.py's DGRAD_SGD), for a batch of a few rows or a small layer:
 
     dH (N, I) <- dZ (N, O) @ WT (O, I)                        (WT before the step)
     WT        <- (1 - 2 eta lam) WT - eta dZ^T @ H (N, I)
 
-Why: at a few rows a wide layer's products are bound by moving WT, not by multiplying. Apart,
-DGRAD packs and reads all of WT and SGD_STEP reads and writes it again; here each vector of WT
-is read once, serves every row's input gradient, takes its step and is written back (the
-packing of both products goes too).  A part is a run of columns of both dH and WT, so the two
-halves of one layer's backward never meet across threads.
+Why: at a few rows a wide layer's products are bound by moving WT, not by multiplying, and a
+narrow layer's (the study nets' 50 -> 50 and 50 -> 10 at batch 100) by the fixed costs of two
+products. Apart, DGRAD packs and reads all of WT and SGD_STEP reads and writes it again; here
+each vector of WT is read once, serves every row's input gradient, takes its step and is
+written back (the packing of both products goes too). A part is a run of columns of both dH and
+WT, so the two halves of one layer's backward never meet across threads.
 
 Loop order: a strip of V columns, then its rows of dH in chunks of CH (CH accumulators), then
 every unit o in order: the chunk's input gradients are the packed kernel's chains over k = o;
@@ -33,23 +34,29 @@ from .simd import (VECTOR_BYTES, lanes, vfma, vload, vload_part, vmul, vsplat, v
 CH = 8      # rows of dH per chunk (accumulators)
 OB = 8      # units of WT per step block (accumulators): with CH, 16 of AVX-512's 32 registers
 SB = 4      # strips per copied block: O x 4V values, 256 KB at O = 1024 in float32 on 16 lanes
-# Which batches fuse: measured on 2 threads (znver4, float32, 16 lanes; N x I x O, the two
+# Which layers fuse: measured on 2 threads (znver4, float32, 16 lanes; N x I x O, the two
 # products apart -> fused, interleaved): 1 x 1000 x 1000 0.76x (kernels/gemm_thin.py streams
 # WT by rows there), 2 x 1000 x 1000 1.05x (0.90x on one thread), 3 x 1000 x 1000 1.40x,
-# 8 x 1000 x 1000 1.76x, 16 x 1000 x 1000 1.27x,
-# 16 x 1024 x 1024 1.20x, 16 x 4096 x 1000 1.34x, 32 x 1000 x 1000 1.20x, 64 x 1000 x 1000
-# 1.06x, 64 x 1024 x 1024 1.09x, 64 x 512 x 256 1.13x, 64 x 50 x 50 1.51x; 100 x 1000 x 1000
-# 1.02x and 128 x 1024 x 512 0.99x, where the products are bound by multiplying.  With 32-byte
-# vectors (AVX2's 16 registers; FASTMLP_VECTOR_BYTES=32 on this machine) a pass's CH chains
-# and the step's OB do not fit the registers together: 8 x 1000 x 1000 2.01x, but 16 x 1000 x
-# 1000 0.99x and 64 x 1000 x 1000 0.72x, so there only one pass (at most CH rows) fuses
+# 8 x 1000 x 1000 1.76x, 16 x 1000 x 1000 1.27x, 16 x 1024 x 1024 1.20x, 16 x 4096 x 1000
+# 1.34x, 32 x 1000 x 1000 1.20x, 64 x 1000 x 1000 1.06x, 64 x 1024 x 1024 1.09x, 64 x 512 x
+# 256 1.13x; and at more rows where the product is small (on one thread, where the step runs
+# it): 100 x 50 x 50 1.24x, 100 x 50 x 10 1.48x, 500 x 50 x 50 1.25x, 1024 x 50 x 50 1.19x,
+# 512 x 100 x 100 1.11x, 256 x 128 x 128 1.06x, 100 x 256 x 256 1.04x, 256 x 256 x 256 1.00x.
+# Where multiplying bounds it, the packed kernel's 12 accumulators win: 100 x 1000 x 1000
+# 0.93x, 500 x 512 x 256 0.94x, 1024 x 1000 x 1000 0.84x (2 threads).  With 32-byte vectors
+# (AVX2's 16 registers; FASTMLP_VECTOR_BYTES=32 on this machine) a pass's CH chains and the
+# step's OB do not fit the registers together: 8 x 1000 x 1000 2.01x, but 16 x 1000 x 1000
+# 0.99x and 64 x 1000 x 1000 0.72x, so there only one pass (at most CH rows) fuses
 BACK_ROWS = 64 if VECTOR_BYTES >= 64 else CH
+BACK_MACS = 1 << 23 if VECTOR_BYTES >= 64 else 0
 
 
 @internal_kernel
-def fused_shape(N, O):
-    """Whether a layer of O units at batch N can take DGRAD_SGD (gemm.fuses_back)."""
-    return 3 <= N <= BACK_ROWS and 1 <= O <= KP
+def fused_shape(N, I, O):
+    """Whether a layer of I inputs and O units at batch N can take DGRAD_SGD (gemm.fuses_back):
+    from 3 rows, at most KP units (one run of k), and BACK_ROWS rows or BACK_MACS
+    multiply-adds."""
+    return 3 <= N and 1 <= O <= KP and (N <= BACK_ROWS or N * I * O <= BACK_MACS)
 
 
 @internal_kernel
@@ -59,17 +66,21 @@ def dgrad_sgd(dHf, Wf, dZf, Hf, N, I, O, lam, eta, j0, j1):
     V = lanes(Wf)
     vs, beta = vsplat(Wf, -eta), 1.0 - 2.0 * eta * lam
     vb, keep = vsplat(Wf, beta), beta != 0
-    # dZ transposed, (O, N): a unit's scalars for a chunk's rows, and a row's for a block of
+    # dZ transposed, (O, NT): a unit's scalars for a chunk's rows, and a row's for a block of
     # units, then lie together (read down dZ's columns, a power-of-two O put them in one of
-    # L1's sets)
-    dZT = np.empty(O * N, Wf.dtype)
+    # L1's sets); its rows padded to an odd number of cache lines, so that they spread over
+    # every set too (1024 rows of 50 units, 4 KB apart: 0.38x the products apart)
+    line = 64 // dZf.itemsize
+    NT = (N + line - 1) // line
+    NT = (NT + 1 - NT % 2) * line
+    dZT = np.empty(O * NT, Wf.dtype)
     for n in range(N):
         for o in range(O):
-            dZT[o * N + n] = dZf[n * O + o]
+            dZT[o * NT + n] = dZf[n * O + o]
     Hs = np.empty(N * V, Wf.dtype)
     if N <= CH:     # one pass, on WT where it lies
         for j in range(j0, j1, V):
-            _strip(Wf, j, I, dHf, dZT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+            _strip(Wf, j, I, dHf, dZT, NT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
         return
     # several passes, on a copy of each block of SB strips
     P = np.empty(SB * O * V, Wf.dtype)
@@ -81,7 +92,7 @@ def dgrad_sgd(dHf, Wf, dZf, Hf, N, I, O, lam, eta, j0, j1):
                 vstore(P, (s * O + o) * V, vload_part(Wf, o * I + j, min(V, j1 - j)))
         for s in range(ns):
             j = b + s * V
-            _strip(P, s * O * V, V, dHf, dZT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+            _strip(P, s * O * V, V, dHf, dZT, NT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
         for o in range(O):
             for s in range(ns):
                 j = b + s * V
@@ -89,9 +100,10 @@ def dgrad_sgd(dHf, Wf, dZf, Hf, N, I, O, lam, eta, j0, j1):
 
 
 @internal_kernel
-def _strip(T, t0, ts, dHf, dZT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
+def _strip(T, t0, ts, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
     """Columns j:j+w (w <= V) of dH, and their WT, whose unit o's vector is T[t0 + o ts] (WT
-    itself or its copy): every chunk of rows, then the step (dZT: dZ transposed; Hs: room for
+    itself or its copy): every chunk of rows, then the step (dZT: dZ transposed, rows NT apart;
+    Hs: room for
     the strip's columns of H, copied together for the step)."""
     one = vsplat(T, 1.0)
     V = lanes(T)
@@ -110,24 +122,24 @@ def _strip(T, t0, ts, dHf, dZT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
             ob = min(OB, O - o0)
             for o in range(o0, o0 + ob):
                 p = vload_part(T, t0 + o * ts, w)
-                a0 = vfma(p, vsplat_at(dZT, o * N + q0), a0)
-                a1 = vfma(p, vsplat_at(dZT, o * N + q1), a1)
-                a2 = vfma(p, vsplat_at(dZT, o * N + q2), a2)
-                a3 = vfma(p, vsplat_at(dZT, o * N + q3), a3)
-                a4 = vfma(p, vsplat_at(dZT, o * N + q4), a4)
-                a5 = vfma(p, vsplat_at(dZT, o * N + q5), a5)
-                a6 = vfma(p, vsplat_at(dZT, o * N + q6), a6)
-                a7 = vfma(p, vsplat_at(dZT, o * N + q7), a7)
+                a0 = vfma(p, vsplat_at(dZT, o * NT + q0), a0)
+                a1 = vfma(p, vsplat_at(dZT, o * NT + q1), a1)
+                a2 = vfma(p, vsplat_at(dZT, o * NT + q2), a2)
+                a3 = vfma(p, vsplat_at(dZT, o * NT + q3), a3)
+                a4 = vfma(p, vsplat_at(dZT, o * NT + q4), a4)
+                a5 = vfma(p, vsplat_at(dZT, o * NT + q5), a5)
+                a6 = vfma(p, vsplat_at(dZT, o * NT + q6), a6)
+                a7 = vfma(p, vsplat_at(dZT, o * NT + q7), a7)
             if not step:
                 continue
             # the block's rows of WT have served every input gradient: its step, per unit the
             # chain over n of dZ[n, o] H[n, strip] (Hs) from 0 (gemm_packed._k6's), then _put's
             # store from the old value, not yet written (a short block repeats its last unit's
             # scalars and stores only its own)
-            r0, r1 = o0 * N, (o0 + min(1, ob - 1)) * N
-            r2, r3 = (o0 + min(2, ob - 1)) * N, (o0 + min(3, ob - 1)) * N
-            r4, r5 = (o0 + min(4, ob - 1)) * N, (o0 + min(5, ob - 1)) * N
-            r6, r7 = (o0 + min(6, ob - 1)) * N, (o0 + min(7, ob - 1)) * N
+            r0, r1 = o0 * NT, (o0 + min(1, ob - 1)) * NT
+            r2, r3 = (o0 + min(2, ob - 1)) * NT, (o0 + min(3, ob - 1)) * NT
+            r4, r5 = (o0 + min(4, ob - 1)) * NT, (o0 + min(5, ob - 1)) * NT
+            r6, r7 = (o0 + min(6, ob - 1)) * NT, (o0 + min(7, ob - 1)) * NT
             g0 = vzero(T); g1 = vzero(T); g2 = vzero(T); g3 = vzero(T)  # noqa: E702
             g4 = vzero(T); g5 = vzero(T); g6 = vzero(T); g7 = vzero(T)  # noqa: E702
             for n in range(N):

@@ -229,8 +229,9 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         dWT = _view(dtheta, layout[l, 2], O, I)
         nb = _product_parts(N, I, O, nt)
         sgd = update and kind == optim.SGD
-        if l > 0 and sgd and fuses_back(N, O):
-            # a few rows: dH and plain SGD's step in one pass over W (gemm_back.py)
+        if l > 0 and sgd and fuses_back(N, I, O):
+            # a few rows, or a small layer: dH and plain SGD's step in one pass over W
+            # (gemm_back.py)
             dH = _view(ws, wsl[l - 1, 4], N, I)
             call(products, fns[PRODUCTS], DGRAD_SGD + 0 * N, dH, h_in, WT, dZ, none2, lam64,
                  eta64, update, none, none, kind, hp, nb, src, rows, fns)

@@ -51,7 +51,8 @@ def test_one_pass_over_the_weights_gives_the_bits_of_the_two_products(rng, dtype
         want_dX, want_W = apart(dY, WT, X, lam, eta, 1)
         x64, w64, d64 = X.astype(np.float64), WT.astype(np.float64), dY.astype(np.float64)
         scale = np.abs(d64) @ np.abs(w64)
-        np.testing.assert_allclose(want_dX, d64 @ w64, rtol=0, atol=TOL[dtype] * 10 * (scale.max() + 1))
+        np.testing.assert_allclose(want_dX, d64 @ w64, rtol=0,
+                                   atol=TOL[dtype] * 10 * (scale.max() + 1))
         twin = (1 - 2 * eta * lam) * w64 - eta * d64.T @ x64
         size = np.abs(w64) + eta * np.abs(d64).T @ np.abs(x64)
         np.testing.assert_allclose(want_W, twin, rtol=0, atol=TOL[dtype] * 10 * (size.max() + 1))
@@ -62,16 +63,22 @@ def test_one_pass_over_the_weights_gives_the_bits_of_the_two_products(rng, dtype
             np.testing.assert_array_equal(W, want_W)
 
 
-def test_the_step_fuses_a_hidden_layer_at_a_few_rows_only():
-    """The rule, by measurement (gemm_back.py): from 3 rows to BACK_ROWS (64 with AVX-512's 32
-    registers, one pass of CH rows with 16), and at most KP units (one run of k)."""
+def test_the_step_fuses_a_hidden_layer_at_a_few_rows_or_a_small_one():
+    """The rule, by measurement (gemm_back.py): from 3 rows, at most KP units (one run of k),
+    and up to BACK_ROWS rows (64 with AVX-512's 32 registers, one pass of CH rows with 16) or
+    BACK_MACS multiply-adds (the study nets' small layers at batch 100 and 500, 64-byte
+    vectors only)."""
     fuses = gemm_back.fused_shape.py_func     # (gemm.fuses_back: this, where SIMD)
     most = 64 if VECTOR_BYTES >= 64 else gemm_back.CH
     assert gemm_back.BACK_ROWS == most
     # one or two rows: kernels/gemm_thin.py streams WT by rows
-    assert not fuses(1, 1000) and not fuses(2, 1000)
-    assert fuses(3, 1000) and fuses(most, gemm_packed.KP) and fuses(most, 1)
-    assert not fuses(most + 1, 1000) and not fuses(16, gemm_packed.KP + 1)
+    assert not fuses(1, 1000, 1000) and not fuses(2, 1000, 1000)
+    assert fuses(3, 1000, 1000) and fuses(most, 4096, gemm_packed.KP) and fuses(most, 5, 1)
+    assert not fuses(most + 1, 1000, 1000) and not fuses(16, 10, gemm_packed.KP + 1)
+    # a small layer at more rows: the study's 50 -> 50 and 50 -> 10 at batch 100 and 500
+    small = VECTOR_BYTES >= 64
+    assert all(fuses(N, 50, O) == small for N in (100, 500) for O in (50, 10))
+    assert not fuses(100, 1000, 1000) and not fuses(500, 512, 256)
 
 
 def test_input_grad_sgd_step_refuses_more_units_than_one_run_of_k(rng):
@@ -82,20 +89,21 @@ def test_input_grad_sgd_step_refuses_more_units_than_one_run_of_k(rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("N", [4, 16, 40])
+@pytest.mark.parametrize("N", [4, 16, 40, 200])
 def test_a_step_with_the_fused_backward_equals_the_per_kernel_path(rng, dtype, N):
     """A network whose hidden layers take DGRAD_SGD at batch N (one pass at 4 rows, several at
-    16 and 40) trains as the per-kernel path (each kernel a call of its own from Python), with
-    and without batch norm, and to the same bits on 1 thread and on all of them
-    (tests/test_network.py: 1, 2, 3 and 8 threads)."""
-    if N > gemm_back.BACK_ROWS:
-        pytest.skip(f"batch {N} does not fuse with {VECTOR_BYTES}-byte vectors (gemm_back.BACK_ROWS)")
+    16, 40 and 200, a small net) trains as the per-kernel path (each kernel a call of its own
+    from Python), with and without batch norm, and to the same bits on 1 thread and on all of
+    them (tests/test_network.py: 1, 2, 3 and 8 threads)."""
+    if not gemm_back.fused_shape.py_func(N, 70, 33):
+        pytest.skip(f"batch {N} does not fuse with {VECTOR_BYTES}-byte vectors (gemm_back.py)")
     X, y = rng.standard_normal((N, 60)).astype(dtype), rng.integers(0, 10, N)
     tol = {np.float32: 2e-5, np.float64: 1e-12}[dtype]
     before = numba.get_num_threads()
     for bn in (True, False):
         net = fastmlp.Network([60, 70, 33, 10], batch_norm=bn, dtype=dtype, seed=0)
-        assert all(gemm_back.fused_shape.py_func(N, o) for o in (70, 33, 10))
+        layers = ((70, 33), (33, 10))       # the layers with an input gradient
+        assert all(gemm_back.fused_shape.py_func(N, i, o) for i, o in layers)
         ref = net.copy()
         ref.fused = False
         thetas = []
