@@ -40,10 +40,10 @@ Legend: V lanes per vector; flat views Xf, Wf, ... of C-contiguous arrays.
 import numpy as np
 from numba import from_dtype, prange, types
 
-from ._config import internal_kernel, parallel_kernel
+from ._config import internal_kernel, parallel_kernel, serial_kernel
 from .blas import fgemm, gemm
 from .coldstart import compile_beside
-from .gemm_back import dgrad_sgd, fused_shape
+from .gemm_back import dgrad_sgd, dz_rows, fused_shape, transpose_dz
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer
 from .gemm_small import small, small_product
@@ -140,7 +140,8 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
                 gathers the rows of X it then multiplies, so the step wakes the threads once
                 for both (the study net's whole step 1.02-1.04x on 2 threads, measured)
       DGRAD_SGD Y <- dY WT (Y the input gradient, (N, I)), then SGD_STEP on X, in one pass over
-                WT (where fuses_back): each part a run of columns of both
+                WT (where fuses_back): each part a run of columns of both; dWT holds dY
+                transposed (back_dz)
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
@@ -208,9 +209,9 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
     # shorter in 6 of 7 interleaved pairs)
     if task == DGRAD_SGD:   # a run of columns of dH (in Y) and WT, in units of V
         u0, u1 = _cut((I + V - 1) // V, t, nb)
-        if u1 > u0:
-            call(dgrad_sgd, fns[BACK], Yf, Wf, dYf, Xf, N, I, O, lam, eta, u0 * V,
-                 min(I, u1 * V))
+        if u1 > u0:         # dWT holds dY transposed (gemm_back.transpose_dz)
+            call(dgrad_sgd, fns[BACK], Yf, Wf, dWf, Xf, N, I, O, dWT.shape[1], lam, eta,
+                 u0 * V, min(I, u1 * V))
         return
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
@@ -299,7 +300,8 @@ def _signatures(dtype):
     args = (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
             c2, types.Array(i, 1, "C"), fns)
     return {products: args, _run: (i,) + args, pack_a: (c1, c1, i, i, i, i, i, i),
-            pack_b: (c1, c1, c1, i, i, i, i, i, i), dgrad_sgd: (c1, c1, c1, c1, i, i, i, f, f, i, i)}
+            pack_b: (c1, c1, c1, i, i, i, i, i, i),
+            dgrad_sgd: (c1, c1, c1, c1, i, i, i, i, f, f, i, i)}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -399,6 +401,17 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
              nb, X, _NO_ROWS)
 
 
+@serial_kernel
+def back_dz(dY):
+    """dY (N, O) transposed for DGRAD_SGD: (O, gemm_back.dz_rows) in dY's dtype (from the step
+    and from input_grad_sgd_step)."""
+    N, O = dY.shape
+    NT = dz_rows(N, dY.itemsize)
+    dZT = np.empty((O, NT), dY.dtype)
+    transpose_dz(dZT.reshape(-1), dY.reshape(-1), N, O, NT)
+    return dZT
+
+
 def input_grad_sgd_step(dX, WT, X, dY, lam, eta, nb):
     """dX (N, K) <- dY (N, O) @ WT (O, K), then WT <- (1 - 2 eta lam) WT - eta dY^T X in place,
     in one pass over WT (task DGRAD_SGD; where fuses_back, of which this asks only O <= KP:
@@ -406,8 +419,8 @@ def input_grad_sgd_step(dX, WT, X, dY, lam, eta, nb):
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dX, X.shape))
     if not 1 <= WT.shape[0] <= KP:
         raise ValueError(f"WT must have 1 to {KP} rows (output units) here; got {WT.shape[0]}")
-    _products(DGRAD_SGD, dX, X, WT, dY, _none(X), float(lam), float(eta), True, *_no_state(X),
-             nb, X, _NO_ROWS)
+    _products(DGRAD_SGD, dX, X, WT, dY, back_dz(dY), float(lam), float(eta), True,
+             *_no_state(X), nb, X, _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb):

@@ -60,23 +60,36 @@ def fused_shape(N, I, O):
 
 
 @internal_kernel
-def dgrad_sgd(dHf, Wf, dZf, Hf, N, I, O, lam, eta, j0, j1):
+def dz_rows(N, itemsize):
+    """NT, the row length of dZ transposed (O, NT): N padded to an odd number of cache lines,
+    so that its rows spread over every set of L1 (1024 rows of 50 units, 4 KB apart: 0.38x
+    the products apart)."""
+    line = 64 // itemsize
+    lines = (N + line - 1) // line
+    return (lines + 1 - lines % 2) * line
+
+
+@internal_kernel
+def transpose_dz(dZT, dZf, N, O, NT):
+    """dZT[o NT + n] <- dZ[n, o]: a unit's scalars for a chunk's rows, and a row's for a block
+    of units, then lie together (read down dZ's columns, a power-of-two O put them in one of
+    L1's sets).  Done once per product by its caller, not by each part: every part needs all
+    of it (by 16 units at a time, whose 16 rows of dZT stay in L1 down the batch)."""
+    for o0 in range(0, O, 16):
+        o1 = min(O, o0 + 16)
+        for n in range(N):
+            for o in range(o0, o1):
+                dZT[o * NT + n] = dZf[n * O + o]
+
+
+@internal_kernel
+def dgrad_sgd(dHf, Wf, dZT, Hf, N, I, O, NT, lam, eta, j0, j1):
     """Columns [j0, j1) of dH and of WT (j0 a multiple of V): the input gradient from the old
-    WT, then WT's step; flat views of C-contiguous dH (N, I), WT (O, I), dZ (N, O), H (N, I)."""
+    WT, then WT's step; flat views of C-contiguous dH (N, I), WT (O, I), H (N, I) and dZ
+    transposed (transpose_dz)."""
     V = lanes(Wf)
     vs, beta = vsplat(Wf, -eta), 1.0 - 2.0 * eta * lam
     vb, keep = vsplat(Wf, beta), beta != 0
-    # dZ transposed, (O, NT): a unit's scalars for a chunk's rows, and a row's for a block of
-    # units, then lie together (read down dZ's columns, a power-of-two O put them in one of
-    # L1's sets); its rows padded to an odd number of cache lines, so that they spread over
-    # every set too (1024 rows of 50 units, 4 KB apart: 0.38x the products apart)
-    line = 64 // dZf.itemsize
-    NT = (N + line - 1) // line
-    NT = (NT + 1 - NT % 2) * line
-    dZT = np.empty(O * NT, Wf.dtype)
-    for n in range(N):
-        for o in range(O):
-            dZT[o * NT + n] = dZf[n * O + o]
     Hs = np.empty(N * V, Wf.dtype)
     if N <= CH:     # one pass, on WT where it lies
         for j in range(j0, j1, V):

@@ -33,7 +33,7 @@ import numpy as np
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (DGRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD,
-                   SGD_STEP, PRODUCTS, TAG, fuses_back, gathers_rows, products)
+                   SGD_STEP, PRODUCTS, TAG, back_dz, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -233,8 +233,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             # a few rows, or a small layer: dH and plain SGD's step in one pass over W
             # (gemm_back.py)
             dH = _view(ws, wsl[l - 1, 4], N, I)
-            call(products, fns[PRODUCTS], DGRAD_SGD + 0 * N, dH, h_in, WT, dZ, none2, lam64,
-                 eta64, update, none, none, kind, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], DGRAD_SGD + 0 * N, dH, h_in, WT, dZ, back_dz(dZ),
+                 lam64, eta64, update, none, none, kind, hp, nb, src, rows, fns)
         else:
             if l > 0:       # dH of the layer below, from W before its step
                 dH = _view(ws, wsl[l - 1, 4], N, I)
