@@ -7,7 +7,7 @@ per output unit; and `products`, the one parallel region that runs them.
     SGD_STEP WT (O, I) <- (1 - 2 eta lam) WT - eta dZ^T @ H
     DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
-    DGRAD_SGD  DGRAD, then SGD_STEP, in one pass over WT (a batch of a few rows)
+    DGRAD_SGD  DGRAD, then SGD_STEP, in one pass over WT (a few rows, or a small layer)
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units: dot products of rows read in place
@@ -286,8 +286,8 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
 # (train_step checks it), then products', _run's and the two packs' (each pack called from two
 # places, the packed kernel and forward_rows or per block: compiled into both, the second call
 # site of pack_b cost 0.5-1.0 s of the first run's compile), and gemm_back's fused backward
-# (compiled into _run, it made a first step's compile 8.1 -> 12-13 s; through its address, and
-# with its strips a function of their own, 8.6-9.5 -> 9.6-10.1 s, three interleaved pairs)
+# (compiled into _run, it made a first step's compile 8.1 -> 12-13 s; through its address
+# 9.7-10.0 -> 10.7-11.1 s, docs/performance.md)
 TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK = 0, 1, 2, 3, 4, 5
 CALLEES = (products, _run, pack_a, pack_b, dgrad_sgd)   # in the table's order, after TAG
 

@@ -39,6 +39,13 @@ SCRIPT = textwrap.dedent("""
                              np.empty(0, np.float32), 0, np.zeros(optim.HP_SIZE))
             ref = dY.T.astype(np.float64) @ X + 0.1 * WT
             errors.append(float(np.abs(G - ref).max() / np.abs(ref).max()))
+            # the fused backward's task (the step asks for it only with SIMD): two BLAS calls
+            D2, W2 = np.empty((N, K), np.float32), WT.copy()
+            gemm.input_grad_sgd_step(D2, W2, X, dY, 0.05, 0.01, nb)
+            ref = dY.astype(np.float64) @ WT
+            errors.append(float(np.abs(D2 - ref).max() / np.abs(ref).max()))
+            ref = 0.999 * WT.astype(np.float64) - 0.01 * (dY.T.astype(np.float64) @ X)
+            errors.append(float(np.abs(W2 - ref).max() / np.abs(ref).max()))
     X = np.random.default_rng(0).standard_normal((100, 3072)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 10, 100)
     net = fastmlp.Network([3072, 50, 50, 10], seed=0)
