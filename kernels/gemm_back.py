@@ -29,7 +29,7 @@ import numpy as np
 from ._config import internal_kernel
 from .gemm_packed import KP
 from .simd import (VECTOR_BYTES, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
-                   vstore_part, vzero)
+                   vstore_part, vtranspose, vzero)
 
 CH = 8      # rows of dH per chunk (accumulators)
 OB = 8      # units of WT per step block (accumulators): with CH, 16 of AVX-512's 32 registers
@@ -74,12 +74,17 @@ def transpose_dz(dZT, dZf, N, O, NT):
     """dZT[o NT + n] <- dZ[n, o]: a unit's scalars for a chunk's rows, and a row's for a block
     of units, then lie together (read down dZ's columns, a power-of-two O put them in one of
     L1's sets).  Done once per product by its caller, not by each part: every part needs all
-    of it (by 16 units at a time, whose 16 rows of dZT stay in L1 down the batch)."""
-    for o0 in range(0, O, 16):
-        o1 = min(O, o0 + 16)
+    of it.  In V x V blocks through register transposes (simd.vtranspose); a block of fewer
+    than V rows repeats its last row into dZT's padding (NT is whole vectors); the last units
+    short of a block one by one (a block there would read past dZ's end)."""
+    V = lanes(dZT)
+    full = O - O % V
+    for o0 in range(0, full, V):
+        for n0 in range(0, N, V):
+            vtranspose(dZT, o0 * NT + n0, NT, dZf, n0 * O + o0, O, min(V, N - n0), 64)
+    for o in range(full, O):
         for n in range(N):
-            for o in range(o0, o1):
-                dZT[o * NT + n] = dZf[n * O + o]
+            dZT[o * NT + n] = dZf[n * O + o]
 
 
 @internal_kernel
