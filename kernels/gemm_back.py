@@ -49,13 +49,21 @@ SB = 4      # strips per copied block: O x 4V values, 256 KB at O = 1024 in floa
 # 0.99x and 64 x 1000 x 1000 0.72x, so there only one pass (at most CH rows) fuses
 BACK_ROWS = 64 if VECTOR_BYTES >= 64 else CH
 BACK_MACS = 1 << 23 if VECTOR_BYTES >= 64 else 0
+# A layer of fewer than 16 units (an output layer) has short blocks for the step (10 units:
+# 16 chains for 10) and a strip's fixed costs over little work: 64 x 4096 x 10 0.89x and 64 x
+# 2048 x 10 0.87x (one thread), while 64 x 1000 x 10 1.08x, 16 x 4096 x 10 1.10x and the study's
+# 100 x 50 x 10 1.37-1.54x: there it fuses up to SHORT_MACS multiply-adds
+SHORT_UNITS = 16
+SHORT_MACS = 1 << 20
 
 
 @internal_kernel
 def fused_shape(N, I, O):
     """Whether a layer of I inputs and O units at batch N can take DGRAD_SGD (gemm.fuses_back):
     from 3 rows, at most KP units (one run of k), and BACK_ROWS rows or BACK_MACS
-    multiply-adds."""
+    multiply-adds (under SHORT_UNITS units, at most SHORT_MACS)."""
+    if O < SHORT_UNITS and N * I * O > SHORT_MACS:
+        return False
     return 3 <= N and 1 <= O <= KP and (N <= BACK_ROWS or N * I * O <= BACK_MACS)
 
 

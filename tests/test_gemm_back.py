@@ -79,6 +79,9 @@ def test_the_step_fuses_a_hidden_layer_at_a_few_rows_or_a_small_one():
     small = VECTOR_BYTES >= 64
     assert all(fuses(N, 50, O) == small for N in (100, 500) for O in (50, 10))
     assert not fuses(100, 1000, 1000) and not fuses(500, 512, 256)
+    # an output layer of 10 units: up to SHORT_MACS multiply-adds
+    assert fuses(8, 4096, 10) and fuses(64, 1000, 10) == (most >= 64)
+    assert not fuses(64, 2048, 10) and not fuses(8, 20000, 10)
 
 
 def test_input_grad_sgd_step_refuses_more_units_than_one_run_of_k(rng):
