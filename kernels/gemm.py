@@ -414,11 +414,13 @@ def back_dz(dY):
 
 def input_grad_sgd_step(dX, WT, X, dY, lam, eta, nb):
     """dX (N, K) <- dY (N, O) @ WT (O, K), then WT <- (1 - 2 eta lam) WT - eta dY^T X in place,
-    in one pass over WT (task DGRAD_SGD; where fuses_back, of which this asks only O <= KP:
-    the input gradient's k = O in one run)."""
+    in one pass over WT (task DGRAD_SGD; where fuses_back, of which this asks only O <= KP and
+    N <= KP: each product's k in one run)."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dX, X.shape))
     if not 1 <= WT.shape[0] <= KP:
         raise ValueError(f"WT must have 1 to {KP} rows (output units) here; got {WT.shape[0]}")
+    if not 1 <= X.shape[0] <= KP:
+        raise ValueError(f"X must have 1 to {KP} rows (a batch) here; got {X.shape[0]}")
     _products(DGRAD_SGD, dX, X, WT, dY, back_dz(dY), float(lam), float(eta), True,
              *_no_state(X), nb, X, _NO_ROWS)
 

@@ -16,7 +16,8 @@ every unit o in order: the chunk's input gradients are the packed kernel's chain
 during the strip's last chunk each block of OB units then takes its step: per unit the chain
 over k = n of dZ[n, o] H[n, strip] from 0 (OB chains side by side), then the store arithmetic
 of gemm_packed._put.  So every element gets the bits the two products give apart (DGRAD, then
-SGD_STEP), whichever kernel those would have taken: K = O is one run here (O <= KP), as N is.
+SGD_STEP), whichever kernel those would have taken: K = O is one run here (O <= KP), and so
+is K = N (N <= KP).
 A batch of at most CH rows is one pass, down WT's strip where it lies (O cache lines a stride
 of I apart).  More rows take several passes over the strip: there a block of SB strips is
 first copied row by row into P (O x SB V values, in L2), every pass and the step work on the
@@ -60,11 +61,12 @@ SHORT_MACS = 1 << 20
 @internal_kernel
 def fused_shape(N, I, O):
     """Whether a layer of I inputs and O units at batch N can take DGRAD_SGD (gemm.fuses_back):
-    from 3 rows, at most KP units (one run of k), and BACK_ROWS rows or BACK_MACS
-    multiply-adds (under SHORT_UNITS units, at most SHORT_MACS)."""
+    from 3 rows, at most KP units and KP rows (each of the two products' k in one run: SGD_STEP
+    cuts a longer batch into runs, whose sums this kernel's one chain would not reproduce), and
+    BACK_ROWS rows or BACK_MACS multiply-adds (under SHORT_UNITS units, at most SHORT_MACS)."""
     if O < SHORT_UNITS and N * I * O > SHORT_MACS:
         return False
-    return 3 <= N and 1 <= O <= KP and (N <= BACK_ROWS or N * I * O <= BACK_MACS)
+    return 3 <= N <= KP and 1 <= O <= KP and (N <= BACK_ROWS or N * I * O <= BACK_MACS)
 
 
 @internal_kernel

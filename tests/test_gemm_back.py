@@ -47,7 +47,7 @@ def test_one_pass_over_the_weights_gives_the_bits_of_the_two_products(rng, dtype
     X = rng.standard_normal((N, I)).astype(dtype)
     WT = rng.standard_normal((O, I)).astype(dtype)
     dY = rng.standard_normal((N, O)).astype(dtype)
-    for lam, eta in ((0.005, 0.1), (0.0, 0.01), (5.0, 0.1)):
+    for lam, eta in ((0.005, 0.1), (0.0, 0.01), (1.0, 0.5)):    # 1 - 2 eta lam = 0 exactly
         want_dX, want_W = apart(dY, WT, X, lam, eta, 1)
         x64, w64, d64 = X.astype(np.float64), WT.astype(np.float64), dY.astype(np.float64)
         scale = np.abs(d64) @ np.abs(w64)
@@ -82,12 +82,18 @@ def test_the_step_fuses_a_hidden_layer_at_a_few_rows_or_a_small_one():
     # an output layer of 10 units: up to SHORT_MACS multiply-adds
     assert fuses(8, 4096, 10) and fuses(64, 1000, 10) == (most >= 64)
     assert not fuses(64, 2048, 10) and not fuses(8, 20000, 10)
+    # a batch of more than KP rows: SGD_STEP sums it in runs, which one chain would not repeat
+    assert not fuses(gemm_packed.KP + 1, 8, 16) and fuses(gemm_packed.KP, 8, 16) == (most >= 64)
 
 
-def test_input_grad_sgd_step_refuses_more_units_than_one_run_of_k(rng):
+def test_input_grad_sgd_step_refuses_more_units_or_rows_than_one_run_of_k(rng):
     X, WT = np.ones((4, 3), np.float32), np.ones((gemm_packed.KP + 1, 3), np.float32)
-    with pytest.raises(ValueError, match="1 to 1024 rows"):
+    with pytest.raises(ValueError, match="WT must have 1 to 1024 rows"):
         gemm.input_grad_sgd_step(np.empty_like(X), WT, X, np.ones((4, len(WT)), np.float32),
+                                 0.0, 0.1, 1)
+    X, WT = np.ones((gemm_packed.KP + 1, 3), np.float32), np.ones((5, 3), np.float32)
+    with pytest.raises(ValueError, match="X must have 1 to 1024 rows"):
+        gemm.input_grad_sgd_step(np.empty_like(X), WT, X, np.ones((len(X), 5), np.float32),
                                  0.0, 0.1, 1)
 
 
