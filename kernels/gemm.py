@@ -45,7 +45,7 @@ from .blas import fgemm, gemm
 from .coldstart import compile_beside
 from .gemm_back import dgrad_sgd, dz_rows, fused_shape, transpose_dz
 from .gemm_dot import NO, NR, dot_form, forward_dots
-from .gemm_packed import KP, outer
+from .gemm_packed import KP, outer, sgd_decay
 from .gemm_small import small, small_product
 from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
 from .native import address, call, callable_at, tag
@@ -241,7 +241,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = dWf, Wf, dYf, Xf, N, I, O, 1, I, 1
         alpha, beta = 1.0, 2.0 * lam
         if task == SGD_STEP:
-            Cf, alpha, beta = Wf, -eta, 1.0 - 2.0 * eta * lam
+            Cf, alpha, beta = Wf, -eta, sgd_decay(eta, lam)
     if r1 <= r0 or j1 <= j0:
         return
     # K in runs of equal length, at most KP each (a short last run would cost a whole pass of

@@ -28,7 +28,7 @@ at 16 x 1000 x 1000, measured).
 import numpy as np
 
 from ._config import internal_kernel
-from .gemm_packed import KP
+from .gemm_packed import KP, sgd_decay
 from .simd import (VECTOR_BYTES, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
                    vstore_part, vtranspose, vzero)
 
@@ -103,7 +103,7 @@ def dgrad_sgd(dHf, Wf, dZT, Hf, N, I, O, NT, lam, eta, j0, j1):
     WT, then WT's step; flat views of C-contiguous dH (N, I), WT (O, I), H (N, I) and dZ
     transposed (transpose_dz)."""
     V = lanes(Wf)
-    vs, beta = vsplat(Wf, -eta), 1.0 - 2.0 * eta * lam
+    vs, beta = vsplat(Wf, -eta), sgd_decay(eta, lam)
     vb, keep = vsplat(Wf, beta), beta != 0
     Hs = np.empty(N * V, Wf.dtype)
     if N <= CH:     # one pass, on WT where it lies

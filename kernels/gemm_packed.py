@@ -31,14 +31,24 @@ from ._config import inlined_kernel, internal_kernel
 from .native import call
 from .optim import update_range
 from .pack import MR, QS, pack_a, pack_b
-from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
-                   vzero)
+from .simd import (fma, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
+                   vstore_part, vzero)
 
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
 MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
+
+
+@internal_kernel
+def sgd_decay(eta, lam):
+    """1 - 2 eta lam, plain SGD's weight decay (SGD_STEP's beta), with one rounding written out
+    (simd.fma).  gemm._run and gemm_back.dgrad_sgd each compute it, and their steps must agree
+    bit for bit; as `1.0 - 2.0 * eta * lam` each compiled copy was LLVM's to fuse or not
+    (both did: 27 of 400 random eta, lam where it matters, float64), as the running statistics'
+    update once fused in a fresh compile and not in the cached one (kernels/batchnorm.py)."""
+    return fma(-2.0 * eta, lam, 1.0)
 
 
 @internal_kernel
