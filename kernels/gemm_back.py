@@ -131,8 +131,7 @@ def dgrad_sgd(dHf, Wf, dZT, Hf, N, I, O, NT, lam, eta, j0, j1):
 def _strip(T, t0, ts, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
     """Columns j:j+w (w <= V) of dH, and their WT, whose unit o's vector is T[t0 + o ts] (WT
     itself or its copy): every chunk of rows, then the step (dZT: dZ transposed, rows NT apart;
-    Hs: room for
-    the strip's columns of H, copied together for the step)."""
+    Hs: room for the strip's columns of H, copied together for the step)."""
     one = vsplat(T, 1.0)
     V = lanes(T)
     for n in range(N):
