@@ -3,7 +3,8 @@ on vectors (kernels/simd.py), with weights stored as the network stores them: WT
 per output unit; and `products`, the one parallel region that runs them.
 
     FORWARD  Y (N, O)  <- H (N, I) @ WT^T
-    GRAD     dWT (O, I) <- dZ^T @ H + 2 lam WT (then a step)
+    GRAD     dWT (O, I) <- dZ^T @ H + 2 lam WT
+    OPT_STEP WT, its optimiser memory <- a step of any rule on dWT (element-wise, a pass of its own)
     SGD_STEP WT (O, I) <- (1 - 2 eta lam) WT - eta dZ^T @ H
     DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
@@ -56,7 +57,8 @@ from .simd import SIMD, lanes, prefetch
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
-FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD = 0, 1, 2, 3, 4, 5, 6
+FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP = 0, 1, 2, 3, 4, 5, 6, 7
+STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
 
 # ---- the parallel region -------------------------------------------------------------------
@@ -121,15 +123,16 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 
 @parallel_kernel
-def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, fns):
+def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
     """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it whole on
     the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O),
     `fns` the table of addresses (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
-      GRAD      dWT <- dY^T X + 2 lam WT; with `update`, each part then takes its optimiser
-                step (kernels/optim.py: rule `kind`, learning rate eta, WT's slices mW, vW of
-                the memory, hyperparameters hp)
+      GRAD      dWT <- dY^T X + 2 lam WT
+      OPT_STEP  WT and its slices mW, vW of the optimiser's memory take a step on dWT
+                (kernels/optim.py: rule `kind`, learning rate eta, hyperparameters hp), each
+                part a run of WT's values; nothing for a batch of no rows (X (0, I))
       SGD_STEP  WT <- (1 - 2 eta lam) WT - eta dY^T X: plain SGD folded into the product, no
                 gradient stored (saves two passes over WT and dWT)
       DGRAD     X <- dY WT: the input gradient (X is the output here)
@@ -148,23 +151,35 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, sr
     (kernels/native.py), so _run's code is compiled once, not again in this function and in
     its parallel body; _run's kernels call the packs through theirs (fns, below)."""
     if nb == 1:
-        call(_run, fns[RUN], np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind,
-             hp, nb, src, idx, fns)
+        call(_run, fns[RUN], np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
+             nb, src, idx, fns)
         return
     for t in prange(nb):
         # int64: the parallel loop index is unsigned
-        call(_run, fns[RUN], np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind,
-             hp, nb, src, idx, fns)
+        call(_run, fns[RUN], np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
+             nb, src, idx, fns)
     return
 
 
 @internal_kernel
-def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src, idx, fns):
+def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
     """Part t of nb of `products` (nb = 1: the whole product, the same code, so the same bits)."""
     N, I = X.shape
     O = WT.shape[0]
     Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)
     V = lanes(Xf)
+    if task == OPT_STEP:
+        # a pass of its own after GRAD, not each tile's step inside the product while the
+        # tile is in cache: the step's streams of WT and the memory evicted the packed blocks
+        # the next tiles needed.  Whole steps, Nesterov / Adam, in one process against that
+        # (docs/performance.md): 784-512-256-10 at batch 32 1.09-1.21x / 1.46x, at 100
+        # 1.02-1.19x / 1.12x; 784-1000-1000-10 at 32 1.12-1.28x / 1.32x; none slower
+        if N > 0:           # as before: no step where no row wrote a gradient
+            u0, u1 = _cut((O * I + STEP_UNIT - 1) // STEP_UNIT, t, nb)
+            lo, hi = u0 * STEP_UNIT, min(O * I, u1 * STEP_UNIT)
+            if hi > lo:
+                update_range(Wf, dWf, mW, vW, lo, hi, kind, eta, hp)
+        return
     if task == GATHER or task == GATHER_FORWARD:
         n0, n1, k0, k1 = 0, N, 0, I
         if task == GATHER:
@@ -199,8 +214,6 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
             _blas(SGD_STEP, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
         elif t == 0:
             _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
-            if task == GRAD and update:
-                update_range(Wf, dWf, mW, vW, 0, O * I, kind, eta, hp)
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile).  The block sizes go to _rect as
@@ -251,17 +264,15 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, update, mW, vW, kind, hp, nb, src
         forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1, fns[PACK_B])
         return
     if streamed:
-        thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
-             task == GRAD and update, mW, vW, kind, eta, hp)
+        thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
         return
     # a small input gradient or weight step reads its operands in place (gemm_small.py); not
     # the forward, whose B (WT) would be read down its columns
     if task != FORWARD and small_product(r1 - r0, j1 - j0, K):
-        small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1,
-              task == GRAD and update, mW, vW, kind, eta, hp)
+        small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
         return
-    outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
-          task == GRAD and update, mW, vW, kind, eta, hp, fns[PACK_A], fns[PACK_B])
+    outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, fns[PACK_A],
+          fns[PACK_B])
     return
 
 
@@ -297,8 +308,8 @@ def _signatures(dtype):
     c1, c2 = types.Array(from_dtype(dtype), 1, "C"), types.Array(from_dtype(dtype), 2, "C")
     i, f = types.int64, types.float64
     fns = types.Array(i, 1, "C")
-    args = (i, c2, c2, c2, c2, c2, f, f, types.boolean, c1, c1, i, types.Array(f, 1, "C"), i,
-            c2, types.Array(i, 1, "C"), fns)
+    args = (i, c2, c2, c2, c2, c2, f, f, c1, c1, i, types.Array(f, 1, "C"), i, c2,
+            types.Array(i, 1, "C"), fns)
     return {products: args, _run: (i,) + args, pack_a: (c1, c1, i, i, i, i, i, i),
             pack_b: (c1, c1, c1, i, i, i, i, i, i),
             dgrad_sgd: (c1, c1, c1, c1, i, i, i, i, f, f, i, i)}
@@ -367,27 +378,26 @@ def gather(out, X, rows, nb=2):
     if out.shape != (len(rows), X.shape[1]) or out.dtype != X.dtype or not X.flags.c_contiguous:
         raise ValueError(f"out must be (len(rows), K) = {(len(rows), X.shape[1])} in X's dtype, and X "
                          f"C-contiguous; got out {out.shape} {out.dtype}")
-    _products(GATHER, _none(out), out, _none(out), _none(out), _none(out), 0.0, 0.0, False,
+    _products(GATHER, _none(out), out, _none(out), _none(out), _none(out), 0.0, 0.0,
              *_no_state(out), nb, X, rows)
 
 
 def dot_nt(Y, X, WT, nb):
     """Y (N, O) <- X (N, K) @ WT (O, K)^T (task FORWARD)."""
     _check(X, WT, (Y, (X.shape[0], WT.shape[0])))
-    _products(FORWARD, Y, X, WT, _none(X), _none(X), 0.0, 0.0, False, *_no_state(X), nb, X,
-             _NO_ROWS)
+    _products(FORWARD, Y, X, WT, _none(X), _none(X), 0.0, 0.0, *_no_state(X), nb, X, _NO_ROWS)
 
 
 def input_grad(dX, dY, WT, nb):
     """dX (N, K) <- dY (N, O) @ WT (O, K) (task DGRAD)."""
     _check(dX, WT, (dY, (dX.shape[0], WT.shape[0])))
-    _products(DGRAD, _none(dX), dX, WT, dY, _none(dX), 0.0, 0.0, False, *_no_state(dX), nb, dX,
+    _products(DGRAD, _none(dX), dX, WT, dY, _none(dX), 0.0, 0.0, *_no_state(dX), nb, dX,
              _NO_ROWS)
 
 
 def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
-    """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT, then with `update` the optimiser's step
-    (task GRAD)."""
+    """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT (task GRAD), then with `update` the
+    optimiser's step on WT and its memory mW, vW (task OPT_STEP), as the training step takes them."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
     if update:      # the optimiser's memory: m for all but SGD, v for Adam, as update_range reads
         need = {optim.SGD: (), optim.MOMENTUM: (mW,), optim.NESTEROV: (mW,), optim.ADAGRAD: (mW,),
@@ -397,8 +407,11 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
                              f"({HP_SIZE},) float64; got kind {kind}, hp {np.shape(hp)} "
                              f"{np.asarray(hp).dtype}")
         _check(X, WT, *((m, (WT.size,)) for m in need))   # flat, as WT's slice of the state
-    _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), update, mW, vW, kind, hp,
-             nb, X, _NO_ROWS)
+    _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), mW, vW, kind, hp, nb, X,
+              _NO_ROWS)
+    if update:
+        _products(OPT_STEP, _none(X), X, WT, dY, dWT, float(lam), float(eta), mW, vW, kind, hp,
+                  nb, X, _NO_ROWS)
 
 
 @serial_kernel
@@ -421,12 +434,12 @@ def input_grad_sgd_step(dX, WT, X, dY, lam, eta, nb):
         raise ValueError(f"WT must have 1 to {KP} rows (output units) here; got {WT.shape[0]}")
     if not 1 <= X.shape[0] <= KP:
         raise ValueError(f"X must have 1 to {KP} rows (a batch) here; got {X.shape[0]}")
-    _products(DGRAD_SGD, dX, X, WT, dY, back_dz(dY), float(lam), float(eta), True,
+    _products(DGRAD_SGD, dX, X, WT, dY, back_dz(dY), float(lam), float(eta),
              *_no_state(X), nb, X, _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb):
     """WT (O, K) <- (1 - 2 eta lam) WT - eta dY^T X in place (task SGD_STEP)."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])))
-    _products(SGD_STEP, _none(X), X, WT, dY, _none(X), float(lam), float(eta), True,
+    _products(SGD_STEP, _none(X), X, WT, dY, _none(X), float(lam), float(eta),
              *_no_state(X), nb, X, _NO_ROWS)

@@ -29,7 +29,6 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel
 from .native import call
-from .optim import update_range
 from .pack import MR, QS, pack_a, pack_b
 from .simd import (fma, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
                    vstore_part, vzero)
@@ -167,14 +166,10 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
 
 
 @inlined_kernel
-def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, update, mW,
-          vW, kind, eta, hp, at_pack_a, at_pack_b):
+def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, at_pack_a,
+          at_pack_b):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
-    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.  With `update` (the
-    weight gradient: C = dWT, S = WT), each tile of C, once final, gives its optimiser step
-    (kernels/optim.py) while it is still in cache: a pass of its own over the part afterwards
-    read dWT, WT and the memory back from L3 or memory (Nesterov's step on 784 x 512 at batch
-    100: +0.17 ms over the folded SGD step, measured).
+    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.
     Inlined by Numba into gemm._run, its one caller: built as a function of its own it was compiled
     and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.5-14.9 s with
     forward_dots inlined likewise, six interleaved pairs; inlining _k6 and the packs as well
@@ -232,7 +227,4 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                         _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
                             P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j, min(W, b1 - j),
                             n, J, va, vb, keep, first)
-                if update and u == runs - 1:    # the tile C[m0:m1, b0:b1] is final
-                    for o in range(m0, m1):
-                        update_range(Sf, Cf, mW, vW, o * J + b0, o * J + b1, kind, eta, hp)
     return

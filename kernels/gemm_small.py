@@ -18,7 +18,6 @@ So which kernel a product takes may depend on its size, and results still do not
 """
 from ._config import inlined_kernel, internal_kernel
 from .gemm_packed import KP
-from .optim import update_range
 from .pack import MR
 from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
                    vstore_part, vzero)
@@ -46,11 +45,9 @@ def small_product(R, J, K):
 
 
 @internal_kernel
-def small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update, mW, vW, kind,
-          eta, hp):
+def small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S, A(k, r) = Af[k*sk + r*sr],
-    B(k, c) = Bf[k*tk + c] (rows contiguous), K <= KP; with `update` (the weight gradient:
-    C = dWT, S = WT) each row of the part then takes its optimiser step."""
+    B(k, c) = Bf[k*tk + c] (rows contiguous), K <= KP."""
     V = lanes(Bf)
     W = 2 * V
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
@@ -99,9 +96,6 @@ def small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update,
                 _store(Cf, Sf, at + 4 * J, w, e0, e1, va, vb, keep)
             if nr > 5:
                 _store(Cf, Sf, at + 5 * J, w, f0, f1, va, vb, keep)
-    if update:
-        for o in range(r0, r1):
-            update_range(Sf, Cf, mW, vW, o * J + j0, o * J + j1, kind, eta, hp)
 
 
 @inlined_kernel

@@ -41,7 +41,6 @@ reads rows in place as dot products (55 us at 1 x 1024 x 1024), which sums in an
 import numpy as np
 
 from ._config import internal_kernel
-from .optim import update_range
 from .gemm_packed import _row
 from .native import call
 from .pack import QS, pack_b
@@ -55,12 +54,10 @@ KB = 128        # values of k forward_rows packs at a time (2V x KB: 16 KB in fl
 
 
 @internal_kernel
-def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, update, mW, vW,
-         kind, eta, hp):
+def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S, A(k, r) = Af[k*sk + r*sr],
     B(k, c) = Bf[k*tk + c] (B's rows contiguous), K in `runs` runs, as gemm_packed.outer cuts
-    it; with `update` (the weight gradient: C = dWT, S = WT) each row of C then takes its
-    optimiser step."""
+    it."""
     V = lanes(Bf)
     va, vb, one = vsplat(Bf, alpha), vsplat(Bf, beta), vsplat(Bf, 1.0)
     keep = beta != 0
@@ -106,8 +103,6 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1, up
                 else:
                     vstore_part(Cf, c, vfma(a0, va, vmul(vload_part(S, c, w), m)), w)
                 j += V
-        if update and runs > 0:     # as _outer: no step where no run wrote the gradient
-            update_range(Sf, Cf, mW, vW, at + j0, at + j1, kind, eta, hp)
 
 
 @internal_kernel

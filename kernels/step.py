@@ -33,7 +33,7 @@ import numpy as np
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (DGRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD,
-                   SGD_STEP, PRODUCTS, TAG, back_dz, fuses_back, gathers_rows, products)
+                   OPT_STEP, SGD_STEP, PRODUCTS, TAG, back_dz, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -196,7 +196,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     if gather and not fused:
         nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
         call(products, fns[PRODUCTS], GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0,
-             N < 0, none, none, N * 0, hp, nb, src, rows, fns)
+             none, none, N * 0, hp, nb, src, rows, fns)
     if train or evaluate:
         h = X
         for l in range(L):
@@ -205,8 +205,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             WT = _view(theta, layout[l, 2], O, I)
             nb = _product_parts(N, I, O, nt)
             task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
-            call(products, fns[PRODUCTS], task + 0 * N, out, h, WT, out, out, 0.0, 0.0, N < 0,
-                 none, none, N * 0, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], task + 0 * N, out, h, WT, out, out, 0.0, 0.0, none,
+                 none, N * 0, hp, nb, src, rows, fns)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key)
@@ -234,20 +234,22 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             # (gemm_back.py)
             dH = _view(ws, wsl[l - 1, 4], N, I)
             call(products, fns[PRODUCTS], DGRAD_SGD + 0 * N, dH, h_in, WT, dZ, back_dz(dZ),
-                 lam64, eta64, update, none, none, kind, hp, nb, src, rows, fns)
+                 lam64, eta64, none, none, kind, hp, nb, src, rows, fns)
         else:
             if l > 0:       # dH of the layer below, from W before its step
                 dH = _view(ws, wsl[l - 1, 4], N, I)
                 call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
-                     N < 0, none, none, N * 0, hp, nb, src, rows, fns)
-            # W takes its step inside its product: plain SGD folded into the product itself
-            # (its gradient is never stored), any other rule on each part right after its
-            # gradient
+                     none, none, N * 0, hp, nb, src, rows, fns)
+            # plain SGD folded into W's product (its gradient is never stored); any other rule
+            # a pass over W of its own after the gradient (gemm._run, OPT_STEP: why)
             task = SGD_STEP if sgd else GRAD
             off = layout[l, 2]
             mW, vW = m[off:off + I * O], v[off:off + I * O]
-            call(products, fns[PRODUCTS], task, none2, h_in, WT, dZ, dWT, lam64, eta64, update,
-                 mW, vW, kind, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], task, none2, h_in, WT, dZ, dWT, lam64, eta64, mW, vW,
+                 kind, hp, nb, src, rows, fns)
+            if update and not sgd:
+                call(products, fns[PRODUCTS], OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
+                     eta64, mW, vW, kind, hp, nb, src, rows, fns)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0
