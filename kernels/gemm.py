@@ -9,6 +9,7 @@ per output unit; and `products`, the one parallel region that runs them.
     DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
     DGRAD_SGD  DGRAD, then SGD_STEP, in one pass over WT (a few rows, or a small layer)
+    DGRAD_GRAD DGRAD, then GRAD, likewise (the other rules, before their OPT_STEP)
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units: dot products of rows read in place
@@ -22,8 +23,9 @@ Which kernel computes a product depends on its shape:
   multiply-adds, e.g. a 50 -> 50 layer's at batch 100): kernels/gemm_small.py, the packed
   kernel's micro-kernel on operands read in place, with its bits (the packing and its calls
   were half of such a product's time);
-- a hidden layer's input gradient and plain-SGD step at a batch of a few rows, or of a small
-  layer: both in one pass over WT (kernels/gemm_back.py, task DGRAD_SGD);
+- a hidden layer's input gradient and weight step (plain SGD) or gradient (other rules) at a
+  batch of a few rows, or of a small layer: both in one pass over WT (kernels/gemm_back.py,
+  tasks DGRAD_SGD and DGRAD_GRAD);
 - every other product: the packed kernel (kernels/gemm_packed.py), C (R, J) <- alpha A (R, K)
   B (K, J) + beta S with A and B read through strides.
 
@@ -44,7 +46,7 @@ from numba import from_dtype, prange, types
 from ._config import internal_kernel, parallel_kernel, serial_kernel
 from .blas import fgemm, gemm
 from .coldstart import compile_beside
-from .gemm_back import dgrad_sgd, dz_rows, fused_shape, transpose_dz
+from .gemm_back import dgrad_weights, dz_rows, fused_shape, transpose_dz
 from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer, sgd_decay
 from .gemm_small import small, small_product
@@ -57,7 +59,7 @@ from .simd import SIMD, lanes, prefetch
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
-FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP = 0, 1, 2, 3, 4, 5, 6, 7
+FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD = range(9)
 STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
 
@@ -107,7 +109,7 @@ def gathers_rows(N, O, nb):
 
 @internal_kernel
 def fuses_back(N, I, O):
-    """Whether a hidden layer (I, O) at batch N takes DGRAD_SGD (under plain SGD)."""
+    """Whether a hidden layer (I, O) at batch N takes DGRAD_SGD (plain SGD) or DGRAD_GRAD."""
     return SIMD and fused_shape(N, I, O)
 
 
@@ -142,9 +144,10 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
       GATHER_FORWARD  GATHER, then FORWARD, in one region (where gathers_rows): each part
                 gathers the rows of X it then multiplies, so the step wakes the threads once
                 for both (the study net's whole step 1.02-1.04x on 2 threads, measured)
-      DGRAD_SGD Y <- dY WT (Y the input gradient, (N, I)), then SGD_STEP on X, in one pass over
-                WT (where fuses_back): each part a run of columns of both; dWT holds dY
+      DGRAD_SGD Y <- dZ WT (Y the input gradient, (N, I)), then SGD_STEP on X, in one pass over
+                WT (where fuses_back): each part a run of columns of both; dY holds dZ
                 transposed (back_dz)
+      DGRAD_GRAD  the same with GRAD for SGD_STEP: dWT <- dZ^T X + 2 lam WT
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
@@ -208,23 +211,29 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
                 dst[j] = row[j]
         if task == GATHER:
             return
+    fused = task == DGRAD_SGD or task == DGRAD_GRAD
     if not SIMD:        # one BLAS call, by the first part only
-        if t == 0 and task == DGRAD_SGD:    # (the step does not ask for it without SIMD)
-            _blas(DGRAD, Yf, Yf, Wf, dYf, dWf, N, I, O, lam, eta)
-            _blas(SGD_STEP, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
+        if t == 0 and fused:    # (the step does not ask for them without SIMD)
+            _blas(DGRAD, Yf, Yf, Wf, dYf, dWf, N, I, O, dY.shape[1], True, lam, eta)
+            _blas(SGD_STEP if task == DGRAD_SGD else GRAD, Yf, Xf, Wf, dYf, dWf, N, I, O,
+                  dY.shape[1], True, lam, eta)
         elif t == 0:
-            _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta)
+            _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, O, False, lam, eta)
         return
     # C <- alpha A B + beta S through one call (each call site is a copy of the kernels for
     # LLVM to optimise: seconds of the first run's compile).  The block sizes go to _rect as
     # np.int64: as module constants they are literals, and each set of literal values compiled
     # _rect and _grid again (passed as np.int64, a cold compile of the step was 0.3-0.5 s
     # shorter in 6 of 7 interleaved pairs)
-    if task == DGRAD_SGD:   # a run of columns of dH (in Y) and WT, in units of V
+    if fused:               # a run of columns of dH (in Y) and WT, in units of V
         u0, u1 = _cut((I + V - 1) // V, t, nb)
-        if u1 > u0:         # dWT holds dY transposed (gemm_back.transpose_dz)
-            call(dgrad_sgd, fns[BACK], Yf, Wf, dWf, Xf, N, I, O, dWT.shape[1], lam, eta,
-                 u0 * V, min(I, u1 * V))
+        if u1 > u0:         # dY holds dZ transposed (gemm_back.transpose_dz)
+            if task == DGRAD_SGD:
+                Df, alpha, beta = Wf, -eta, sgd_decay(eta, lam)
+            else:
+                Df, alpha, beta = dWf, 1.0, 2.0 * lam
+            call(dgrad_weights, fns[BACK], Yf, Wf, Df, dYf, Xf, N, I, O, dY.shape[1], alpha, beta,
+                 task == DGRAD_SGD, u0 * V, min(I, u1 * V))
         return
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
@@ -277,19 +286,23 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
 
 
 @internal_kernel
-def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
+def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, ld, zt, lam, eta):
     """The build without SIMD: each product as one BLAS call (row-major arrays passed as their
-    Fortran transposes, kernels/blas.py)."""
+    Fortran transposes, kernels/blas.py); dY (N, O) rows ld apart, or with `zt` given
+    transposed, (O, ld) (the fused tasks')."""
+    # to Fortran, dY (N, O) is dY^T (O, N) and dY transposed (O, ld) is (ld, O): op(B) for B =
+    # dY^T (DGRAD) and for B = dY (the weights' products)
+    t_dyt, t_dy = (84, 78) if zt else (78, 84)
     if task == FORWARD:
         gemm(84, 78, O, N, I, Wf, I, Xf, I, 0.0, Yf, O)
     elif task == DGRAD:
-        gemm(78, 78, I, N, O, Wf, I, dYf, O, 0.0, Xf, I)
+        gemm(78, t_dyt, I, N, O, Wf, I, dYf, ld, 0.0, Xf, I)
     elif task == SGD_STEP:
-        fgemm(78, 84, I, O, N, -eta, Xf, I, dYf, O, 1.0 - 2.0 * eta * lam, Wf, I)
+        fgemm(78, t_dy, I, O, N, -eta, Xf, I, dYf, ld, 1.0 - 2.0 * eta * lam, Wf, I)
     else:
         for e in range(O * I):
             dWf[e] = 2 * lam * Wf[e]
-        gemm(78, 84, I, O, N, Xf, I, dYf, O, 1.0, dWf, I)
+        gemm(78, t_dy, I, O, N, Xf, I, dYf, ld, 1.0, dWf, I)
 
 
 # ---- products for a dtype, as addresses (kernels/native.py) ---------------------------------
@@ -300,7 +313,7 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, lam, eta):
 # (compiled into _run, it made a first step's compile 8.1 -> 12-13 s; through its address
 # 9.7-10.0 -> 10.7-11.1 s, docs/performance.md)
 TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK = 0, 1, 2, 3, 4, 5
-CALLEES = (products, _run, pack_a, pack_b, dgrad_sgd)   # in the table's order, after TAG
+CALLEES = (products, _run, pack_a, pack_b, dgrad_weights)   # in the table's order, after TAG
 
 
 def _signatures(dtype):
@@ -312,7 +325,7 @@ def _signatures(dtype):
             types.Array(i, 1, "C"), fns)
     return {products: args, _run: (i,) + args, pack_a: (c1, c1, i, i, i, i, i, i),
             pack_b: (c1, c1, c1, i, i, i, i, i, i),
-            dgrad_sgd: (c1, c1, c1, c1, i, i, i, i, f, f, i, i)}
+            dgrad_weights: (c1, c1, c1, c1, c1, i, i, i, i, f, f, types.boolean, i, i)}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -397,7 +410,8 @@ def input_grad(dX, dY, WT, nb):
 
 def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT (task GRAD), then with `update` the
-    optimiser's step on WT and its memory mW, vW (task OPT_STEP), as the training step takes them."""
+    optimiser's step on WT and its memory mW, vW (task OPT_STEP), as the training step takes
+    them."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
     if update:      # the optimiser's memory: m for all but SGD, v for Adam, as update_range reads
         need = {optim.SGD: (), optim.MOMENTUM: (mW,), optim.NESTEROV: (mW,), optim.ADAGRAD: (mW,),
@@ -416,8 +430,8 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
 
 @serial_kernel
 def back_dz(dY):
-    """dY (N, O) transposed for DGRAD_SGD: (O, gemm_back.dz_rows) in dY's dtype (from the step
-    and from input_grad_sgd_step)."""
+    """dY (N, O) transposed for DGRAD_SGD and DGRAD_GRAD: (O, gemm_back.dz_rows) in dY's dtype
+    (from the step and from the wrappers below)."""
     N, O = dY.shape
     NT = dz_rows(N, dY.itemsize)
     dZT = np.empty((O, NT), dY.dtype)
@@ -425,17 +439,31 @@ def back_dz(dY):
     return dZT
 
 
+def _one_run(WT, X):
+    """The fused tasks' own limits: each of their two products' k in one run."""
+    if not 1 <= WT.shape[0] <= KP:
+        raise ValueError(f"WT must have 1 to {KP} rows (output units) here; got {WT.shape[0]}")
+    if not 1 <= X.shape[0] <= KP:
+        raise ValueError(f"X must have 1 to {KP} rows (a batch) here; got {X.shape[0]}")
+
+
 def input_grad_sgd_step(dX, WT, X, dY, lam, eta, nb):
     """dX (N, K) <- dY (N, O) @ WT (O, K), then WT <- (1 - 2 eta lam) WT - eta dY^T X in place,
     in one pass over WT (task DGRAD_SGD; where fuses_back, of which this asks only O <= KP and
     N <= KP: each product's k in one run)."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dX, X.shape))
-    if not 1 <= WT.shape[0] <= KP:
-        raise ValueError(f"WT must have 1 to {KP} rows (output units) here; got {WT.shape[0]}")
-    if not 1 <= X.shape[0] <= KP:
-        raise ValueError(f"X must have 1 to {KP} rows (a batch) here; got {X.shape[0]}")
-    _products(DGRAD_SGD, dX, X, WT, dY, back_dz(dY), float(lam), float(eta),
-             *_no_state(X), nb, X, _NO_ROWS)
+    _one_run(WT, X)
+    _products(DGRAD_SGD, dX, X, WT, back_dz(dY), _none(X), float(lam), float(eta),
+              *_no_state(X), nb, X, _NO_ROWS)
+
+
+def input_and_weight_grad(dX, dWT, WT, X, dY, lam, nb):
+    """dX (N, K) <- dY (N, O) @ WT (O, K) and dWT <- dY^T X + 2 lam WT in one pass over WT
+    (task DGRAD_GRAD; as input_grad_sgd_step, it asks only O <= KP and N <= KP)."""
+    _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dX, X.shape), (dWT, WT.shape))
+    _one_run(WT, X)
+    _products(DGRAD_GRAD, dX, X, WT, back_dz(dY), dWT, float(lam), 0.0, *_no_state(X), nb, X,
+              _NO_ROWS)
 
 
 def weight_sgd_step(WT, X, dY, lam, eta, nb):

@@ -1,8 +1,10 @@
-"""A hidden layer's input gradient and plain-SGD weight step in one pass over its weights
-(kernels/gemm.py's DGRAD_SGD), for a batch of a few rows or a small layer:
+"""A hidden layer's input gradient and its weights' product in one pass over its weights, for a
+batch of a few rows or a small layer: kernels/gemm.py's DGRAD_SGD (plain SGD's step folded in)
+and DGRAD_GRAD (the gradient, for the other rules' step after it):
 
     dH (N, I) <- dZ (N, O) @ WT (O, I)                        (WT before the step)
-    WT        <- (1 - 2 eta lam) WT - eta dZ^T @ H (N, I)
+    WT        <- (1 - 2 eta lam) WT - eta dZ^T @ H (N, I)     (DGRAD_SGD)
+    dWT       <- dZ^T @ H + 2 lam WT                          (DGRAD_GRAD)
 
 Why: at a few rows a wide layer's products are bound by moving WT, not by multiplying, and a
 narrow layer's (the study nets' 50 -> 50 and 50 -> 10 at batch 100) by the fixed costs of two
@@ -16,8 +18,8 @@ every unit o in order: the chunk's input gradients are the packed kernel's chain
 during the strip's last chunk each block of OB units then takes its step: per unit the chain
 over k = n of dZ[n, o] H[n, strip] from 0 (OB chains side by side), then the store arithmetic
 of gemm_packed._put.  So every element gets the bits the two products give apart (DGRAD, then
-SGD_STEP), whichever kernel those would have taken: K = O is one run here (O <= KP), and so
-is K = N (N <= KP).
+SGD_STEP or GRAD), whichever kernel those would have taken: K = O is one run here (O <= KP),
+and so is K = N (N <= KP).
 A batch of at most CH rows is one pass, down WT's strip where it lies (O cache lines a stride
 of I apart).  More rows take several passes over the strip: there a block of SB strips is
 first copied row by row into P (O x SB V values, in L2), every pass and the step work on the
@@ -28,7 +30,7 @@ at 16 x 1000 x 1000, measured).
 import numpy as np
 
 from ._config import internal_kernel
-from .gemm_packed import KP, sgd_decay
+from .gemm_packed import KP
 from .simd import (VECTOR_BYTES, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
                    vstore_part, vtranspose, vzero)
 
@@ -98,17 +100,19 @@ def transpose_dz(dZT, dZf, N, O, NT):
 
 
 @internal_kernel
-def dgrad_sgd(dHf, Wf, dZT, Hf, N, I, O, NT, lam, eta, j0, j1):
-    """Columns [j0, j1) of dH and of WT (j0 a multiple of V): the input gradient from the old
-    WT, then WT's step; flat views of C-contiguous dH (N, I), WT (O, I), H (N, I) and dZ
-    transposed (transpose_dz)."""
+def dgrad_weights(dHf, Wf, Df, dZT, Hf, N, I, O, NT, alpha, beta, in_place, j0, j1):
+    """Columns [j0, j1) of dH and of D (j0 a multiple of V): the input gradient from WT, then
+    D <- alpha dZ^T H + beta WT (gemm_packed._put's arithmetic), D (O, I) being WT itself
+    (`in_place`: SGD_STEP's alpha = -eta, beta = 1 - 2 eta lam) or the gradient dWT (GRAD's
+    1, 2 lam); flat views of C-contiguous dH (N, I), WT, D, H (N, I) and dZ transposed
+    (transpose_dz)."""
     V = lanes(Wf)
-    vs, beta = vsplat(Wf, -eta), sgd_decay(eta, lam)
-    vb, keep = vsplat(Wf, beta), beta != 0
+    vs, vb, keep = vsplat(Wf, alpha), vsplat(Wf, beta), beta != 0
     Hs = np.empty(N * V, Wf.dtype)
     if N <= CH:     # one pass, on WT where it lies
         for j in range(j0, j1, V):
-            _strip(Wf, j, I, dHf, dZT, NT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+            _strip(Wf, j, I, Df, j, I, dHf, dZT, NT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb,
+                   keep)
         return
     # several passes, on a copy of each block of SB strips
     P = np.empty(SB * O * V, Wf.dtype)
@@ -120,7 +124,12 @@ def dgrad_sgd(dHf, Wf, dZT, Hf, N, I, O, NT, lam, eta, j0, j1):
                 vstore(P, (s * O + o) * V, vload_part(Wf, o * I + j, min(V, j1 - j)))
         for s in range(ns):
             j = b + s * V
-            _strip(P, s * O * V, V, dHf, dZT, NT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+            t0 = s * O * V
+            # in place: the step goes to the copy, copied back below
+            _strip(P, t0, V, P if in_place else Df, t0 if in_place else j, V if in_place else I,
+                   dHf, dZT, NT, Hf, Hs, N, I, O, j, min(V, j1 - j), vs, vb, keep)
+        if not in_place:
+            continue
         for o in range(O):
             for s in range(ns):
                 j = b + s * V
@@ -128,10 +137,11 @@ def dgrad_sgd(dHf, Wf, dZT, Hf, N, I, O, NT, lam, eta, j0, j1):
 
 
 @internal_kernel
-def _strip(T, t0, ts, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
-    """Columns j:j+w (w <= V) of dH, and their WT, whose unit o's vector is T[t0 + o ts] (WT
-    itself or its copy): every chunk of rows, then the step (dZT: dZ transposed, rows NT apart;
-    Hs: room for the strip's columns of H, copied together for the step)."""
+def _strip(T, t0, ts, D, d0, ds, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
+    """Columns j:j+w (w <= V) of dH, and of D, whose unit o's vectors are T[t0 + o ts] (WT
+    itself or its copy) and D[d0 + o ds] (D is T for a step in place): every chunk of rows,
+    then D's product (dZT: dZ transposed, rows NT apart; Hs: room for the strip's columns of H,
+    copied together for the product)."""
     one = vsplat(T, 1.0)
     V = lanes(T)
     for n in range(N):
@@ -159,10 +169,10 @@ def _strip(T, t0, ts, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
                 a7 = vfma(p, vsplat_at(dZT, o * NT + q7), a7)
             if not step:
                 continue
-            # the block's rows of WT have served every input gradient: its step, per unit the
-            # chain over n of dZ[n, o] H[n, strip] (Hs) from 0 (gemm_packed._k6's), then _put's
-            # store from the old value, not yet written (a short block repeats its last unit's
-            # scalars and stores only its own)
+            # the block's rows of WT have served every input gradient: D's product, per unit
+            # the chain over n of dZ[n, o] H[n, strip] (Hs) from 0 (gemm_packed._k6's), then
+            # _put's store from WT's old value, not yet written (a short block repeats its last
+            # unit's scalars and stores only its own)
             r0, r1 = o0 * NT, (o0 + min(1, ob - 1)) * NT
             r2, r3 = (o0 + min(2, ob - 1)) * NT, (o0 + min(3, ob - 1)) * NT
             r4, r5 = (o0 + min(4, ob - 1)) * NT, (o0 + min(5, ob - 1)) * NT
@@ -181,47 +191,47 @@ def _strip(T, t0, ts, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, keep):
                 g7 = vfma(h, vsplat_at(dZT, r7 + n), g7)
             # the store arithmetic of gemm_packed._put, written out (as calls, eight inlined
             # copies of one more function were a fifth of this kernel's compile)
-            at = t0 + o0 * ts
+            at, dt = t0 + o0 * ts, d0 + o0 * ds
             if keep:
                 old = vload_part(T, at, w)
-                vstore_part(T, at, vfma(g0, vs, vmul(old, vb)), w)
+                vstore_part(D, dt, vfma(g0, vs, vmul(old, vb)), w)
                 if ob > 1:
                     old = vload_part(T, at + ts, w)
-                    vstore_part(T, at + ts, vfma(g1, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + ds, vfma(g1, vs, vmul(old, vb)), w)
                 if ob > 2:
                     old = vload_part(T, at + 2 * ts, w)
-                    vstore_part(T, at + 2 * ts, vfma(g2, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + 2 * ds, vfma(g2, vs, vmul(old, vb)), w)
                 if ob > 3:
                     old = vload_part(T, at + 3 * ts, w)
-                    vstore_part(T, at + 3 * ts, vfma(g3, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + 3 * ds, vfma(g3, vs, vmul(old, vb)), w)
                 if ob > 4:
                     old = vload_part(T, at + 4 * ts, w)
-                    vstore_part(T, at + 4 * ts, vfma(g4, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + 4 * ds, vfma(g4, vs, vmul(old, vb)), w)
                 if ob > 5:
                     old = vload_part(T, at + 5 * ts, w)
-                    vstore_part(T, at + 5 * ts, vfma(g5, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + 5 * ds, vfma(g5, vs, vmul(old, vb)), w)
                 if ob > 6:
                     old = vload_part(T, at + 6 * ts, w)
-                    vstore_part(T, at + 6 * ts, vfma(g6, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + 6 * ds, vfma(g6, vs, vmul(old, vb)), w)
                 if ob > 7:
                     old = vload_part(T, at + 7 * ts, w)
-                    vstore_part(T, at + 7 * ts, vfma(g7, vs, vmul(old, vb)), w)
+                    vstore_part(D, dt + 7 * ds, vfma(g7, vs, vmul(old, vb)), w)
             else:       # beta = 0: the old weights are not read (as _put)
-                vstore_part(T, at, vmul(g0, vs), w)
+                vstore_part(D, dt, vmul(g0, vs), w)
                 if ob > 1:
-                    vstore_part(T, at + ts, vmul(g1, vs), w)
+                    vstore_part(D, dt + ds, vmul(g1, vs), w)
                 if ob > 2:
-                    vstore_part(T, at + 2 * ts, vmul(g2, vs), w)
+                    vstore_part(D, dt + 2 * ds, vmul(g2, vs), w)
                 if ob > 3:
-                    vstore_part(T, at + 3 * ts, vmul(g3, vs), w)
+                    vstore_part(D, dt + 3 * ds, vmul(g3, vs), w)
                 if ob > 4:
-                    vstore_part(T, at + 4 * ts, vmul(g4, vs), w)
+                    vstore_part(D, dt + 4 * ds, vmul(g4, vs), w)
                 if ob > 5:
-                    vstore_part(T, at + 5 * ts, vmul(g5, vs), w)
+                    vstore_part(D, dt + 5 * ds, vmul(g5, vs), w)
                 if ob > 6:
-                    vstore_part(T, at + 6 * ts, vmul(g6, vs), w)
+                    vstore_part(D, dt + 6 * ds, vmul(g6, vs), w)
                 if ob > 7:
-                    vstore_part(T, at + 7 * ts, vmul(g7, vs), w)
+                    vstore_part(D, dt + 7 * ds, vmul(g7, vs), w)
         at = c * I + j
         vstore_part(dHf, at, vmul(a0, one), w)
         if nr > 1:

@@ -32,8 +32,9 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import (DGRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD,
-                   OPT_STEP, SGD_STEP, PRODUCTS, TAG, back_dz, fuses_back, gathers_rows, products)
+from .gemm import (DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
+                   GATHER_FORWARD, GRAD, OPT_STEP, SGD_STEP, PRODUCTS, TAG, back_dz, fuses_back,
+                   gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -229,27 +230,29 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         dWT = _view(dtheta, layout[l, 2], O, I)
         nb = _product_parts(N, I, O, nt)
         sgd = update and kind == optim.SGD
-        if l > 0 and sgd and fuses_back(N, I, O):
-            # a few rows, or a small layer: dH and plain SGD's step in one pass over W
-            # (gemm_back.py)
+        off = layout[l, 2]
+        mW, vW = m[off:off + I * O], v[off:off + I * O]
+        if l > 0 and update and fuses_back(N, I, O):
+            # a few rows, or a small layer: dH and W's product in one pass over W
+            # (gemm_back.py): plain SGD's step, or the gradient for the other rules
             dH = _view(ws, wsl[l - 1, 4], N, I)
-            call(products, fns[PRODUCTS], DGRAD_SGD + 0 * N, dH, h_in, WT, dZ, back_dz(dZ),
-                 lam64, eta64, none, none, kind, hp, nb, src, rows, fns)
+            task = DGRAD_SGD if sgd else DGRAD_GRAD
+            call(products, fns[PRODUCTS], task + 0 * N, dH, h_in, WT, back_dz(dZ), dWT, lam64,
+                 eta64, none, none, kind, hp, nb, src, rows, fns)
         else:
             if l > 0:       # dH of the layer below, from W before its step
                 dH = _view(ws, wsl[l - 1, 4], N, I)
                 call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
                      none, none, N * 0, hp, nb, src, rows, fns)
-            # plain SGD folded into W's product (its gradient is never stored); any other rule
-            # a pass over W of its own after the gradient (gemm._run, OPT_STEP: why)
+            # plain SGD folded into W's product (its gradient is never stored)
             task = SGD_STEP if sgd else GRAD
-            off = layout[l, 2]
-            mW, vW = m[off:off + I * O], v[off:off + I * O]
-            call(products, fns[PRODUCTS], task, none2, h_in, WT, dZ, dWT, lam64, eta64, mW, vW,
-                 kind, hp, nb, src, rows, fns)
-            if update and not sgd:
-                call(products, fns[PRODUCTS], OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
-                     eta64, mW, vW, kind, hp, nb, src, rows, fns)
+            call(products, fns[PRODUCTS], task + 0 * N, none2, h_in, WT, dZ, dWT, lam64, eta64,
+                 none, none, kind, hp, nb, src, rows, fns)
+        if update and not sgd:
+            # any other rule: a pass over W of its own after the gradient (gemm._run, OPT_STEP:
+            # why)
+            call(products, fns[PRODUCTS], OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
+                 eta64, mW, vW, kind, hp, nb, src, rows, fns)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
     return loss, 0

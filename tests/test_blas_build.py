@@ -46,6 +46,12 @@ SCRIPT = textwrap.dedent("""
             errors.append(float(np.abs(D2 - ref).max() / np.abs(ref).max()))
             ref = 0.999 * WT.astype(np.float64) - 0.01 * (dY.T.astype(np.float64) @ X)
             errors.append(float(np.abs(W2 - ref).max() / np.abs(ref).max()))
+            D3, G3 = np.empty((N, K), np.float32), np.empty((O, K), np.float32)
+            gemm.input_and_weight_grad(D3, G3, WT, X, dY, 0.05, nb)
+            ref = dY.astype(np.float64) @ WT
+            errors.append(float(np.abs(D3 - ref).max() / np.abs(ref).max()))
+            ref = dY.T.astype(np.float64) @ X + 0.1 * WT
+            errors.append(float(np.abs(G3 - ref).max() / np.abs(ref).max()))
     X = np.random.default_rng(0).standard_normal((100, 3072)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 10, 100)
     net = fastmlp.Network([3072, 50, 50, 10], seed=0)
