@@ -3,14 +3,16 @@ BLAS itself on each cell's products, interleaved in one process.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/grid.py [--nets 784-50-50-10 ...]
         [--batch 32 100 500] [--threads 2] [--rounds 9] [--block 0.1] [--peers numpy jax torch]
-        [--no-bn]
+        [--no-bn] [--rule sgd|nesterov|adam]
 
 Every net has Linear -> BatchNorm -> ReLU hidden layers (Linear -> ReLU with --no-bn), softmax
-cross-entropy, L2 (lam = 0.005) and plain SGD, float32, all implementations starting from fastmlp's
-weights; each one's first step must give fastmlp's first loss (rel 2e-4) or the cell is refused.
+cross-entropy, L2 (lam = 0.005) and plain SGD (`--rule`: SGD with Nesterov momentum 0.9, or Adam,
+each as PyTorch's optimiser computes it, bench/rules.py), float32, all implementations starting
+from fastmlp's weights; each one's first two steps must give fastmlp's first two losses (rel
+2e-4; the second follows from the first update) or the cell is refused.
 The peers are written as their users would at their best: NumPy textbook (bench/impls.NumpyMLP),
 JAX with the whole step under `jax.jit`, data on the device and parameters donated, PyTorch eager
-with `torch.set_num_threads` and `torch.optim.SGD`. Optional ones that are not installed are left
+with `torch.set_num_threads` and `torch.optim`. Optional ones that are not installed are left
 out.
 
 Each round runs every implementation once, in a fresh random order, for a timed block of at least
@@ -53,6 +55,8 @@ def parse_args(argv):
     p.add_argument("--peers", nargs="+", default=["numpy", "jax", "torch"])
     p.add_argument("--no-bn", action="store_true",
                    help="Linear -> ReLU hidden layers, no batch norm")
+    p.add_argument("--rule", choices=impls.rules.RULES, default="sgd",
+                   help="the optimiser every implementation steps with")
     return p.parse_args(argv)
 
 
@@ -87,11 +91,11 @@ def products(sizes, N, dtype=np.float32, seed=0):
     return run, flops
 
 
-def build(net, N, peers, threads, bn=True):
+def build(net, N, peers, threads, bn=True, rule="sgd"):
     sizes = [int(s) for s in net.split("-")]
     X, y = impls.batch(N, d=sizes[0], classes=sizes[-1])
     spec = (sizes, bn)
-    fast, fnet = impls.make_fastmlp(spec, X, y)
+    fast, fnet = impls.make_fastmlp(spec, X, y, rule=rule)
     ref = fnet.copy()
     expected = ref.loss(X, y, train=True)
     runs = {"fastmlp": (fast, True)}
@@ -100,26 +104,28 @@ def build(net, N, peers, threads, bn=True):
     for name in ["fastmlp"] + list(peers):
         try:
             if name != "fastmlp":
-                runs[name] = (makers[name](spec, X, y, like=ref)[0], False)
+                runs[name] = (makers[name](spec, X, y, like=ref, rule=rule)[0], False)
             step, single = runs[name]
             with blas_single_threaded() if single else contextlib.nullcontext():
-                first = step()
+                losses = (step(), step())
         except Exception as e:      # a peer that refuses the cell (PyTorch's BN at batch 1)
             if name == "fastmlp":
                 raise
             runs.pop(name, None)
             refused[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
             continue
-        if not np.isclose(first, expected, rtol=2e-4):
-            raise SystemExit(f"{name} on {net} batch {N}: first loss {first} but fastmlp's "
-                             f"reference gives {expected}; not timing a different computation.")
+        if name == "fastmlp":       # the second loss follows from the first step's update
+            expected = (expected, losses[1])
+        if not np.allclose(losses, expected, rtol=2e-4):
+            raise SystemExit(f"{name} on {net} batch {N}: first two losses {losses} but "
+                             f"fastmlp's give {expected}; not timing a different computation.")
     blas, flops = products(sizes, N)
     runs["blas"] = (blas, False)
     return runs, flops, refused
 
 
-def cell(net, N, peers, threads, rounds, block, bn=True):
-    runs, flops, refused = build(net, N, peers, threads, bn)
+def cell(net, N, peers, threads, rounds, block, bn=True, rule="sgd"):
+    runs, flops, refused = build(net, N, peers, threads, bn, rule)
     return impls.interleaved(runs, rounds, steps=3, seconds=block), flops, refused
 
 
@@ -152,8 +158,8 @@ def main(argv=None):
     for line in environment(args.threads, peers):
         print(line)
     print(impls.host_gemm_line(args.threads, " before the table"))
-    print(f"median ms per training step over {args.rounds} interleaved rounds; x best = fastest "
-          f"peer / fastmlp")
+    print(f"median ms per training step ({args.rule}) over {args.rounds} interleaved rounds; "
+          f"x best = fastest peer / fastmlp")
     cols = ["net", "batch", "fastmlp"] + peers + ["x best", "blas", "blas GF/s", "fastmlp GF/s",
                                                   "of BLAS"]
     print("| " + " | ".join(cols) + " |")
@@ -162,7 +168,7 @@ def main(argv=None):
     for net in args.nets:
         for N in args.batch:
             med, flops, refused = cell(net, N, peers, args.threads, args.rounds, args.block,
-                                       not args.no_bn)
+                                       not args.no_bn, args.rule)
             f = med["fastmlp"]
             ran = [p for p in peers if p in med]
             best = min(med[p] for p in ran) if ran else float("nan")

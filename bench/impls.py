@@ -2,14 +2,17 @@
 fastmlp (fused step), a textbook NumPy implementation and PyTorch eager (optional).
 
 All three do the same work per step: Linear -> BatchNorm -> ReLU hidden layers (or Linear ->
-ReLU), softmax cross-entropy, cost = loss + lam * sum ||W||^2, plain SGD.  Each `make_*`
-returns (step, loss_of_first_step) where step() runs one update on the fixed batch.
+ReLU), softmax cross-entropy, cost = loss + lam * sum ||W||^2, plain SGD (or, with `rule`,
+another rule of bench/rules.py).  Each `make_*` returns (step, model) where step() runs one
+update on the fixed batch and returns its loss.
 """
 import contextlib
 import random
 import time
 
 import numpy as np
+
+import rules
 
 NETS = {
     "A": ([3072, 50, 50, 10], True),
@@ -106,18 +109,28 @@ def net_spec(net):
     return NETS[net] if isinstance(net, str) else (list(net[0]), bool(net[1]))
 
 
-def make_fastmlp(net_name, X, y, fused=True):
+def make_fastmlp(net_name, X, y, fused=True, rule="sgd"):
     import fastmlp
     sizes, bn = net_spec(net_name)
     net = fastmlp.Network(sizes, batch_norm=bn, dtype=X.dtype, seed=0)
     net.fused = fused
-    return (lambda: net._train_step(X, y, LAM, ETA)), net
+    if rule == "sgd":
+        return (lambda: net._train_step(X, y, LAM, ETA)), net
+    opt = rules.fastmlp_rule(rule)
+    opt.bind(net.theta.size, net.theta.dtype)
+    steps = [0]
+
+    def step():         # t counts from 0 (fastmlp.optim.Optimizer.hyper)
+        steps[0] += 1
+        return net._train_step(X, y, LAM, ETA, None, opt, steps[0] - 1)
+    return step, net
 
 
 class NumpyMLP:
     """A textbook vectorised NumPy implementation (BLAS products, NumPy element-wise ops)."""
 
-    def __init__(self, sizes, bn, seed=0, dtype=np.float32):
+    def __init__(self, sizes, bn, seed=0, dtype=np.float32, rule="sgd"):
+        self.opt = rules.NumpyRule(rule)
         rng = np.random.default_rng(seed)
         self.W = [(rng.standard_normal((i, o)) * np.sqrt(2 / i)).astype(dtype)
                   for i, o in zip(sizes[:-1], sizes[1:])]
@@ -148,6 +161,8 @@ class NumpyMLP:
         g = p
         g[np.arange(n), y] -= 1
         g /= n
+        opt = self.opt
+        opt.begin()
         for l in range(k - 1, -1, -1):
             dW = hs[l].T @ g + 2 * lam * self.W[l]
             db = g.sum(axis=0)
@@ -158,19 +173,19 @@ class NumpyMLP:
                     xh, inv = caches[l - 1]
                     dg, dbe = (dh * xh).sum(axis=0), dh.sum(axis=0)
                     g = self.g[l - 1] * inv / n * (n * dh - dbe - xh * dg)
-                    self.g[l - 1] -= eta * dg
-                    self.be[l - 1] -= eta * dbe
+                    opt.apply(("g", l), self.g[l - 1], dg, eta)
+                    opt.apply(("be", l), self.be[l - 1], dbe, eta)
                 else:
                     g = dh
-            self.W[l] -= eta * dW
-            self.b[l] -= eta * db
+            opt.apply(("W", l), self.W[l], dW, eta)
+            opt.apply(("b", l), self.b[l], db, eta)
         return loss
 
 
     @classmethod
-    def like(cls, net):
+    def like(cls, net, rule="sgd"):
         """The same weights as a fastmlp Network."""
-        m = cls(net.sizes, net.batch_norm, dtype=net.dtype)
+        m = cls(net.sizes, net.batch_norm, dtype=net.dtype, rule=rule)
         k = net.n_layers
         m.W = [net[f"W{l}"].copy() for l in range(1, k + 1)]
         m.b = [net[f"b{l}"].copy() for l in range(1, k + 1)]
@@ -180,14 +195,16 @@ class NumpyMLP:
         return m
 
 
-def make_numpy(net_name, X, y, like=None):
+def make_numpy(net_name, X, y, like=None, rule="sgd"):
     sizes, bn = net_spec(net_name)
-    m = NumpyMLP.like(like) if like is not None else NumpyMLP(sizes, bn, dtype=X.dtype)
+    m = (NumpyMLP.like(like, rule) if like is not None
+         else NumpyMLP(sizes, bn, dtype=X.dtype, rule=rule))
     return (lambda: m.step(X, y)), m
 
 
-def make_torch(net_name, X, y, like=None):
-    """PyTorch eager with torch.optim.SGD; the L2 term is part of the loss, as in the study.
+def make_torch(net_name, X, y, like=None, rule="sgd"):
+    """PyTorch eager with torch.optim.SGD (or `rule`'s torch.optim); the L2 term is part of the
+    loss, as in the study.
     like: a fastmlp Network whose weights to start from."""
     import torch
     sizes, bn = net_spec(net_name)
@@ -205,7 +222,7 @@ def make_torch(net_name, X, y, like=None):
             for l, lin in enumerate(m for m in model if isinstance(m, torch.nn.Linear)):
                 lin.weight.copy_(torch.from_numpy(like[f"W{l + 1}"].T.copy()))
                 lin.bias.copy_(torch.from_numpy(like[f"b{l + 1}"]))
-    opt = torch.optim.SGD(model.parameters(), lr=ETA)
+    opt = rules.torch_rule(rule, model.parameters(), ETA)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(np.asarray(y, np.int64))
     lossf = torch.nn.CrossEntropyLoss()
 
@@ -219,9 +236,10 @@ def make_torch(net_name, X, y, like=None):
     return step, model
 
 
-def make_jax(net_name, X, y, like=None):
-    """JAX as its users write it at its best: the whole step (forward, grad, SGD update) under
-    one `jax.jit`, parameters and the batch on the device, the old parameters donated.
+def make_jax(net_name, X, y, like=None, rule="sgd"):
+    """JAX as its users write it at its best: the whole step (forward, grad, the update of
+    `rule`) under one `jax.jit`, parameters, the rule's memory and the batch on the device, the
+    old ones donated.
     like: a fastmlp Network whose weights to start from."""
     import jax
     import jax.numpy as jnp
@@ -251,16 +269,18 @@ def make_jax(net_name, X, y, like=None):
         loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), y[:, None], axis=1))
         return loss + LAM * sum(jnp.sum(w * w) for w in p["W"]), loss
 
-    @jax.jit
-    def update(p, X, y):
-        (_, loss), grads = jax.value_and_grad(cost, has_aux=True)(p, X, y)
-        return jax.tree_util.tree_map(lambda a, d: a - ETA * d, p, grads), loss
+    init, apply = rules.jax_rule(rule, ETA)
 
-    update = jax.jit(update.__wrapped__, donate_argnums=0)
-    state = {"p": params}
+    def update(s, X, y):
+        p, mem = s
+        (_, loss), grads = jax.value_and_grad(cost, has_aux=True)(p, X, y)
+        return apply(p, grads, mem), loss
+
+    update = jax.jit(update, donate_argnums=0)
+    state = {"s": (params, init(params))}
 
     def step():
-        state["p"], loss = update(state["p"], Xd, yd)
+        state["s"], loss = update(state["s"], Xd, yd)
         return float(loss)
     return step, state
 
