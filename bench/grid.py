@@ -9,7 +9,7 @@ Every net has Linear -> BatchNorm -> ReLU hidden layers (Linear -> ReLU with --n
 cross-entropy, L2 (lam = 0.005) and plain SGD (`--rule`: SGD with Nesterov momentum 0.9, or Adam,
 each as PyTorch's optimiser computes it, bench/rules.py), float32, all implementations starting
 from fastmlp's weights; each one's first two steps must give fastmlp's first two losses (rel
-2e-4; the second follows from the first update) or the cell is refused.
+2e-4, abs 1e-4; the second follows from the first update) or the cell is refused.
 The peers are written as their users would at their best: NumPy textbook (bench/impls.NumpyMLP),
 JAX with the whole step under `jax.jit`, data on the device and parameters donated, PyTorch eager
 with `torch.set_num_threads` and `torch.optim`. Optional ones that are not installed are left
@@ -116,7 +116,8 @@ def build(net, N, peers, threads, bn=True, rule="sgd"):
             continue
         if name == "fastmlp":       # the second loss follows from the first step's update
             expected = (expected, losses[1])
-        if not np.allclose(losses, expected, rtol=2e-4):
+        # atol: Adam's first step can take a wide net's loss on a small batch to ~1e-5
+        if not np.allclose(losses, expected, rtol=2e-4, atol=1e-4):
             raise SystemExit(f"{name} on {net} batch {N}: first two losses {losses} but "
                              f"fastmlp's give {expected}; not timing a different computation.")
     blas, flops = products(sizes, N)
