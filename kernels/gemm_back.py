@@ -62,7 +62,8 @@ SHORT_MACS = 1 << 20
 
 @internal_kernel
 def fused_shape(N, I, O):
-    """Whether a layer of I inputs and O units at batch N can take DGRAD_SGD (gemm.fuses_back):
+    """Whether a layer of I inputs and O units at batch N can take DGRAD_SGD or DGRAD_GRAD
+    (gemm.fuses_back):
     from 3 rows, at most KP units and KP rows (each of the two products' k in one run: SGD_STEP
     cuts a longer batch into runs, whose sums this kernel's one chain would not reproduce), and
     BACK_ROWS rows or BACK_MACS multiply-adds (under SHORT_UNITS units, at most SHORT_MACS)."""

@@ -43,10 +43,11 @@ MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
 @internal_kernel
 def sgd_decay(eta, lam):
     """1 - 2 eta lam, plain SGD's weight decay (SGD_STEP's beta), with one rounding written out
-    (simd.fma).  gemm._run and gemm_back.dgrad_sgd each compute it, and their steps must agree
-    bit for bit; as `1.0 - 2.0 * eta * lam` each compiled copy was LLVM's to fuse or not
-    (both did: 27 of 400 random eta, lam where it matters, float64), as the running statistics'
-    update once fused in a fresh compile and not in the cached one (kernels/batchnorm.py)."""
+    (simd.fma).  gemm._run computes it for SGD_STEP and for DGRAD_SGD (gemm_back.dgrad_weights),
+    whose steps must agree bit for bit; as `1.0 - 2.0 * eta * lam` each compiled copy was
+    LLVM's to fuse or not (both did: 27 of 400 random eta, lam where it matters, float64), as
+    the running statistics' update once fused in a fresh compile and not in the cached one
+    (kernels/batchnorm.py)."""
     return fma(-2.0 * eta, lam, 1.0)
 
 
