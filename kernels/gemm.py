@@ -176,7 +176,8 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
         # tile is in cache: the step's streams of WT and the memory evicted the packed blocks
         # the next tiles needed.  Whole steps, Nesterov / Adam, in one process against that
         # (docs/performance.md): 784-512-256-10 at batch 32 1.09-1.21x / 1.46x, at 100
-        # 1.02-1.19x / 1.12x; 784-1000-1000-10 at 32 1.12-1.28x / 1.32x; none slower
+        # 1.02-1.19x / 1.12x; 784-1000-1000-10 at 32 1.12-1.28x / 1.32x; batch 500 level
+        # (0.96-1.02x)
         if N > 0:           # as before: no step where no row wrote a gradient
             u0, u1 = _cut((O * I + STEP_UNIT - 1) // STEP_UNIT, t, nb)
             lo, hi = u0 * STEP_UNIT, min(O * I, u1 * STEP_UNIT)
