@@ -114,8 +114,6 @@ def make_fastmlp(net_name, X, y, fused=True, rule="sgd"):
     sizes, bn = net_spec(net_name)
     net = fastmlp.Network(sizes, batch_norm=bn, dtype=X.dtype, seed=0)
     net.fused = fused
-    if rule == "sgd":
-        return (lambda: net._train_step(X, y, LAM, ETA)), net
     opt = rules.fastmlp_rule(rule)
     opt.bind(net.theta.size, net.theta.dtype)
     steps = [0]

@@ -22,10 +22,9 @@ def _known(rule):
 def fastmlp_rule(rule):
     """fastmlp's optimiser for `rule` (bind it to the network before use)."""
     from fastmlp import optim
-    _known(rule)
-    if rule == "nesterov":
-        return optim.Momentum(MU, nesterov=True)
-    return optim.Adam(B1, B2, EPS) if rule == "adam" else optim.SGD()
+    nesterov = _known(rule) == "nesterov"
+    return optim.make("momentum" if nesterov else rule, momentum=MU, nesterov=nesterov,
+                      beta1=B1, beta2=B2, eps=EPS)
 
 
 class NumpyRule:
