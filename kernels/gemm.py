@@ -229,10 +229,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     if fused:               # a run of columns of dH (in Y) and WT, in units of V
         u0, u1 = _cut((I + V - 1) // V, t, nb)
         if u1 > u0:         # dY holds dZ transposed (gemm_back.transpose_dz)
-            if task == DGRAD_SGD:
-                Df, alpha, beta = Wf, -eta, sgd_decay(eta, lam)
-            else:
-                Df, alpha, beta = dWf, 1.0, 2.0 * lam
+            Df, alpha, beta = _weights_out(task == DGRAD_SGD, Wf, dWf, lam, eta)
             call(dgrad_weights, fns[BACK], Yf, Wf, Df, dYf, Xf, N, I, O, dY.shape[1], alpha, beta,
                  task == DGRAD_SGD, u0 * V, min(I, u1 * V))
         return
@@ -261,10 +258,8 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
             j0, j1 = 0, I
         else:
             r0, r1, j0, j1 = _rect(O, I, np.int64(MR), 2 * V, t, nb)
-        Cf, Sf, Af, Bf, K, J, sk, sr, tk, tj = dWf, Wf, dYf, Xf, N, I, O, 1, I, 1
-        alpha, beta = 1.0, 2.0 * lam
-        if task == SGD_STEP:
-            Cf, alpha, beta = Wf, -eta, sgd_decay(eta, lam)
+        Sf, Af, Bf, K, J, sk, sr, tk, tj = Wf, dYf, Xf, N, I, O, 1, I, 1
+        Cf, alpha, beta = _weights_out(task == SGD_STEP, Wf, dWf, lam, eta)
     if r1 <= r0 or j1 <= j0:
         return
     # K in runs of equal length, at most KP each (a short last run would cost a whole pass of
@@ -284,6 +279,16 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, fns[PACK_A],
           fns[PACK_B])
     return
+
+
+@internal_kernel
+def _weights_out(step, Wf, dWf, lam, eta):
+    """(C, alpha, beta) of W's product C <- alpha dZ^T H + beta WT: plain SGD's step in place
+    (C = WT, -eta, 1 - 2 eta lam) or the gradient (C = dWT, 1, 2 lam).  One place for the
+    packed kernels and the fused backward (gemm_back), whose bits must be theirs."""
+    if step:
+        return Wf, -eta, sgd_decay(eta, lam)
+    return dWf, 1.0, 2.0 * lam
 
 
 @internal_kernel
