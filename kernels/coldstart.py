@@ -16,8 +16,8 @@ cost every first run a process silently.
 One limit: a kernel both processes compile (optim.update_range, under _run and under
 train_step) is saved to the cache by both at once, and Numba's index of a kernel's cached
 signatures is not written atomically across processes.  That is safe while both compile it for
-the same argument types, as now (checked: every index holds one signature, but _put's and
-_row's two, both compiled by the child alone); a change that makes them differ must keep it so.
+the same argument types, as now (checked: every index holds one signature, but _store_rows'
+two, compiled by the child alone); a change that makes them differ must keep it so.
 """
 import multiprocessing
 import os

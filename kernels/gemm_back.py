@@ -17,7 +17,7 @@ Loop order: a strip of V columns, then its rows of dH in chunks of CH (CH accumu
 every unit o in order: the chunk's input gradients are the packed kernel's chains over k = o;
 during the strip's last chunk each block of OB units then takes its step: per unit the chain
 over k = n of dZ[n, o] H[n, strip] from 0 (OB chains side by side), then the store arithmetic
-of gemm_packed._put.  So every element gets the bits the two products give apart (DGRAD, then
+of gemm_packed._store_rows.  So every element gets the bits the two products give apart (DGRAD, then
 SGD_STEP or GRAD), whichever kernel those would have taken: K = O is one run here (O <= KP),
 and so is K = N (N <= KP).
 A batch of at most CH rows is one pass, down WT's strip where it lies (O cache lines a stride
@@ -103,7 +103,7 @@ def transpose_dz(dZT, dZf, N, O, NT):
 @internal_kernel
 def dgrad_weights(dHf, Wf, Df, dZT, Hf, N, I, O, NT, alpha, beta, in_place, j0, j1):
     """Columns [j0, j1) of dH and of D (j0 a multiple of V): the input gradient from WT, then
-    D <- alpha dZ^T H + beta WT (gemm_packed._put's arithmetic), D (O, I) being WT itself
+    D <- alpha dZ^T H + beta WT (gemm_packed._store_rows' arithmetic), D (O, I) being WT itself
     (`in_place`: SGD_STEP's alpha = -eta, beta = 1 - 2 eta lam) or the gradient dWT (GRAD's
     1, 2 lam); flat views of C-contiguous dH (N, I), WT, D, H (N, I) and dZ transposed
     (transpose_dz)."""
@@ -172,8 +172,8 @@ def _strip(T, t0, ts, D, d0, ds, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, ke
                 continue
             # the block's rows of WT have served every input gradient: D's product, per unit
             # the chain over n of dZ[n, o] H[n, strip] (Hs) from 0 (gemm_packed._k6's), then
-            # _put's store from WT's old value, not yet written (a short block repeats its last
-            # unit's scalars and stores only its own)
+            # _store_rows' store from WT's old value, not yet written (a short block repeats its
+            # last unit's scalars and stores only its own)
             r0, r1 = o0 * NT, (o0 + min(1, ob - 1)) * NT
             r2, r3 = (o0 + min(2, ob - 1)) * NT, (o0 + min(3, ob - 1)) * NT
             r4, r5 = (o0 + min(4, ob - 1)) * NT, (o0 + min(5, ob - 1)) * NT
@@ -190,7 +190,7 @@ def _strip(T, t0, ts, D, d0, ds, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, ke
                 g5 = vfma(h, vsplat_at(dZT, r5 + n), g5)
                 g6 = vfma(h, vsplat_at(dZT, r6 + n), g6)
                 g7 = vfma(h, vsplat_at(dZT, r7 + n), g7)
-            # the store arithmetic of gemm_packed._put, written out (as calls, eight inlined
+            # the store arithmetic of gemm_packed._store_rows, written out (as calls, eight inlined
             # copies of one more function were a fifth of this kernel's compile)
             at, dt = t0 + o0 * ts, d0 + o0 * ds
             if keep:
@@ -217,7 +217,7 @@ def _strip(T, t0, ts, D, d0, ds, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, ke
                 if ob > 7:
                     old = vload_part(T, at + 7 * ts, w)
                     vstore_part(D, dt + 7 * ds, vfma(g7, vs, vmul(old, vb)), w)
-            else:       # beta = 0: the old weights are not read (as _put)
+            else:       # beta = 0: the old weights are not read (as _store_rows)
                 vstore_part(D, dt, vmul(g0, vs), w)
                 if ob > 1:
                     vstore_part(D, dt + ds, vmul(g1, vs), w)

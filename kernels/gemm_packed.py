@@ -52,44 +52,50 @@ def sgd_decay(eta, lam):
 
 
 @internal_kernel
-def _put(Cf, Sf, at, w, acc, va, vb, keep, first):
-    """C[at:at+w] from one vector acc: acc*alpha + beta*S (first run; keep) or acc*alpha, or
-    C + acc*alpha after the first run (small, so that LLVM inlines it).  w < V lanes are
-    loaded and stored masked, with the same arithmetic (lane by lane through a scratch vector
-    before: ~250 cycles a row, which made a 10-unit output layer's forward 3x slower per row
-    than a 16-unit one's, measured)."""
-    V = lanes(Sf)
-    if w >= V:
-        if not first:
-            vstore(Cf, at, vfma(acc, va, vload(Cf, at)))
-        elif keep:
-            vstore(Cf, at, vfma(acc, va, vmul(vload(Sf, at), vb)))
-        else:
-            vstore(Cf, at, vmul(acc, va))
-    elif w > 0:
-        if not first:
-            vstore_part(Cf, at, vfma(acc, va, vload_part(Cf, at, w)), w)
-        elif keep:
-            vstore_part(Cf, at, vfma(acc, va, vmul(vload_part(Sf, at, w), vb)), w)
-        else:
-            vstore_part(Cf, at, vmul(acc, va), w)
-
-
-@internal_kernel
-def _row(Cf, Sf, at, w, acc0, acc1, va, vb, keep, first):
-    V = lanes(Sf)
-    _put(Cf, Sf, at, min(w, V), acc0, va, vb, keep, first)
-    _put(Cf, Sf, at + V, w - V, acc1, va, vb, keep, first)
+def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
+    """nr rows of a strip of w <= 2V columns of C from their accumulators in T (row i at
+    T[2V i:2V i + 2V]), C[at + i J:at + i J + w] <- acc alpha + beta S (first run; keep) or
+    acc alpha, or acc alpha + C * 1 after the first run (C * 1 is exact: the chain S * beta
+    would give).  Lanes past w are loaded and stored masked, with the same arithmetic (lane by
+    lane through a scratch vector before: ~250 cycles a row, which made a 10-unit output
+    layer's forward 3x slower per row than a 16-unit one's, measured).
+    The one place a tile's or a short strip's values reach C (outer per tile, gemm_thin's
+    forward_rows per strip).  A call of its own: written into outer's tile loop through an
+    inlined helper, its branches had Numba count every array of the loop up and down around
+    each tile (six atomic NRT_incref/decref calls, each clobbering the vector registers)."""
+    V = lanes(T)
+    for i in range(2 * nr):             # row i // 2, vector i % 2
+        c = at + i // 2 * J + i % 2 * V
+        nl = min(V, w - i % 2 * V)      # its lanes (<= 0: none)
+        acc = vload(T, i * V)
+        if nl == V:
+            if not first:
+                vstore(Cf, c, vfma(acc, va, vload(Cf, c)))
+            elif keep:
+                vstore(Cf, c, vfma(acc, va, vmul(vload(Sf, c), vb)))
+            else:
+                vstore(Cf, c, vmul(acc, va))
+        elif nl > 0:
+            if not first:
+                vstore_part(Cf, c, vfma(acc, va, vload_part(Cf, c, nl)), nl)
+            elif keep:
+                vstore_part(Cf, c, vfma(acc, va, vmul(vload_part(Sf, c, nl), vb)), nl)
+            else:
+                vstore_part(Cf, c, vmul(acc, va), nl)
 
 
 @inlined_kernel
-def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
-    """C[r0:r0+nr, j:j+w] (nr <= 6) over the packed run P (n values of k) and the packed rows
-    Ap of A (pack.pack_a).  Fewer than 6 rows repeat the last one's scalars and store only theirs:
-    each row's lanes are the same chains as in a full block.
+def _k6(T, Ap, ao, P, po, n, w):
+    """The 12 accumulators of a tile of 6 rows of C by a strip of w <= 2V columns into T (row i
+    at T[2V i:2V i + 2V], for _store_rows), each a chain of fused multiply-adds over the packed
+    run at P[po:] (n values of k) and the packed rows of A at Ap[ao:] (pack.pack_a).  Fewer
+    than 6 rows repeat the last one's scalars: each row's lanes are the same chains as in a
+    full block.
     Inlined into outer (LLVM left it a call per tile): whole steps 1.00-1.13x (batch 16-500,
     784-50-50-10 to 3072-1024-512-10, the same bits), for ~0.9 s more compile of _run, which
-    a first run spends in its second process (kernels/coldstart.py) beside train_step's."""
+    a first run spends in its second process (kernels/coldstart.py) beside train_step's.  It
+    takes offsets, not slices, and holds no branch after its loops: either had Numba count
+    each of its arrays up and down around every tile (see _store_rows)."""
     V = lanes(P)
     a0 = vzero(P); a1 = vzero(P); b0 = vzero(P); b1 = vzero(P)  # noqa: E702
     c0 = vzero(P); c1 = vzero(P); d0 = vzero(P); d1 = vzero(P)  # noqa: E702
@@ -98,8 +104,8 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
     # half the multiply-adds, the same chain for each of its columns (a 50-column forward
     # 6-8 % faster, measured)
     for k in range(n if w <= V else 0):
-        p = vload(P, 2 * V * k)
-        d = k * MR
+        p = vload(P, po + 2 * V * k)
+        d = ao + k * MR
         a0 = vfma(p, vsplat_at(Ap, d), a0)
         b0 = vfma(p, vsplat_at(Ap, d + 1), b0)
         c0 = vfma(p, vsplat_at(Ap, d + 2), c0)
@@ -107,63 +113,18 @@ def _k6(Cf, Sf, Ap, P, r0, nr, j, w, n, J, va, vb, keep, first):
         e0 = vfma(p, vsplat_at(Ap, d + 4), e0)
         f0 = vfma(p, vsplat_at(Ap, d + 5), f0)
     for k in range(n if w > V else 0):
-        p = vload(P, 2 * V * k)
-        q = vload(P, 2 * V * k + V)
-        d = k * MR
+        p = vload(P, po + 2 * V * k)
+        q = vload(P, po + 2 * V * k + V)
+        d = ao + k * MR
         x = vsplat_at(Ap, d); a0 = vfma(p, x, a0); a1 = vfma(q, x, a1)  # noqa: E702
         x = vsplat_at(Ap, d + 1); b0 = vfma(p, x, b0); b1 = vfma(q, x, b1)  # noqa: E702
         x = vsplat_at(Ap, d + 2); c0 = vfma(p, x, c0); c1 = vfma(q, x, c1)  # noqa: E702
         x = vsplat_at(Ap, d + 3); d0 = vfma(p, x, d0); d1 = vfma(q, x, d1)  # noqa: E702
         x = vsplat_at(Ap, d + 4); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
         x = vsplat_at(Ap, d + 5); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
-    at = r0 * J + j
-    if w < 2 * V:               # the last strip of C's columns, masked
-        _row(Cf, Sf, at, w, a0, a1, va, vb, keep, first)
-        if nr > 1:
-            _row(Cf, Sf, at + J, w, b0, b1, va, vb, keep, first)
-        if nr > 2:
-            _row(Cf, Sf, at + 2 * J, w, c0, c1, va, vb, keep, first)
-        if nr > 3:
-            _row(Cf, Sf, at + 3 * J, w, d0, d1, va, vb, keep, first)
-        if nr > 4:
-            _row(Cf, Sf, at + 4 * J, w, e0, e1, va, vb, keep, first)
-        if nr > 5:
-            _row(Cf, Sf, at + 5 * J, w, f0, f1, va, vb, keep, first)
-        return
-    # whole strips: written here, not through _row (its calls cost as much as the k loop:
-    # 1.5-2x slower products, measured); the same arithmetic as _put (C * 1 is exact)
-    if first and not keep:
-        vstore(Cf, at, vmul(a0, va)); vstore(Cf, at + V, vmul(a1, va))  # noqa: E702
-        if nr > 1:
-            vstore(Cf, at + J, vmul(b0, va)); vstore(Cf, at + J + V, vmul(b1, va))  # noqa: E702
-        if nr > 2:
-            vstore(Cf, at + 2 * J, vmul(c0, va)); vstore(Cf, at + 2 * J + V, vmul(c1, va))  # noqa: E702
-        if nr > 3:
-            vstore(Cf, at + 3 * J, vmul(d0, va)); vstore(Cf, at + 3 * J + V, vmul(d1, va))  # noqa: E702
-        if nr > 4:
-            vstore(Cf, at + 4 * J, vmul(e0, va)); vstore(Cf, at + 4 * J + V, vmul(e1, va))  # noqa: E702
-        if nr > 5:
-            vstore(Cf, at + 5 * J, vmul(f0, va)); vstore(Cf, at + 5 * J + V, vmul(f1, va))  # noqa: E702
-        return
-    Src = Sf if first else Cf
-    m = vb if first else vsplat(P, 1.0)
-    vstore(Cf, at, vfma(a0, va, vmul(vload(Src, at), m)))
-    vstore(Cf, at + V, vfma(a1, va, vmul(vload(Src, at + V), m)))
-    if nr > 1:
-        vstore(Cf, at + J, vfma(b0, va, vmul(vload(Src, at + J), m)))
-        vstore(Cf, at + J + V, vfma(b1, va, vmul(vload(Src, at + J + V), m)))
-    if nr > 2:
-        vstore(Cf, at + 2 * J, vfma(c0, va, vmul(vload(Src, at + 2 * J), m)))
-        vstore(Cf, at + 2 * J + V, vfma(c1, va, vmul(vload(Src, at + 2 * J + V), m)))
-    if nr > 3:
-        vstore(Cf, at + 3 * J, vfma(d0, va, vmul(vload(Src, at + 3 * J), m)))
-        vstore(Cf, at + 3 * J + V, vfma(d1, va, vmul(vload(Src, at + 3 * J + V), m)))
-    if nr > 4:
-        vstore(Cf, at + 4 * J, vfma(e0, va, vmul(vload(Src, at + 4 * J), m)))
-        vstore(Cf, at + 4 * J + V, vfma(e1, va, vmul(vload(Src, at + 4 * J + V), m)))
-    if nr > 5:
-        vstore(Cf, at + 5 * J, vfma(f0, va, vmul(vload(Src, at + 5 * J), m)))
-        vstore(Cf, at + 5 * J + V, vfma(f1, va, vmul(vload(Src, at + 5 * J + V), m)))
+    vstore(T, 0, a0); vstore(T, V, a1); vstore(T, 2 * V, b0); vstore(T, 3 * V, b1)  # noqa: E702
+    vstore(T, 4 * V, c0); vstore(T, 5 * V, c1); vstore(T, 6 * V, d0); vstore(T, 7 * V, d1)  # noqa: E702
+    vstore(T, 8 * V, e0); vstore(T, 9 * V, e1); vstore(T, 10 * V, f0); vstore(T, 11 * V, f1)  # noqa: E702
 
 
 @inlined_kernel
@@ -184,6 +145,7 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     Q = np.empty(W * QS, Bf.dtype)           # pack.pack_b's copy of a strip's columns
+    T = np.empty(MR * W, Bf.dtype)           # a tile's accumulators (_k6, _store_rows)
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     # A part's C of BAND_AREA values or more is read and written from beyond the core's L2:
@@ -225,7 +187,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                         s = s0 + y * ds
                         r = rr + y * dr
                         j = b0 + s * W
-                        _k6(Cf, Sf, Ap[(r - m0) * nk:(r - m0 + MR) * nk],
-                            P[s * S2:(s + 1) * S2], r, min(MR, m1 - r), j, min(W, b1 - j),
-                            n, J, va, vb, keep, first)
+                        w = min(W, b1 - j)
+                        _k6(T, Ap, (r - m0) * nk, P, s * S2, n, w)
+                        _store_rows(Cf, Sf, T, r * J + j, J, min(MR, m1 - r), w, va, vb, keep,
+                                    first)
     return

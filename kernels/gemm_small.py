@@ -13,7 +13,7 @@ on 16 lanes) stays in L1 while every block of rows passes it.
 
 The same bits as the packed kernel: each element of C is one chain of fused multiply-adds over k
 in order from 0 (K is one run here, K <= gemm_packed.KP), then C <- acc alpha + beta S (or
-acc alpha), the arithmetic of _k6 and _put; a short block of rows computes its rows' own chains.
+acc alpha), the arithmetic of _store_rows; a short block of rows computes its rows' own chains.
 So which kernel a product takes may depend on its size, and results still do not.
 """
 from ._config import inlined_kernel, internal_kernel
@@ -101,8 +101,8 @@ def small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1):
 @inlined_kernel
 def _store(Cf, Sf, at, w, acc0, acc1, va, vb, keep):
     """C[at:at+w] (w <= 2V) from acc0, acc1 as _k6 stores a row in its first run (the
-    arithmetic of gemm_packed._put; inlined: _row's calls, each counting its arrays' references,
-    were a fifth of a 100 x 50 x 10 input gradient: 4.6 -> 3.7 us)."""
+    arithmetic of gemm_packed._store_rows; inlined: calls per row, each counting its arrays'
+    references, were a fifth of a 100 x 50 x 10 input gradient: 4.6 -> 3.7 us)."""
     V = lanes(Sf)
     if w >= V:
         if keep:

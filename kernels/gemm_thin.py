@@ -15,7 +15,7 @@ and stored once.
 
 The same bits as the packed kernel: each element of C is the chain _k6 computes, fused
 multiply-adds over k in order from 0, one chain per run of k (gemm_packed.KP; the runs added into C
-in order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where _put reads C:
+in order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where _store_rows reads C:
 exact); only the order in which elements are computed differs. So which kernel a product takes may
 depend on the batch, and results still do not (tests/test_gemm.py compares them).
 
@@ -41,7 +41,7 @@ reads rows in place as dot products (55 us at 1 x 1024 x 1024), which sums in an
 import numpy as np
 
 from ._config import internal_kernel
-from .gemm_packed import _row
+from .gemm_packed import _store_rows
 from .native import call
 from .pack import QS, pack_b
 from .simd import (lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore, vstore_part,
@@ -71,8 +71,8 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1):
             scale = u == 0 and not keep
             j = j0
             # 4 vectors a run: 4 chains for each load of A's scalar, written here rather than
-            # through gemm_packed._put, whose array arguments cost a reference count each call (a
-            # call per vector made this loop 10x slower, measured)
+            # through gemm_packed's stores, whose array arguments cost a reference count each
+            # call (a call per vector made this loop 10x slower, measured)
             while j + 4 * V <= j1:
                 a0 = vzero(Bf); a1 = vzero(Bf); a2 = vzero(Bf); a3 = vzero(Bf)  # noqa: E702
                 for k in range(k0, k1):
@@ -139,8 +139,5 @@ def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1, at_pack_b):
                     vstore(Acc, a, a0)
                     vstore(Acc, a + V, a1)
             # C <- acc * 1 in the first run, then acc * 1 + C, stored as the packed kernel stores
-            # a short strip (once per strip and run: _row's calls cost nothing here)
-            for r in range(r0, r1):
-                a = (r - r0) * W2
-                _row(Yf, Yf, r * J + j, w, vload(Acc, a), vload(Acc, a + V), one, one, False,
-                     u == 0)
+            # its tiles (Acc holds the rows as its scratch does; once per strip and run)
+            _store_rows(Yf, Yf, Acc, r0 * J + j, J, r1 - r0, w, one, one, False, u == 0)
