@@ -157,6 +157,14 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     # input gradient at 500-1024 rows level.  Under it (C in L2, e.g. 1000 x 1000 cut in
     # two), bands were level on one thread and 0.6x on two: the strip order stays there
     band = max(1, BAND_COLS // W) if (r1 - r0) * (j1 - j0) >= BAND_AREA else 1
+    # the part's rows in groups of at most MC, as even as whole blocks allow (100 rows: 36, 36
+    # and 28, not 48, 48 and 4): a group of one block brought each strip of B in from L3 for
+    # a single tile.  Input gradient, znver3 (AVX2), one thread: 100 x 1024 x 1024 1.19x,
+    # 60 x 1024 x 1024 1.10x, 100 x 3072 x 1024 1.08x; two: 1.05x, 1.27x; whole steps
+    # 784-1000-1000-10 at batch 64 / 100 1.07-1.17x, other wide nets level (the same bits:
+    # which group computes a tile does not change its chains)
+    groups = (r1 - r0 + MC - 1) // MC
+    mc = ((r1 - r0 + groups - 1) // groups + MR - 1) // MR * MR
     for u in range(runs):
         k0, k1 = K * u // runs, K * (u + 1) // runs
         n = k1 - k0
@@ -167,8 +175,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                 s = (j - b0) // W
                 call(pack_b, at_pack_b, P[s * S2:(s + 1) * S2], Q, Bf, k0, k1, j, min(W, b1 - j),
                      tk, tj)
-            for m0 in range(r0, r1, MC):
-                m1 = min(r1, m0 + MC)
+            for m0 in range(r0, r1, mc):
+                m1 = min(r1, m0 + mc)
                 for r in range(m0, m1, MR):
                     call(pack_a, at_pack_a, Ap[(r - m0) * nk:], Af, k0 * sk + r * sr,
                          min(MR, m1 - r), n, sk, sr, r1 - r)
