@@ -9,7 +9,7 @@ needed).  Both operands are packed first, as BLIS and OpenBLAS do:
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
 - B: strips of 2V columns, each k's 2V values contiguous and padded (`pack.pack_b`), up to
   JS strips at a time;
-- A: groups of MC rows, in blocks of 6 rows with each k's 6 scalars contiguous (`pack.pack_a`;
+- A: groups of at most MC rows (as even as whole blocks allow), in blocks of 6 rows with each k's 6 scalars contiguous (`pack.pack_a`;
   a short block repeats its last row), through register transposes of TA rows.  Read in
   place, the 6 rows' addresses made a chain of dependent adds in the loop: ~70 GFLOP/s a core
   with everything in L1, ~99 packed (znver3).
@@ -55,12 +55,12 @@ def sgd_decay(eta, lam):
 def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
     """nr rows of a strip of w <= 2V columns of C from their accumulators in T (row i at
     T[2V i:2V i + 2V]), C[at + i J:at + i J + w] <- acc alpha + beta S (first run; keep) or
-    acc alpha, or acc alpha + C * 1 after the first run (C * 1 is exact: the chain S * beta
-    would give).  Lanes past w are loaded and stored masked, with the same arithmetic (lane by
-    lane through a scratch vector before: ~250 cycles a row, which made a 10-unit output
-    layer's forward 3x slower per row than a 16-unit one's, measured).
-    The one place a tile's or a short strip's values reach C (outer per tile, gemm_thin's
-    forward_rows per strip).  A call of its own: written into outer's tile loop through an
+    acc alpha, or acc alpha + C after the first run.  A last vector of fewer than V lanes is
+    loaded and stored masked (lanes past w neither read nor written), with the same arithmetic
+    (lane by lane through a scratch vector before: ~250 cycles a row, which made a 10-unit
+    output layer's forward 3x slower per row than a 16-unit one's, measured).
+    Where the packed kernel's tiles and gemm_thin.forward_rows' strips reach C (thin, small and
+    gemm_back write the same arithmetic out in their own loops).  A call of its own: written into outer's tile loop through an
     inlined helper, its branches had Numba count every array of the loop up and down around
     each tile (six atomic NRT_incref/decref calls, each clobbering the vector registers)."""
     V = lanes(T)
@@ -149,7 +149,7 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     # A part's C of BAND_AREA values or more is read and written from beyond the core's L2:
-    # walked strip by strip down a group's 48 rows, each _k6 touched 6 new rows on as many
+    # walked strip by strip down a group's (up to) 48 rows, each _k6 touched 6 new rows on as many
     # pages, which the prefetchers do not follow; in bands of BAND_COLS columns a row block
     # runs along its rows.  Measured on 2 threads (znver4, GFLOP/s, strip order -> bands):
     # weight step 16 x 3072 x 2048 25-30 -> 40-46 on one thread, 57-74 -> 61-102 on two;

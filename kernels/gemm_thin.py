@@ -66,7 +66,7 @@ def thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1):
         for u in range(runs):
             k0, k1 = K * u // runs, K * (u + 1) // runs
             # the first run: C <- acc alpha + beta S (or acc alpha); then C <- acc alpha + C * 1,
-            # as _k6 computes it (C * 1 is exact)
+            # which is gemm_packed._store_rows' acc alpha + C (C * 1 is exact)
             S, m = (Sf, vb) if u == 0 else (Cf, one)
             scale = u == 0 and not keep
             j = j0
