@@ -17,9 +17,9 @@ Loop order: a strip of V columns, then its rows of dH in chunks of CH (CH accumu
 every unit o in order: the chunk's input gradients are the packed kernel's chains over k = o;
 during the strip's last chunk each block of OB units then takes its step: per unit the chain
 over k = n of dZ[n, o] H[n, strip] from 0 (OB chains side by side), then the store arithmetic
-of gemm_packed._store_rows.  So every element gets the bits the two products give apart (DGRAD, then
-SGD_STEP or GRAD), whichever kernel those would have taken: K = O is one run here (O <= KP),
-and so is K = N (N <= KP).
+of gemm_packed._store_rows.  So every element gets the bits the two products give apart
+(DGRAD, then SGD_STEP or GRAD), whichever kernel those would have taken: K = O is one run here
+(O <= KP), and so is K = N (N <= KP).
 A batch of at most CH rows is one pass, down WT's strip where it lies (O cache lines a stride
 of I apart).  More rows take several passes over the strip: there a block of SB strips is
 first copied row by row into P (O x SB V values, in L2), every pass and the step work on the
@@ -190,8 +190,8 @@ def _strip(T, t0, ts, D, d0, ds, dHf, dZT, NT, Hf, Hs, N, I, O, j, w, vs, vb, ke
                 g5 = vfma(h, vsplat_at(dZT, r5 + n), g5)
                 g6 = vfma(h, vsplat_at(dZT, r6 + n), g6)
                 g7 = vfma(h, vsplat_at(dZT, r7 + n), g7)
-            # the store arithmetic of gemm_packed._store_rows, written out (as calls, eight inlined
-            # copies of one more function were a fifth of this kernel's compile)
+            # the store arithmetic of gemm_packed._store_rows, written out (as calls, eight
+            # inlined copies of one more function were a fifth of this kernel's compile)
             at, dt = t0 + o0 * ts, d0 + o0 * ds
             if keep:
                 old = vload_part(T, at, w)

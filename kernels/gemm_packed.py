@@ -9,8 +9,9 @@ needed).  Both operands are packed first, as BLIS and OpenBLAS do:
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
 - B: strips of 2V columns, each k's 2V values contiguous and padded (`pack.pack_b`), up to
   JS strips at a time;
-- A: groups of at most MC rows (as even as whole blocks allow), in blocks of 6 rows with each k's 6 scalars contiguous (`pack.pack_a`;
-  a short block repeats its last row), through register transposes of TA rows.  Read in
+- A: groups of at most MC rows (as even as whole blocks allow), in blocks of 6 rows with each
+  k's 6 scalars contiguous (`pack.pack_a`; a short block repeats its last row), through
+  register transposes of TA rows.  Read in
   place, the 6 rows' addresses made a chain of dependent adds in the loop: ~70 GFLOP/s a core
   with everything in L1, ~99 packed (znver3).
 Loop order (BLIS's): for a run, for a block of strips, for a group of rows, for a strip, for a
@@ -60,9 +61,10 @@ def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
     (lane by lane through a scratch vector before: ~250 cycles a row, which made a 10-unit
     output layer's forward 3x slower per row than a 16-unit one's, measured).
     Where the packed kernel's tiles and gemm_thin.forward_rows' strips reach C (thin, small and
-    gemm_back write the same arithmetic out in their own loops).  A call of its own: written into outer's tile loop through an
-    inlined helper, its branches had Numba count every array of the loop up and down around
-    each tile (six atomic NRT_incref/decref calls, each clobbering the vector registers)."""
+    gemm_back write the same arithmetic out in their own loops).  A call of its own: written
+    into outer's tile loop through an inlined helper, its branches had Numba count every array
+    of the loop up and down around each tile (six atomic NRT_incref/decref calls, each
+    clobbering the vector registers)."""
     V = lanes(T)
     for i in range(2 * nr):             # row i // 2, vector i % 2
         c = at + i // 2 * J + i % 2 * V
@@ -149,8 +151,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     # A part's C of BAND_AREA values or more is read and written from beyond the core's L2:
-    # walked strip by strip down a group's (up to) 48 rows, each _k6 touched 6 new rows on as many
-    # pages, which the prefetchers do not follow; in bands of BAND_COLS columns a row block
+    # walked strip by strip down a group's (up to) 48 rows, each _k6 touched 6 new rows on as
+    # many pages, which the prefetchers do not follow; in bands of BAND_COLS columns a row block
     # runs along its rows.  Measured on 2 threads (znver4, GFLOP/s, strip order -> bands):
     # weight step 16 x 3072 x 2048 25-30 -> 40-46 on one thread, 57-74 -> 61-102 on two;
     # 100 x 3072 x 1024 72 -> 87 and 165 -> 175-178; 500 x 1024 x 3072 189 -> 198-203; forward and

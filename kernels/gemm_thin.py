@@ -14,10 +14,11 @@ each summed over k from B's rows as they lie (X's for the weight step, WT's for 
 and stored once.
 
 The same bits as the packed kernel: each element of C is the chain _k6 computes, fused
-multiply-adds over k in order from 0, one chain per run of k (gemm_packed.KP; the runs added into C
-in order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where _store_rows reads C:
-exact); only the order in which elements are computed differs. So which kernel a product takes may
-depend on the batch, and results still do not (tests/test_gemm.py compares them).
+multiply-adds over k in order from 0, one chain per run of k (gemm_packed.KP; the runs added
+into C in order), then C <- acc alpha + S beta, with the same arithmetic (C * 1 where
+_store_rows reads C: exact); only the order in which elements are computed differs. So which
+kernel a product takes may depend on the batch, and results still do not (tests/test_gemm.py
+compares them).
 
 Measured on 2 threads (znver4, float32, microseconds, packed -> streamed, interleaved): weight
 step 1 x 1024 x 1024 269 -> 70, 1 x 784 x 4096 515 -> 185, 4 x 1024 x 1024 223 -> 87,

@@ -20,7 +20,8 @@ QS = QK + 16    # their stride in the copy: 576 bytes in float32, far from a mul
 @internal_kernel
 def pack_b(P, Q, Bf, k0, k1, j, w, tk, tj):
     """P[(k - k0) * 2V + c] <- B(k, j + c) = Bf[k * tk + (j + c) * tj] for c < w; the lanes
-    c >= w of a short strip hold 0 or copies of column w - 1 (gemm_packed._store_rows never stores them).
+    c >= w of a short strip hold 0 or copies of column w - 1 (gemm_packed._store_rows never
+    stores them).
     Q: scratch of 2V * QS values."""
     V2 = 2 * lanes(P)
     V = V2 // 2
@@ -87,9 +88,9 @@ def pack_b(P, Q, Bf, k0, k1, j, w, tk, tj):
 @internal_kernel
 def pack_a(Ap, Af, a0, nr, n, sk, sr, avail):
     """Ap[k * MR + i] <- A(k, i) = Af[a0 + k*sk + i*sr] for the MR rows of a block (a short block
-    repeats its last row, or holds other rows' values: gemm_packed._store_rows stores only nr rows), so
-    that gemm_packed._k6 reads its 6 scalars of each k from one place. avail: rows of A that may be
-    read from a0 on."""
+    repeats its last row, or holds other rows' values: gemm_packed._store_rows stores only nr
+    rows), so that gemm_packed._k6 reads its 6 scalars of each k from one place. avail: rows of
+    A that may be read from a0 on."""
     last = nr - 1
     V = lanes(Ap)
     if sk == 1:     # rows of A are contiguous (forward, input gradient)
