@@ -5,6 +5,7 @@ per output unit; and `products`, the one parallel region that runs them.
     FORWARD  Y (N, O)  <- H (N, I) @ WT^T
     GRAD     dWT (O, I) <- dZ^T @ H + 2 lam WT
     OPT_STEP WT, its optimiser memory <- a step of any rule on dWT (element-wise, a pass of its own)
+    GRAD_STEP  GRAD, then OPT_STEP of momentum or Nesterov, folded into the product's stores
     SGD_STEP WT (O, I) <- (1 - 2 eta lam) WT - eta dZ^T @ H
     DGRAD    dH (N, I) <- dZ (N, O) @ WT
     GATHER   X <- src[rows]
@@ -59,7 +60,8 @@ from .simd import SIMD, lanes, prefetch
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
-FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD = range(9)
+(FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD,
+ GRAD_STEP) = range(10)
 STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
 
@@ -114,6 +116,13 @@ def fuses_back(N, I, O):
 
 
 @internal_kernel
+def folds_step(kind):
+    """Whether a layer's weights take optimiser `kind`'s step inside their product (GRAD_STEP)
+    rather than in an OPT_STEP after it: momentum and Nesterov, on the vector kernels."""
+    return SIMD and (kind == optim.MOMENTUM or kind == optim.NESTEROV)
+
+
+@internal_kernel
 def _rect(R, J, step_r, step_j, t, nb):
     """Part t of nb of an (R, J) output cut into blocks of step_r rows and step_j columns, on
     the grid of parts _grid gives: rows [r0, r1), columns [j0, j1)."""
@@ -148,6 +157,10 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 WT (where fuses_back): each part a run of columns of both; dY holds dZ
                 transposed (back_dz)
       DGRAD_GRAD  the same with GRAD for SGD_STEP: dWT <- dZ^T X + 2 lam WT
+      GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
+                step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
+                of one run of k), the others on their part of WT after it; dWT is scratch (the gradient, or
+                untouched); nothing for a batch of no rows
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
@@ -172,18 +185,20 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     Xf, Wf, Yf, dYf, dWf = X.reshape(-1), WT.reshape(-1), Y.reshape(-1), dY.reshape(-1), dWT.reshape(-1)
     V = lanes(Xf)
     if task == OPT_STEP:
-        # a pass of its own after GRAD, not each tile's step inside the product while the
-        # tile is in cache: the step's streams of WT and the memory evicted the packed blocks
-        # the next tiles needed.  Whole steps, Nesterov / Adam, in one process against that
-        # (docs/performance.md): 784-512-256-10 at batch 32 1.09-1.21x / 1.46x, at 100
-        # 1.02-1.19x / 1.12x; 784-1000-1000-10 at 32 1.12-1.28x / 1.32x; batch 500 level
-        # (0.96-1.02x)
+        # a pass of its own after GRAD (AdaGrad, Adam) or DGRAD_GRAD (any rule).  Against
+        # each tile's step by update_range per row of the tile, in strip order, the pass won
+        # (the step's streams evicted the packed blocks the next tiles needed; whole steps,
+        # Nesterov / Adam: 784-512-256-10 at batch 32 1.09-1.21x / 1.46x, 784-1000-1000-10 at
+        # 32 1.12-1.28x / 1.32x, docs/performance.md); momentum and Nesterov now fold in
+        # vectors and in bands, which beats the pass (GRAD_STEP, gemm_packed._store_rule)
         if N > 0:           # as before: no step where no row wrote a gradient
             u0, u1 = _cut((O * I + STEP_UNIT - 1) // STEP_UNIT, t, nb)
             lo, hi = u0 * STEP_UNIT, min(O * I, u1 * STEP_UNIT)
             if hi > lo:
                 update_range(Wf, dWf, mW, vW, lo, hi, kind, eta, hp)
         return
+    if task == GRAD_STEP and N == 0:
+        return              # as OPT_STEP: no step where no row wrote a gradient
     if task == GATHER or task == GATHER_FORWARD:
         n0, n1, k0, k1 = 0, N, 0, I
         if task == GATHER:
@@ -270,14 +285,19 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
         return
     if streamed:
         thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
-        return
     # a small input gradient or weight step reads its operands in place (gemm_small.py); not
     # the forward, whose B (WT) would be read down its columns
-    if task != FORWARD and small_product(r1 - r0, j1 - j0, K):
+    elif task != FORWARD and small_product(r1 - r0, j1 - j0, K):
         small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
-        return
-    outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, fns[PACK_A],
-          fns[PACK_B])
+    else:   # GRAD_STEP's step folded into the tiles' stores where k is one run
+        fold = task == GRAD_STEP and runs == 1
+        outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
+              fns[PACK_A], fns[PACK_B], mW, kind if fold else 0, eta, hp[optim.HP_MOMENTUM])
+        if fold or task != GRAD_STEP:
+            return
+    if task == GRAD_STEP:   # the part's rectangle of WT, row by row, after its gradient
+        for r in range(r0, r1):
+            update_range(Wf, dWf, mW, vW, r * J + j0, r * J + j1, kind, eta, hp)
     return
 
 
@@ -417,7 +437,7 @@ def input_grad(dX, dY, WT, nb):
 def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
     """dWT (O, K) <- dY (N, O)^T X (N, K) + 2 lam WT (task GRAD), then with `update` the
     optimiser's step on WT and its memory mW, vW (task OPT_STEP), as the training step takes
-    them."""
+    them: for a rule where folds_step, both in one (GRAD_STEP), and dWT is then scratch."""
     _check(X, WT, (dY, (X.shape[0], WT.shape[0])), (dWT, WT.shape))
     if update:      # the optimiser's memory: m for all but SGD, v for Adam, as update_range reads
         need = {optim.SGD: (), optim.MOMENTUM: (mW,), optim.NESTEROV: (mW,), optim.ADAGRAD: (mW,),
@@ -427,6 +447,10 @@ def weight_grad(dWT, X, dY, WT, lam, eta, update, nb, mW, vW, kind, hp):
                              f"({HP_SIZE},) float64; got kind {kind}, hp {np.shape(hp)} "
                              f"{np.asarray(hp).dtype}")
         _check(X, WT, *((m, (WT.size,)) for m in need))   # flat, as WT's slice of the state
+    if update and folds_step.py_func(kind):     # (compiled, it has no Python wrapper)
+        _products(GRAD_STEP, _none(X), X, WT, dY, dWT, float(lam), float(eta), mW, vW, kind, hp,
+                  nb, X, _NO_ROWS)
+        return
     _products(GRAD, _none(X), X, WT, dY, dWT, float(lam), float(eta), mW, vW, kind, hp, nb, X,
               _NO_ROWS)
     if update:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel
 from .native import call
+from .optim import NESTEROV
 from .pack import MR, QS, pack_a, pack_b
 from .simd import (fma, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
                    vstore_part, vzero)
@@ -86,6 +87,43 @@ def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
                 vstore_part(Cf, c, vmul(acc, va), nl)
 
 
+@internal_kernel
+def _store_rule(Sf, T, at, J, nr, w, va, vb, Mf, ve, vmu, nesterov):
+    """_store_rows' rows for a weight gradient (C = dWT, S = WT, one run of k) whose optimiser
+    step, momentum or Nesterov, is folded in (gemm.py's GRAD_STEP): each vector's gradient
+    g = acc alpha + beta S is not stored; instead
+    buf = mu m + g goes to Mf (m) and WT takes its step, WT - eta buf or, Nesterov,
+    WT - eta (g + mu buf), each multiply-add rounded once: the bits optim.update_range gives
+    after the gradient.  ve = -eta, vmu = mu, splat.  WT and m are read and written once, and
+    dWT not at all: the gradient then the step apart moved WT three times, dWT twice and m
+    twice (weight gradient and step of 1000 x 1000 at batch 16 / 100 / 500 1.6 / 1.3 / 1.15x,
+    2 threads, znver3).  One run only: a branch between the first run's g and a later one's
+    made it 12 % slower (1000 x 1000 at batch 16, 784 x 512 at 16)."""
+    V = lanes(T)
+    for i in range(2 * nr):             # row i // 2, vector i % 2
+        c = at + i // 2 * J + i % 2 * V
+        nl = min(V, w - i % 2 * V)      # its lanes (<= 0: none)
+        acc = vload(T, i * V)
+        if nl == V:     # whole vectors unmasked, as in _store_rows
+            wv = vload(Sf, c)
+            g = vfma(acc, va, vmul(wv, vb))
+            buf = vfma(vmu, vload(Mf, c), g)
+            vstore(Mf, c, buf)
+            if nesterov:
+                vstore(Sf, c, vfma(ve, vfma(vmu, buf, g), wv))
+            else:
+                vstore(Sf, c, vfma(ve, buf, wv))
+        elif nl > 0:
+            wv = vload_part(Sf, c, nl)
+            g = vfma(acc, va, vmul(wv, vb))
+            buf = vfma(vmu, vload_part(Mf, c, nl), g)
+            vstore_part(Mf, c, buf, nl)
+            if nesterov:
+                vstore_part(Sf, c, vfma(ve, vfma(vmu, buf, g), wv), nl)
+            else:
+                vstore_part(Sf, c, vfma(ve, buf, wv), nl)
+
+
 @inlined_kernel
 def _k6(T, Ap, ao, P, po, n, w):
     """The 12 accumulators of a tile of 6 rows of C by a strip of w <= 2V columns into T (row i
@@ -131,9 +169,11 @@ def _k6(T, Ap, ao, P, po, n, w):
 
 @inlined_kernel
 def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1, at_pack_a,
-          at_pack_b):
+          at_pack_b, Mf, rule, eta, mu):
     """C[r0:r1, j0:j1] of C (R, J) <- alpha A B + beta S; A(k, r) = Af[k*sk + r*sr],
-    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.
+    B(k, c) = Bf[k*tk + c*tj]; j0 a multiple of 2V, j1 one too or J.  With rule (optim's
+    MOMENTUM or NESTEROV; 0: none) and one run of k, C is not stored but folded into S's step
+    (and its memory Mf's) with learning rate eta and momentum mu (_store_rule).
     Inlined by Numba into gemm._run, its one caller: built as a function of its own it was compiled
     and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.5-14.9 s with
     forward_dots inlined likewise, six interleaved pairs; inlining _k6 and the packs as well
@@ -150,6 +190,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     T = np.empty(MR * W, Bf.dtype)           # a tile's accumulators (_k6, _store_rows)
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
+    ve, vmu = vsplat(Bf, -eta), vsplat(Bf, mu)
+    nesterov = rule == NESTEROV
     # A part's C of BAND_AREA values or more is read and written from beyond the core's L2:
     # walked strip by strip down a group's (up to) 48 rows, each _k6 touched 6 new rows on as
     # many pages, which the prefetchers do not follow; in bands of BAND_COLS columns a row block
@@ -158,7 +200,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     # 100 x 3072 x 1024 72 -> 87 and 165 -> 175-178; 500 x 1024 x 3072 189 -> 198-203; forward and
     # input gradient at 500-1024 rows level.  Under it (C in L2, e.g. 1000 x 1000 cut in
     # two), bands were level on one thread and 0.6x on two: the strip order stays there
-    band = max(1, BAND_COLS // W) if (r1 - r0) * (j1 - j0) >= BAND_AREA else 1
+    # With a rule folded in, each tile's store reads and writes S and M as well, from beyond
+    # the caches at wide layers: there bands at any size (1000 x 1000 at batch 16, 2 threads,
+    # znver3: the fold's gain 1.04x in strip order, 1.6x in bands; at 100 1.0 -> 1.3x)
+    band = max(1, BAND_COLS // W) if (r1 - r0) * (j1 - j0) >= BAND_AREA or rule != 0 else 1
     # the part's rows in groups of at most MC, as even as whole blocks allow (100 rows: 36, 36
     # and 28, not 48, 48 and 4): a group of one block brought each strip of B in from L3 for
     # a single tile.  Input gradient, znver3 (AVX2), one thread: 100 x 1024 x 1024 1.19x,
@@ -199,6 +244,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                         j = b0 + s * W
                         w = min(W, b1 - j)
                         _k6(T, Ap, (r - m0) * nk, P, s * S2, n, w)
-                        _store_rows(Cf, Sf, T, r * J + j, J, min(MR, m1 - r), w, va, vb, keep,
-                                    first)
+                        if rule == 0:
+                            _store_rows(Cf, Sf, T, r * J + j, J, min(MR, m1 - r), w, va, vb,
+                                        keep, first)
+                        else:
+                            _store_rule(Sf, T, r * J + j, J, min(MR, m1 - r), w, va, vb, Mf,
+                                        ve, vmu, nesterov)
     return

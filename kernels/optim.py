@@ -17,12 +17,21 @@ import math
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel, serial_kernel
+from ._config import inlined_kernel, parallel_kernel, serial_kernel
+from .simd import SIMD, fma
 
 SGD, MOMENTUM, NESTEROV, ADAGRAD, ADAM = 0, 1, 2, 3, 4
 HP_MOMENTUM, HP_BETA1, HP_BETA2, HP_EPS, HP_T = 0, 1, 2, 3, 4
 HP_SIZE = 5
 BLOCK = 4096
+
+
+@inlined_kernel
+def _madd(x, y, z):
+    """x * y + z rounded once where the products fold the momentum step (simd.SIMD, FMA in
+    hardware: gemm_packed._store_rule), else as LLVM compiles it (a CPU without FMA would
+    call a library routine per element)."""
+    return fma(x, y, z) if SIMD else x * y + z
 
 
 @serial_kernel
@@ -48,18 +57,20 @@ def update_range(theta, dtheta, m, v, lo, hi, kind, eta, hp):
     mm = m[lo:hi]
     if kind == MOMENTUM or kind == NESTEROV:
         # torch: buf = g on the first step, then buf = mu * buf + g; with buf starting at 0
-        # the first step gives mu * 0 + g = g exactly
-        mu = f(hp[HP_MOMENTUM])
+        # the first step gives mu * 0 + g = g exactly.  Each multiply-add rounded once, written
+        # out (_madd): gemm_packed._store_rule takes this step inside the weights' product
+        # and must give the same bits, which LLVM's choice to fuse or not would not promise
+        mu, ne = f(hp[HP_MOMENTUM]), -e
         if kind == NESTEROV:
             for p in range(n):
-                buf = mu * mm[p] + g[p]
+                buf = _madd(mu, mm[p], g[p])
                 mm[p] = buf
-                th[p] -= e * (g[p] + mu * buf)
+                th[p] = _madd(ne, _madd(mu, buf, g[p]), th[p])
         else:
             for p in range(n):
-                buf = mu * mm[p] + g[p]
+                buf = _madd(mu, mm[p], g[p])
                 mm[p] = buf
-                th[p] -= e * buf
+                th[p] = _madd(ne, buf, th[p])
     elif kind == ADAGRAD:
         eps = f(hp[HP_EPS])
         for p in range(n):

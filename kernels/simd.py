@@ -259,17 +259,18 @@ def vfma(typingctx, x, y, acc):
 
 @intrinsic
 def fma(typingctx, x, y, z):
-    """x * y + z for float64 scalars, rounded once (llvm.fma.f64): where a multiply and an add
-    must not be left to LLVM to fuse or not (kernels/batchnorm.py's running statistics)."""
-    if not all(isinstance(a, types.Float) and a.bitwidth == 64 for a in (x, y, z)):
+    """x * y + z for scalars of one float type, rounded once (llvm.fma): where a multiply and an
+    add must not be left to LLVM to fuse or not (kernels/batchnorm.py's running statistics,
+    kernels/optim.py's momentum, whose bits gemm_packed's folded step must reproduce)."""
+    if not (isinstance(x, types.Float) and x.bitwidth in (32, 64) and x == y == z):
         return None
 
     def codegen(context, builder, sig, args):
-        f64 = ir.DoubleType()
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
-                                            "llvm.fma.f64")
+        t = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t] * 3),
+                                            f"llvm.fma.f{x.bitwidth}")
         return builder.call(fn, list(args))
-    return types.float64(x, y, z), codegen
+    return x(x, y, z), codegen
 
 
 @intrinsic

@@ -20,7 +20,7 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   whole on the calling thread (the same code). Every element of a product is the same bits
   whatever the cut, so results do not depend on the number of threads. Plain SGD folds into each
   layer's weight product (gemm's SGD_STEP), after the layer's input gradient has read the old
-  weights.  The products are called through their addresses (`fns`, the last argument:
+  weights, and so do momentum and Nesterov on the vector kernels (GRAD_STEP).  The products are called through their addresses (`fns`, the last argument:
   gemm.native_products(dtype)), so their code is compiled once and not again inside this step
   (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
@@ -33,8 +33,8 @@ import numpy as np
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
-                   GATHER_FORWARD, GRAD, OPT_STEP, SGD_STEP, PRODUCTS, TAG, back_dz, fuses_back,
-                   gathers_rows, products)
+                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, PRODUCTS, TAG, back_dz,
+                   folds_step, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -232,6 +232,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         sgd = update and kind == optim.SGD
         off = layout[l, 2]
         mW, vW = m[off:off + I * O], v[off:off + I * O]
+        folded = False
         if l > 0 and update and fuses_back(N, I, O):
             # a few rows, or a small layer: dH and W's product in one pass over W
             # (gemm_back.py): plain SGD's step, or the gradient for the other rules
@@ -240,15 +241,17 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             call(products, fns[PRODUCTS], task + 0 * N, dH, h_in, WT, back_dz(dZ), dWT, lam64,
                  eta64, none, none, kind, hp, nb, src, rows, fns)
         else:
+            folded = update and folds_step(kind)
             if l > 0:       # dH of the layer below, from W before its step
                 dH = _view(ws, wsl[l - 1, 4], N, I)
                 call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
                      none, none, N * 0, hp, nb, src, rows, fns)
-            # plain SGD folded into W's product (its gradient is never stored)
-            task = SGD_STEP if sgd else GRAD
+            # plain SGD folded into W's product (its gradient is never stored), and momentum
+            # or Nesterov where gemm.folds_step (its gradient neither)
+            task = SGD_STEP if sgd else (GRAD_STEP if folded else GRAD)
             call(products, fns[PRODUCTS], task + 0 * N, none2, h_in, WT, dZ, dWT, lam64, eta64,
-                 none, none, kind, hp, nb, src, rows, fns)
-        if update and not sgd:
+                 mW, vW, kind, hp, nb, src, rows, fns)
+        if update and not sgd and not folded:
             # any other rule: a pass over W of its own after the gradient (gemm._run, OPT_STEP:
             # why)
             call(products, fns[PRODUCTS], OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,

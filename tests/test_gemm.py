@@ -81,11 +81,14 @@ def rand(rng, shape, dtype):
 
 @pytest.mark.parametrize("kind", [optim.MOMENTUM, optim.NESTEROV, optim.ADAGRAD, optim.ADAM])
 @pytest.mark.parametrize("shape", [(100, 784, 50), (1100, 40, 13), (20, 515, 257),
-                                   (7, 1100, 1000), (3, 1100, 1000)])
+                                   (7, 1100, 1000), (3, 1100, 1000), (100, 50, 13)])
 def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, shape):
-    """With `update`, each tile of the weight gradient takes its optimiser step as soon as it is
-    final (gemm_packed.outer): the same bits as the whole gradient followed by
-    optim.update_range, for every thread cut, with one run of k or two (batch 1100 > KP)."""
+    """With `update`, momentum and Nesterov take their step inside the weights' product (task
+    GRAD_STEP: as each tile of the gradient is final in the packed kernel, gemm_packed.
+    _store_rule, or after a streamed or small part), the other rules in a pass after it: the
+    same bits as the whole gradient followed by optim.update_range, for every thread cut, with
+    one run of k or two (batch 1100 > KP), packed (in bands), streamed (3 rows) or read in
+    place (13 units); the gradient itself is left in dWT only where the step is not folded."""
     N, K, O = shape
     dtype = np.float32
     X, dY, W = rand(rng, (N, K), dtype), rand(rng, (N, O), dtype) * 0.1, rand(rng, (O, K), dtype)
@@ -98,7 +101,8 @@ def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, 
     for nb in CUTS:
         Wn, mn, vn, Gn = W.copy(), m0.copy(), v0.copy(), np.empty((O, K), dtype)
         gemm.weight_grad(Gn, X, dY, Wn, 0.01, 0.05, True, nb, mn, vn, kind, hp)
-        np.testing.assert_array_equal(Gn, G)
+        if not gemm.folds_step.py_func(kind):
+            np.testing.assert_array_equal(Gn, G)
         np.testing.assert_array_equal(Wn.reshape(-1), want_w)
         np.testing.assert_array_equal(mn, want_m)
         np.testing.assert_array_equal(vn, want_v)
