@@ -159,8 +159,8 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
       DGRAD_GRAD  the same with GRAD for SGD_STEP: dWT <- dZ^T X + 2 lam WT
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
-                of one run of k), the others on their part of WT after it; dWT is scratch (the gradient, or
-                untouched); nothing for a batch of no rows
+                of one run of k), the others on their part of WT after it; dWT is scratch
+                (the gradient, or untouched); nothing for a batch of no rows
 
     One parallel region for all of them: every `prange` kernel costs 1-2.4 s of the first
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
