@@ -20,9 +20,10 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   whole on the calling thread (the same code). Every element of a product is the same bits
   whatever the cut, so results do not depend on the number of threads. Plain SGD folds into each
   layer's weight product (gemm's SGD_STEP), after the layer's input gradient has read the old
-  weights, and so do momentum and Nesterov on the vector kernels (GRAD_STEP).  The products are called through their addresses (`fns`, the last argument:
-  gemm.native_products(dtype)), so their code is compiled once and not again inside this step
-  (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
+  weights, and so do momentum and Nesterov on the vector kernels (GRAD_STEP).  The products
+  are called through their addresses (`fns`, the last argument: gemm.native_products(dtype)),
+  so their code is compiled once and not again inside this step (kernels/native.py: a cold
+  compile of the step 15.5 -> 11 s).
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
   twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
   units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
