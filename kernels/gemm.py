@@ -283,6 +283,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     if streamed and task == FORWARD:
         forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1, fns[PACK_B])
         return
+    folded = False
     if streamed:
         thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
     # a small input gradient or weight step reads its operands in place (gemm_small.py); not
@@ -290,12 +291,10 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     elif task != FORWARD and small_product(r1 - r0, j1 - j0, K):
         small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
     else:   # GRAD_STEP's step folded into the tiles' stores where k is one run
-        fold = task == GRAD_STEP and runs == 1
+        folded = task == GRAD_STEP and runs == 1
         outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
-              fns[PACK_A], fns[PACK_B], mW, kind if fold else 0, eta, hp[optim.HP_MOMENTUM])
-        if fold or task != GRAD_STEP:
-            return
-    if task == GRAD_STEP:   # the part's rectangle of WT, row by row, after its gradient
+              fns[PACK_A], fns[PACK_B], mW, kind if folded else 0, eta, hp[optim.HP_MOMENTUM])
+    if task == GRAD_STEP and not folded:    # the part's rectangle of WT, after its gradient
         for r in range(r0, r1):
             update_range(Wf, dWf, mW, vW, r * J + j0, r * J + j1, kind, eta, hp)
     return
