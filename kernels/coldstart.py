@@ -31,7 +31,7 @@ from numba.core.compiler_lock import global_compiler_lock
 
 from . import EXPECT_SOURCES, SOURCES
 
-CHILD_SECONDS = 300     # a child compiles for ~8 s on 2 cores: far longer means it is stuck
+CHILD_SECONDS = 300     # a child compiles for 10-20 s on 2 cores: far longer means it is stuck
 
 
 def cores():

@@ -369,13 +369,19 @@ def native_products(dtype, caller=None, args=()):
         d = np.dtype(dtype)
         s = _signatures(d)
         if caller is not None:
-            # the second process takes _run (the product kernels: ~6 of the callees' ~8 s),
-            # this one products and the packs after the caller: two halves of about 8 s
+            # the second process takes _run, dgrad_weights and the packs, this one products
+            # after the caller: two halves of ~19 s each on one slow znver3 core (compile
+            # events timed in one process with an empty cache: train_step 16.6 s, products
+            # 1.1, _run 13.0, dgrad_weights 2.4, pack_b 1.2, pack_a 0.5).  With _run alone in
+            # the second process, this one took 25.8 s against its 13.9 (run side by side)
+            child = (_run, dgrad_weights, pack_b, pack_a)
+            names = ", ".join(f.__name__ for f in child)
             compile_beside(caller, args + (np.zeros(len(CALLEES) + 1, np.int64),),
-                           [(_run, s[_run])],
-                           f"import numpy\nfrom {__name__} import _run, _signatures\n"
-                           f"_run.compile(_signatures(numpy.dtype({d.name!r}))[_run])",
-                           after=[(f, s[f]) for f in CALLEES if f is not _run])
+                           [(f, s[f]) for f in child],
+                           f"import numpy\nfrom {__name__} import {names}, _signatures\n"
+                           f"s = _signatures(numpy.dtype({d.name!r}))\n"
+                           f"for f in ({names},):\n    f.compile(s[f])",
+                           after=[(f, s[f]) for f in CALLEES if f not in child])
         _NATIVE[dtype] = np.array([tag(d)] + [address(f, s[f]) for f in CALLEES], np.int64)
     return _NATIVE[dtype]
 
