@@ -15,10 +15,11 @@ needed).  Both operands are packed first, as BLIS and OpenBLAS do:
   place, the 6 rows' addresses made a chain of dependent adds in the loop: ~70 GFLOP/s a core
   with everything in L1, ~99 packed (znver3).
 Loop order (BLIS's): for a run, for a block of strips, for a group of rows, for a strip, for a
-block of 6 rows: the strip (<= 64 KB) stays in L1/L2 while the group's rows of A stream through
-it.  Against the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x
-faster on 2 threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
-0.95x (100 x 3072 x 1024's weight gradient).
+piece of at most KC values of k, for a block of 6 rows: the strip's piece (16 KB) stays in L1
+while the group's rows of A stream through it (outer, where the pieces are, says why).  Against
+the order before (A's 6 rows in L1, strips streamed from L2): products 1.1-1.7x faster on 2
+threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at 0.95x (100 x
+3072 x 1024's weight gradient).
 The last strip of C's columns and the last block of rows may be short: the strip is padded in
 P (zeros or copies of its last column) and stored with masked vector stores, the block repeats
 its last row's scalars and stores only its own.
@@ -32,13 +33,16 @@ from ._config import inlined_kernel, internal_kernel
 from .native import call
 from .optim import NESTEROV
 from .pack import MR, QS, pack_a, pack_b
-from .simd import (fma, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at, vstore,
-                   vstore_part, vzero)
+from .simd import (VECTOR_BYTES, fma, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at,
+                   vstore, vstore_part)
 
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
+# values of k per piece of a strip over a group's row blocks: 16 KB of B, in L1 (outer); 256 on
+# AVX2 (measured there), 128 on AVX-512 (not measured)
+KC = 16384 // (2 * VECTOR_BYTES)
 MC = 48     # rows of A packed per group (at most MC * KP values: 192 KB, in L2)
 
 
@@ -54,11 +58,12 @@ def sgd_decay(eta, lam):
 
 
 @internal_kernel
-def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
+def _store_rows(Cf, Sf, T, tb, at, J, nr, w, va, vb, keep, first):
     """nr rows of a strip of w <= 2V columns of C from their accumulators in T (row i at
-    T[2V i:2V i + 2V]), C[at + i J:at + i J + w] <- acc alpha + beta S (first run; keep) or
-    acc alpha, or acc alpha + C after the first run.  A last vector of fewer than V lanes is
-    loaded and stored masked (lanes past w neither read nor written), with the same arithmetic
+    T[tb + 2V i:tb + 2V i + 2V]), C[at + i J:at + i J + w] <- acc alpha + beta S (first run;
+    keep) or acc alpha, or acc alpha + C after the first run.  A last vector of fewer than V
+    lanes is loaded and stored masked (lanes past w neither read nor written), with the same
+    arithmetic
     (lane by lane through a scratch vector before: ~250 cycles a row, which made a 10-unit
     output layer's forward 3x slower per row than a 16-unit one's, measured).
     Where the packed kernel's tiles and gemm_thin.forward_rows' strips reach C (thin, small and
@@ -70,7 +75,7 @@ def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
     for i in range(2 * nr):             # row i // 2, vector i % 2
         c = at + i // 2 * J + i % 2 * V
         nl = min(V, w - i % 2 * V)      # its lanes (<= 0: none)
-        acc = vload(T, i * V)
+        acc = vload(T, tb + i * V)
         if nl == V:
             if not first:
                 vstore(Cf, c, vfma(acc, va, vload(Cf, c)))
@@ -88,7 +93,7 @@ def _store_rows(Cf, Sf, T, at, J, nr, w, va, vb, keep, first):
 
 
 @internal_kernel
-def _store_rule(Sf, T, at, J, nr, w, va, vb, Mf, ve, vmu, nesterov):
+def _store_rule(Sf, T, tb, at, J, nr, w, va, vb, Mf, ve, vmu, nesterov):
     """_store_rows' rows for a weight gradient (C = dWT, S = WT, one run of k) whose optimiser
     step, momentum or Nesterov, is folded in (gemm.py's GRAD_STEP): each vector's gradient
     g = acc alpha + beta S is not stored; instead
@@ -103,7 +108,7 @@ def _store_rule(Sf, T, at, J, nr, w, va, vb, Mf, ve, vmu, nesterov):
     for i in range(2 * nr):             # row i // 2, vector i % 2
         c = at + i // 2 * J + i % 2 * V
         nl = min(V, w - i % 2 * V)      # its lanes (<= 0: none)
-        acc = vload(T, i * V)
+        acc = vload(T, tb + i * V)
         if nl == V:     # whole vectors unmasked, as in _store_rows
             wv = vload(Sf, c)
             g = vfma(acc, va, vmul(wv, vb))
@@ -125,10 +130,11 @@ def _store_rule(Sf, T, at, J, nr, w, va, vb, Mf, ve, vmu, nesterov):
 
 
 @inlined_kernel
-def _k6(T, Ap, ao, P, po, n, w):
-    """The 12 accumulators of a tile of 6 rows of C by a strip of w <= 2V columns into T (row i
-    at T[2V i:2V i + 2V], for _store_rows), each a chain of fused multiply-adds over the packed
-    run at P[po:] (n values of k) and the packed rows of A at Ap[ao:] (pack.pack_a).  Fewer
+def _k6(T, ti, to, Ap, ao, P, po, n, w):
+    """The 12 accumulators of a tile of 6 rows of C by a strip of w <= 2V columns, from T[ti:]
+    (zeros, or a chain's part so far) into T[to:] (row i at to + 2V i, for _store_rows), each a
+    chain of fused multiply-adds over the packed run at P[po:] (n values of k) and the packed
+    rows of A at Ap[ao:] (pack.pack_a); a chain stored and loaded again is the same chain.  Fewer
     than 6 rows repeat the last one's scalars: each row's lanes are the same chains as in a
     full block.
     Inlined into outer (LLVM left it a call per tile): whole steps 1.00-1.13x (batch 16-500,
@@ -137,9 +143,12 @@ def _k6(T, Ap, ao, P, po, n, w):
     takes offsets, not slices, and holds no branch after its loops: either had Numba count
     each of its arrays up and down around every tile (see _store_rows)."""
     V = lanes(P)
-    a0 = vzero(P); a1 = vzero(P); b0 = vzero(P); b1 = vzero(P)  # noqa: E702
-    c0 = vzero(P); c1 = vzero(P); d0 = vzero(P); d1 = vzero(P)  # noqa: E702
-    e0 = vzero(P); e1 = vzero(P); f0 = vzero(P); f1 = vzero(P)  # noqa: E702
+    a0 = vload(T, ti); a1 = vload(T, ti + V)  # noqa: E702
+    b0 = vload(T, ti + 2 * V); b1 = vload(T, ti + 3 * V)  # noqa: E702
+    c0 = vload(T, ti + 4 * V); c1 = vload(T, ti + 5 * V)  # noqa: E702
+    d0 = vload(T, ti + 6 * V); d1 = vload(T, ti + 7 * V)  # noqa: E702
+    e0 = vload(T, ti + 8 * V); e1 = vload(T, ti + 9 * V)  # noqa: E702
+    f0 = vload(T, ti + 10 * V); f1 = vload(T, ti + 11 * V)  # noqa: E702
     # a strip of at most V columns (the last of a 50-unit layer's: 2 of 16) takes one vector:
     # half the multiply-adds, the same chain for each of its columns (a 50-column forward
     # 6-8 % faster, measured)
@@ -162,9 +171,12 @@ def _k6(T, Ap, ao, P, po, n, w):
         x = vsplat_at(Ap, d + 3); d0 = vfma(p, x, d0); d1 = vfma(q, x, d1)  # noqa: E702
         x = vsplat_at(Ap, d + 4); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
         x = vsplat_at(Ap, d + 5); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
-    vstore(T, 0, a0); vstore(T, V, a1); vstore(T, 2 * V, b0); vstore(T, 3 * V, b1)  # noqa: E702
-    vstore(T, 4 * V, c0); vstore(T, 5 * V, c1); vstore(T, 6 * V, d0); vstore(T, 7 * V, d1)  # noqa: E702
-    vstore(T, 8 * V, e0); vstore(T, 9 * V, e1); vstore(T, 10 * V, f0); vstore(T, 11 * V, f1)  # noqa: E702
+    vstore(T, to, a0); vstore(T, to + V, a1)  # noqa: E702
+    vstore(T, to + 2 * V, b0); vstore(T, to + 3 * V, b1)  # noqa: E702
+    vstore(T, to + 4 * V, c0); vstore(T, to + 5 * V, c1)  # noqa: E702
+    vstore(T, to + 6 * V, d0); vstore(T, to + 7 * V, d1)  # noqa: E702
+    vstore(T, to + 8 * V, e0); vstore(T, to + 9 * V, e1)  # noqa: E702
+    vstore(T, to + 10 * V, f0); vstore(T, to + 11 * V, f1)  # noqa: E702
 
 
 @inlined_kernel
@@ -187,7 +199,13 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     Q = np.empty(W * QS, Bf.dtype)           # pack.pack_b's copy of a strip's columns
-    T = np.empty(MR * W, Bf.dtype)           # a tile's accumulators (_k6, _store_rows)
+    # tiles' accumulators: one slot per row block of a group (partial chains between runs of
+    # KC values of k), then a zero slot (a chain's start) and the finished tile's (_store_rows)
+    TS = MR * W
+    T = np.empty(TS * (MC // MR + 2), Bf.dtype)
+    ZERO, OUT = TS * (MC // MR), TS * (MC // MR + 1)
+    for i in range(ZERO, OUT):  # (a loop: a slice assignment costs seconds of compile)
+        T[i] = 0
     va, vb = vsplat(Bf, alpha), vsplat(Bf, beta)
     keep = beta != 0
     ve, vmu = vsplat(Bf, -eta), vsplat(Bf, mu)
@@ -232,22 +250,43 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                 # way (x, then y), one call site of _k6: each is a copy for LLVM to compile
                 nblk = (m1 - m0 + MR - 1) // MR
                 nstr = (b1 - b0 + W - 1) // W
+                # strip order: each strip's run of k in nkc pieces of at most KC, each piece
+                # over all the group's row blocks before the next, the blocks' chains kept in
+                # T between pieces (the same chains, so the same bits), so that the piece of B
+                # (KC x 2V: 16 KB) stays in L1 beside A's (6 KC) while the
+                # blocks stream through it, as BLIS's kc; before, a whole strip of up to 1024
+                # k (64 KB) was read from L2 by every block.  Products on 2 threads, znver3,
+                # interleaved (median GFLOP/s before -> after): 100 x 784 x 512 forward 104 ->
+                # 112, weight step 89 -> 102, input gradient 105 -> 112; 1024 x 784 x 1000
+                # weight step 95 -> 105, input gradient 108 -> 115; whole SGD steps 1.03-1.14x
+                # on 784-512-256-10, 784-1000-1000-10 and 3072-1024-512-10 at batch 100 and
+                # 500, 784-1000-10 at 1024 1.07x.  Bands keep whole strips: a band's row block
+                # reads each strip once
+                nkc = (n + KC - 1) // KC if band == 1 else 1
                 for x in range(nstr if band == 1 else (nstr + band - 1) // band * nblk):
                     if band == 1:   # x a strip, y a row block
                         s0, ds, rr, dr, cnt = x, 0, m0, MR, nblk
                     else:           # x a (band, row block), y a strip of the band
                         s0, ds, rr, dr = x // nblk * band, 1, m0 + x % nblk * MR, 0
                         cnt = min(band, nstr - s0)
-                    for y in range(cnt):
-                        s = s0 + y * ds
-                        r = rr + y * dr
-                        j = b0 + s * W
-                        w = min(W, b1 - j)
-                        _k6(T, Ap, (r - m0) * nk, P, s * S2, n, w)
-                        if rule == 0:
-                            _store_rows(Cf, Sf, T, r * J + j, J, min(MR, m1 - r), w, va, vb,
-                                        keep, first)
-                        else:
-                            _store_rule(Sf, T, r * J + j, J, min(MR, m1 - r), w, va, vb, Mf,
-                                        ve, vmu, nesterov)
+                    for kc in range(nkc):
+                        # nkc runs as even as can be (784: 4 of 196, not 3 of 256 and one of 16)
+                        c0 = n * kc // nkc
+                        cn = n * (kc + 1) // nkc - c0
+                        last = kc == nkc - 1
+                        for y in range(cnt):
+                            s = s0 + y * ds
+                            r = rr + y * dr
+                            j = b0 + s * W
+                            w = min(W, b1 - j)
+                            _k6(T, ZERO if kc == 0 else y * TS, OUT if last else y * TS, Ap,
+                                (r - m0) * nk + c0 * MR, P, s * S2 + c0 * W, cn, w)
+                            if not last:
+                                continue
+                            if rule == 0:
+                                _store_rows(Cf, Sf, T, OUT, r * J + j, J, min(MR, m1 - r), w, va,
+                                            vb, keep, first)
+                            else:
+                                _store_rule(Sf, T, OUT, r * J + j, J, min(MR, m1 - r), w, va, vb,
+                                            Mf, ve, vmu, nesterov)
     return

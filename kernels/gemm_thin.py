@@ -141,4 +141,4 @@ def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1, at_pack_b):
                     vstore(Acc, a + V, a1)
             # C <- acc * 1 in the first run, then acc * 1 + C, stored as the packed kernel stores
             # its tiles (Acc holds the rows as its scratch does; once per strip and run)
-            _store_rows(Yf, Yf, Acc, r0 * J + j, J, r1 - r0, w, one, one, False, u == 0)
+            _store_rows(Yf, Yf, Acc, 0, r0 * J + j, J, r1 - r0, w, one, one, False, u == 0)
