@@ -63,9 +63,8 @@ def _store_rows(Cf, Sf, T, tb, at, J, nr, w, va, vb, keep, first):
     T[tb + 2V i:tb + 2V i + 2V]), C[at + i J:at + i J + w] <- acc alpha + beta S (first run;
     keep) or acc alpha, or acc alpha + C after the first run.  A last vector of fewer than V
     lanes is loaded and stored masked (lanes past w neither read nor written), with the same
-    arithmetic
-    (lane by lane through a scratch vector before: ~250 cycles a row, which made a 10-unit
-    output layer's forward 3x slower per row than a 16-unit one's, measured).
+    arithmetic (lane by lane through a scratch vector before: ~250 cycles a row, which made a
+    10-unit output layer's forward 3x slower per row than a 16-unit one's, measured).
     Where the packed kernel's tiles and gemm_thin.forward_rows' strips reach C (thin, small and
     gemm_back write the same arithmetic out in their own loops).  A call of its own: written
     into outer's tile loop through an inlined helper, its branches had Numba count every array
@@ -199,8 +198,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     Q = np.empty(W * QS, Bf.dtype)           # pack.pack_b's copy of a strip's columns
-    # tiles' accumulators: one slot per row block of a group (partial chains between runs of
-    # KC values of k), then a zero slot (a chain's start) and the finished tile's (_store_rows)
+    # tiles' accumulators: one slot per row block of a group (chains part-way, between pieces
+    # of k), then a zero slot (a chain's start) and the finished tile's (_store_rows)
     TS = MR * W
     T = np.empty(TS * (MC // MR + 2), Bf.dtype)
     ZERO, OUT = TS * (MC // MR), TS * (MC // MR + 1)
@@ -253,15 +252,18 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                 # strip order: each strip's run of k in nkc pieces of at most KC, each piece
                 # over all the group's row blocks before the next, the blocks' chains kept in
                 # T between pieces (the same chains, so the same bits), so that the piece of B
-                # (KC x 2V: 16 KB) stays in L1 beside A's (6 KC) while the
-                # blocks stream through it, as BLIS's kc; before, a whole strip of up to 1024
-                # k (64 KB) was read from L2 by every block.  Products on 2 threads, znver3,
-                # interleaved (median GFLOP/s before -> after): 100 x 784 x 512 forward 104 ->
-                # 112, weight step 89 -> 102, input gradient 105 -> 112; 1024 x 784 x 1000
-                # weight step 95 -> 105, input gradient 108 -> 115; whole SGD steps 1.03-1.14x
-                # on 784-512-256-10, 784-1000-1000-10 and 3072-1024-512-10 at batch 100 and
-                # 500, 784-1000-10 at 1024 1.07x.  Bands keep whole strips: a band's row block
-                # reads each strip once
+                # (KC x 2V: 16 KB) stays in L1 beside A's (6 KC) while the blocks stream
+                # through it, as BLIS's kc loop; before, each block read a whole strip of up
+                # to 1024 k (64 KB) from L2 again.  Products on 2 threads, znver3, 9 interleaved
+                # rounds (median GFLOP/s before -> after): 500 x 784 x 512 forward 111 -> 121,
+                # weight step 102 -> 116, input gradient 109 -> 117; 1024 x 784 x 1000 weight
+                # step 102 -> 114; 500 x 3072 x 1024 forward 127 -> 136 (shapes of one piece,
+                # the same loop as before, moved by up to 1.18x: this host's noise).  Whole
+                # SGD steps, two A/B runs in both orders: 784-512-256-10, 784-1000-1000-10
+                # and 3072-1024-512-10 at batch 100 and 500 0.99-1.14x (median 1.07x),
+                # 784-1000-10 at 1024 1.07x.  Bands keep whole strips: a band's row block reads
+                # each strip once.  Groups of 96 rows instead of 48 (more blocks per piece):
+                # level, not kept
                 nkc = (n + KC - 1) // KC if band == 1 else 1
                 for x in range(nstr if band == 1 else (nstr + band - 1) // band * nblk):
                     if band == 1:   # x a strip, y a row block
@@ -270,7 +272,7 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                         s0, ds, rr, dr = x // nblk * band, 1, m0 + x % nblk * MR, 0
                         cnt = min(band, nstr - s0)
                     for kc in range(nkc):
-                        # nkc runs as even as can be (784: 4 of 196, not 3 of 256 and one of 16)
+                        # pieces as even as can be (784: 4 of 196, not 3 of 256 and 1 of 16)
                         c0 = n * kc // nkc
                         cn = n * (kc + 1) // nkc - c0
                         last = kc == nkc - 1
