@@ -58,6 +58,17 @@ BACK_MACS = 1 << 23 if VECTOR_BYTES >= 64 else 0
 # 100 x 50 x 10 1.37-1.54x: there it fuses up to SHORT_MACS multiply-adds
 SHORT_UNITS = 16
 SHORT_MACS = 1 << 20
+# With 32-byte vectors, a pass below CH rows still runs its CH chains (a short chunk repeats its
+# last row), so it costs a full pass, while the two products apart shrink with the rows.
+# Measured on an AVX2 host (znver3, 2 threads, float32, N x I x O, the two products apart ->
+# fused, 13-21 interleaved rounds): 3 x 1000 x 1000 0.53x, 4 x 1000 x 1000 0.75x, 6 x 1000 x
+# 1000 0.73x, 7 x 1000 x 1000 1.12x, 8 x 1000 x 1000 1.10x; 4 x 256 x 256 0.83x, 8 x 256 x 256
+# 1.11x; 4 x 2048 x 1000 0.72x, 8 x 2048 x 1000 1.27x; 3 x 200 x 200 0.80x, 6 x 160 x 160 0.89x;
+# while a layer of up to FEW_WEIGHTS weights gains at any rows (4 x 100 x 100 1.16x, 8 x 50 x
+# 50 1.57x).  So there a wider layer fuses from CH - 1 rows only (4 x 300 x 500 was 1.07x fused
+# and now stays apart).  The AVX-512 figures above are not concerned: there a chunk's chains
+# and the step's fit the registers together.
+FEW_WEIGHTS = 1 << 14
 
 
 @internal_kernel
@@ -66,8 +77,11 @@ def fused_shape(N, I, O):
     (gemm.fuses_back):
     from 3 rows, at most KP units and KP rows (each of the two products' k in one run: SGD_STEP
     cuts a longer batch into runs, whose sums this kernel's one chain would not reproduce), and
-    BACK_ROWS rows or BACK_MACS multiply-adds (under SHORT_UNITS units, at most SHORT_MACS)."""
+    BACK_ROWS rows or BACK_MACS multiply-adds (under SHORT_UNITS units, at most SHORT_MACS;
+    with 32-byte vectors, a layer of more than FEW_WEIGHTS weights from CH - 1 rows)."""
     if O < SHORT_UNITS and N * I * O > SHORT_MACS:
+        return False
+    if VECTOR_BYTES < 64 and O >= SHORT_UNITS and N < CH - 1 and I * O > FEW_WEIGHTS:
         return False
     return 3 <= N <= KP and 1 <= O <= KP and (N <= BACK_ROWS or N * I * O <= BACK_MACS)
 
