@@ -58,16 +58,15 @@ BACK_MACS = 1 << 23 if VECTOR_BYTES >= 64 else 0
 # 100 x 50 x 10 1.37-1.54x: there it fuses up to SHORT_MACS multiply-adds
 SHORT_UNITS = 16
 SHORT_MACS = 1 << 20
-# With 32-byte vectors, a pass below CH rows still runs its CH chains (a short chunk repeats its
-# last row), so it costs a full pass, while the two products apart shrink with the rows.
-# Measured on an AVX2 host (znver3, 2 threads, float32, N x I x O, the two products apart ->
-# fused, 13-21 interleaved rounds): 3 x 1000 x 1000 0.53x, 4 x 1000 x 1000 0.75x, 6 x 1000 x
-# 1000 0.73x, 7 x 1000 x 1000 1.12x, 8 x 1000 x 1000 1.10x; 4 x 256 x 256 0.83x, 8 x 256 x 256
-# 1.11x; 4 x 2048 x 1000 0.72x, 8 x 2048 x 1000 1.27x; 3 x 200 x 200 0.80x, 6 x 160 x 160 0.89x;
-# while a layer of up to FEW_WEIGHTS weights gains at any rows (4 x 100 x 100 1.16x, 8 x 50 x
-# 50 1.57x).  So there a wider layer fuses from CH - 1 rows only (4 x 300 x 500 was 1.07x fused
-# and now stays apart).  The AVX-512 figures above are not concerned: there a chunk's chains
-# and the step's fit the registers together.
+# With 32-byte vectors, a layer of more than FEW_WEIGHTS weights takes its two products apart
+# at any rows: a pass below CH rows still runs CH chains (a short chunk repeats its last row),
+# and on a real AVX2 host (znver3, 2 threads, float32; the figures above came from an AVX-512
+# host building 32-byte vectors) whole steps lost even at CH rows.  Whole SGD steps, apart ->
+# fused, interleaved in one process, medians of 9-15 rounds: 784-1000-1000-10 at batch 3 / 4 /
+# 7 / 8 0.50 / 0.80 / 0.62-0.79 / 0.59-0.68x, 784-1024-1024-10 0.73 / 0.65 / 0.81 / 0.78x,
+# 784-768-768-10 at 3 / 4 0.75 / 0.73x, 784-512-256-10 at 3 / 4 / 7 / 8 0.91 / 0.99 / 0.92 /
+# 0.93-1.02x, 784-200-200-10 at 7 / 8 0.96x.  A layer of up to FEW_WEIGHTS weights still gains
+# at any rows (the products alone: 4 x 100 x 100 1.16x, 8 x 50 x 50 1.57x).
 FEW_WEIGHTS = 1 << 14
 
 
@@ -78,10 +77,10 @@ def fused_shape(N, I, O):
     from 3 rows, at most KP units and KP rows (each of the two products' k in one run: SGD_STEP
     cuts a longer batch into runs, whose sums this kernel's one chain would not reproduce), and
     BACK_ROWS rows or BACK_MACS multiply-adds (under SHORT_UNITS units, at most SHORT_MACS;
-    with 32-byte vectors, a layer of more than FEW_WEIGHTS weights from CH - 1 rows)."""
+    with 32-byte vectors, at most FEW_WEIGHTS weights)."""
     if O < SHORT_UNITS and N * I * O > SHORT_MACS:
         return False
-    if VECTOR_BYTES < 64 and O >= SHORT_UNITS and N < CH - 1 and I * O > FEW_WEIGHTS:
+    if VECTOR_BYTES < 64 and O >= SHORT_UNITS and I * O > FEW_WEIGHTS:
         return False
     return 3 <= N <= KP and 1 <= O <= KP and (N <= BACK_ROWS or N * I * O <= BACK_MACS)
 

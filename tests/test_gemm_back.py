@@ -90,8 +90,8 @@ def test_one_pass_gives_the_bits_of_the_input_and_weight_gradients(rng, dtype, s
 
 
 def test_the_step_fuses_a_hidden_layer_at_a_few_rows_or_a_small_one():
-    """The rule, by measurement (gemm_back.py): from 3 rows (with 32-byte vectors, from CH - 1
-    for more than FEW_WEIGHTS weights), at most KP units (one run of k), and up to BACK_ROWS
+    """The rule, by measurement (gemm_back.py): from 3 rows (with 32-byte vectors, only layers
+    of at most FEW_WEIGHTS weights), at most KP units (one run of k), and up to BACK_ROWS
     rows (64 with AVX-512's 32 registers, one pass of CH rows with 16) or BACK_MACS
     multiply-adds (the study nets' small layers at batch 100 and 500, 64-byte vectors only)."""
     fuses = gemm_back.fused_shape.py_func     # (gemm.fuses_back: this, where SIMD)
@@ -99,12 +99,13 @@ def test_the_step_fuses_a_hidden_layer_at_a_few_rows_or_a_small_one():
     assert gemm_back.BACK_ROWS == most
     # one or two rows: kernels/gemm_thin.py streams WT by rows
     assert not fuses(1, 1000, 1000) and not fuses(2, 1000, 1000)
-    assert fuses(most, 4096, gemm_packed.KP) and fuses(most, 5, 1)
-    # a wide layer from 3 rows, or with 32-byte vectors from CH - 1 (a shorter pass runs CH
-    # chains all the same); a layer of up to FEW_WEIGHTS weights from 3 rows everywhere
-    wide = 3 if VECTOR_BYTES >= 64 else gemm_back.CH - 1
-    assert fuses(wide, 1000, 1000) and fuses(wide, 129, 128) and fuses(3, 128, 128)
-    assert fuses(3, 129, 128) == (wide == 3) and not fuses(wide - 1, 1000, 1000)
+    assert fuses(most, 5, 1)
+    # a wide layer from 3 rows with 64-byte vectors, never with 32-byte ones; a layer of up to
+    # FEW_WEIGHTS weights from 3 rows everywhere
+    wide = VECTOR_BYTES >= 64
+    assert fuses(3, 1000, 1000) == wide and fuses(most, 129, 128) == wide
+    assert fuses(most, 4096, gemm_packed.KP) == wide
+    assert fuses(3, 128, 128) and fuses(most, 128, 128) and fuses(3, 50, 50)
     assert not fuses(most + 1, 1000, 1000) and not fuses(16, 10, gemm_packed.KP + 1)
     # a small layer at more rows: the study's 50 -> 50 and 50 -> 10 at batch 100 and 500
     small = VECTOR_BYTES >= 64
