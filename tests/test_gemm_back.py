@@ -177,3 +177,22 @@ def test_a_step_with_the_fused_backward_equals_the_per_kernel_path(rng, dtype, N
             for off, O in net.layout[:-1, [3, 1]]:
                 got[off:off + O] = want[off:off + O] = 0
         np.testing.assert_allclose(got, want, rtol=tol * 10, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_partial_store_writes_its_lanes_and_no_others(dtype):
+    """simd.vstore_part, which every kernel here stores through: the first w lanes from i and
+    nothing past them, for every w (without AVX-512 a whole vector takes a plain store and an
+    edge the masked one: simd.py)."""
+    from fastmlp.kernels.simd import vsplat, vstore_part
+
+    @numba.njit
+    def put(a, i, w):
+        vstore_part(a, i, vsplat(a, 7.0), w)
+    lanes = VECTOR_BYTES // np.dtype(dtype).itemsize
+    for w in range(lanes + 1):
+        a = np.zeros(3 * lanes, dtype)
+        put(a, 1, w)
+        want = np.zeros_like(a)
+        want[1:1 + w] = 7
+        np.testing.assert_array_equal(a, want, err_msg=f"w = {w}")
