@@ -122,15 +122,6 @@ def _overload(vty):
     return f"v{vty.count}f{32 if isinstance(vty.element, ir.FloatType) else 64}"
 
 
-# Without AVX-512, a masked store is VMASKMOVPS/PD, which AMD's Zen 1-3 run as microcode (~12
-# cycles a store, against 1 for a plain one; their masked loads cost what plain ones do): where a
-# kernel stores a vector for every few multiply-adds, that was most of its time (gemm_back's
-# fused pass, 8 x 1000 x 1000 on znver3, 2 threads: 1215 -> 739 us with the branch in
-# vstore_part).  So there a store of all of a vector's lanes takes the plain instruction and only
-# an edge's the masked one; the same memory either way.  AVX-512's masked stores cost what plain
-# ones do.
-
-
 def _load_below(builder, p, vty, w):
     """The vty vector at p with lanes j < w (w an int64) loaded, 0 in the others, not read."""
     zero = ir.Constant(vty, [ir.Constant(vty.element, 0.0)] * vty.count)
@@ -160,6 +151,15 @@ def vload_part(typingctx, a, i, w):
     return vt(a, i, types.int64), codegen
 
 
+# Without AVX-512, a masked store is VMASKMOVPS/PD, which AMD's Zen 1-3 run as microcode (~12
+# cycles a store, against 1 for a plain one; their masked loads cost what plain ones do): where a
+# kernel stores a vector for every few multiply-adds, that was most of its time (gemm_back's
+# fused pass, 8 x 1000 x 1000 on znver3, 2 threads: 1215 -> 739 us with the branch in
+# vstore_part).  So there a store of all of a vector's lanes takes the plain instruction and only
+# an edge's the masked one; the same memory either way.  AVX-512's masked stores cost what plain
+# ones do.
+
+
 @intrinsic
 def vstore_part(typingctx, a, i, v, w):
     """a[i:i + w] <- the first w lanes of v (w <= lanes); the elements after them untouched."""
@@ -175,7 +175,7 @@ def vstore_part(typingctx, a, i, v, w):
         if AVX512:
             masked()
             return context.get_dummy_value()
-        whole = builder.icmp_signed(">=", w, ir.Constant(w.type, vty.count))  # (above: why)
+        whole = builder.icmp_signed(">=", w, ir.Constant(w.type, vty.count))
         with builder.if_else(whole, likely=True) as (plain, edge):
             with plain:
                 builder.store(v, builder.bitcast(p, vty.as_pointer()), align=4)

@@ -9,7 +9,7 @@ import pytest
 import fastmlp
 from fastmlp import optim
 from fastmlp.kernels import gemm, gemm_back, gemm_packed
-from fastmlp.kernels.simd import SIMD, VECTOR_BYTES
+from fastmlp.kernels.simd import SIMD, VECTOR_BYTES, vsplat, vstore_part
 
 pytestmark = pytest.mark.skipif(not SIMD, reason="the register-blocked products need AVX2 and FMA "
                                 "(tests/test_blas_build.py checks the BLAS build)")
@@ -184,8 +184,6 @@ def test_a_partial_store_writes_its_lanes_and_no_others(dtype):
     """simd.vstore_part, which every kernel here stores through: the first w lanes from i and
     nothing past them, for every w (without AVX-512 a whole vector takes a plain store and an
     edge the masked one: simd.py)."""
-    from fastmlp.kernels.simd import vsplat, vstore_part
-
     @numba.njit
     def put(a, i, w):
         vstore_part(a, i, vsplat(a, 7.0), w)
