@@ -235,10 +235,14 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
         first = u == 0
         for b0 in range(j0, j1, W * JS):
             b1 = min(j1, b0 + W * JS)
-            for j in range(b0, b1, W):
-                s = (j - b0) // W
-                call(pack_b, at_pack_b, P[s * S2:(s + 1) * S2], Q, Bf, k0, k1, j, min(W, b1 - j),
-                     tk, tj)
+            if tj == 1:     # B by rows: the block's strips in one call (pack.CK: why)
+                call(pack_b, at_pack_b, P[:(b1 - b0 + W - 1) // W * S2], Q, Bf, k0, k1, b0,
+                     b1 - b0, tk, tj)
+            else:
+                for j in range(b0, b1, W):
+                    s = (j - b0) // W
+                    call(pack_b, at_pack_b, P[s * S2:(s + 1) * S2], Q, Bf, k0, k1, j,
+                         min(W, b1 - j), tk, tj)
             for m0 in range(r0, r1, mc):
                 m1 = min(r1, m0 + mc)
                 for r in range(m0, m1, MR):

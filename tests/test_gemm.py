@@ -4,12 +4,13 @@ wide layers, and shapes that leave every kind of remainder (rows, output units, 
 columns, runs of KC columns, cache blocks), in float32 and float64; the same bits for any thread
 cut and for a row wherever it stands in the batch; and a float64 gradient check of a full-width
 network, which is where the fused step uses them."""
+import numba
 import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, step
-from fastmlp.kernels.simd import SIMD
+from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, pack, step
+from fastmlp.kernels.simd import SIMD, VECTOR_BYTES
 
 import reference as ref
 
@@ -68,6 +69,30 @@ def test_the_band_shapes_cross_the_band_area():
     """(7, 1100, 1000)'s weight gradient is walked in bands whole and by strips in two parts."""
     assert 1100 * 1000 >= gemm_packed.BAND_AREA > 1100 * 1000 // 2
     assert 7 > gemm.THIN_K
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [pack.LONG_K, pack.LONG_K + 1 + pack.CK // 2])
+def test_b_by_rows_packs_a_block_of_strips_in_either_order(dtype, n):
+    """pack.pack_b with tj == 1 (the input gradient's WT, the weight gradient's X): a block of
+    whole strips and a short last one, from a run of k packed strip by strip (n <= LONG_K) or
+    CK rows at a time (n > LONG_K, its last chunk short).  Each strip's k-th 2V values are B's
+    row k0 + k from the strip's first column, zeros past the block's last column."""
+    @numba.njit
+    def pack_block(P, Q, Bf, k0, k1, j, w, tk):
+        pack.pack_b(P, Q, Bf, k0, k1, j, w, tk, 1)
+    V2 = 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+    J, k0, j, w, strips = 7 * V2 + 5, 3, V2, 5 * V2 + 3, 6   # 5 whole strips, 3 columns of a 6th
+    B = np.arange((k0 + n + 2) * J, dtype=dtype).reshape(-1, J)
+    S2 = (n + 1) * V2       # strips a run longer than this one apart, as gemm_packed lays them
+    P = np.full(strips * S2, -1, dtype)
+    pack_block(P, np.empty(V2 * pack.QS, dtype), B.reshape(-1), k0, k0 + n, j, w, J)
+    for s in range(strips):
+        cols = min(V2, w - s * V2)
+        want = np.zeros((n, V2), dtype)
+        want[:, :cols] = B[k0:k0 + n, j + s * V2:j + s * V2 + cols]
+        np.testing.assert_array_equal(P[s * S2:s * S2 + n * V2].reshape(n, V2), want,
+                                      err_msg=f"strip {s}")
 
 
 @pytest.fixture
