@@ -38,6 +38,13 @@ from .simd import (VECTOR_BYTES, fma, lanes, vfma, vload, vload_part, vmul, vspl
 
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
+# strips per block where a part's rows are one group (at most MC) and B is packed transposed
+# (the forward's WT): JS strips went through L3 (4 MB) to serve that one group; 4 (256 KB at a
+# run of 1024) stay in L2.  Forward on 2 threads, znver3, 9 interleaved rounds (GFLOP/s, JS ->
+# 4, A packed once per run): 32 x 2048 x 2048 78 -> 106, 32 x 2000 x 2000 75 -> 108, 16 x 3072
+# x 1024 75 -> 89, 16 x 784 x 4096 57 -> 64, 8 x 2048 x 2048 31 -> 40; 1024 and 1000 inputs
+# 0.95-1.06x, 512 level (8 and 16 strips: within 5 % of 4)
+JS_ONE = 4
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
 # values of k per piece of a strip over a group's row blocks: 16 KB of B, in L1 (outer); 256 on
@@ -195,7 +202,11 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     nk = (K + runs - 1) // runs  # the longest of K's runs (counted in _run)
     S2 = W * nk
     # this part's own scratch, allocated per call: microseconds against >= 1M multiply-adds
-    P = np.empty(S2 * min(JS, (j1 - j0 + W - 1) // W), Bf.dtype)
+    groups = (r1 - r0 + MC - 1) // MC      # of rows, below
+    # one group of rows: a block of B serves it alone, so a few strips at a time, packed as
+    # they are used, stay in L2 (JS_ONE); B by rows keeps JS, its pack reads whole rows
+    js = JS if groups > 1 or tj == 1 else JS_ONE
+    P = np.empty(S2 * min(js, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
     Q = np.empty(W * QS, Bf.dtype)           # pack.pack_b's copy of a strip's columns
     # tiles' accumulators: one slot per row block of a group (chains part-way, between pieces
@@ -227,14 +238,13 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     # 60 x 1024 x 1024 1.10x, 100 x 3072 x 1024 1.08x; two: 1.05x, 1.27x; whole steps
     # 784-1000-1000-10 at batch 64 / 100 1.07-1.17x, other wide nets level (the same bits:
     # which group computes a tile does not change its chains)
-    groups = (r1 - r0 + MC - 1) // MC
     mc = ((r1 - r0 + groups - 1) // groups + MR - 1) // MR * MR
     for u in range(runs):
         k0, k1 = K * u // runs, K * (u + 1) // runs
         n = k1 - k0
         first = u == 0
-        for b0 in range(j0, j1, W * JS):
-            b1 = min(j1, b0 + W * JS)
+        for b0 in range(j0, j1, W * js):
+            b1 = min(j1, b0 + W * js)
             if tj == 1:     # B by rows: the block's strips in one call (pack.CK: why)
                 call(pack_b, at_pack_b, P[:(b1 - b0 + W - 1) // W * S2], Q, Bf, k0, k1, b0,
                      b1 - b0, tk, tj)
@@ -245,9 +255,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                          min(W, b1 - j), tk, tj)
             for m0 in range(r0, r1, mc):
                 m1 = min(r1, m0 + mc)
-                for r in range(m0, m1, MR):
-                    call(pack_a, at_pack_a, Ap[(r - m0) * nk:], Af, k0 * sk + r * sr,
-                         min(MR, m1 - r), n, sk, sr, r1 - r)
+                if groups > 1 or b0 == j0:     # one group: A packed once per run
+                    for r in range(m0, m1, MR):
+                        call(pack_a, at_pack_a, Ap[(r - m0) * nk:], Af, k0 * sk + r * sr,
+                             min(MR, m1 - r), n, sk, sr, r1 - r)
                 # strip order (band 1): each strip of B, once loaded, serves every row block
                 # of the group; bands: each row block walks a band's strips.  Two loops either
                 # way (x, then y), one call site of _k6: each is a copy for LLVM to compile
