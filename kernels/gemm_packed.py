@@ -8,7 +8,7 @@ needed).  Both operands are packed first, as BLIS and OpenBLAS do:
 - K is cut into equal runs of at most KP; each run is one pass of loads and stores over C
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
 - B: strips of 2V columns, each k's 2V values contiguous and padded (`pack.pack_b`), up to
-  JS strips at a time;
+  JS strips at a time (JS_ONE where a part's rows are one group and B is packed transposed);
 - A: groups of at most MC rows (as even as whole blocks allow), in blocks of 6 rows with each
   k's 6 scalars contiguous (`pack.pack_a`; a short block repeats its last row), through
   register transposes of TA rows.  Read in
@@ -38,12 +38,12 @@ from .simd import (VECTOR_BYTES, fma, lanes, vfma, vload, vload_part, vmul, vspl
 
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
-# strips per block where a part's rows are one group (at most MC) and B is packed transposed
-# (the forward's WT): JS strips went through L3 (4 MB) to serve that one group; 4 (256 KB at a
-# run of 1024) stay in L2.  Forward on 2 threads, znver3, 9 interleaved rounds (GFLOP/s, JS ->
-# 4, A packed once per run): 32 x 2048 x 2048 78 -> 106, 32 x 2000 x 2000 75 -> 108, 16 x 3072
-# x 1024 75 -> 89, 16 x 784 x 4096 57 -> 64, 8 x 2048 x 2048 31 -> 40; 1024 and 1000 inputs
-# 0.95-1.06x, 512 level (8 and 16 strips: within 5 % of 4)
+# strips per block where a part's rows are one group (at most MC) and B is packed transposed (the
+# forward's WT): JS strips went through L3 (4 MB) to serve that one group; 4 (256 KB at a run of
+# 1024, float32 on AVX2; 512 KB with 64-byte vectors) stay in L2.  Forward on 2 threads, znver3, 9
+# interleaved rounds (GFLOP/s, JS -> 4, A packed once per run): 32 x 2048 x 2048 78 -> 106, 32 x
+# 2000 x 2000 75 -> 108, 16 x 3072 x 1024 75 -> 89, 16 x 784 x 4096 57 -> 64, 8 x 2048 x 2048 31 ->
+# 40; 1024 and 1000 inputs 0.95-1.06x, 512 level (8 and 16 strips: within 5 % of 4)
 JS_ONE = 4
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32

@@ -36,8 +36,10 @@ is packed into L1 and used there.  Forward, microseconds, packed -> forward_rows
 2048 604 -> 453 on two; 2 x 1024 x 1024 196 -> 144.  At 3 rows level, at 4-12 the packed
 kernel is faster (6 x 3072 x 1024 442 against 582 on two threads): hence 2.  Whole steps (no
 batch norm) at batch 1-2: 1.24-2.05x on 784-1024-1024-10, 784-4096-10 and 3072-2048-10,
-level on 3072-512-512-512-10.  What is left is the transposes (pack.pack_b): OpenBLAS's gemv
-reads rows in place as dot products (55 us at 1 x 1024 x 1024), which sums in another order.
+level on 3072-512-512-512-10. (Since the packed kernel packs 4 strips at a time for a part of
+one group of rows, gemm_packed.JS_ONE, the two are level at 2 rows and forward_rows is 1.15-1.2x
+faster at 1: FWD_ROWS kept.) What is left is the transposes (pack.pack_b): OpenBLAS's gemv reads
+rows in place as dot products (55 us at 1 x 1024 x 1024), which sums in another order.
 """
 import numpy as np
 
@@ -113,8 +115,8 @@ def forward_rows(Yf, Xf, Wf, I, J, runs, r0, r1, j0, j1, at_pack_b):
     as the packed kernel packs it), and each row multiplied there in turn, its accumulators
     kept in Acc between blocks.  The same chains as gemm_packed._k6 (k in order within each run, the
     runs added in order), so the same bits; what it saves is the packed strips' trip through
-    memory: the packed kernel packs a whole run of k for up to 64 strips (at batch 1 as many
-    bytes as the weights, written and read back once) for a row it multiplies once."""
+    memory: the packed kernel packs a whole run of k for up to 4 strips (gemm_packed.JS_ONE;
+    at batch 1 as many bytes as the weights, written and read back) for a row it multiplies once."""
     V = lanes(Xf)
     W2 = 2 * V
     P = np.empty(KB * W2, Xf.dtype)

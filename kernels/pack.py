@@ -15,15 +15,15 @@ MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
 TA = 8
 QK = 128        # values of k per column copied at a time where pack_b copies first
 QS = QK + 16    # their stride in the copy: 576 bytes in float32, far from a multiple of 4 KB
-# B stored by rows (tj == 1: the input gradient's WT, the weight gradient's X): a run of more
-# than LONG_K values of k is packed CK of them at a time across all the block's strips.  Strip by
-# strip, each strip read one 64-byte piece of each of the run's rows, a row apart (4-12 KB), and
-# each next strip the next piece of the same rows: from beyond L2, ~6 GB/s (a 1024 x 1024 block
-# of a 2048 x 2048 WT, one core, znver3: 620-690 us; CK = 8 rows at a time 209 us, a copy of 4
-# MB 163 us; CK 32 or 128 ~410 us, 1 370 us).  Products on 2 threads, znver3 (GFLOP/s, 9
-# interleaved rounds): input gradient 16 x 1024 x 1024 60 -> 88, 32 x 2048 x 2048 65 -> 86,
-# 64 x 1024 x 1024 113 -> 129, 100 x 1024 x 1024 126 -> 132; weight step 100 x 1024 x 1024
-# 95 -> 119, 100 x 3072 x 50 96 -> 102; at 500 rows level.  A short run (the weight gradient
+# B stored by rows (tj == 1: the input gradient's WT, the weight gradient's X): a run of more than
+# LONG_K values of k is packed CK of them at a time across the block's whole strips (a short last
+# strip after them).  Strip by strip, each strip read one 64-byte piece of each of the run's rows,
+# a row apart (4-12 KB), and each next strip the next piece of the same rows: from beyond L2, ~6
+# GB/s (a 1024 x 1024 block of a 2048 x 2048 WT, one core, znver3: 620-690 us; CK = 8 rows at a
+# time 209 us, a copy of 4 MB 163 us; CK 32 or 128 ~410 us, 1 370 us).  Products on 2 threads,
+# znver3 (GFLOP/s, 9 interleaved rounds): input gradient 16 x 1024 x 1024 60 -> 88, 32 x 2048 x
+# 2048 65 -> 86, 64 x 1024 x 1024 113 -> 129, 100 x 1024 x 1024 126 -> 132; weight step 100 x 1024
+# x 1024 95 -> 119, 100 x 3072 x 50 96 -> 102; at 500 rows level.  A short run (the weight gradient
 # of a batch of <= 64 rows, X in L2) keeps the strip order: chunks there measured 0.80-1.16x
 CK = 8
 LONG_K = 64
