@@ -47,6 +47,7 @@ JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in
 JS_ONE = 4
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
+KEEP_BAND_AREA = 1 << 16    # the same where each tile's store reads C or S (outer)
 # values of k per piece of a strip over a group's row blocks: 16 KB of B, in L1 (outer); 256 on
 # AVX2 (measured there), 128 on AVX-512 (not measured)
 KC = 16384 // (2 * VECTOR_BYTES)
@@ -231,7 +232,20 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     # With a rule folded in, each tile's store reads and writes S and M as well, from beyond
     # the caches at wide layers: there bands at any size (1000 x 1000 at batch 16, 2 threads,
     # znver3: the fold's gain 1.04x in strip order, 1.6x in bands; at 100 1.0 -> 1.3x)
-    band = max(1, BAND_COLS // W) if (r1 - r0) * (j1 - j0) >= BAND_AREA or rule != 0 else 1
+    # Where the store reads S (the SGD step's W, a gradient's 2 lam W) or C (runs after the
+    # first), each tile waits on 12 loads of 6 rows that strip order leaves uncached; bands from
+    # KEEP_BAND_AREA values (256 KB of float32, half this L2).  Weight step, znver3 (GFLOP/s,
+    # 15 interleaved rounds, strip -> bands), one thread: 500 x 784 x 512 64 -> 72, 256 x 512 x
+    # 512 66 -> 71, 500 x 1000 x 1000 64 -> 67, 500 x 256 x 256 1.04x, 100 x 784 x 100 level;
+    # two threads (three runs): 500 x 784 x 512 1.05-1.08x, 500 x 1000 x 1000 1.11x, 256 x 1024
+    # x 1024 1.11x, 100 x 3072 x 50 1.02-1.06x, parts under it (500 x 256 x 256) level.  Whole
+    # SGD steps (two runs, both orders): 784-1000-1000-10 at batch 16 / 32 / 100 / 500 1.21 /
+    # 1.13 / 1.05-1.12 / 1.02-1.05x, 3072-256-256-10 at 32 / 100 1.17 / 1.11-1.13x, others
+    # 0.98-1.06x; Adam, 784-1000-1000-10 at 100 1.14x.  Same chains, so the same bits
+    area = (r1 - r0) * (j1 - j0)
+    reads = keep or runs > 1
+    band = max(1, BAND_COLS // W) if (area >= BAND_AREA or rule != 0
+                                      or (reads and area >= KEEP_BAND_AREA)) else 1
     # the part's rows in groups of at most MC, as even as whole blocks allow (100 rows: 36, 36
     # and 28, not 48, 48 and 4): a group of one block brought each strip of B in from L3 for
     # a single tile.  Input gradient, znver3 (AVX2), one thread: 100 x 1024 x 1024 1.19x,
