@@ -102,11 +102,11 @@ def _grid(R, J, step_r, step_j, nb):
 
 
 @internal_kernel
-def gathers_rows(N, O, nb):
-    """Whether a layer of O units takes GATHER_FORWARD for a gathered batch of N rows in nb
+def gathers_rows(N, I, O, nb):
+    """Whether a layer (I, O) takes GATHER_FORWARD for a gathered batch of N rows in nb
     parts: its forward runs as dot products (gemm_dot) cut by rows alone, so each part can
     gather the rows it is about to multiply."""
-    return SIMD and dot_form(O) and _grid(N, O, np.int64(NR), np.int64(NO), nb)[1] == 1
+    return SIMD and dot_form(I, O) and _grid(N, O, np.int64(NR), np.int64(NO), nb)[1] == 1
 
 
 @internal_kernel
@@ -248,7 +248,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
             call(dgrad_weights, fns[BACK], Yf, Wf, Df, dYf, Xf, N, I, O, dY.shape[1], alpha, beta,
                  task == DGRAD_SGD, u0 * V, min(I, u1 * V))
         return
-    if (task == FORWARD or task == GATHER_FORWARD) and dot_form(O):   # narrow: gemm_dot.py
+    if (task == FORWARD or task == GATHER_FORWARD) and dot_form(I, O):  # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
         if r1 > r0 and j1 > j0:
             forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)

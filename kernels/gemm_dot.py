@@ -20,7 +20,7 @@ AVX2 took two vectors per element, and its 2 x 3 tiles made the 3072 -> 50 forwa
 packed one's, measured).  So results are the same on AVX2 and AVX-512 machines, as the packed
 kernel's are, and do not depend on the tile, part or thread that computes them.
 They differ in the last bits from the packed kernel's, so which kernel a layer's forward takes
-depends on its width alone (`dot_form`), never on the batch: a row's prediction stays the
+depends on its shape alone (`dot_form`), never on the batch: a row's prediction stays the
 same in any batch.
 """
 import numpy as np
@@ -34,15 +34,24 @@ NR, NO = 4, 6 if PAIRS else 3   # rows of X and units of WT per tile: 12 vector 
 
 
 @internal_kernel
-def dot_form(O):
-    """Whether the forward of a layer of O units runs as dot products (else packed,
-    gemm_packed.outer): below 128 units. Measured on 2 threads, znver4, float32, against the packed
-    kernel (64-byte / 32-byte vectors): O = 50, batch 100, I = 3072 1.54x / 1.48x, I = 784 1.26x /
-    1.36x; batch 500, I = 3072 1.23x / 1.18x; O = 10 1.32x / 1.35x; O = 100 1.20x / 1.28x; O = 120
-    (batch 500) 1.03x / 1.03x; with 16-lane sums, O = 128 was 0.95x and O = 256-1024 0.81-0.95x:
-    the packed kernel's copies are paid for by O multiply-adds each, the dot products' loads and
-    lane sums are not."""
-    return O < 128
+def dot_form(I, O):
+    """Whether the forward of a layer of I inputs and O units runs as dot products (else packed,
+    gemm_packed.outer): below 128 units, from 224 inputs (from 64 at 16 units or fewer).
+    Measured on 2 threads, znver4, float32, against the packed kernel (64-byte / 32-byte vectors):
+    O = 50, batch 100, I = 3072 1.54x / 1.48x, I = 784 1.26x / 1.36x; batch 500, I = 3072 1.23x /
+    1.18x; O = 10 1.32x / 1.35x; O = 100 1.20x / 1.28x; O = 120 (batch 500) 1.03x / 1.03x; with
+    16-lane sums, O = 128 was 0.95x and O = 256-1024 0.81-0.95x: the packed kernel's copies are
+    paid for by O multiply-adds each, the dot products' loads and lane sums are not.
+    Few inputs turn that round: each element's lane sum and masked last vector of k are paid
+    for by only I / 8 multiply-adds.  One thread, znver3, AVX2, batch 500 unless given, 15
+    interleaved rounds, packed against dot products: I x O = 50 x 50 1.75x (1024 rows 1.84x,
+    100 rows 1.22x, 32 1.10x, 16 0.98x), 100 x 100 1.82x, 64 x 120 1.73x, 50 x 30 1.53x, 100 rows
+    of 30 x 20 1.14x and 10 x 10 1.11x, 128 x 50 1.11-1.22x, 160 x 50 1.15x, 192 x 50 1.06x,
+    224 x 50 1.01x, 256 x 50 0.88x, 784 x 50 0.82-0.86x; at 10 units (one strip of 16 lanes,
+    10 used) 50 x 10 0.98-1.04x, 100 x 10 0.88x, 128 x 10 0.75x.  Shapes alone decide, never
+    the batch or the vector width, so a row's prediction is the same in any batch and on any
+    machine."""
+    return O < 128 and (I >= 224 or (O <= 16 and I >= 64))
 
 
 @internal_kernel

@@ -194,7 +194,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     # the batch's gather goes with the first layer's forward where that is cut by rows
     gather = rows.shape[0] == N and N > 0
     fused = gather and (train or evaluate) and gathers_rows(
-        N, layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
+        N, layout[0, 0], layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
     if gather and not fused:
         nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
         call(products, fns[PRODUCTS], GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0,

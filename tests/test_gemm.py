@@ -343,7 +343,8 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     # a layer of 128 units or more takes the packed forward (gemm_dot.dot_form): short
     # blocks of rows, a strip that starts elsewhere and a short last strip
     dot_form = gemm.dot_form.py_func    # a kernel without a Python wrapper: its source
-    assert not dot_form(129) and dot_form(9)
+    assert not dot_form(3072, 129) and dot_form(3072, 9) and dot_form(784, 50)
+    assert not dot_form(50, 50) and not dot_form(192, 100) and dot_form(100, 10)
     X, WT = rand(rng, (8, K), dtype), rand(rng, (160, K), dtype)
     full = np.empty((8, 160), dtype)
     gemm.dot_nt(full, X, WT, 1)
