@@ -13,9 +13,10 @@ per output unit; and `products`, the one parallel region that runs them.
     DGRAD_GRAD DGRAD, then GRAD, likewise (the other rules, before their OPT_STEP)
 
 Which kernel computes a product depends on its shape:
-- the forward of a layer of fewer than 128 units: dot products of rows read in place
-  (kernels/gemm_dot.py: there the packing costs more than it saves; the 3072 -> 50 forward at
-  batch 100 1.5x faster, measured);
+- the forward of a layer of fewer than 128 units and 224 inputs or more (64 or more at 16
+  units or fewer): dot products of rows read in place (kernels/gemm_dot.py: there the packing
+  costs more than it saves; the 3072 -> 50 forward at batch 100 1.5x faster, measured; with
+  fewer inputs each element's lane sum costs more, gemm_dot.dot_form);
 - a batch of a few rows: kernels/gemm_thin.py for its weight step (up to 6 rows), input
   gradient (up to 2) and forward (up to 2): there the packing and the 6-row blocks are most of
   the work, and each row of C is better streamed, or packed a block at a time, with the same
