@@ -239,9 +239,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     # 512 66 -> 71, 500 x 1000 x 1000 64 -> 67, 500 x 256 x 256 1.04x, 100 x 784 x 100 level;
     # two threads (three runs): 500 x 784 x 512 1.05-1.08x, 500 x 1000 x 1000 1.11x, 256 x 1024
     # x 1024 1.11x, 100 x 3072 x 50 1.02-1.06x, parts under it (500 x 256 x 256) level.  Whole
-    # SGD steps (batch 100 and 500 in both orders, 16 and 32 once): 784-1000-1000-10 at batch 16 / 32 / 100 / 500 1.21 /
-    # 1.13 / 1.05-1.12 / 1.02-1.05x, 3072-256-256-10 at 32 / 100 1.17 / 1.11-1.13x, others
-    # 0.98-1.06x; Adam, 784-1000-1000-10 at 100 1.14x.  Same chains, so the same bits
+    # SGD steps (batch 100 and 500 in both orders, 16 and 32 once): 784-1000-1000-10 at batch
+    # 16 / 32 / 100 / 500 1.21 / 1.13 / 1.05-1.12 / 1.02-1.05x, 3072-256-256-10 at 32 / 100
+    # 1.17 / 1.11-1.13x, others 0.98-1.06x; Adam, 784-1000-1000-10 at 100 1.14x.  Same chains,
+    # so the same bits
     area = (r1 - r0) * (j1 - j0)
     reads = keep or runs > 1
     band = max(1, BAND_COLS // W) if (area >= BAND_AREA or rule != 0
