@@ -13,11 +13,11 @@ from the sources this process imported (it refuses to start otherwise, kernels/_
 A child that fails (with its last line of errors) or is stuck is reported in a RuntimeWarning:
 the first run then takes the one-process time, and a child that always fails would otherwise
 cost every first run a process silently.
-One limit: a kernel both processes compile (optim.update_range, under _run and under
-train_step) is saved to the cache by both at once, and Numba's index of a kernel's cached
-signatures is not written atomically across processes.  That is safe while both compile it for
-the same argument types, as now (checked: every index holds one signature, but _store_rows'
-two, compiled by the child alone); a change that makes them differ must keep it so.
+One limit: Numba's index of a kernel's cached signatures is not written atomically across
+processes, so a kernel both processes compiled would be saved by both at once.  None is: a
+kernel both callers need (optim.update_range, called by _run and by train_step) is called
+through its address and compiled by one process (checked from Numba's compile events: only
+Numba's own helpers, such as np.empty's, are compiled in both); a change must keep it so.
 """
 import multiprocessing
 import os

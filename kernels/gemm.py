@@ -196,7 +196,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
             u0, u1 = _cut((O * I + STEP_UNIT - 1) // STEP_UNIT, t, nb)
             lo, hi = u0 * STEP_UNIT, min(O * I, u1 * STEP_UNIT)
             if hi > lo:
-                update_range(Wf, dWf, mW, vW, lo, hi, kind, eta, hp)
+                call(update_range, fns[UPDATE_RANGE], Wf, dWf, mW, vW, lo, hi, kind, eta, hp)
         return
     if task == GRAD_STEP and N == 0:
         return              # as OPT_STEP: no step where no row wrote a gradient
@@ -252,7 +252,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(I, O):  # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
         if r1 > r0 and j1 > j0:
-            forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1)
+            call(forward_dots, fns[DOTS], Yf, Xf, Wf, I, O, r0, r1, j0, j1)
         return
     # streamed: a batch of a few rows takes gemm_thin, a small part gemm_small, the others the
     # packed gemm_packed.outer
@@ -282,22 +282,23 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
     # C's loads and stores for little work); one count for every kernel, whose bits depend on it
     runs = (K + KP - 1) // KP
     if streamed and task == FORWARD:
-        forward_rows(Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1, fns[PACK_B])
+        call(forward_rows, fns[ROWS], Yf, Xf, Wf, I, O, runs, r0, r1, j0, j1, fns[PACK_B])
         return
     folded = False
     if streamed:
-        thin(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
+        call(thin, fns[THIN], Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
     # a small input gradient or weight step reads its operands in place (gemm_small.py); not
     # the forward, whose B (WT) would be read down its columns
     elif task != FORWARD and small_product(r1 - r0, j1 - j0, K):
-        small(Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
+        call(small, fns[SMALL], Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
     else:   # GRAD_STEP's step folded into the tiles' stores where k is one run
         folded = task == GRAD_STEP and runs == 1
         outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j1,
               fns[PACK_A], fns[PACK_B], mW, kind if folded else 0, eta, hp[optim.HP_MOMENTUM])
     if task == GRAD_STEP and not folded:    # the part's rectangle of WT, after its gradient
         for r in range(r0, r1):
-            update_range(Wf, dWf, mW, vW, r * J + j0, r * J + j1, kind, eta, hp)
+            call(update_range, fns[UPDATE_RANGE], Wf, dWf, mW, vW, r * J + j0, r * J + j1, kind,
+                 eta, hp)
     return
 
 
@@ -337,9 +338,15 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, ld, zt, lam, eta):
 # places, the packed kernel and forward_rows or per block: compiled into both, the second call
 # site of pack_b cost 0.5-1.0 s of the first run's compile), and gemm_back's fused backward
 # (compiled into _run, it made a first step's compile 8.1 -> 12-13 s; through its address
-# 9.7-10.0 -> 10.7-11.1 s, docs/performance.md)
-TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK = 0, 1, 2, 3, 4, 5
-CALLEES = (products, _run, pack_a, pack_b, dgrad_weights)   # in the table's order, after TAG
+# 9.7-10.0 -> 10.7-11.1 s, docs/performance.md).  _run's other kernels (small, thin, the dot
+# form, the forward of a few rows) and the optimisers' update_range (called by _run and by
+# train_step, so compiled in both processes before) came next: the whole compile, on one core,
+# was level (22.2-24.2 against 22.5-28.9 s), but in pieces of 0.5-1.5 s instead of inside _run's
+# 8-9 s the two processes below end closer together: a first run's compile 12.7-19.1 -> 11.3-15.0
+# s over ten interleaved pairs (medians 14.4 -> 13.3 s), the same bits, whole steps level
+TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE = range(11)
+CALLEES = (products, _run, pack_a, pack_b, dgrad_weights, small, thin, forward_dots,
+           forward_rows, update_range)   # in the table's order, after TAG
 
 
 def _signatures(dtype):
@@ -351,7 +358,12 @@ def _signatures(dtype):
             types.Array(i, 1, "C"), fns)
     return {products: args, _run: (i,) + args, pack_a: (c1, c1, i, i, i, i, i, i),
             pack_b: (c1, c1, c1, i, i, i, i, i, i),
-            dgrad_weights: (c1, c1, c1, c1, c1, i, i, i, i, f, f, types.boolean, i, i)}
+            dgrad_weights: (c1, c1, c1, c1, c1, i, i, i, i, f, f, types.boolean, i, i),
+            small: (c1, c1, c1, c1, i, i, i, i, i, f, f, i, i, i, i),
+            thin: (c1, c1, c1, c1, i, i, i, i, i, i, f, f, i, i, i, i),
+            forward_dots: (c1, c1, c1, i, i, i, i, i, i),
+            forward_rows: (c1, c1, c1, i, i, i, i, i, i, i, i),
+            update_range: (c1, c1, c1, c1, i, i, i, f, types.Array(f, 1, "C"))}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -370,12 +382,15 @@ def native_products(dtype, caller=None, args=()):
         d = np.dtype(dtype)
         s = _signatures(d)
         if caller is not None:
-            # the second process takes _run, dgrad_weights and the packs, this one products
-            # after the caller: two halves of ~19 s each on one slow znver3 core (compile
-            # events timed in one process with an empty cache: train_step 16.6 s, products
-            # 1.1, _run 13.0, dgrad_weights 2.4, pack_b 1.2, pack_a 0.5).  With _run alone in
-            # the second process, this one took 25.8 s against its 13.9 (run side by side)
-            child = (_run, dgrad_weights, pack_b, pack_a)
+            # the second process takes _run and the kernels it calls, this one products and
+            # thin after the caller: two halves that end together (compile events, znver3, an
+            # empty cache, run side by side: train_step 9.4 s, products 0.6, thin 0.6, here;
+            # _run 4.6, dgrad_weights 1.4, the packs 1.1, small 1.5, forward_rows 0.6,
+            # update_range 0.5, forward_dots 0.6, there; each process ends at 12-17 s of the
+            # run, within 0.2-1.1 s of the other).  With _run alone in the second process
+            # (its kernels in it), this one had taken 25.8 s against its 13.9
+            child = (_run, dgrad_weights, pack_b, pack_a, small, forward_rows, update_range,
+                     forward_dots)
             names = ", ".join(f.__name__ for f in child)
             compile_beside(caller, args + (np.zeros(len(CALLEES) + 1, np.int64),),
                            [(f, s[f]) for f in child],

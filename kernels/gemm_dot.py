@@ -25,7 +25,7 @@ same in any batch.
 """
 import numpy as np
 
-from ._config import inlined_kernel, internal_kernel
+from ._config import internal_kernel
 from .simd import (VECTOR_BYTES, lanes, vfma, vload, vload_dup, vload_dup_part, vload_pair,
                    vload_part, vstore, vsum, vsum_half, vzero)
 
@@ -174,12 +174,12 @@ def _put6(Yf, at, no, s0, s1, s2):
 _tile = _tile_pairs if PAIRS else _tile_one
 
 
-@inlined_kernel
+@internal_kernel
 def forward_dots(Yf, Xf, Wf, I, O, r0, r1, j0, j1):
     """Y[r0:r1, j0:j1] of Y (N, O) <- X WT^T, in tiles of NR rows by NO units: for each block of
     rows, every block of units (the block's rows of X stay in L1/L2 while WT streams past).
     With pairs, the part's units of WT are packed first (O x I values, each then used for
-    every row of the part).  Inlined into gemm._run, its one caller (see gemm_packed.outer)."""
+    every row of the part).  gemm._run calls it through its address (gemm.CALLEES: why)."""
     U = lanes(Xf) // 2
     Wp = Xf[:0]
     if PAIRS:

@@ -197,7 +197,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     and then optimised again in _run (cold compile of the step 15.0-15.6 -> 14.5-14.9 s with
     forward_dots inlined likewise, six interleaved pairs; inlining _k6 and the packs as well
     made it 18.0-18.4 s, when the products were still compiled into the step; _k6 is now
-    inlined, see there)."""
+    inlined, see there; _run's other kernels, forward_dots among them, are now called through
+    their addresses, gemm.CALLEES)."""
     V = lanes(Bf)
     W = 2 * V
     nk = (K + runs - 1) // runs  # the longest of K's runs (counted in _run)

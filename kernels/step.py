@@ -34,8 +34,8 @@ import numpy as np
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
-                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, PRODUCTS, TAG, back_dz,
-                   folds_step, fuses_back, gathers_rows, products)
+                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, PRODUCTS, TAG,
+                   UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -258,7 +258,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             call(products, fns[PRODUCTS], OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
                  eta64, mW, vW, kind, hp, nb, src, rows, fns)
         if update:
-            _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp)
+            _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp, fns)
     return loss, 0
 
 
@@ -287,19 +287,21 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
 
 
 @inlined_kernel
-def _step_rest(theta, dtheta, m, v, layout, l, kind, eta, hp):
+def _step_rest(theta, dtheta, m, v, layout, l, kind, eta, hp, fns):
     """The optimiser's step on layer l's b, gamma and beta (its W took its step in its product)."""
     O = layout[l, 1]
-    _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp)
+    _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp, fns)
     if layout[l, 4] >= 0:
-        _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp)
-        _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp)
+        _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp, fns)
+        _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp, fns)
 
 
 @internal_kernel
-def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp):
-    """The optimiser's step on theta[off:off + size]."""
-    optim.update_range(theta, dtheta, m, v, off, off + size, kind, eta, hp)
+def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp, fns):
+    """The optimiser's step on theta[off:off + size], through update_range's address: gemm._run
+    calls it too, and so it is compiled once, in the second process of a first run (gemm.CALLEES)."""
+    call(optim.update_range, fns[UPDATE_RANGE], theta, dtheta, m, v, off, off + size, kind, eta,
+         hp)
 
 
 @inlined_kernel
