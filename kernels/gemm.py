@@ -342,8 +342,8 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, ld, zt, lam, eta):
 # form, the forward of a few rows) and the optimisers' update_range (called by _run and by
 # train_step, so compiled in both processes before) came next: the whole compile, on one core,
 # was level (22.2-24.2 against 22.5-28.9 s), but in pieces of 0.5-1.5 s instead of inside _run's
-# 8-9 s the two processes below end closer together: a first run's compile 12.7-19.1 -> 11.3-15.0
-# s over ten interleaved pairs (medians 14.4 -> 13.3 s), the same bits, whole steps level
+# 8-9 s the two processes below end closer together: a first run's compile 13.9-19.2 -> 11.5-18.3
+# s over eight interleaved pairs (medians 15.7 -> 13.9 s), the same bits, whole steps level
 TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE = range(11)
 CALLEES = (products, _run, pack_a, pack_b, dgrad_weights, small, thin, forward_dots,
            forward_rows, update_range)   # in the table's order, after TAG
