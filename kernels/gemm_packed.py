@@ -45,6 +45,14 @@ JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in
 # 2000 x 2000 75 -> 108, 16 x 3072 x 1024 75 -> 89, 16 x 784 x 4096 57 -> 64, 8 x 2048 x 2048 31 ->
 # 40; 1024 and 1000 inputs 0.95-1.06x, 512 level (8 and 16 strips: within 5 % of 4)
 JS_ONE = 4
+# and where a part's rows are up to GROUPS_FEW groups (144 rows), with A packed whole (at most
+# 3 MC KP values: 576 KB in float32): with JS, each group read every strip of the block back
+# from L3.  Forward on 2 threads, znver3, 9 interleaved rounds (GFLOP/s, JS -> JS_ONE): 64 x
+# 2048 x 2048 135 -> 151, 96 x 2048 x 2048 142 -> 157, 100 x 2048 x 2048 139 -> 147, 64 x 784 x
+# 2048 134 -> 151, 64 x 3072 x 4096 125 -> 138, 64 x 1024 x 1024 1.06x, 128 x 2048 x 2048
+# 1.03x; one thread, 64 x 2048 x 2048 1.05x.  With up to 8 groups: 384 x 1024 x 1024 0.96x,
+# 300 x 784 x 1000 0.95x (A packed whole no longer in L2), so not beyond 3
+GROUPS_FEW = 3
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
 KEEP_BAND_AREA = 1 << 16    # the same where each tile's store reads C or S (outer)
@@ -207,9 +215,12 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     groups = (r1 - r0 + MC - 1) // MC      # of rows, below
     # one group of rows: a block of B serves it alone, so a few strips at a time, packed as
     # they are used, stay in L2 (JS_ONE); B by rows keeps JS, its pack reads whole rows
-    js = JS if groups > 1 or tj == 1 else JS_ONE
+    # (and so with up to GROUPS_FEW groups, A then packed whole once per run)
+    few = tj != 1 and groups <= GROUPS_FEW
+    js = JS_ONE if few else JS
+    whole = groups == 1 or few      # A packed whole, once per run
     P = np.empty(S2 * min(js, (j1 - j0 + W - 1) // W), Bf.dtype)
-    Ap = np.empty(MC * nk + V, Bf.dtype)     # V of slack: pack.pack_a
+    Ap = np.empty((groups if whole else 1) * MC * nk + V, Bf.dtype)  # V of slack: pack.pack_a
     Q = np.empty(W * QS, Bf.dtype)           # pack.pack_b's copy of a strip's columns
     # tiles' accumulators: one slot per row block of a group (chains part-way, between pieces
     # of k), then a zero slot (a chain's start) and the finished tile's (_store_rows)
@@ -271,9 +282,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                          min(W, b1 - j), tk, tj)
             for m0 in range(r0, r1, mc):
                 m1 = min(r1, m0 + mc)
-                if groups > 1 or b0 == j0:     # one group: A packed once per run
+                a0 = r0 if whole else m0        # the row at Ap's start
+                if not whole or b0 == j0:
                     for r in range(m0, m1, MR):
-                        call(pack_a, at_pack_a, Ap[(r - m0) * nk:], Af, k0 * sk + r * sr,
+                        call(pack_a, at_pack_a, Ap[(r - a0) * nk:], Af, k0 * sk + r * sr,
                              min(MR, m1 - r), n, sk, sr, r1 - r)
                 # strip order (band 1): each strip of B, once loaded, serves every row block
                 # of the group; bands: each row block walks a band's strips.  Two loops either
@@ -313,7 +325,7 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                             j = b0 + s * W
                             w = min(W, b1 - j)
                             _k6(T, ZERO if kc == 0 else y * TS, OUT if last else y * TS, Ap,
-                                (r - m0) * nk + c0 * MR, P, s * S2 + c0 * W, cn, w)
+                                (r - a0) * nk + c0 * MR, P, s * S2 + c0 * W, cn, w)
                             if not last:
                                 continue
                             if rule == 0:
