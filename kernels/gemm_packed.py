@@ -213,9 +213,9 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     S2 = W * nk
     # this part's own scratch, allocated per call: microseconds against >= 1M multiply-adds
     groups = (r1 - r0 + MC - 1) // MC      # of rows, below
-    # one group of rows: a block of B serves it alone, so a few strips at a time, packed as
-    # they are used, stay in L2 (JS_ONE); B by rows keeps JS, its pack reads whole rows
-    # (and so with up to GROUPS_FEW groups, A then packed whole once per run)
+    # one group of rows, or up to GROUPS_FEW of them with A packed whole once per run: a block
+    # of B serves them alone, so a few strips at a time, packed as they are used, stay in L2
+    # (JS_ONE); B by rows keeps JS, its pack reads whole rows
     few = tj != 1 and groups <= GROUPS_FEW
     js = JS_ONE if few else JS
     whole = groups == 1 or few      # A packed whole, once per run
