@@ -71,6 +71,26 @@ def test_each_dtype_has_its_own_products_and_packs():
     assert (gemm.native_products(np.dtype(np.float32)) == fns32).all()
 
 
+def test_each_index_of_the_table_is_its_callees_address():
+    """fns[i] is the address of CALLEES[i - 1], and each name the kernels index the table with
+    points at the callee it is named after: a wrong index calls another function with the
+    caller's arguments, a crash rather than an error (call checks only the declared types)."""
+    from fastmlp.kernels import gemm_back, gemm_dot, gemm_small, gemm_thin, optim, pack, step
+    named = {"PRODUCTS": gemm.products, "RUN": gemm._run, "PACK_A": pack.pack_a,
+             "PACK_B": pack.pack_b, "BACK": gemm_back.dgrad_weights, "SMALL": gemm_small.small,
+             "THIN": gemm_thin.thin, "DOTS": gemm_dot.forward_dots,
+             "ROWS": gemm_thin.forward_rows, "UPDATE_RANGE": optim.update_range}
+    assert gemm.TAG == 0 and len(named) == len(gemm.CALLEES)
+    for name, callee in named.items():
+        assert gemm.CALLEES[getattr(gemm, name) - 1] is callee, name
+    for name in ("PRODUCTS", "TAG", "UPDATE_RANGE"):     # the step's own copies of the names
+        assert getattr(step, name) == getattr(gemm, name)
+    for dtype in gemm.DTYPES:
+        fns, sigs = gemm.native_products(dtype), gemm._signatures(dtype)
+        for i, callee in enumerate(gemm.CALLEES, start=1):
+            assert fns[i] == address(callee, sigs[callee])
+
+
 @pytest.mark.parametrize("stale", ["tag", "dtype"])
 def test_a_step_refuses_addresses_it_was_not_compiled_for(monkeypatch, stale):
     """A train_step loaded from Numba's disk cache after the declared signatures changed (its
