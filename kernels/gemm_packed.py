@@ -8,7 +8,8 @@ needed).  Both operands are packed first, as BLIS and OpenBLAS do:
 - K is cut into equal runs of at most KP; each run is one pass of loads and stores over C
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
 - B: strips of 2V columns, each k's 2V values contiguous and padded (`pack.pack_b`), up to
-  JS strips at a time (JS_ONE where a part's rows are one group and B is packed transposed);
+  JS strips at a time (JS_ONE where a part's rows are up to GROUPS_FEW groups and B is packed
+  transposed, JS_ROWS where they are one group and B is stored by rows);
 - A: groups of at most MC rows (as even as whole blocks allow), in blocks of 6 rows with each
   k's 6 scalars contiguous (`pack.pack_a`; a short block repeats its last row), through
   register transposes of TA rows.  Read in
@@ -53,6 +54,17 @@ JS_ONE = 4
 # 1.03x; one thread, 64 x 2048 x 2048 1.05x.  With up to 8 groups: 384 x 1024 x 1024 0.96x,
 # 300 x 784 x 1000 0.95x (A packed whole no longer in L2), so not beyond 3
 GROUPS_FEW = 3
+# strips per block where a part's rows are one group and B is stored by rows (the input
+# gradient's WT, a narrow layer's weight step's X): JS strips (8 MB at a run of 1024 with 64-byte
+# vectors) were packed to L3 and read back for at most 8 row blocks; 8 strips (1 MB; 512 KB on
+# AVX2, not measured there) read 1 KB of each row of B, the pack's rows still long.  Input
+# gradient on 2 threads, znver5 (AVX-512), 7-9 interleaved rounds (GFLOP/s, JS -> 8): 8 x 2048 x
+# 2048 63 -> 76-83, 4 x 2048 x 2048 46 -> 52, 16 x 2048 x 2048 92-117 -> 97-138, 32 x 4096 x
+# 1024 103 -> 124, 48 x 3072 x 1024 189-198 -> 219-242; 1000-1024 inputs level (0.99-1.02x);
+# output layers' weight steps (100 x 2048 x 10, 500 x 512 x 10) level.  Whole SGD steps
+# (15 rounds): 784-2048-2048-10 at batch 16 / 32 1.11 / 1.09x, 3072-2048-2048-10 at 16 1.03x,
+# 784-4096-1024-10 at 32 1.02x (4 and 16 strips: within 10 % of 8)
+JS_ROWS = 8
 BAND_AREA = 1 << 20     # values of C in a part from which it is walked in bands (outer)
 BAND_COLS = 128         # columns of C per band: 512 bytes of each row in float32
 KEEP_BAND_AREA = 1 << 16    # the same where each tile's store reads C or S (outer)
@@ -215,9 +227,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     groups = (r1 - r0 + MC - 1) // MC      # of rows, below
     # one group of rows, or up to GROUPS_FEW of them with A packed whole once per run: a block
     # of B serves them alone, so a few strips at a time, packed as they are used, stay in L2
-    # (JS_ONE); B by rows keeps JS, its pack reads whole rows
+    # (JS_ONE); B by rows takes JS_ROWS strips for one group (its pack reads 1 KB of each row)
+    # and JS for more
     few = tj != 1 and groups <= GROUPS_FEW
-    js = JS_ONE if few else JS
+    js = JS_ONE if few else (JS_ROWS if groups == 1 else JS)
     whole = groups == 1 or few      # A packed whole, once per run
     P = np.empty(S2 * min(js, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty((groups if whole else 1) * MC * nk + V, Bf.dtype)  # V of slack: pack.pack_a

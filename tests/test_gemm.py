@@ -32,7 +32,10 @@ SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5
           # the study's 50 -> 10 layer: input gradient and weight step read in place (gemm_small)
           (100, 50, 10),
           # a packed forward of 3 groups of rows (A packed whole, gemm_packed.GROUPS_FEW) and of 4
-          (140, 300, 200), (150, 260, 140)]
+          (140, 300, 200), (150, 260, 140),
+          # an input gradient of one group of rows in blocks of gemm_packed.JS_ROWS strips (B by
+          # rows), its k = 1100 units in two runs
+          (9, 700, 1100)]
 # parts a product is cut into: one side's cut alone (2, 3, 7) and grids of both (4, 6: gemm._grid)
 CUTS = (1, 2, 3, 4, 6, 7)
 
