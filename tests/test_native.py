@@ -62,8 +62,9 @@ def test_an_address_is_only_given_for_declared_types():
 
 
 def test_each_dtype_has_its_own_products_and_packs():
-    """products, _run, the two packs and gemm_back's fused backward: five functions, one build
-    of each per dtype, and a tag per dtype."""
+    """Every callee of the table (gemm.CALLEES: products, _run, the packs, the fused backward,
+    the streamed and small kernels, update_range): one build of each per dtype, and a tag per
+    dtype."""
     fns32, fns64 = gemm.native_products(np.float32), gemm.native_products(np.float64)
     assert fns32.dtype == np.int64 and fns32.shape == (1 + len(gemm.CALLEES),)
     assert len({*fns32[gemm.PRODUCTS:], *fns64[gemm.PRODUCTS:]}) == 2 * len(gemm.CALLEES) == 20
