@@ -22,9 +22,11 @@ Which kernel computes a product depends on its shape:
   the work, and each row of C is better streamed, or packed a block at a time, with the same
   bits as the packed kernel;
 - a small input gradient or weight step (a part of at most 64 columns of C and 512K
-  multiply-adds, e.g. a 50 -> 50 layer's at batch 100): kernels/gemm_small.py, the packed
-  kernel's micro-kernel on operands read in place, with its bits (the packing and its calls
-  were half of such a product's time);
+  multiply-adds, e.g. a 50 -> 50 layer's at batch 100), or one of a part of one or two blocks
+  of rows (a layer of up to 6 units, an input gradient of 3-6 rows; a 10-class output layer's
+  weight step): kernels/gemm_small.py, the packed kernel's micro-kernel on operands read in
+  place, with its bits (the packing and its calls were half of such a product's time; with
+  one block of rows, B's packed copy is read once);
 - a hidden layer's input gradient and weight step (plain SGD) or gradient (other rules) at a
   batch of a few rows, or of a small layer: both in one pass over WT (kernels/gemm_back.py,
   tasks DGRAD_SGD and DGRAD_GRAD);
@@ -289,7 +291,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
         call(thin, fns[THIN], Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
     # a small input gradient or weight step reads its operands in place (gemm_small.py); not
     # the forward, whose B (WT) would be read down its columns
-    elif task != FORWARD and small_product(r1 - r0, j1 - j0, K):
+    elif task != FORWARD and small_product(r1 - r0, j1 - j0, K, tk * Bf.itemsize):
         call(small, fns[SMALL], Cf, Sf, Af, Bf, K, J, sk, sr, tk, alpha, beta, r0, r1, j0, j1)
     else:   # GRAD_STEP's step folded into the tiles' stores where k is one run
         folded = task == GRAD_STEP and runs == 1

@@ -298,9 +298,13 @@ def test_a_small_product_read_in_place_gets_the_bits_the_packed_kernel_gives(rng
     15 units a block of 3 rows; with and without L2 (no S read) and with Adam's step."""
     N, I, O = shape
     is_small = gemm_small.small_product.py_func     # a kernel without a Python wrapper
-    E = gemm_small.SMALL_COLS + gemm_small.SMALL_MACS // (N * O)   # packed, once widened
-    assert is_small(O, I, N) and is_small(N, I, O)
-    assert not is_small(O, I + E, N) and not is_small(N, I + E, O)
+    size = np.dtype(dtype).itemsize
+    # packed once widened: past SMALL_COLS and SMALL_MACS, and (two blocks of rows, O <= 12)
+    # rows of B of SMALL_ROW_BYTES or more
+    E = max(gemm_small.SMALL_COLS + gemm_small.SMALL_MACS // (N * O),
+            gemm_small.SMALL_ROW_BYTES // size)
+    assert is_small(O, I, N, I * size) and is_small(N, I, O, I * size)
+    assert not is_small(O, I + E, N, (I + E) * size) and not is_small(N, I + E, O, (I + E) * size)
     X, dY = rand(rng, (N, I + E), dtype), rand(rng, (N, O), dtype)
     W = rand(rng, (O, I + E), dtype)
     Xs, Ws = X[:, :I].copy(), W[:, :I].copy()
@@ -335,6 +339,44 @@ def test_a_small_product_read_in_place_gets_the_bits_the_packed_kernel_gives(rng
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3, 6, 10])
+def test_one_or_two_blocks_of_rows_read_in_place_get_the_packed_kernels_bits(rng, dtype, rows):
+    """A weight step of a layer of at most 6 units (or an input gradient of at most 6 rows) reads
+    its operands in place at any width (gemm_small.small_product), and so does one of 7-12 units
+    on rows of B shorter than SMALL_ROW_BYTES; a product of 13 rows is packed.  The rows they
+    share are the same chains, whatever the cut into parts: 203 columns leave a short last
+    strip on every vector width, 40 rows of batch keep the weight step off gemm_thin."""
+    is_small = gemm_small.small_product.py_func
+    size = np.dtype(dtype).itemsize
+    N, I, wide = 40, 203, 13
+    assert is_small(rows, I, N, I * size) and not is_small(wide, I, N, I * size)
+    assert not is_small(wide, I, 7, I * size)
+    if rows > 6:    # two blocks: on short rows of B only
+        assert not is_small(rows, 4096 // size, N, 4096)
+    X, dY = rand(rng, (N, I), dtype), rand(rng, (N, wide), dtype)
+    W = rand(rng, (wide, I), dtype)
+    sgd = W.copy()
+    gemm.weight_sgd_step(sgd, X, dY, 0.001, 0.1, 1)
+    grad = np.empty_like(W)
+    gemm.weight_grad(grad, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
+    dYr, dZ = dY[:, :rows].copy(), rand(rng, (wide, 7), dtype)
+    WTi = rand(rng, (7, I), dtype)
+    dX = np.empty((wide, I), dtype)
+    gemm.input_grad(dX, dZ, WTi, 1)     # 13 rows over k = 7 units: packed
+    for nb in (1, 2, 3):
+        got = W[:rows].copy()
+        gemm.weight_sgd_step(got, X, dYr, 0.001, 0.1, nb)
+        np.testing.assert_array_equal(got, sgd[:rows])
+        got = np.empty((rows, I), dtype)
+        gemm.weight_grad(got, X, dYr, W[:rows].copy(), 0.01, 0.0, False, nb, *no_state(dtype))
+        np.testing.assert_array_equal(got, grad[:rows])
+        if rows <= 6:   # 3-6 rows of an input gradient (1-2 take gemm_thin: the same bits)
+            got = np.empty((rows, I), dtype)
+            gemm.input_grad(got, dZ[:rows].copy(), WTi, nb)
+            np.testing.assert_array_equal(got, dX[:rows])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     """An element comes out the same whether a full block or a remainder kernel computed it,
     so where a cut falls never changes a result."""
@@ -358,10 +400,12 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     np.testing.assert_array_equal(part, full[4:6, 16:145])
 
     V = gemm_lanes(dtype)
-    # wider than gemm_small.SMALL_COLS, so that the whole product is packed (the part below is
-    # read in place by gemm_small: the two kernels' blocks and remainders against each other)
-    X, dY = rand(rng, (9, gemm_small.SMALL_COLS + 4 * V), dtype), rand(rng, (9, 10), dtype)
-    full = np.zeros((10, X.shape[1]), dtype)
+    # wider than gemm_small.SMALL_COLS and more than two blocks of rows, so that the whole
+    # product is packed (the part below is read in place by gemm_small: the two kernels' blocks
+    # and remainders against each other)
+    X, dY = rand(rng, (9, gemm_small.SMALL_COLS + 4 * V), dtype), rand(rng, (9, 13), dtype)
+    assert not gemm_small.small_product.py_func(13, X.shape[1], 9, X.shape[1] * X.itemsize)
+    full = np.zeros((13, X.shape[1]), dtype)
     gemm.weight_grad(full, X, dY, np.zeros_like(full), 0.0, 0.0, False, 1, *no_state(dtype))
     cols = 3 * V + 1                                  # a pair, a lone vector, a lone column
     part = np.zeros((3, cols), dtype)
