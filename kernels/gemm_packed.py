@@ -8,8 +8,8 @@ needed).  Both operands are packed first, as BLIS and OpenBLAS do:
 - K is cut into equal runs of at most KP; each run is one pass of loads and stores over C
   (KP 256 -> 1024 made the products 1.1-1.4x faster, measured on one core);
 - B: strips of 2V columns, each k's 2V values contiguous and padded (`pack.pack_b`), up to
-  JS strips at a time (JS_ONE where a part's rows are up to GROUPS_FEW groups and B is packed
-  transposed, JS_ROWS where they are one group and B is stored by rows);
+  JS strips (at most JS_BYTES) at a time (JS_ONE where a part's rows are up to GROUPS_FEW
+  groups and B is packed transposed, JS_ROWS where they are one group and B is stored by rows);
 - A: groups of at most MC rows (as even as whole blocks allow), in blocks of 6 rows with each
   k's 6 scalars contiguous (`pack.pack_a`; a short block repeats its last row), through
   register transposes of TA rows.  Read in
@@ -39,6 +39,16 @@ from .simd import (VECTOR_BYTES, fma, lanes, vfma, vload, vload_part, vmul, vspl
 
 KP = 1024   # longest run of k: every run is a pass over C's loads and stores
 JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in float32 on AVX2)
+# and at most JS_BYTES of them: with 64-byte vectors JS strips of a run of 1024 k are 8 MB, each
+# read back from L3 by every group of rows, where the AVX2 build that JS was measured on (4 MB)
+# and the parts of other threads (or of other processes: the L3 is shared) compete for it.
+# 2 threads, znver5 (AVX-512), 9 interleaved rounds, GFLOP/s, JS -> 4 MB: 1024 x 4096 x 4096
+# forward 304 -> 358, input gradient 315 -> 366, weight step 332 -> 360 (OpenBLAS 391 / 413 /
+# 370), 1024 x 784 x 4096 1.01-1.03x, 100 x 3072 x 4096 1.01-1.07x, 256 x 2048 x 2048 0.95-
+# 1.03x; whole SGD steps (11 rounds) 784-4096-4096-10 at 256 1.14x, 784-4096-10 at 1024 1.04x,
+# 784-2048-2048-10 at 1024 1.02x, 3072-1024-512-10 at 100 / 500 1.03 / 1.00x.  Runs of up to
+# 512 k keep JS (a block of 4 MB or less), and so does every AVX2 build
+JS_BYTES = 1 << 22
 # strips per block where a part's rows are one group (at most MC) and B is packed transposed (the
 # forward's WT): JS strips went through L3 (4 MB) to serve that one group; 4 (256 KB at a run of
 # 1024, float32 on AVX2; 512 KB with 64-byte vectors) stay in L2.  Forward on 2 threads, znver3, 9
@@ -228,9 +238,10 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
     # one group of rows, or up to GROUPS_FEW of them with A packed whole once per run: a block
     # of B serves them alone, so a few strips at a time, packed as they are used, stay in L2
     # (JS_ONE); B by rows takes JS_ROWS strips for one group (its pack reads 1 KB of each row)
-    # and JS for more
+    # and JS (at most JS_BYTES) for more
     few = tj != 1 and groups <= GROUPS_FEW
-    js = JS_ONE if few else (JS_ROWS if groups == 1 else JS)
+    js = JS_ONE if few else (JS_ROWS if groups == 1 else
+                             max(1, min(JS, JS_BYTES // (S2 * Bf.itemsize))))
     whole = groups == 1 or few      # A packed whole, once per run
     P = np.empty(S2 * min(js, (j1 - j0 + W - 1) // W), Bf.dtype)
     Ap = np.empty((groups if whole else 1) * MC * nk + V, Bf.dtype)  # V of slack: pack.pack_a
