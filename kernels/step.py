@@ -16,14 +16,14 @@ Workspace: `ws` holds one batch's activations; row l of `wsl` (L, 9) gives the o
   last row) (-1 where a buffer is not needed).
 Threads and products: every product is one of kernels/gemm.py's (register-blocked on vectors
   where the CPU has AVX2 and FMA, else one BLAS call), cut into a part per PART_FLOPS
-  multiply-adds or PART_WEIGHTS weights, up to one per thread (gemm.products); a smaller one runs
-  whole on the calling thread (the same code). Every element of a product is the same bits
-  whatever the cut, so results do not depend on the number of threads. Plain SGD folds into each
-  layer's weight product (gemm's SGD_STEP), after the layer's input gradient has read the old
-  weights, and so do momentum and Nesterov on the vector kernels (GRAD_STEP).  The products
-  are called through their addresses (`fns`, the last argument: gemm.native_products(dtype)),
-  so their code is compiled once and not again inside this step (kernels/native.py: a cold
-  compile of the step 15.5 -> 11 s).
+  multiply-adds, PART_WEIGHTS weights or PART_INPUTS inputs, up to one per thread
+  (gemm.products); a smaller one runs whole on the calling thread (the same code). Every
+  element of a product is the same bits whatever the cut, so results do not depend on the
+  number of threads. Plain SGD folds into each layer's weight product (gemm's SGD_STEP), after
+  the layer's input gradient has read the old weights, and so do momentum and Nesterov on the
+  vector kernels (GRAD_STEP).  The products are called through their addresses (`fns`, the last
+  argument: gemm.native_products(dtype)), so their code is compiled once and not again inside
+  this step (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
   Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
   twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
   units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
@@ -50,8 +50,13 @@ FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
 # Weights: at a batch of a few rows a product is bound by reading its weights, and two cores
 # read them faster than one (batch 1, 2 threads against 1, znver4: 512 x 256 forward 7 -> 10
 # GFLOP/s, input gradient 9 -> 13; 1024 x 1024 5 -> 9 and 7 -> 13; at 256 x 256 level).
+# Inputs: a layer of 1-3 units at a large batch is bound by reading its input (N x I values,
+# which its forward and weight step each read), and so takes a part per PART_INPUTS of them
+# (256K values, 1 MB in float32: ~20-40 us of reading on one core, against 5-10 us to wake a
+# thread).  At 4 units or more PART_FLOPS gives as many parts.
 PART_FLOPS = 1 << 20
 PART_WEIGHTS = 1 << 16
+PART_INPUTS = 1 << 18
 PART_GATHER = 1 << 15   # values of a gather per part (a copy of 128 KB in float32)
 
 # batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
@@ -75,11 +80,13 @@ def _parts(size, per_part, nt):
 
 @internal_kernel
 def _product_parts(N, I, O, nt):
-    """Parts of a layer's product: by its multiply-adds or by its weights, whichever gives more."""
+    """Parts of a layer's product: by its multiply-adds, its weights or its inputs, whichever
+    gives most."""
     # np.int64(): a module constant passed as it is is a literal, and each literal value
     # compiles a build of its own (three of _parts: ~0.2 s of the first run)
     return max(_parts(N * I * O, np.int64(PART_FLOPS), nt),
-               _parts(I * O, np.int64(PART_WEIGHTS), nt))
+               _parts(I * O, np.int64(PART_WEIGHTS), nt),
+               _parts(N * I, np.int64(PART_INPUTS), nt))
 
 
 @internal_kernel

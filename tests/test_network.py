@@ -236,15 +236,17 @@ import fastmlp
 rng = np.random.default_rng(3)
 same = []
 # batch 40: the hidden layers' input gradient and step in one pass (kernels/gemm_back.py, with
-# 64-byte vectors)
-for N in (100, 40):
+# 64-byte vectors); 300 and 200 units: wide enough that every layer's products are cut into one
+# part per thread; a layer of 1 unit at batch 1024: a part per 256K inputs (step.PART_INPUTS),
+# its weight step read in place (gemm_small), as a 6-unit layer's
+for sizes, N in (([784, 300, 200, 10], 100), ([784, 300, 200, 10], 40), ([784, 1, 10], 1024),
+                 ([784, 6, 10], 400)):
     X = rng.standard_normal((N, 784)).astype(np.float32)
     y = rng.integers(0, 10, N)
     out = []
     for threads in (1, 2, 3, 8):
         numba.set_num_threads(threads)
-        # wide enough that every layer's products are cut into one part per thread
-        net = fastmlp.Network([784, 300, 200, 10], seed=0)
+        net = fastmlp.Network(sizes, seed=0)
         for _ in range(3):
             net._train_step(X, y, 0.005, 0.05)
         out.append(np.concatenate([net.theta, net.stats, net.predict_proba(X).ravel()]))
