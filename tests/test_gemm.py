@@ -343,7 +343,7 @@ def test_a_small_product_read_in_place_gets_the_bits_the_packed_kernel_gives(rng
 def test_one_or_two_blocks_of_rows_read_in_place_get_the_packed_kernels_bits(rng, dtype, rows):
     """A weight step of a layer of at most 6 units (or an input gradient of at most 6 rows) reads
     its operands in place at any width (gemm_small.small_product), and so does one of 7-12 units
-    on rows of B shorter than SMALL_ROW_BYTES; a product of 13 rows is packed.  The rows they
+    (or rows) on rows of B shorter than SMALL_ROW_BYTES; a product of 13 rows is packed.  The rows they
     share are the same chains, whatever the cut into parts: 203 columns leave a short last
     strip on every vector width, 40 rows of batch keep the weight step off gemm_thin."""
     is_small = gemm_small.small_product.py_func
@@ -370,10 +370,11 @@ def test_one_or_two_blocks_of_rows_read_in_place_get_the_packed_kernels_bits(rng
         got = np.empty((rows, I), dtype)
         gemm.weight_grad(got, X, dYr, W[:rows].copy(), 0.01, 0.0, False, nb, *no_state(dtype))
         np.testing.assert_array_equal(got, grad[:rows])
-        if rows <= 6:   # 3-6 rows of an input gradient (1-2 take gemm_thin: the same bits)
-            got = np.empty((rows, I), dtype)
-            gemm.input_grad(got, dZ[:rows].copy(), WTi, nb)
-            np.testing.assert_array_equal(got, dX[:rows])
+        # an input gradient of as many rows (1-2 take gemm_thin: the same bits), its WT's
+        # rows 203 values long
+        got = np.empty((rows, I), dtype)
+        gemm.input_grad(got, dZ[:rows].copy(), WTi, nb)
+        np.testing.assert_array_equal(got, dX[:rows])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -238,9 +238,10 @@ same = []
 # batch 40: the hidden layers' input gradient and step in one pass (kernels/gemm_back.py, with
 # 64-byte vectors); 300 and 200 units: wide enough that every layer's products are cut into one
 # part per thread; a layer of 1 unit at batch 1024: a part per 256K inputs (step.PART_INPUTS),
-# its weight step read in place (gemm_small), as a 6-unit layer's
+# its weight step read in place (gemm_small) in parts of its columns, as a 6-unit layer's (4.8M
+# multiply-adds: a part per thread)
 for sizes, N in (([784, 300, 200, 10], 100), ([784, 300, 200, 10], 40), ([784, 1, 10], 1024),
-                 ([784, 6, 10], 400)):
+                 ([784, 6, 10], 1024)):
     X = rng.standard_normal((N, 784)).astype(np.float32)
     y = rng.integers(0, 10, N)
     out = []
