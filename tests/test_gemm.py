@@ -35,7 +35,10 @@ SHAPES = [(100, 3072, 50), (500, 784, 50), (7, 37, 13), (12, 784, 23), (5, 16, 5
           (140, 300, 200), (150, 260, 140),
           # an input gradient of one group of rows in blocks of gemm_packed.JS_ROWS strips (B by
           # rows), its k = 1100 units in two runs
-          (9, 700, 1100)]
+          (9, 700, 1100),
+          # a forward of dot products whose tiles are one pair of units (gemm_dot._tile_pairs),
+          # with a short last group of k; weight steps and input gradients of 1-2 rows of C
+          (33, 301, 2), (45, 300, 1)]
 # parts a product is cut into: one side's cut alone (2, 3, 7) and grids of both (4, 6: gemm._grid)
 CUTS = (1, 2, 3, 4, 6, 7)
 
