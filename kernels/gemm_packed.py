@@ -46,8 +46,9 @@ JS = 64     # strips of B per packed block (at most KP * 2V * JS values: 4 MB in
 # forward 304 -> 358, input gradient 315 -> 366, weight step 332 -> 360 (OpenBLAS 391 / 413 /
 # 370), 1024 x 784 x 4096 1.01-1.03x, 100 x 3072 x 4096 1.01-1.07x, 256 x 2048 x 2048 0.95-
 # 1.03x; whole SGD steps (11 rounds) 784-4096-4096-10 at 256 1.14x, 784-4096-10 at 1024 1.04x,
-# 784-2048-2048-10 at 1024 1.02x, 3072-1024-512-10 at 500 1.00x (JS = 32 for runs of any
-# length, which also reached its weight step's 500 k: 0.93x).  Runs of up to 512 k keep JS (a
+# 784-2048-2048-10 at 1024 1.02x, 3072-1024-512-10 at 500 1.00x (unchanged by it: its runs of
+# 1024 k are over parts of at most 16 strips; JS = 32 for runs of any length, which cut its
+# first weight step's 48 strips of 500 k in two, read 0.93x).  Runs of up to 512 k keep JS (a
 # block of 4 MB or less), and so does every AVX2 build
 JS_BYTES = 1 << 22
 # strips per block where a part's rows are one group (at most MC) and B is packed transposed (the
