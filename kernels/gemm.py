@@ -24,9 +24,10 @@ Which kernel computes a product depends on its shape:
 - a small input gradient or weight step (a part of at most 64 columns of C and 512K
   multiply-adds, e.g. a 50 -> 50 layer's at batch 100), or one of a part of one or two blocks
   of rows (a layer of up to 6 units, an input gradient of 3-6 rows; a 10-class output layer's
-  weight step, an input gradient of 7-12 rows, on B's rows under 4 KB): kernels/gemm_small.py, the packed kernel's micro-kernel on operands read in
-  place, with its bits (the packing and its calls were half of such a product's time; with
-  one block of rows, B's packed copy is read once);
+  weight step, an input gradient of 7-12 rows, on B's rows under 4 KB): kernels/gemm_small.py,
+  the packed kernel's micro-kernel on operands read in place, with its bits (the packing and
+  its calls were half of such a product's time; with one block of rows, B's packed copy is
+  read once);
 - a hidden layer's input gradient and weight step (plain SGD) or gradient (other rules) at a
   batch of a few rows, or of a small layer: both in one pass over WT (kernels/gemm_back.py,
   tasks DGRAD_SGD and DGRAD_GRAD);

@@ -39,16 +39,16 @@ SMALL_MACS = 1 << 19
 # step, an input gradient of up to 6 rows), whose B the packed kernel copies into strips to read
 # each strip once; or of two blocks (7-12 rows: a 10-class output layer's weight step, an input
 # gradient of 7-12 rows where gemm_back does not fuse it) where B's rows are shorter than
-# SMALL_ROW_BYTES.  2 threads, znver5 (AVX-512), 9 interleaved rounds,
-# GFLOP/s packed -> in place: weight step 1024 x 784 x 1 17 -> 32, 1024 x 784 x 6 109 -> 188,
-# 1024 x 3072 x 3 50 -> 62, 1024 x 4096 x 2 33 -> 51, 500 x 4096 x 6 133 -> 129 (level); input
-# gradient 3 x 784 x 512 56 -> 100, 6 x 2048 x 1000 138 -> 189, 6 x 4096 x 1024 87 -> 100,
-# 6 x 1000 x 10 1.04x.  Two blocks: 500 x 256 x 10 1.24x, 500 x 512 x 10 1.55x, 500 x 784 x 10
-# 1.33x, 1024 x 784 x 10 1.62x, 1024 x 1000 x 12 1.65x, 100 x 512 x 10 1.06x; but rows of 4 KB
-# and more: 500 x 1024 x 10 0.91x, 1024 x 2048 x 10 0.71x, 1024 x 4096 x 10 0.80x (each row a
-# page of its own: the second block's pass finds the strip's lines gone).  Input gradients of
-# two blocks (11 rounds): 8 x 512 x 256 1.27x, 10 x 784 x 512 1.42x, 12 x 1000 x 1000 1.61x,
-# 7 x 256 x 128 1.14x, 10 x 1000 x 10 1.01x
+# SMALL_ROW_BYTES.  2 threads, znver5 (AVX-512), 9 interleaved rounds, GFLOP/s packed -> in
+# place: weight step 1024 x 784 x 1 17 -> 32, 1024 x 784 x 6 109 -> 188, 1024 x 3072 x 3 50 ->
+# 62, 1024 x 4096 x 2 33 -> 51, 500 x 4096 x 6 133 -> 129 (level); input gradient 3 x 784 x 512
+# 56 -> 100, 6 x 2048 x 1000 138 -> 189, 6 x 4096 x 1024 87 -> 100, 6 x 1000 x 10 1.04x.  Two
+# blocks: 500 x 256 x 10 1.24x, 500 x 512 x 10 1.55x, 500 x 784 x 10 1.33x, 1024 x 784 x 10
+# 1.62x, 1024 x 1000 x 12 1.65x, 100 x 512 x 10 1.06x; but rows of 4 KB and more: 500 x 1024 x 10
+# 0.91x, 1024 x 2048 x 10 0.71x, 1024 x 4096 x 10 0.80x (each row a page of its own: the second
+# block's pass finds the strip's lines gone).  Input gradients of two blocks (11 rounds): 8 x 512
+# x 256 1.27x, 10 x 784 x 512 1.42x, 12 x 1000 x 1000 1.61x, 7 x 256 x 128 1.14x, 10 x 1000 x 10
+# 1.01x
 SMALL_ROW_BYTES = 4096
 
 

@@ -346,16 +346,17 @@ def test_a_small_product_read_in_place_gets_the_bits_the_packed_kernel_gives(rng
 def test_one_or_two_blocks_of_rows_read_in_place_get_the_packed_kernels_bits(rng, dtype, rows):
     """A weight step of a layer of at most 6 units (or an input gradient of at most 6 rows) reads
     its operands in place at any width (gemm_small.small_product), and so does one of 7-12 units
-    (or rows) on rows of B shorter than SMALL_ROW_BYTES; a product of 13 rows is packed.  The rows they
-    share are the same chains, whatever the cut into parts: 203 columns leave a short last
-    strip on every vector width, 40 rows of batch keep the weight step off gemm_thin."""
+    (or rows) on rows of B shorter than SMALL_ROW_BYTES; a product of 13 rows is packed.  The
+    rows they share are the same chains, whatever the cut into parts: 203 columns leave a short
+    last strip on every vector width, 40 rows of batch keep the weight step off gemm_thin."""
     is_small = gemm_small.small_product.py_func
     size = np.dtype(dtype).itemsize
     N, I, wide = 40, 203, 13
     assert is_small(rows, I, N, I * size) and not is_small(wide, I, N, I * size)
     assert not is_small(wide, I, 7, I * size)
     if rows > 6:    # two blocks: on short rows of B only
-        assert not is_small(rows, 4096 // size, N, 4096)
+        long_row = gemm_small.SMALL_ROW_BYTES
+        assert not is_small(rows, long_row // size, N, long_row)
     X, dY = rand(rng, (N, I), dtype), rand(rng, (N, wide), dtype)
     W = rand(rng, (wide, I), dtype)
     sgd = W.copy()
