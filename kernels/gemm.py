@@ -11,6 +11,7 @@ per output unit; and `products`, the one parallel region that runs them.
     GATHER   X <- src[rows]
     DGRAD_SGD  DGRAD, then SGD_STEP, in one pass over WT (a few rows, or a small layer)
     DGRAD_GRAD DGRAD, then GRAD, likewise (the other rules, before their OPT_STEP)
+    SOFTMAX  the softmax and cross-entropy of the last layer's scores, and their gradient
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units and 224 inputs or more (64 or more at 16
@@ -61,11 +62,12 @@ from . import optim
 from .optim import HP_SIZE, update_range
 from .pack import MR, pack_a, pack_b
 from .simd import SIMD, lanes, prefetch
+from .softmax_xent import softmax_xent_rows
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
 (FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD,
- GRAD_STEP) = range(10)
+ GRAD_STEP, SOFTMAX) = range(11)
 STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
 
@@ -161,6 +163,12 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 WT (where fuses_back): each part a run of columns of both; dY holds dZ
                 transposed (back_dz)
       DGRAD_GRAD  the same with GRAD for SGD_STEP: dWT <- dZ^T X + 2 lam WT
+      SOFTMAX   Y (N, C) <- softmax of the scores X (N, C) row by row, mW (N,) <- each row's
+                cross-entropy against its label idx[n] and, with kind 1, dY <- their gradient
+                (P - onehot) / N (kernels/softmax_xent.py), each part a run of rows: the
+                softmax's scalar exp makes it ~4 ns a score on one core (1024 x 10: 41 ->
+                27 us on 2 threads, 2048 x 10 89 -> 52, 500 x 10 24 -> 21), so the step gives
+                it a part per PART_SOFTMAX scores
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
                 of one run of k), the others on their part of WT after it; dWT is scratch
@@ -203,6 +211,11 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
         return
     if task == GRAD_STEP and N == 0:
         return              # as OPT_STEP: no step where no row wrote a gradient
+    if task == SOFTMAX:     # X the scores, Y the probabilities, mW the losses, idx the labels
+        n0, n1 = _cut(N, t, nb)
+        if n1 > n0:
+            call(softmax_xent_rows, fns[SOFTMAX_ROWS], Y, mW, X, idx, dY, n0, n1, kind == 1)
+        return
     if task == GATHER or task == GATHER_FORWARD:
         n0, n1, k0, k1 = 0, N, 0, I
         if task == GATHER:
@@ -347,9 +360,10 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, ld, zt, lam, eta):
 # was level (22.2-24.2 against 22.5-28.9 s), but in pieces of 0.5-1.5 s instead of inside _run's
 # 8-9 s the two processes below end closer together: a first run's compile 13.9-19.2 -> 11.5-18.3
 # s over eight interleaved pairs (medians 15.7 -> 13.9 s), the same bits, whole steps level
-TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE = range(11)
+TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE, SOFTMAX_ROWS = \
+    range(12)
 CALLEES = (products, _run, pack_a, pack_b, dgrad_weights, small, thin, forward_dots,
-           forward_rows, update_range)   # in the table's order, after TAG
+           forward_rows, update_range, softmax_xent_rows)   # in the table's order, after TAG
 
 
 def _signatures(dtype):
@@ -366,7 +380,8 @@ def _signatures(dtype):
             thin: (c1, c1, c1, c1, i, i, i, i, i, i, f, f, i, i, i, i),
             forward_dots: (c1, c1, c1, i, i, i, i, i, i),
             forward_rows: (c1, c1, c1, i, i, i, i, i, i, i, i),
-            update_range: (c1, c1, c1, c1, i, i, i, f, types.Array(f, 1, "C"))}
+            update_range: (c1, c1, c1, c1, i, i, i, f, types.Array(f, 1, "C")),
+            softmax_xent_rows: (c2, c1, c2, types.Array(i, 1, "C"), c2, i, i, types.boolean)}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -393,7 +408,7 @@ def native_products(dtype, caller=None, args=()):
             # run, within 0.2-1.1 s of the other).  With _run alone in the second process
             # (its kernels in it), this one had taken 25.8 s against its 13.9
             child = (_run, dgrad_weights, pack_b, pack_a, small, forward_rows, update_range,
-                     forward_dots)
+                     forward_dots, softmax_xent_rows)
             names = ", ".join(f.__name__ for f in child)
             compile_beside(caller, args + (np.zeros(len(CALLEES) + 1, np.int64),),
                            [(f, s[f]) for f in child],
@@ -443,6 +458,27 @@ def gather(out, X, rows, nb=2):
                          f"C-contiguous; got out {out.shape} {out.dtype}")
     _products(GATHER, _none(out), out, _none(out), _none(out), _none(out), 0.0, 0.0,
              *_no_state(out), nb, X, rows)
+
+
+def softmax_xent(P, losses, Z, y, dZ, nb):
+    """P (N, C), losses (N,) <- softmax and cross-entropy of Z (N, C) against y (N,) and, where
+    dZ is (N, C) rather than empty, dZ <- their gradient (task SOFTMAX); returns the mean loss,
+    summed in row order as the step sums it."""
+    y = np.asarray(y, np.int64)
+    back = dZ.size > 0
+    _check(Z, Z, (P, Z.shape), *(((dZ, Z.shape),) if back else ()))
+    if losses.shape != (Z.shape[0],) or losses.dtype != Z.dtype or y.shape != losses.shape:
+        raise ValueError(f"losses and y must be ({Z.shape[0]},), losses in Z's dtype")
+    if y.size and not (0 <= y.min() and y.max() < Z.shape[1]):
+        raise ValueError(f"labels must be in [0, {Z.shape[1]}); got {y.min()} .. {y.max()}")
+    if Z.shape[0] == 0:
+        raise ValueError("Z must have at least one row")
+    _products(SOFTMAX, P, Z, _none(Z), dZ if back else _none(Z), _none(Z), 0.0, 0.0, losses,
+              np.empty(0, Z.dtype), int(back), np.zeros(HP_SIZE), nb, Z, y)
+    total = 0.0
+    for v in losses.tolist():       # float64, in row order
+        total += v
+    return total / len(losses)
 
 
 def dot_nt(Y, X, WT, nb):

@@ -295,6 +295,21 @@ def fma(typingctx, x, y, z):
 
 
 @intrinsic
+def div(typingctx, x, y):
+    """x / y for scalars of one float type, rounded as a division: without `arcp`, which lets
+    LLVM multiply by a reciprocal of y instead (1 ulp off where it did so in kernels/step.py's
+    mean loss).  Numba's fast-math pass adds the kernels' flags to every float operation that
+    has none, so this one carries `nsz` alone (signed zeros: no effect on the quotient's
+    value)."""
+    if not (isinstance(x, types.Float) and x == y):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(args[0], args[1], flags=("nsz",))
+    return x(x, y), codegen
+
+
+@intrinsic
 def vmul(typingctx, x, y):
     """x * y, lane by lane."""
     if not isinstance(x, Vec):

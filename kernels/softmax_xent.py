@@ -64,3 +64,21 @@ def softmax_xent_backward(dZ, P, y):
             dZ[n, c] = P[n, c] * inv_n
         dZ[n, y[n]] -= inv_n
     return
+
+
+@internal_kernel
+def softmax_xent_rows(P, losses, Z, y, dZ, n0, n1, backward):
+    """softmax_xent_forward's rows n0 .. n1 - 1 (P and losses; the mean is the caller's) and,
+    with `backward`, softmax_xent_backward's for the same rows (dZ, against all N = Z.shape[0]
+    rows): the same arithmetic row by row, so the same bits however the rows are cut.  A part
+    of gemm.products' SOFTMAX task (there: why), called through its address (gemm.CALLEES)."""
+    inv_n = 1.0 / Z.shape[0]
+    C = Z.shape[1]
+    for n in range(n0, n1):
+        m, log_s = _softmax_row(P, Z, n)
+        losses[n] = log_s - (Z[n, y[n]] - m)
+        if backward:
+            for c in range(C):
+                dZ[n, c] = P[n, c] * inv_n
+            dZ[n, y[n]] -= inv_n
+    return

@@ -24,20 +24,23 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   vector kernels (GRAD_STEP).  The products are called through their addresses (`fns`, the last
   argument: gemm.native_products(dtype)), so their code is compiled once and not again inside
   this step (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
-  Everything else (bias, batch norm, ReLU, softmax) runs on the calling thread, in the serial
-  twins of the parallel kernels or their row-major builds: at the study's widths (<= 50
-  units) running it in parallel was measured no faster at batch 100 or 500, while it doubled
-  the first run's compile time.
+  Everything else (bias, batch norm, ReLU) runs on the calling thread, in the serial twins of
+  the parallel kernels or their row-major builds: at the study's widths (<= 50 units) running
+  it in parallel was measured no faster at batch 100 or 500, while it doubled the first run's
+  compile time; batch norm on two threads was 0.97-1.17x at 500 x 256-512 (1.47x at 1024 x
+  1024, docs/performance.md).  The softmax with its loss and gradient is gemm's SOFTMAX task,
+  cut into runs of rows (PART_SOFTMAX).
 """
 import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
-                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, PRODUCTS, TAG,
+                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX, PRODUCTS, TAG,
                    UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
+from .simd import div
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
 # How many threads share a product: one part per PART_FLOPS multiply-adds, or per PART_WEIGHTS
@@ -58,6 +61,10 @@ PART_FLOPS = 1 << 20
 PART_WEIGHTS = 1 << 16
 PART_INPUTS = 1 << 18
 PART_GATHER = 1 << 15   # values of a gather per part (a copy of 128 KB in float32)
+# scores of the softmax per part (gemm's SOFTMAX task): ~4 ns each on one core, so a part of
+# 4096 is ~16 us against the 6-11 us of handing it to a thread; 1024 x 10 scores take 2 parts
+# (41 -> 27 us, znver5), 500 x 10 one (24 -> 21 us on two was not worth a thread)
+PART_SOFTMAX = 1 << 12
 
 # batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
 bn_forward_train_s = batchnorm.bn_forward_train_rows
@@ -221,13 +228,26 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
                                drop_key)
         if evaluate:
             return _score(P, losses, h, y)
-        loss = softmax_xent_forward_s(P, losses, h, y)
+        # softmax, loss and (with BACKWARD) the scores' gradient, in runs of rows; the mean
+        # loss is summed here in row order, as softmax_xent_forward sums it
+        back = (flags & BACKWARD) != 0
+        dZ = _view(ws, wsl[L - 1, 3], N, C) if back else none2
+        call(products, fns[PRODUCTS], SOFTMAX + 0 * N, P, h, none2, dZ, none2, 0.0, 0.0,
+             losses, none, np.int64(back), hp, _parts(N * C, np.int64(PART_SOFTMAX), nt), src,
+             y, fns)
+        total = 0.0
+        for n in range(N):
+            total += losses[n]
+        # a division (simd.div): as `total / N`, LLVM multiplied by a reciprocal of N here,
+        # 1 ulp off softmax_xent_forward's mean in 3 of 4 small float64 nets
+        loss = div(total, np.float64(N))
     if not flags & BACKWARD:
         return loss, 0
     # with UPDATE, each layer takes its step as soon as it can
     update = (flags & UPDATE) != 0
     m, v = state[:theta.shape[0]], state[theta.shape[0]:]
-    softmax_xent_backward_s(_view(ws, wsl[L - 1, 3], N, C), P, y)
+    if not train:       # a backward alone, from the last forward's P
+        softmax_xent_backward_s(_view(ws, wsl[L - 1, 3], N, C), P, y)
     lam64, eta64 = np.float64(lam), np.float64(eta)
     for l in range(L - 1, -1, -1):
         I, O = layout[l, 0], layout[l, 1]

@@ -63,11 +63,11 @@ def test_an_address_is_only_given_for_declared_types():
 
 def test_each_dtype_has_its_own_products_and_packs():
     """Every callee of the table (gemm.CALLEES: products, _run, the packs, the fused backward,
-    the streamed and small kernels, update_range): one build of each per dtype, and a tag per
-    dtype."""
+    the streamed and small kernels, update_range, the softmax's rows): one build of each per
+    dtype, and a tag per dtype."""
     fns32, fns64 = gemm.native_products(np.float32), gemm.native_products(np.float64)
     assert fns32.dtype == np.int64 and fns32.shape == (1 + len(gemm.CALLEES),)
-    assert len({*fns32[gemm.PRODUCTS:], *fns64[gemm.PRODUCTS:]}) == 2 * len(gemm.CALLEES) == 20
+    assert len({*fns32[gemm.PRODUCTS:], *fns64[gemm.PRODUCTS:]}) == 2 * len(gemm.CALLEES) == 22
     assert fns32[gemm.TAG] != fns64[gemm.TAG]
     assert (gemm.native_products(np.dtype(np.float32)) == fns32).all()
 
@@ -76,11 +76,13 @@ def test_each_index_of_the_table_is_its_callees_address():
     """fns[i] is the address of CALLEES[i - 1], and each name the kernels index the table with
     points at the callee it is named after: a wrong index calls another function with the
     caller's arguments, a crash rather than an error (call checks only the declared types)."""
-    from fastmlp.kernels import gemm_back, gemm_dot, gemm_small, gemm_thin, optim, pack, step
+    from fastmlp.kernels import (gemm_back, gemm_dot, gemm_small, gemm_thin, optim, pack,
+                                 softmax_xent, step)
     named = {"PRODUCTS": gemm.products, "RUN": gemm._run, "PACK_A": pack.pack_a,
              "PACK_B": pack.pack_b, "BACK": gemm_back.dgrad_weights, "SMALL": gemm_small.small,
              "THIN": gemm_thin.thin, "DOTS": gemm_dot.forward_dots,
-             "ROWS": gemm_thin.forward_rows, "UPDATE_RANGE": optim.update_range}
+             "ROWS": gemm_thin.forward_rows, "UPDATE_RANGE": optim.update_range,
+             "SOFTMAX_ROWS": softmax_xent.softmax_xent_rows}
     assert gemm.TAG == 0 and len(named) == len(gemm.CALLEES)
     for name, callee in named.items():
         assert gemm.CALLEES[getattr(gemm, name) - 1] is callee, name
