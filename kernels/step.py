@@ -28,8 +28,8 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   the parallel kernels or their row-major builds: at the study's widths (<= 50 units) running
   it in parallel was measured no faster at batch 100 or 500, while it doubled the first run's
   compile time; batch norm on two threads was 0.97-1.17x at 500 x 256-512 (1.47x at 1024 x
-  1024, docs/performance.md).  The softmax with its loss and gradient is gemm's SOFTMAX task,
-  cut into runs of rows (PART_SOFTMAX).
+  1024, docs/performance.md).  The softmax with its loss (and, training, its gradient) is
+  gemm's SOFTMAX task, cut into runs of rows (PART_SOFTMAX), in training and evaluation.
 """
 import numpy as np
 
@@ -73,7 +73,6 @@ bn_backward_s = batchnorm.bn_backward_rows
 bias_forward_s = serial_twin(linear.bias_forward, internal=True)
 bias_backward_s = linear.bias_backward_rows     # row-major, as batch norm's below
 relu_backward_s = serial_twin(relu.relu_backward, internal=True)
-softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward, internal=True)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward, internal=True)
 dropout_forward_s = serial_twin(dropout.dropout_forward, internal=True)
 dropout_backward_gated_s = serial_twin(dropout.dropout_backward_gated, internal=True)
@@ -227,20 +226,11 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key)
         if evaluate:
-            return _score(P, losses, h, y)
-        # softmax, loss and (with BACKWARD) the scores' gradient, in runs of rows; the mean
-        # loss is summed here in row order, as softmax_xent_forward sums it
+            return _score(P, losses, h, y, nt, hp, src, fns)
+        # with BACKWARD, the scores' gradient too
         back = (flags & BACKWARD) != 0
         dZ = _view(ws, wsl[L - 1, 3], N, C) if back else none2
-        call(products, fns[PRODUCTS], SOFTMAX + 0 * N, P, h, none2, dZ, none2, 0.0, 0.0,
-             losses, none, np.int64(back), hp, _parts(N * C, np.int64(PART_SOFTMAX), nt), src,
-             y, fns)
-        total = 0.0
-        for n in range(N):
-            total += losses[n]
-        # a division (simd.div): as `total / N`, LLVM multiplied by a reciprocal of N here,
-        # 1 ulp off softmax_xent_forward's mean in 3 of 4 small float64 nets
-        loss = div(total, np.float64(N))
+        loss = _softmax(P, losses, h, y, dZ, back, nt, hp, src, fns)
     if not flags & BACKWARD:
         return loss, 0
     # with UPDATE, each layer takes its step as soon as it can
@@ -332,14 +322,32 @@ def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp, fns):
 
 
 @inlined_kernel
-def _score(P, losses, h, y):
+def _softmax(P, losses, h, y, dZ, back, nt, hp, src, fns):
+    """P, the per-row losses and (back) their gradient dZ from the last layer's scores h (N, C)
+    and the labels y, in runs of rows (gemm's SOFTMAX task, a part per PART_SOFTMAX scores);
+    returns the mean loss, summed here in row order as softmax_xent_forward sums it."""
+    N, C = h.shape
+    none2 = h[:0]
+    call(products, fns[PRODUCTS], SOFTMAX + 0 * N, P, h, none2, dZ, none2, 0.0, 0.0, losses,
+         losses[:0], np.int64(back), hp, _parts(N * C, np.int64(PART_SOFTMAX), nt), src, y,
+         fns)
+    total = 0.0
+    for n in range(N):
+        total += losses[n]
+    # a division (simd.div): as `total / N`, LLVM multiplied by a reciprocal of N here, 1 ulp
+    # off softmax_xent_forward's mean in 3 of 4 small float64 nets
+    return div(total, np.float64(N))
+
+
+@inlined_kernel
+def _score(P, losses, h, y, nt, hp, src, fns):
     """An evaluation's result from the last layer's scores h (N, C): P and, with labels, the
     per-row losses; (sum of losses, correct count), or (0.0, 0) without labels."""
     N, C = h.shape
     if y.shape[0] != N:
-        softmax_xent_forward_s(P, losses, h, np.zeros(N, np.int64))
+        _softmax(P, losses, h, np.zeros(N, np.int64), h[:0], False, nt, hp, src, fns)
         return 0.0, 0
-    mean = softmax_xent_forward_s(P, losses, h, y)
+    mean = _softmax(P, losses, h, y, h[:0], False, nt, hp, src, fns)
     correct = 0
     for n in range(N):
         best = 0
