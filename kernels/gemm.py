@@ -1,6 +1,6 @@
 """Every matrix product of a training step and of evaluation, register-blocked and cache-blocked
 on vectors (kernels/simd.py), with weights stored as the network stores them: WT (O, I), one row
-per output unit; and `products`, the one parallel region that runs them.
+per output unit; and `products`, the one parallel region that runs them (and the softmax).
 
     FORWARD  Y (N, O)  <- H (N, I) @ WT^T
     GRAD     dWT (O, I) <- dZ^T @ H + 2 lam WT
@@ -62,7 +62,7 @@ from . import optim
 from .optim import HP_SIZE, update_range
 from .pack import MR, pack_a, pack_b
 from .simd import SIMD, lanes, prefetch
-from .softmax_xent import softmax_xent_rows
+from .softmax_xent import mean_loss, softmax_xent_rows
 
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
@@ -141,9 +141,9 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 @parallel_kernel
 def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
-    """One product (or the gather) cut into nb parts, one per thread; nb = 1 runs it whole on
-    the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y and dY (N, O),
-    `fns` the table of addresses (native_products):
+    """One product (or the gather, or the softmax) cut into nb parts, one per thread; nb = 1 runs
+    it whole on the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y
+    and dY (N, O), `fns` the table of addresses (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
       GRAD      dWT <- dY^T X + 2 lam WT
@@ -359,7 +359,8 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, ld, zt, lam, eta):
 # train_step, so compiled in both processes before) came next: the whole compile, on one core,
 # was level (22.2-24.2 against 22.5-28.9 s), but in pieces of 0.5-1.5 s instead of inside _run's
 # 8-9 s the two processes below end closer together: a first run's compile 13.9-19.2 -> 11.5-18.3
-# s over eight interleaved pairs (medians 15.7 -> 13.9 s), the same bits, whole steps level
+# s over eight interleaved pairs (medians 15.7 -> 13.9 s), the same bits, whole steps level.
+# Last, the softmax's rows (task SOFTMAX), compiled in the second process too
 TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE, SOFTMAX_ROWS = \
     range(12)
 CALLEES = (products, _run, pack_a, pack_b, dgrad_weights, small, thin, forward_dots,
@@ -405,8 +406,9 @@ def native_products(dtype, caller=None, args=()):
             # empty cache, run side by side: train_step 9.4 s, products 0.6, thin 0.6, here;
             # _run 4.6, dgrad_weights 1.4, the packs 1.1, small 1.5, forward_rows 0.6,
             # update_range 0.5, forward_dots 0.6, there; each process ends at 12-17 s of the
-            # run, within 0.2-1.1 s of the other).  With _run alone in the second process
-            # (its kernels in it), this one had taken 25.8 s against its 13.9
+            # run, within 0.2-1.1 s of the other; softmax_xent_rows joined them later).  With
+            # _run alone in the second process (its kernels in it), this one had taken 25.8 s
+            # against its 13.9
             child = (_run, dgrad_weights, pack_b, pack_a, small, forward_rows, update_range,
                      forward_dots, softmax_xent_rows)
             names = ", ".join(f.__name__ for f in child)
@@ -464,21 +466,21 @@ def softmax_xent(P, losses, Z, y, dZ, nb):
     """P (N, C), losses (N,) <- softmax and cross-entropy of Z (N, C) against y (N,) and, where
     dZ is (N, C) rather than empty, dZ <- their gradient (task SOFTMAX); returns the mean loss,
     summed in row order as the step sums it."""
-    y = np.asarray(y, np.int64)
+    y = np.ascontiguousarray(y, np.int64)
     back = dZ.size > 0
-    _check(Z, Z, (P, Z.shape), *(((dZ, Z.shape),) if back else ()))
-    if losses.shape != (Z.shape[0],) or losses.dtype != Z.dtype or y.shape != losses.shape:
-        raise ValueError(f"losses and y must be ({Z.shape[0]},), losses in Z's dtype")
-    if y.size and not (0 <= y.min() and y.max() < Z.shape[1]):
+    arrays = (P, Z, losses) + ((dZ,) if back else ())
+    if len({a.dtype for a in arrays}) != 1 or not all(a.flags.c_contiguous for a in arrays):
+        raise ValueError("P, Z, losses and dZ must be C-contiguous with one dtype")
+    if P.shape != Z.shape or (back and dZ.shape != Z.shape) or Z.shape[0] == 0:
+        raise ValueError(f"P and dZ (or an empty dZ) must have Z's shape, at least one row; got "
+                         f"Z {Z.shape}, P {P.shape}, dZ {dZ.shape}")
+    if losses.shape != (Z.shape[0],) or y.shape != losses.shape:
+        raise ValueError(f"losses and y must be ({Z.shape[0]},); got {losses.shape}, {y.shape}")
+    if not (0 <= y.min() and y.max() < Z.shape[1]):
         raise ValueError(f"labels must be in [0, {Z.shape[1]}); got {y.min()} .. {y.max()}")
-    if Z.shape[0] == 0:
-        raise ValueError("Z must have at least one row")
     _products(SOFTMAX, P, Z, _none(Z), dZ if back else _none(Z), _none(Z), 0.0, 0.0, losses,
               np.empty(0, Z.dtype), int(back), np.zeros(HP_SIZE), nb, Z, y)
-    total = 0.0
-    for v in losses.tolist():       # float64, in row order
-        total += v
-    return total / len(losses)
+    return mean_loss(losses)
 
 
 def dot_nt(Y, X, WT, nb):

@@ -5,7 +5,8 @@ Z (N, C) scores, P (N, C) probabilities, y (N,) integer labels in [0, C), losses
 import numpy as np
 from numba import prange
 
-from ._config import internal_kernel, parallel_kernel
+from ._config import internal_kernel, parallel_kernel, serial_kernel
+from .simd import div
 
 
 @internal_kernel
@@ -71,7 +72,10 @@ def softmax_xent_rows(P, losses, Z, y, dZ, n0, n1, backward):
     """softmax_xent_forward's rows n0 .. n1 - 1 (P and losses; the mean is the caller's) and,
     with `backward`, softmax_xent_backward's for the same rows (dZ, against all N = Z.shape[0]
     rows): the same arithmetic row by row, so the same bits however the rows are cut.  A part
-    of gemm.products' SOFTMAX task (there: why), called through its address (gemm.CALLEES)."""
+    of gemm.products' SOFTMAX task (there: why), called through its address (gemm.CALLEES).
+    Its loops are those kernels' own, written out again: a version that shared them through
+    helper functions per row (the kernels above too, which the step inlines on one part) had
+    the study net's step at batch 100 at 0.94-0.97x, the cause not isolated further."""
     inv_n = 1.0 / Z.shape[0]
     C = Z.shape[1]
     for n in range(n0, n1):
@@ -82,3 +86,15 @@ def softmax_xent_rows(P, losses, Z, y, dZ, n0, n1, backward):
                 dZ[n, c] = P[n, c] * inv_n
             dZ[n, y[n]] -= inv_n
     return
+
+
+@serial_kernel
+def mean_loss(losses):
+    """The mean of the per-row losses, as the step reports it: a float64 sum in row order, then
+    a division written out (simd.div): as `total / N`, fast-math's `arcp` let LLVM multiply by
+    a reciprocal of N where the surrounding code held one (in kernels/step.py: 1 ulp off
+    softmax_xent_forward's mean in 3 of 4 small float64 nets)."""
+    total = 0.0
+    for n in range(losses.shape[0]):
+        total += losses[n]
+    return div(total, np.float64(losses.shape[0]))

@@ -238,6 +238,7 @@ def test_softmax_task_in_runs_of_rows_gives_the_kernels_bits(rng, dtype):
         P2, l2_ = np.empty_like(Z[8:]), np.empty(N - 8, dtype)
         gemm.softmax_xent(P2, l2_, Z[8:], y[8:], np.empty((0, 0), dtype), nb)    # no NaN rows
         np.testing.assert_array_equal(P2, wP[8:])
+        np.testing.assert_array_equal(l2_, wl[8:])
     finite = gemm.softmax_xent(np.empty_like(Z[8:]), np.empty(N - 8, dtype), Z[8:], y[8:],
                                np.empty((0, 0), dtype), 2)
     assert finite == call.softmax_xent_forward(softmax_xent.softmax_xent_forward, Z[8:], y[8:])[2]
