@@ -165,10 +165,9 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
       DGRAD_GRAD  the same with GRAD for SGD_STEP: dWT <- dZ^T X + 2 lam WT
       SOFTMAX   Y (N, C) <- softmax of the scores X (N, C) row by row, mW (N,) <- each row's
                 cross-entropy against its label idx[n] and, with kind 1, dY <- their gradient
-                (P - onehot) / N (kernels/softmax_xent.py), each part a run of rows: the
-                softmax's scalar exp makes it ~4 ns a score on one core (1024 x 10: 41 ->
-                27 us on 2 threads, 2048 x 10 89 -> 52, 500 x 10 24 -> 21), so the step gives
-                it a part per PART_SOFTMAX scores
+                (P - onehot) / N (kernels/softmax_xent.py), each part a run of rows: its
+                scalar exp makes it ~4 ns a score on one core, so the step gives it a part
+                per step.PART_SOFTMAX scores (there: measured)
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
                 of one run of k), the others on their part of WT after it; dWT is scratch

@@ -45,14 +45,10 @@ def softmax_xent_forward(P, losses, Z, y):
     not as -log(P), so a probability that underflows to 0 still gives a finite loss.
     Rows in parallel; the mean is a serial sum over `losses`, the same for any thread count.
     """
-    N = Z.shape[0]
-    for n in prange(N):
+    for n in prange(Z.shape[0]):
         m, log_s = _softmax_row(P, Z, n)
         losses[n] = log_s - (Z[n, y[n]] - m)
-    total = 0.0
-    for n in range(N):
-        total += losses[n]
-    return total / N
+    return mean_loss(losses)
 
 
 @parallel_kernel
@@ -90,10 +86,11 @@ def softmax_xent_rows(P, losses, Z, y, dZ, n0, n1, backward):
 
 @serial_kernel
 def mean_loss(losses):
-    """The mean of the per-row losses, as the step reports it: a float64 sum in row order, then
-    a division written out (simd.div): as `total / N`, fast-math's `arcp` let LLVM multiply by
-    a reciprocal of N where the surrounding code held one (in kernels/step.py: 1 ulp off
-    softmax_xent_forward's mean in 3 of 4 small float64 nets)."""
+    """The mean of the per-row losses (softmax_xent_forward's, and the step's for any number of
+    parts): a float64 sum in row order, then a division written out (simd.div): as
+    `total / N`, fast-math's `arcp` let LLVM multiply by a reciprocal of N where the
+    surrounding code held one (in kernels/step.py: 1 ulp off the mean before in 3 of 4 small
+    float64 nets)."""
     total = 0.0
     for n in range(losses.shape[0]):
         total += losses[n]
