@@ -22,7 +22,7 @@ from .kernels import optim as optim_kernels
 from .kernels.l2 import sum_squares
 from .kernels.rng import stream_key
 from .threads import blas_single_threaded
-from .workspace import Workspace, flat_views
+from .workspace import Workspace, aligned_empty, flat_views
 
 EVAL_CHUNK = 8192   # rows per evaluation pass: bounds memory on 50,000-image sets
 MAX_WORKSPACES = 4  # batch sizes kept preallocated (train batch, last partial batch, eval)
@@ -100,7 +100,12 @@ class Network:
             rows.append([self.sizes[k - 1], self.sizes[k]]
                         + [self._offsets.get(f"{p}{k}", -1)
                            for p in ("W", "b", "gamma", "beta", "run_mean", "run_var")])
-        return np.array(rows, np.int64)
+        layout = np.array(rows, np.int64)
+        # the step hands a batch norm's vectors on as blocks: [b; gamma; beta] (3, O) from b's
+        # offset, [run_mean; run_var] (2, O) from run_mean's (kernels/gemm.py, BN_FORWARD)
+        for I, O, _, b, g, be, rm, rv in layout:
+            assert g < 0 or (g == b + O and be == g + O and rv == rm + O), layout
+        return layout
 
     # ---- parameters -------------------------------------------------------------------
     def reset(self, seed=0):
@@ -216,7 +221,7 @@ class Network:
             ws.X = X
             return self._step(ws, X, y, lam, eta, flags, opt, t)
         if ws.Xrows is None:
-            ws.Xrows = np.empty((len(y), self.n_features), self.dtype)
+            ws.Xrows = aligned_empty((len(y), self.n_features), self.dtype)
         ws.X = ws.Xrows
         return self._step(ws, ws.Xrows, y, lam, eta, flags, opt, t, X, rows)
 
@@ -239,7 +244,7 @@ class Network:
         ws = self._workspace(N, True)
         self._train_ws = ws
         if ws.Xrows is None:
-            ws.Xrows = np.empty((N, self.n_features), self.dtype)
+            ws.Xrows = aligned_empty((N, self.n_features), self.dtype)
         ws.X = ws.Xrows
         self.drop_key = keys[S - 1]
         flags = step.FORWARD | step.UPDATE_STATS | step.BACKWARD | step.UPDATE

@@ -10,7 +10,7 @@ reductions are serial per column and independent of the thread count.
 import numpy as np
 from numba import prange
 
-from ._config import parallel_kernel, serial_kernel
+from ._config import internal_kernel, parallel_kernel
 from .simd import fma
 
 
@@ -44,7 +44,7 @@ def bn_forward_train(Y, Xhat, mean, inv_std, run_mean, run_var,
             if relu and out < 0:
                 out = 0
             Y[n, d] = out
-        if update_running:     # one rounding (see bn_forward_train_rows)
+        if update_running:     # one rounding (see bn_forward_train_cols)
             run_mean[d] = fma(np.float64(alpha), np.float64(run_mean[d]), (1 - alpha) * mu)
             run_var[d] = fma(np.float64(alpha), np.float64(run_var[d]), (1 - alpha) * var)
     return
@@ -93,46 +93,55 @@ def bn_backward(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
     return
 
 
-# ---- row-major builds for one thread -------------------------------------------------------
+# ---- the step's builds: a run of columns, row loops outside -------------------------------
 # The kernels above loop over rows inside a column: each column's sums are one chain of
-# dependent additions (no `reassoc`, so no reordering), ~4 cycles each, and the fused step runs
-# batch norm on one thread, where that made it ~19 us (forward) and ~15 us (backward) at
-# 100 x 50 (measured).  These do the same arithmetic in the same order per column, but with
-# the row loop outside, so the inner loop runs over features, whose chains are independent:
-# it vectorises.  Same bits as the column kernels (tested).
+# dependent additions (no `reassoc`, so no reordering), ~4 cycles each, which made them ~19 us
+# (forward) and ~15 us (backward) at 100 x 50 on one thread (measured).  These do the same
+# arithmetic in the same order per column, but with the row loop outside, so the inner loop
+# runs over features, whose chains are independent: it vectorises.  Same bits as the column
+# kernels (tested), and each runs on columns [d0, d1) only, so the step cuts a wide layer's
+# batch norm into runs of columns, one per thread (gemm's BN_FORWARD and BN_BACKWARD), with the
+# same bits however it is cut.  They also take the layer's bias (Z <- Z + b first, as
+# linear.bias_forward) and its gradient (db, the column sums of dX, as linear.bias_backward):
+# one call instead of two on the same columns.
+# Columns are indexed as unsigned integers: indexed from d0 with a signed index, each access
+# kept Numba's negative-index test and the loops did not vectorise (5-10x slower, measured),
+# and row slices (views) cost their reference counts on every row (100 x 50: 0.8x).
 
-@serial_kernel
-def bn_forward_train_rows(Y, Xhat, mean, inv_std, run_mean, run_var,
-                          X, gamma, beta, eps, alpha, update_running, relu):
-    """bn_forward_train, row-major, on the calling thread."""
-    N, D = X.shape
-    s = np.zeros(D)
+
+@internal_kernel
+def bn_forward_train_cols(Y, Xhat, mean, inv_std, run_mean, run_var, X, b, gamma, beta, eps,
+                          alpha, update_running, relu, d0, d1):
+    """X <- X + b, then bn_forward_train, on columns [d0, d1)."""
+    N = X.shape[0]
+    u0, u1 = np.uint64(d0), np.uint64(d1)
+    w = d1 - d0
+    s, v, mu, inv = np.zeros(w), np.zeros(w), np.empty(w), np.empty(w)
     for n in range(N):
-        for d in range(D):
-            s[d] += X[n, d]
-    mu = np.empty(D)
-    for d in range(D):
+        for d in range(u0, u1):
+            x = X[n, d] + b[d]      # in X's precision, as linear.bias_forward stores it
+            X[n, d] = x
+            s[d - u0] += x
+    for d in range(w):
         mu[d] = s[d] / N
-    v = np.zeros(D)
     for n in range(N):
-        for d in range(D):
-            t = X[n, d] - mu[d]
-            v[d] += t * t
-    inv = np.empty(D)
-    for d in range(D):
-        var = v[d] / N
-        inv[d] = 1.0 / np.sqrt(var + eps)
-        mean[d] = mu[d]
-        inv_std[d] = inv[d]
+        for d in range(u0, u1):
+            t = X[n, d] - mu[d - u0]
+            v[d - u0] += t * t
+    for d in range(u0, u1):
+        var = v[d - u0] / N
+        inv[d - u0] = 1.0 / np.sqrt(var + eps)
+        mean[d] = mu[d - u0]
+        inv_std[d] = inv[d - u0]
         if update_running:
             # one rounding, written out (simd.fma): left to LLVM to fuse, the copy of this code
             # in the step compiled afresh fused it and the one saved to the cache did not, so
             # a first run's running statistics differed by an ulp from a rerun's
-            run_mean[d] = fma(np.float64(alpha), np.float64(run_mean[d]), (1 - alpha) * mu[d])
+            run_mean[d] = fma(np.float64(alpha), np.float64(run_mean[d]), (1 - alpha) * mu[d - u0])
             run_var[d] = fma(np.float64(alpha), np.float64(run_var[d]), (1 - alpha) * var)
     for n in range(N):
-        for d in range(D):
-            xh = (X[n, d] - mu[d]) * inv[d]
+        for d in range(u0, u1):
+            xh = (X[n, d] - mu[d - u0]) * inv[d - u0]
             Xhat[n, d] = xh
             out = gamma[d] * xh + beta[d]
             if relu and out < 0:
@@ -141,28 +150,36 @@ def bn_forward_train_rows(Y, Xhat, mean, inv_std, run_mean, run_var,
     return
 
 
-@serial_kernel
-def bn_backward_rows(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
-    """bn_backward, row-major, on the calling thread."""
-    N, D = dY.shape
-    sb = np.zeros(D)
-    sg = np.zeros(D)
+@internal_kernel
+def bn_backward_cols(dX, db, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu, d0, d1):
+    """bn_backward on columns [d0, d1), then db <- the column sums of dX (the gradient of the
+    bias that bn_forward_train_cols added), each in row order."""
+    N = dY.shape[0]
+    u0, u1 = np.uint64(d0), np.uint64(d1)
+    w = d1 - d0
+    sb, sg, k, sd = np.zeros(w), np.zeros(w), np.empty(w), np.zeros(w)
     for n in range(N):
-        for d in range(D):
+        for d in range(u0, u1):
             g = dY[n, d]
             if relu and not Y[n, d] > 0:
                 g = 0
-            sb[d] += g
-            sg[d] += g * Xhat[n, d]
-    k = np.empty(D)
-    for d in range(D):
-        dbeta[d] = sb[d]
-        dgamma[d] = sg[d]
-        k[d] = gamma[d] * inv_std[d] / N
+            sb[d - u0] += g
+            sg[d - u0] += g * Xhat[n, d]
+    for d in range(u0, u1):
+        dbeta[d] = sb[d - u0]
+        dgamma[d] = sg[d - u0]
+        k[d - u0] = gamma[d] * inv_std[d] / N
     for n in range(N):
-        for d in range(D):
+        for d in range(u0, u1):
             g = dY[n, d]
             if relu and not Y[n, d] > 0:
                 g = 0
-            dX[n, d] = k[d] * (N * g - sb[d] - Xhat[n, d] * sg[d])
+            dX[n, d] = k[d - u0] * (N * g - sb[d - u0] - Xhat[n, d] * sg[d - u0])
+    # a pass of its own, as linear.bias_backward's (summed as dX was stored, in the loop
+    # above, it was no faster: 500 x 512-1024 0.84-0.94x, measured)
+    for n in range(N):
+        for d in range(u0, u1):
+            sd[d - u0] += dX[n, d]
+    for d in range(u0, u1):
+        db[d] = sd[d - u0]
     return

@@ -12,6 +12,7 @@ per output unit; and `products`, the one parallel region that runs them (and the
     DGRAD_SGD  DGRAD, then SGD_STEP, in one pass over WT (a few rows, or a small layer)
     DGRAD_GRAD DGRAD, then GRAD, likewise (the other rules, before their OPT_STEP)
     SOFTMAX  the softmax and cross-entropy of the last layer's scores, and their gradient
+    BN_FORWARD, BN_BACKWARD  a hidden layer's bias and batch norm (and their gradients)
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units and 224 inputs or more (64 or more at 16
@@ -50,6 +51,7 @@ import numpy as np
 from numba import from_dtype, prange, types
 
 from ._config import internal_kernel, parallel_kernel, serial_kernel
+from .batchnorm import bn_backward_cols, bn_forward_train_cols
 from .blas import fgemm, gemm
 from .coldstart import compile_beside
 from .gemm_back import dgrad_weights, dz_rows, fused_shape, transpose_dz
@@ -67,7 +69,8 @@ from .softmax_xent import mean_loss, softmax_xent_rows
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
 (FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD,
- GRAD_STEP, SOFTMAX) = range(11)
+ GRAD_STEP, SOFTMAX, BN_FORWARD, BN_BACKWARD) = range(13)
+BN_UPDATE, BN_RELU = 1, 2  # BN_FORWARD's `kind`: bits (update the running statistics, ReLU)
 STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
 
@@ -141,7 +144,7 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 @parallel_kernel
 def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
-    """One product (or the gather, or the softmax) cut into nb parts, one per thread; nb = 1 runs
+    """One product (or the gather, the softmax, a batch norm) cut into nb parts, one per thread; nb = 1 runs
     it whole on the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y
     and dY (N, O), `fns` the table of addresses (native_products):
 
@@ -168,6 +171,15 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 (P - onehot) / N (kernels/softmax_xent.py), each part a run of rows: its
                 scalar exp makes it ~4 ns a score on one core, so the step gives it a part
                 per step.PART_SOFTMAX scores (there: measured)
+      BN_FORWARD  X (N, D) <- X + b, then Y <- its batch norm, Xhat, mW <- the batch means,
+                vW <- the inverse deviations (kernels/batchnorm.py, eps lam, momentum eta):
+                dY is [b; gamma; beta] (3, D), dWT [run_mean; run_var] (2, D), kind bits
+                BN_UPDATE (moves the running statistics) and BN_RELU; WT holds Xhat
+      BN_BACKWARD  Y (N, D) <- dZ from dH in X, Xhat in WT, the forward's output in dY,
+                gamma in mW and the inverse deviations in vW; dWT (3, D) <- [db; dgamma;
+                dbeta]; kind BN_RELU as in the forward.
+                Both cut D into runs of whole 64-byte lines, one per part (step.PART_BN:
+                where that pays, measured)
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
                 of one run of k), the others on their part of WT after it; dWT is scratch
@@ -177,14 +189,39 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
     (kernels/native.py), so _run's code is compiled once, not again in this function and in
     its parallel body; _run's kernels call the packs through theirs (fns, below)."""
+    # a batch norm's parts run _bn_run, which takes _run's arguments (so `call` types it as
+    # _run), every other task's _run
+    run = fns[BN_RUN] if task == BN_FORWARD or task == BN_BACKWARD else fns[RUN]
     if nb == 1:
-        call(_run, fns[RUN], np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
-             nb, src, idx, fns)
+        call(_run, run, np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb,
+             src, idx, fns)
         return
     for t in prange(nb):
         # int64: the parallel loop index is unsigned
-        call(_run, fns[RUN], np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
-             nb, src, idx, fns)
+        call(_run, run, np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb,
+             src, idx, fns)
+    return
+
+
+@internal_kernel
+def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
+    """Part t of nb of a batch norm's task (BN_FORWARD, BN_BACKWARD; products: the arguments),
+    a run of whole 64-byte lines of each row, so that no two threads write one line (the
+    step's arrays start lines: fastmlp/workspace.py).  A function of its own, not a branch of
+    _run: as one, the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2
+    threads 0.88x, 15 interleaved rounds, the code of the other tasks unchanged)."""
+    D = X.shape[1]
+    line = 64 // X.itemsize
+    u0, u1 = _cut((D + line - 1) // line, t, nb)
+    d0, d1 = u0 * line, min(D, u1 * line)
+    if d1 <= d0:
+        return
+    relu = (kind & BN_RELU) != 0
+    if task == BN_FORWARD:
+        bn_forward_train_cols(Y, WT, mW, vW, dWT[0], dWT[1], X, dY[0], dY[1], dY[2], lam, eta,
+                              (kind & BN_UPDATE) != 0, relu, d0, d1)
+    else:
+        bn_backward_cols(Y, dWT[0], dWT[1], dWT[2], X, WT, vW, mW, dY, relu, d0, d1)
     return
 
 
@@ -359,11 +396,12 @@ def _blas(task, Yf, Xf, Wf, dYf, dWf, N, I, O, ld, zt, lam, eta):
 # was level (22.2-24.2 against 22.5-28.9 s), but in pieces of 0.5-1.5 s instead of inside _run's
 # 8-9 s the two processes below end closer together: a first run's compile 13.9-19.2 -> 11.5-18.3
 # s over eight interleaved pairs (medians 15.7 -> 13.9 s), the same bits, whole steps level.
-# Last, the softmax's rows (task SOFTMAX), compiled in the second process too
-TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE, SOFTMAX_ROWS = \
-    range(12)
+# Last, the softmax's rows (task SOFTMAX) and batch norm's parts (BN_FORWARD, BN_BACKWARD),
+# compiled in the second process too
+(TAG, PRODUCTS, RUN, PACK_A, PACK_B, BACK, SMALL, THIN, DOTS, ROWS, UPDATE_RANGE, SOFTMAX_ROWS,
+ BN_RUN) = range(13)
 CALLEES = (products, _run, pack_a, pack_b, dgrad_weights, small, thin, forward_dots,
-           forward_rows, update_range, softmax_xent_rows)   # in the table's order, after TAG
+           forward_rows, update_range, softmax_xent_rows, _bn_run)   # the table's order
 
 
 def _signatures(dtype):
@@ -381,7 +419,8 @@ def _signatures(dtype):
             forward_dots: (c1, c1, c1, i, i, i, i, i, i),
             forward_rows: (c1, c1, c1, i, i, i, i, i, i, i, i),
             update_range: (c1, c1, c1, c1, i, i, i, f, types.Array(f, 1, "C")),
-            softmax_xent_rows: (c2, c1, c2, types.Array(i, 1, "C"), c2, i, i, types.boolean)}
+            softmax_xent_rows: (c2, c1, c2, types.Array(i, 1, "C"), c2, i, i, types.boolean),
+            _bn_run: (i,) + args}
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -409,7 +448,7 @@ def native_products(dtype, caller=None, args=()):
             # _run alone in the second process (its kernels in it), this one had taken 25.8 s
             # against its 13.9
             child = (_run, dgrad_weights, pack_b, pack_a, small, forward_rows, update_range,
-                     forward_dots, softmax_xent_rows)
+                     forward_dots, softmax_xent_rows, _bn_run)
             names = ", ".join(f.__name__ for f in child)
             compile_beside(caller, args + (np.zeros(len(CALLEES) + 1, np.int64),),
                            [(f, s[f]) for f in child],
@@ -480,6 +519,39 @@ def softmax_xent(P, losses, Z, y, dZ, nb):
     _products(SOFTMAX, P, Z, _none(Z), dZ if back else _none(Z), _none(Z), 0.0, 0.0, losses,
               np.empty(0, Z.dtype), int(back), np.zeros(HP_SIZE), nb, Z, y)
     return mean_loss(losses)
+
+
+def batch_norm(H, Xhat, mean, inv_std, run_mean, run_var, Z, b, gamma, beta, eps, alpha,
+               update_running, relu, nb):
+    """Z (N, D) <- Z + b, then H <- its batch norm (Xhat, mean, inv_std, and with
+    update_running the running statistics too) in nb runs of columns (task BN_FORWARD).
+    b, gamma, beta and run_mean, run_var are copied into the task's blocks and back."""
+    _bn_check((H, Xhat, Z), (mean, inv_std, run_mean, run_var, b, gamma, beta))
+    bgb, run = np.stack([b, gamma, beta]), np.stack([run_mean, run_var])
+    kind = (BN_UPDATE if update_running else 0) | (BN_RELU if relu else 0)
+    _products(BN_FORWARD, H, Z, Xhat, bgb, run, float(eps), float(alpha), mean, inv_std, kind,
+              np.zeros(HP_SIZE), nb, Z, _NO_ROWS)
+    run_mean[:], run_var[:] = run
+
+
+def batch_norm_backward(dZ, db, dgamma, dbeta, dH, Xhat, inv_std, gamma, H, relu, nb):
+    """dZ (N, D) <- the gradient through batch_norm (and ReLU if relu) from dH, with db,
+    dgamma, dbeta, in nb runs of columns (task BN_BACKWARD)."""
+    _bn_check((dZ, dH, Xhat, H), (db, dgamma, dbeta, inv_std, gamma))
+    out = np.empty((3, dZ.shape[1]), dZ.dtype)
+    _products(BN_BACKWARD, dZ, dH, Xhat, H, out, 0.0, 0.0, gamma, inv_std,
+              BN_RELU if relu else 0, np.zeros(HP_SIZE), nb, dH, _NO_ROWS)
+    db[:], dgamma[:], dbeta[:] = out
+
+
+def _bn_check(tables, vectors):
+    arrays = tables + vectors
+    if len({a.dtype for a in arrays}) != 1 or not all(a.flags.c_contiguous for a in arrays):
+        raise ValueError("every array must be C-contiguous with one dtype")
+    N, D = tables[0].shape
+    if N == 0 or any(a.shape != (N, D) for a in tables) or any(v.shape != (D,) for v in vectors):
+        raise ValueError(f"every table must be (N, D) = {(N, D)} with N > 0 and every vector "
+                         f"({D},); got {[a.shape for a in arrays]}")
 
 
 def dot_nt(Y, X, WT, nb):

@@ -24,20 +24,23 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   vector kernels (GRAD_STEP).  The products are called through their addresses (`fns`, the last
   argument: gemm.native_products(dtype)), so their code is compiled once and not again inside
   this step (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
-  Everything else (bias, batch norm, ReLU) runs on the calling thread, in the serial twins of
-  the parallel kernels or their row-major builds: at the study's widths (<= 50 units) running
-  it in parallel was measured no faster at batch 100 or 500, while it doubled the first run's
-  compile time; batch norm on two threads was 0.97-1.17x at 500 x 256-512 (1.47x at 1024 x
-  1024, docs/performance.md).  The softmax with its loss (and, training, its gradient) is
-  gemm's SOFTMAX task, cut into runs of rows (PART_SOFTMAX), in training and evaluation.
+  In training, a hidden layer's bias and batch norm (forward, and backward with the bias's
+  gradient) are gemm's BN_FORWARD and BN_BACKWARD tasks, cut into runs of columns (PART_BN).
+  The softmax with its loss (and, training, its gradient) is gemm's SOFTMAX task, cut into
+  runs of rows (PART_SOFTMAX), in training and evaluation.  Everything else (bias and ReLU
+  without batch norm, dropout, evaluation's batch norm) runs on the calling thread, in the
+  serial twins of the parallel kernels: at the study's widths (<= 50 units) running it in
+  parallel was measured no faster at batch 100 or 500, while it doubled the first run's
+  compile time.
 """
 import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import (DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
-                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX, PRODUCTS, TAG,
-                   UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows, products)
+from .gemm import (BN_BACKWARD, BN_FORWARD, BN_RELU, BN_UPDATE, DGRAD, DGRAD_GRAD, DGRAD_SGD,
+                   FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP,
+                   SGD_STEP, SOFTMAX, PRODUCTS, TAG, UPDATE_RANGE, back_dz, folds_step,
+                   fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 
@@ -64,13 +67,17 @@ PART_GATHER = 1 << 15   # values of a gather per part (a copy of 128 KB in float
 # 4096 is ~16 us against the 6-11 us of handing it to a thread; 1024 x 10 scores take 2 parts
 # (41 -> 27 us, znver5), 500 x 10 one (24 -> 21 us on two was not worth a thread)
 PART_SOFTMAX = 1 << 12
+# values of a batch norm per part (gemm's BN_FORWARD and BN_BACKWARD, in runs of columns):
+# ~0.4-0.5 ns a value on one core, so a part of 128K is ~50-60 us, 5-10 times the hand-off.
+# Measured on 2 threads (znver5, whole steps, 10 a call, against the same code on one part):
+# 784-1024-1024-10 at 1024 1.22x, 100-4096-10 at 1024 1.31x, 3072-1024-512-10 at 500 1.05x;
+# a part per 64K was 0.90x at 784-512-512-10 at 256 (1.05x at 784-1024-1024-10 at 128), so
+# not that.  (Alone, on 2 threads: 500 x 1024 forward 1.2-1.5x, backward 1.2-1.6x.)
+PART_BN = 1 << 17
 
-# batch norm on this thread: the row-major builds (kernels/batchnorm.py), ~4x faster here
-bn_forward_train_s = batchnorm.bn_forward_train_rows
 bn_forward_infer_s = serial_twin(batchnorm.bn_forward_infer, internal=True)
-bn_backward_s = batchnorm.bn_backward_rows
 bias_forward_s = serial_twin(linear.bias_forward, internal=True)
-bias_backward_s = linear.bias_backward_rows     # row-major, as batch norm's below
+bias_backward_s = linear.bias_backward_rows     # row-major: vectorises over units
 relu_backward_s = serial_twin(relu.relu_backward, internal=True)
 softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward, internal=True)
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward, internal=True)
@@ -107,9 +114,16 @@ def _out_col(layout, l):
     return 0 if l == layout.shape[0] - 1 or layout[l, 4] >= 0 else 1
 
 
+@internal_kernel
+def _bn_parts(N, O, nt, itemsize):
+    """Parts of a batch norm of (N, O) values: one per PART_BN, at most one per 64-byte line
+    of a row."""
+    return max(1, min(_parts(N * O, np.int64(PART_BN), nt), (O * itemsize + 63) // 64))
+
+
 @inlined_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
-                   drop, drop_key):
+                   drop, drop_key, hp, src, rows, fns):
     """Layer l on its product, already in place (train_step makes that call, through
     gemm.products' address); returns the layer's output (H for a hidden layer, Z for the
     last).  In training, hidden units are then dropped at rate drop[l]
@@ -130,18 +144,26 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
     beta = theta[layout[l, 5]:layout[l, 5] + O]
     run_mean = stats[layout[l, 6]:layout[l, 6] + O]
     run_var = stats[layout[l, 7]:layout[l, 7] + O]
-    # `last` is False here; a variable, not a literal False, which would compile a second
-    # build of bias_forward_s
-    bias_forward_s(Z, b, last)
-    if train:
+    if train:       # the bias and batch norm in one task, in runs of columns
         Xhat = _view(ws, wsl[l, 2], N, O)
         mean = ws[wsl[l, 5]:wsl[l, 5] + O]
         inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
-        bn_forward_train_s(H, Xhat, mean, inv_std, run_mean, run_var, Z, gamma, beta,
-                           eps, alpha, update_stats, True)
+        bgb = _view(theta, layout[l, 3], 3, O)      # [b; gamma; beta] (network._layout)
+        run = _view(stats, layout[l, 6], 2, O)      # [run_mean; run_var]
+        nb = _bn_parts(N, O, nt, Z.itemsize)
+        if nb == 1:     # inlined here, as the softmax's one part (_softmax: why)
+            batchnorm.bn_forward_train_cols(H, Xhat, mean, inv_std, run_mean, run_var, Z, b,
+                                            gamma, beta, eps, alpha, update_stats, True, 0, O)
+        else:
+            kind = BN_RELU | (BN_UPDATE if update_stats else 0)
+            call(products, fns[PRODUCTS], BN_FORWARD + 0 * N, H, Z, Xhat, bgb, run, eps, alpha,
+                 mean, inv_std, kind + 0 * N, hp, nb, src, rows, fns)
         if drop[l] > 0:
             dropout_forward_s(H, drop[l], sub_key(drop_key, l))
     else:
+        # `last` is False here; a variable, not a literal False, which would compile a second
+        # build of bias_forward_s
+        bias_forward_s(Z, b, last)
         bn_forward_infer_s(H, Z, gamma, beta, run_mean, run_var, eps, True)
     return H
 
@@ -224,7 +246,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
                  none, N * 0, hp, nb, src, rows, fns)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
-                               drop_key)
+                               drop_key, hp, src, rows, fns)
         if evaluate:
             return _score(P, losses, h, y, nt, hp, src, fns)
         # with BACKWARD, the scores' gradient too
@@ -241,8 +263,10 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     lam64, eta64 = np.float64(lam), np.float64(eta)
     for l in range(L - 1, -1, -1):
         I, O = layout[l, 0], layout[l, 1]
-        dZ = _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key)
-        bias_backward_s(dtheta[layout[l, 3]:layout[l, 3] + O], dZ)
+        dZ = _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp, src,
+                            rows, fns)
+        if l == L - 1 or layout[l, 4] < 0:      # (batch norm's task takes its bias's)
+            bias_backward_s(dtheta[layout[l, 3]:layout[l, 3] + O], dZ)
         h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
         WT = _view(theta, layout[l, 2], O, I)
         dWT = _view(dtheta, layout[l, 2], O, I)
@@ -280,9 +304,10 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
 
 
 @inlined_kernel
-def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
+def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp, src, rows,
+                   fns):
     """dZ of layer l from the dH its successor left (back through dropout, ReLU and batch norm,
-    filling dgamma and dbeta); the last layer's dZ is the softmax's.  Returns dZ."""
+    filling db, dgamma and dbeta); the last layer's dZ is the softmax's.  Returns dZ."""
     O = layout[l, 1]
     dZ = _view(ws, wsl[l, 3], N, O)
     if l == layout.shape[0] - 1:
@@ -292,12 +317,17 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key):
     if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below zeroes them
         dropout_backward_gated_s(dH, drop[l])
     if layout[l, 4] >= 0:
-        dgamma = dtheta[layout[l, 4]:layout[l, 4] + O]
-        dbeta = dtheta[layout[l, 5]:layout[l, 5] + O]
+        dbgb = _view(dtheta, layout[l, 3], 3, O)    # [db; dgamma; dbeta]
         gamma = theta[layout[l, 4]:layout[l, 4] + O]
         Xhat = _view(ws, wsl[l, 2], N, O)
         inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
-        bn_backward_s(dZ, dgamma, dbeta, dH, Xhat, inv_std, gamma, H, True)
+        nb = _bn_parts(N, O, nt, dZ.itemsize)
+        if nb == 1:
+            batchnorm.bn_backward_cols(dZ, dbgb[0], dbgb[1], dbgb[2], dH, Xhat, inv_std, gamma,
+                                       H, True, 0, O)
+        else:
+            call(products, fns[PRODUCTS], BN_BACKWARD + 0 * N, dZ, dH, Xhat, H, dbgb, 0.0, 0.0,
+                 gamma, inv_std, BN_RELU + 0 * N, hp, nb, src, rows, fns)
     else:
         relu_backward_s(dZ, dH, H)
     return dZ

@@ -41,7 +41,7 @@ def test_kernels_match_numpy_twin(dtype, rate):
 def test_gated_backward_equals_the_masked_one_after_the_gate(dtype, rate):
     """The fused step's backward skips the mask (dropout_backward_gated: dH / (1 - rate)) because
     the gate that follows (ReLU's, or batch norm's with relu) is 0 where the output after
-    dropout is 0: through relu_backward and bn_backward_rows it gives the bits of the masked
+    dropout is 0: through relu_backward and bn_backward it gives the bits of the masked
     backward, and alone it is dH scaled (the NumPy twin)."""
     from fastmlp.kernels import batchnorm, relu
     rng = np.random.default_rng(1)
@@ -69,7 +69,7 @@ def test_gated_backward_equals_the_masked_one_after_the_gate(dtype, rate):
     outs = []
     for d in (masked, gated):
         dX, dgamma, dbeta = np.empty_like(d), np.empty(O, dtype), np.empty(O, dtype)
-        batchnorm.bn_backward_rows(dX, dgamma, dbeta, d, Xhat, inv_std, gamma, H, True)
+        batchnorm.bn_backward(dX, dgamma, dbeta, d, Xhat, inv_std, gamma, H, True)
         outs.append((dX, dgamma, dbeta))
     for x, y in zip(*outs):
         np.testing.assert_array_equal(x, y)

@@ -163,31 +163,47 @@ def test_fused_step_equals_per_kernel_path(rng, dtype, sizes, bn):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(100, 50), (500, 50), (7, 3), (2, 10)])
-def test_row_major_batch_norm_equals_the_column_kernels(rng, dtype, shape):
-    """The fused step's single-threaded batch norm (row loops outside, so the feature loops
-    vectorise) against the column kernels: the same arithmetic per column in the same order,
-    so the same bits, but for 1-ulp float64 differences in the running mean where LLVM fuses
-    the multiply-add differently in vector code."""
-    from fastmlp.kernels import batchnorm as bn
+@pytest.mark.parametrize("shape", [(100, 50), (500, 50), (7, 3), (2, 10), (33, 70)])
+@pytest.mark.parametrize("nb", [1, 2, 3, 8])
+def test_batch_norm_tasks_equal_the_column_kernels_however_cut(rng, dtype, shape, nb):
+    """The fused step's batch norm (gemm's BN_FORWARD and BN_BACKWARD: the bias and its
+    gradient too, row loops outside so that the feature loops vectorise, in nb runs of whole
+    64-byte lines of columns) against the kernels one by one (bias, then the column kernels):
+    the same arithmetic per column in the same order, so the same bits, whatever the cut (8
+    parts of 3 or 10 columns leave parts without a line; 70 columns end in a part of a line),
+    but for 1-ulp float64 differences in the running mean where LLVM fuses the multiply-add
+    differently in vector code."""
+    from fastmlp.kernels import batchnorm as bn, gemm
     N, D = shape
-    X = rand(rng, shape, dtype) * 3 + 1
-    g, b, dY = rand(rng, D, dtype), rand(rng, D, dtype), rand(rng, shape, dtype)
+    Z0 = rand(rng, shape, dtype) * 3 + 1
+    b, g, be, dY = rand(rng, D, dtype), rand(rng, D, dtype), rand(rng, D, dtype), rand(rng, shape, dtype)
     outs = []
-    for fwd, bwd in ((bn.bn_forward_train, bn.bn_backward), (bn.bn_forward_train_rows, bn.bn_backward_rows)):
-        Y, Xh, dX = np.empty_like(X), np.empty_like(X), np.empty_like(X)
-        m, iv, dg, db = (np.empty(D, dtype) for _ in range(4))
+    for task in (False, True):
+        Z, Y, Xh, dX = Z0.copy(), np.empty_like(Z0), np.empty_like(Z0), np.empty_like(Z0)
+        m, iv, dg, dbe, db = (np.empty(D, dtype) for _ in range(5))
         rm, rv = np.full(D, 0.5, dtype), np.full(D, 2.0, dtype)
-        fwd(Y, Xh, m, iv, rm, rv, X, g, b, 1e-5, 0.9, True, True)
-        bwd(dX, dg, db, dY, Xh, iv, g, Y, True)
-        outs.append((Y, Xh, m, iv, rv, dX, dg, db, rm))
+        if task:
+            gemm.batch_norm(Y, Xh, m, iv, rm, rv, Z, b, g, be, 1e-5, 0.9, True, True, nb)
+            gemm.batch_norm_backward(dX, db, dg, dbe, dY, Xh, iv, g, Y, True, nb)
+        else:
+            linear.bias_forward(Z, b, False)
+            bn.bn_forward_train(Y, Xh, m, iv, rm, rv, Z, g, be, 1e-5, 0.9, True, True)
+            bn.bn_backward(dX, dg, dbe, dY, Xh, iv, g, Y, True)
+            linear.bias_backward(db, dX)
+        outs.append((Z, Y, Xh, m, iv, rv, dX, dg, dbe, db, rm))
     for got, want in zip(outs[1][:-1], outs[0][:-1]):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(outs[1][-1], outs[0][-1], rtol=TOL[dtype] / 1000, atol=0)
-    cols, rows = np.empty(D, dtype), np.empty(D, dtype)
-    linear.bias_backward(cols, dY)
-    linear.bias_backward_rows(rows, dY)
-    np.testing.assert_array_equal(rows, cols)
+
+
+def test_batch_norm_tasks_check_their_shapes():
+    from fastmlp.kernels import gemm
+    X, v = np.ones((4, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"every vector \(3,\)"):
+        gemm.batch_norm(X, X.copy(), v, v, v, v, X.copy(), np.ones(2, np.float32), v, v, 1e-5,
+                        0.9, True, True, 2)
+    with pytest.raises(ValueError, match="one dtype"):
+        gemm.batch_norm_backward(X, v, v, v, X.astype(np.float64), X, v, v, X, True, 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -63,11 +63,12 @@ def test_an_address_is_only_given_for_declared_types():
 
 def test_each_dtype_has_its_own_products_and_packs():
     """Every callee of the table (gemm.CALLEES: products, _run, the packs, the fused backward,
-    the streamed and small kernels, update_range, the softmax's rows): one build of each per
+    the streamed and small kernels, update_range, the softmax's rows, batch norm's parts):
+    one build of each per
     dtype, and a tag per dtype."""
     fns32, fns64 = gemm.native_products(np.float32), gemm.native_products(np.float64)
     assert fns32.dtype == np.int64 and fns32.shape == (1 + len(gemm.CALLEES),)
-    assert len({*fns32[gemm.PRODUCTS:], *fns64[gemm.PRODUCTS:]}) == 2 * len(gemm.CALLEES) == 22
+    assert len({*fns32[gemm.PRODUCTS:], *fns64[gemm.PRODUCTS:]}) == 2 * len(gemm.CALLEES) == 24
     assert fns32[gemm.TAG] != fns64[gemm.TAG]
     assert (gemm.native_products(np.dtype(np.float32)) == fns32).all()
 
@@ -82,7 +83,8 @@ def test_each_index_of_the_table_is_its_callees_address():
              "PACK_B": pack.pack_b, "BACK": gemm_back.dgrad_weights, "SMALL": gemm_small.small,
              "THIN": gemm_thin.thin, "DOTS": gemm_dot.forward_dots,
              "ROWS": gemm_thin.forward_rows, "UPDATE_RANGE": optim.update_range,
-             "SOFTMAX_ROWS": softmax_xent.softmax_xent_rows}
+             "SOFTMAX_ROWS": softmax_xent.softmax_xent_rows,
+             "BN_RUN": gemm._bn_run}
     assert gemm.TAG == 0 and len(named) == len(gemm.CALLEES)
     for name, callee in named.items():
         assert gemm.CALLEES[getattr(gemm, name) - 1] is callee, name

@@ -240,9 +240,11 @@ same = []
 # part per thread; a layer of 1 unit at batch 1024: a part per 256K inputs (step.PART_INPUTS),
 # its weight step read in place (gemm_small) in parts of its columns, as a 6-unit layer's (4.8M
 # multiply-adds: a part per thread); at batch 2048 the softmax's 20480 scores take a part per
-# 4096 (step.PART_SOFTMAX): 2, 3 and 5 parts on 2, 3 and 8 threads; the steps' losses too
+# 4096 (step.PART_SOFTMAX): 2, 3 and 5 parts on 2, 3 and 8 threads; a batch norm of 1000 x 1100
+# values, a part per 128K (step.PART_BN) in runs of 16 columns: 69 runs, the last of 12 columns,
+# in 2, 3 and 8 uneven parts; the steps' losses too
 for sizes, N in (([784, 300, 200, 10], 100), ([784, 300, 200, 10], 40), ([784, 1, 10], 1024),
-                 ([784, 6, 10], 1024), ([784, 2, 10], 2048)):
+                 ([784, 6, 10], 1024), ([784, 2, 10], 2048), ([784, 1100, 10], 1000)):
     X = rng.standard_normal((N, 784)).astype(np.float32)
     y = rng.integers(0, 10, N)
     out = []
