@@ -6,24 +6,6 @@ from collections import OrderedDict
 import numpy as np
 
 
-def flat_views(shapes, dtype):
-    """One contiguous buffer, a dict of named views into it and their offsets.  A weight
-    matrix W (fan_in, fan_out) is stored as its transpose, one row per output unit (as the
-    products in kernels/gemm.py read it), and its view is the transpose of that block."""
-    total = sum(int(np.prod(s)) for s in shapes.values())
-    flat = np.zeros(total, dtype)
-    views, offsets, at = OrderedDict(), {}, 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape))
-        if name.startswith("W"):
-            views[name] = flat[at:at + size].reshape(shape[::-1]).T
-        else:
-            views[name] = flat[at:at + size].reshape(shape)
-        offsets[name] = at
-        at += size
-    return flat, views, offsets
-
-
 LINE = 64    # bytes of a cache line
 
 
@@ -35,6 +17,25 @@ def aligned_empty(shape, dtype):
     raw = np.empty(size + LINE // dtype.itemsize, dtype)
     skip = (-raw.ctypes.data % LINE) // dtype.itemsize
     return raw[skip:skip + size].reshape(shape)
+
+
+def flat_views(shapes, dtype):
+    """One contiguous buffer, a dict of named views into it and their offsets.  A weight
+    matrix W (fan_in, fan_out) is stored as its transpose, one row per output unit (as the
+    products in kernels/gemm.py read it), and its view is the transpose of that block."""
+    total = sum(int(np.prod(s)) for s in shapes.values())
+    flat = aligned_empty(total, dtype)      # the first layer's rows start lines, as its input's
+    flat[...] = 0
+    views, offsets, at = OrderedDict(), {}, 0
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        if name.startswith("W"):
+            views[name] = flat[at:at + size].reshape(shape[::-1]).T
+        else:
+            views[name] = flat[at:at + size].reshape(shape)
+        offsets[name] = at
+        at += size
+    return flat, views, offsets
 
 
 class Workspace:
