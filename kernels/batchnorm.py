@@ -183,3 +183,22 @@ def bn_backward_cols(dX, db, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu, d
     for d in range(u0, u1):
         db[d] = sd[d - u0]
     return
+
+
+@internal_kernel
+def bn_forward_infer_rows(Y, X, b, gamma, beta, run_mean, run_var, eps, relu, n0, n1):
+    """X <- X + b, then bn_forward_infer, on rows [n0, n1): evaluation's bias and batch norm,
+    a run of rows per part (gemm's BN_INFER), each element's arithmetic as there."""
+    D = X.shape[1]
+    sd = np.empty(D)    # each column's root once, not once per element (the same value)
+    for d in range(D):
+        sd[d] = np.sqrt(run_var[d] + eps)
+    for n in range(n0, n1):
+        for d in range(D):
+            x = X[n, d] + b[d]      # in X's precision, as linear.bias_forward stores it
+            X[n, d] = x
+            out = gamma[d] * (x - run_mean[d]) / sd[d] + beta[d]
+            if relu and out < 0:
+                out = 0
+            Y[n, d] = out
+    return

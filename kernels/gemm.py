@@ -13,6 +13,7 @@ per output unit; and `products`, the one parallel region that runs them (and the
     DGRAD_GRAD DGRAD, then GRAD, likewise (the other rules, before their OPT_STEP)
     SOFTMAX  the softmax and cross-entropy of the last layer's scores, and their gradient
     BN_FORWARD, BN_BACKWARD  a hidden layer's bias and batch norm (and their gradients)
+    BN_INFER the same in evaluation, with the running statistics
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units and 224 inputs or more (64 or more at 16
@@ -51,7 +52,7 @@ import numpy as np
 from numba import from_dtype, prange, types
 
 from ._config import internal_kernel, parallel_kernel, serial_kernel
-from .batchnorm import bn_backward_cols, bn_forward_train_cols
+from .batchnorm import bn_backward_cols, bn_forward_infer_rows, bn_forward_train_cols
 from .blas import fgemm, gemm
 from .coldstart import compile_beside
 from .gemm_back import dgrad_weights, dz_rows, fused_shape, transpose_dz
@@ -69,7 +70,7 @@ from .softmax_xent import mean_loss, softmax_xent_rows
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
 (FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD,
- GRAD_STEP, SOFTMAX, BN_FORWARD, BN_BACKWARD) = range(13)
+ GRAD_STEP, SOFTMAX, BN_FORWARD, BN_BACKWARD, BN_INFER) = range(14)
 BN_UPDATE, BN_RELU = 1, 2  # BN_FORWARD's `kind`: bits (update the running statistics, ReLU)
 STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
@@ -180,6 +181,8 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 dbeta]; kind BN_RELU as in the forward.
                 Both cut D into runs of whole 64-byte lines, one per part (step.PART_BN:
                 where that pays, measured)
+      BN_INFER  X (N, D) <- X + b, then Y <- its batch norm with the running statistics,
+                dY and dWT as in BN_FORWARD, eps lam, kind BN_RELU; a run of rows per part
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
                 of one run of k), the others on their part of WT after it; dWT is scratch
@@ -191,7 +194,7 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
     its parallel body; _run's kernels call the packs through theirs (fns, below)."""
     # a batch norm's parts run _bn_run, which takes _run's arguments (so `call` types it as
     # _run), every other task's _run
-    run = fns[BN_RUN] if task == BN_FORWARD or task == BN_BACKWARD else fns[RUN]
+    run = fns[BN_RUN] if task >= BN_FORWARD else fns[RUN]
     if nb == 1:
         call(_run, run, np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb,
              src, idx, fns)
@@ -205,18 +208,22 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
 
 @internal_kernel
 def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
-    """Part t of nb of a batch norm's task (BN_FORWARD, BN_BACKWARD; products: the arguments),
-    a run of whole 64-byte lines of each row, so that no two threads write one line (the
-    step's arrays start lines: fastmlp/workspace.py).  A function of its own, not a branch of
+    """Part t of nb of a batch norm's task (products: the arguments): in training a run of
+    whole 64-byte lines of each row, so that no two threads write one line (the step's arrays
+    start lines: fastmlp/workspace.py); in evaluation (BN_INFER) a run of rows.  A function of its own, not a branch of
     _run: as one, the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2
     threads 0.88x, 15 interleaved rounds, the code of the other tasks unchanged)."""
-    D = X.shape[1]
+    N, D = X.shape
+    relu = (kind & BN_RELU) != 0
+    if task == BN_INFER:
+        n0, n1 = _cut(N, t, nb)
+        bn_forward_infer_rows(Y, X, dY[0], dY[1], dY[2], dWT[0], dWT[1], lam, relu, n0, n1)
+        return
     line = 64 // X.itemsize
     u0, u1 = _cut((D + line - 1) // line, t, nb)
     d0, d1 = u0 * line, min(D, u1 * line)
     if d1 <= d0:
         return
-    relu = (kind & BN_RELU) != 0
     if task == BN_FORWARD:
         bn_forward_train_cols(Y, WT, mW, vW, dWT[0], dWT[1], X, dY[0], dY[1], dY[2], lam, eta,
                               (kind & BN_UPDATE) != 0, relu, d0, d1)
@@ -532,6 +539,15 @@ def batch_norm(H, Xhat, mean, inv_std, run_mean, run_var, Z, b, gamma, beta, eps
     _products(BN_FORWARD, H, Z, Xhat, bgb, run, float(eps), float(alpha), mean, inv_std, kind,
               np.zeros(HP_SIZE), nb, Z, _NO_ROWS)
     run_mean[:], run_var[:] = run
+
+
+def batch_norm_infer(H, Z, b, gamma, beta, run_mean, run_var, eps, relu, nb):
+    """Z (N, D) <- Z + b, then H <- its batch norm with the running statistics, in nb runs of
+    rows (task BN_INFER)."""
+    _bn_check((H, Z), (b, gamma, beta, run_mean, run_var))
+    _products(BN_INFER, H, Z, _none(Z), np.stack([b, gamma, beta]), np.stack([run_mean, run_var]),
+              float(eps), 0.0, *_no_state(Z)[:2], BN_RELU if relu else 0, np.zeros(HP_SIZE), nb,
+              Z, _NO_ROWS)
 
 
 def batch_norm_backward(dZ, db, dgamma, dbeta, dH, Xhat, inv_std, gamma, H, relu, nb):

@@ -24,12 +24,12 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   vector kernels (GRAD_STEP).  The products are called through their addresses (`fns`, the last
   argument: gemm.native_products(dtype)), so their code is compiled once and not again inside
   this step (kernels/native.py: a cold compile of the step 15.5 -> 11 s).
-  In training, a hidden layer's bias and batch norm (forward, and backward with the bias's
-  gradient) are gemm's BN_FORWARD and BN_BACKWARD tasks, cut into runs of columns (PART_BN).
-  The softmax with its loss (and, training, its gradient) is gemm's SOFTMAX task, cut into
-  runs of rows (PART_SOFTMAX), in training and evaluation.  Everything else (bias and ReLU
-  without batch norm, dropout, evaluation's batch norm) runs on the calling thread, in the
-  serial twins of the parallel kernels: at the study's widths (<= 50 units) running it in
+  A hidden layer's bias and batch norm (forward, and backward with the bias's gradient) are
+  gemm's BN_FORWARD and BN_BACKWARD tasks in training, cut into runs of columns, and its
+  BN_INFER in evaluation, cut into runs of rows (a part per PART_BN values either way).  The
+  softmax with its loss (and, training, its gradient) is gemm's SOFTMAX task, cut into runs
+  of rows (PART_SOFTMAX), in training and evaluation.  Everything else (bias and ReLU without
+  batch norm, dropout) runs on the calling thread, in the serial twins of the parallel kernels: at the study's widths (<= 50 units) running it in
   parallel was measured no faster at batch 100 or 500, while it doubled the first run's
   compile time.
 """
@@ -37,9 +37,9 @@ import numpy as np
 
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
-from .gemm import (BN_BACKWARD, BN_FORWARD, BN_RELU, BN_UPDATE, DGRAD, DGRAD_GRAD, DGRAD_SGD,
-                   FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP,
-                   SGD_STEP, SOFTMAX, PRODUCTS, TAG, UPDATE_RANGE, back_dz, folds_step,
+from .gemm import (BN_BACKWARD, BN_FORWARD, BN_INFER, BN_RELU, BN_UPDATE, DGRAD, DGRAD_GRAD,
+                   DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, GRAD_STEP,
+                   OPT_STEP, SGD_STEP, SOFTMAX, PRODUCTS, TAG, UPDATE_RANGE, back_dz, folds_step,
                    fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
@@ -73,9 +73,10 @@ PART_SOFTMAX = 1 << 12
 # 784-1024-1024-10 at 1024 1.22x, 100-4096-10 at 1024 1.31x, 3072-1024-512-10 at 500 1.05x;
 # a part per 64K was 0.90x at 784-512-512-10 at 256 (1.05x at 784-1024-1024-10 at 128), so
 # not that.  (Alone, on 2 threads: 500 x 1024 forward 1.2-1.5x, backward 1.2-1.6x.)
+# Evaluation's (BN_INFER, runs of rows, ~0.15 ns a value) takes the same cut: alone, 8192 x
+# 512 2.27 ms before (bias, then the serial twin) -> 1.30 on one part -> 0.76 on two
 PART_BN = 1 << 17
 
-bn_forward_infer_s = serial_twin(batchnorm.bn_forward_infer, internal=True)
 bias_forward_s = serial_twin(linear.bias_forward, internal=True)
 bias_backward_s = linear.bias_backward_rows     # row-major: vectorises over units
 relu_backward_s = serial_twin(relu.relu_backward, internal=True)
@@ -160,11 +161,16 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
                  mean, inv_std, kind + 0 * N, hp, nb, src, rows, fns)
         if drop[l] > 0:
             dropout_forward_s(H, drop[l], sub_key(drop_key, l))
-    else:
-        # `last` is False here; a variable, not a literal False, which would compile a second
-        # build of bias_forward_s
-        bias_forward_s(Z, b, last)
-        bn_forward_infer_s(H, Z, gamma, beta, run_mean, run_var, eps, True)
+    else:           # evaluation's, in runs of rows
+        nb = max(1, min(N, _parts(N * O, np.int64(PART_BN), nt)))
+        if nb == 1:
+            batchnorm.bn_forward_infer_rows(H, Z, b, gamma, beta, run_mean, run_var, eps, True,
+                                            0, N)
+        else:
+            bgb = _view(theta, layout[l, 3], 3, O)
+            run = _view(stats, layout[l, 6], 2, O)
+            call(products, fns[PRODUCTS], BN_INFER + 0 * N, H, Z, Z[:0], bgb, run, eps, 0.0,
+                 b, b, BN_RELU + 0 * N, hp, nb, src, rows, fns)
     return H
 
 

@@ -194,6 +194,14 @@ def test_batch_norm_tasks_equal_the_column_kernels_however_cut(rng, dtype, shape
     for got, want in zip(outs[1][:-1], outs[0][:-1]):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_allclose(outs[1][-1], outs[0][-1], rtol=TOL[dtype] / 1000, atol=0)
+    # evaluation's (BN_INFER, in runs of rows; each column's root taken once): the same bits
+    rm, rv = rand(rng, D, dtype), np.abs(rand(rng, D, dtype)) + 0.5
+    (Z, Y), (Zt, Yt) = (Z0.copy(), np.empty_like(Z0)), (Z0.copy(), np.empty_like(Z0))
+    linear.bias_forward(Z, b, False)
+    bn.bn_forward_infer(Y, Z, g, be, rm, rv, 1e-5, True)
+    gemm.batch_norm_infer(Yt, Zt, b, g, be, rm, rv, 1e-5, True, nb)
+    np.testing.assert_array_equal(Zt, Z)
+    np.testing.assert_array_equal(Yt, Y)
 
 
 def test_batch_norm_tasks_check_their_shapes():
