@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import impls  # noqa: E402
-from fastmlp.kernels import gemm  # noqa: E402
+from fastmlp.kernels import gemm, tasks  # noqa: E402
 from fastmlp.threads import blas_single_threaded  # noqa: E402
 
 ETA = 1e-6      # small: the weights barely move over the many timed calls
@@ -27,8 +27,8 @@ def main():
     Z, dZ = np.empty((100, 50), np.float32), rng.standard_normal((100, 50)).astype(np.float32)
 
     def products():
-        gemm.dot_nt(Z, X, WT, 2)
-        gemm.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2)
+        tasks.dot_nt(Z, X, WT, 2)
+        tasks.weight_sgd_step(WT, X, dZ, 0.0, ETA, 2)
 
     cases = {"first-layer products": products, "fastmlp step": impls.make_fastmlp("A", X, y)[0]}
     if impls.torch_available():

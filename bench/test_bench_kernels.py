@@ -120,13 +120,13 @@ AUGMENT = {"gather": None, "augment_flip_translate": "flip,translate=2",
 @pytest.mark.parametrize("case", list(AUGMENT))
 def test_augment_rows(benchmark, rng, case):
     """A batch of 100 CIFAR-shaped rows gathered from a 5000-row float32 training set, plain
-    (gemm.gather, what a step does without augmentation) or flipped and translated on the way
+    (tasks.gather, what a step does without augmentation) or flipped and translated on the way
     (augment_rows), with the threads the run has; the augmentation's cost is the difference."""
     import sys
     from pathlib import Path
     from fastmlp.augment import Augmenter
     from fastmlp.kernels.rng import stream_key
-    from fastmlp.kernels.gemm import gather
+    from fastmlp.kernels.tasks import gather
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from reference import augment_rows_ref
     raw = rng.integers(0, 256, (5000, I)).astype(np.float64)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .kernels import augment as _k
 from .kernels.rng import stream_key
-from .kernels.gemm import gather
+from .kernels.tasks import gather
 
 PADS = ("zero", "edge")
 SIGMA_LIMIT = 10.0                  # pixels; a window of +-3 sigma past this is no longer "small"
@@ -286,7 +286,7 @@ class Augmenter:
         """apply without its checks, for a training loop whose arrays were checked once (the
         checks' reductions over the row numbers cost ~7 us a step)."""
         if not self.enabled:
-            gather(out, X, rows)       # the step's own gather (gemm.first_layer)
+            gather(out, X, rows)       # the step's own gather (gemm's GATHER task)
             return out
         kernel = _k.augment_rows if threads > 1 else _k.augment_rows_s
         kernel(out, X, rows, self.mean, self.std, self.shape, self.params, np.uint64(key))

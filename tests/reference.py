@@ -23,7 +23,7 @@ def linear_backward(dY, X, W, lam=0.0):
 
 
 def dot_nt(X, WT):
-    """kernels/gemm.dot_nt: X (N, K) times the transpose of WT (O, K)."""
+    """kernels/tasks.py's dot_nt: X (N, K) times the transpose of WT (O, K)."""
     X, WT = f64(X, WT)
     return X @ WT.T
 

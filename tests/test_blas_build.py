@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import fastmlp
-    from fastmlp.kernels import gemm, optim
+    from fastmlp.kernels import gemm, optim, tasks
     assert not gemm.SIMD, "expected the BLAS build"
     rng = np.random.default_rng(5)
     errors = []
@@ -28,26 +28,26 @@ SCRIPT = textwrap.dedent("""
         want = X.astype(np.float64) @ WT.T.astype(np.float64)
         for nb in (1, 2, 3):
             Y = np.empty((N, O), np.float32)
-            gemm.dot_nt(Y, X, WT, nb)
+            tasks.dot_nt(Y, X, WT, nb)
             errors.append(float(np.abs(Y - want).max() / np.abs(want).max()))
             D = np.empty((N, K), np.float32)
-            gemm.input_grad(D, dY, WT, nb)
+            tasks.input_grad(D, dY, WT, nb)
             ref = dY.astype(np.float64) @ WT
             errors.append(float(np.abs(D - ref).max() / np.abs(ref).max()))
             G = np.empty((O, K), np.float32)
-            gemm.weight_grad(G, X, dY, WT, 0.05, 0.0, False, nb, np.empty(0, np.float32),
+            tasks.weight_grad(G, X, dY, WT, 0.05, 0.0, False, nb, np.empty(0, np.float32),
                              np.empty(0, np.float32), 0, np.zeros(optim.HP_SIZE))
             ref = dY.T.astype(np.float64) @ X + 0.1 * WT
             errors.append(float(np.abs(G - ref).max() / np.abs(ref).max()))
             # the fused backward's task (the step asks for it only with SIMD): two BLAS calls
             D2, W2 = np.empty((N, K), np.float32), WT.copy()
-            gemm.input_grad_sgd_step(D2, W2, X, dY, 0.05, 0.01, nb)
+            tasks.input_grad_sgd_step(D2, W2, X, dY, 0.05, 0.01, nb)
             ref = dY.astype(np.float64) @ WT
             errors.append(float(np.abs(D2 - ref).max() / np.abs(ref).max()))
             ref = 0.999 * WT.astype(np.float64) - 0.01 * (dY.T.astype(np.float64) @ X)
             errors.append(float(np.abs(W2 - ref).max() / np.abs(ref).max()))
             D3, G3 = np.empty((N, K), np.float32), np.empty((O, K), np.float32)
-            gemm.input_and_weight_grad(D3, G3, WT, X, dY, 0.05, nb)
+            tasks.input_and_weight_grad(D3, G3, WT, X, dY, 0.05, nb)
             ref = dY.astype(np.float64) @ WT
             errors.append(float(np.abs(D3 - ref).max() / np.abs(ref).max()))
             ref = dY.T.astype(np.float64) @ X + 0.1 * WT

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, pack, step
+from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, pack, step, tasks
 from fastmlp.kernels.simd import SIMD, VECTOR_BYTES
 
 import reference as ref
@@ -128,12 +128,12 @@ def test_optimiser_step_inside_the_product_equals_gradient_then_step(rng, kind, 
     hp = np.array([0.9, 0.9, 0.999, 1e-8, 3.0])
     m0, v0 = rand(rng, O * K, dtype) * 0.01, np.abs(rand(rng, O * K, dtype)) * 0.01
     G = np.empty((O, K), dtype)
-    gemm.weight_grad(G, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
+    tasks.weight_grad(G, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
     want_w, want_m, want_v = W.copy().reshape(-1), m0.copy(), v0.copy()
     optim.update_range(want_w, G.reshape(-1), want_m, want_v, 0, O * K, kind, 0.05, hp)
     for nb in CUTS:
         Wn, mn, vn, Gn = W.copy(), m0.copy(), v0.copy(), np.empty((O, K), dtype)
-        gemm.weight_grad(Gn, X, dY, Wn, 0.01, 0.05, True, nb, mn, vn, kind, hp)
+        tasks.weight_grad(Gn, X, dY, Wn, 0.01, 0.05, True, nb, mn, vn, kind, hp)
         if not gemm.folds_step.py_func(kind):
             np.testing.assert_array_equal(Gn, G)
         np.testing.assert_array_equal(Wn.reshape(-1), want_w)
@@ -150,7 +150,7 @@ def test_dot_nt_matches_numpy_and_any_thread_cut(rng, dtype, shape):
     got = []
     for nb in CUTS:
         Y = np.full((N, O), np.nan, dtype)
-        gemm.dot_nt(Y, X, WT, nb)
+        tasks.dot_nt(Y, X, WT, nb)
         got.append(Y)
     scale = np.abs(want).max()
     np.testing.assert_allclose(got[0], want, rtol=0, atol=TOL[dtype] * scale * np.sqrt(K / 16))
@@ -171,9 +171,9 @@ def test_weight_tasks_match_numpy_in_place_or_not(rng, dtype, shape):
     grads, steps = [], []
     for nb in CUTS:
         G = np.full((O, K), np.nan, dtype)
-        gemm.weight_grad(G, X, dY, W, 0.05, 0.0, False, nb, *no_state(dtype))
+        tasks.weight_grad(G, X, dY, W, 0.05, 0.0, False, nb, *no_state(dtype))
         S = W.copy()
-        gemm.weight_sgd_step(S, X, dY, 0.0005, 0.01, nb)
+        tasks.weight_sgd_step(S, X, dY, 0.0005, 0.01, nb)
         grads.append(G)
         steps.append(S)
     tol = TOL[dtype] * np.sqrt(N)
@@ -195,7 +195,7 @@ def test_input_grad_matches_numpy_and_any_thread_cut(rng, dtype, shape):
     got = []
     for nb in CUTS:
         dX = np.full((N, K), np.nan, dtype)
-        gemm.input_grad(dX, dY, WT, nb)
+        tasks.input_grad(dX, dY, WT, nb)
         got.append(dX)
     np.testing.assert_allclose(got[0], want, rtol=0,
                                atol=TOL[dtype] * np.abs(want).max() * np.sqrt(O))
@@ -212,14 +212,14 @@ def test_a_row_gets_the_same_bits_wherever_it_stands(rng, dtype):
     X, WT, dY = rand(rng, (N, K), dtype), rand(rng, (O, K), dtype), rand(rng, (N, O), dtype)
     p = rng.permutation(N)
     Y, Yp, Y1 = np.empty((N, O), dtype), np.empty((N, O), dtype), np.empty((1, O), dtype)
-    gemm.dot_nt(Y, X, WT, 2)
-    gemm.dot_nt(Yp, X[p].copy(), WT, 3)
-    gemm.dot_nt(Y1, X[7:8].copy(), WT, 1)
+    tasks.dot_nt(Y, X, WT, 2)
+    tasks.dot_nt(Yp, X[p].copy(), WT, 3)
+    tasks.dot_nt(Y1, X[7:8].copy(), WT, 1)
     np.testing.assert_array_equal(Yp, Y[p])
     np.testing.assert_array_equal(Y1, Y[7:8])
     D, Dp = np.empty((N, K), dtype), np.empty((N, K), dtype)
-    gemm.input_grad(D, dY, WT, 2)
-    gemm.input_grad(Dp, dY[p].copy(), WT, 3)
+    tasks.input_grad(D, dY, WT, 2)
+    tasks.input_grad(Dp, dY[p].copy(), WT, 3)
     np.testing.assert_array_equal(Dp, D[p])
 
 
@@ -233,12 +233,12 @@ def test_a_lone_row_of_a_wide_forward_gets_the_bits_it_gets_in_a_batch(rng, dtyp
     strip."""
     X, WT = rand(rng, (9, K), dtype), rand(rng, (300, K), dtype)
     full = np.empty((9, 300), dtype)
-    gemm.dot_nt(full, X, WT, 1)
+    tasks.dot_nt(full, X, WT, 1)
     for n in range(1, gemm_thin.FWD_ROWS + 1):
         for r in (0, 9 - n):
             for nb in (1, 2, 3):
                 few = np.full((n, 300), np.nan, dtype)
-                gemm.dot_nt(few, X[r:r + n].copy(), WT, nb)
+                tasks.dot_nt(few, X[r:r + n].copy(), WT, nb)
                 np.testing.assert_array_equal(few, full[r:r + n])
 
 
@@ -260,21 +260,21 @@ def test_a_few_rows_streamed_get_the_bits_the_packed_kernel_gives(rng, dtype, K)
         dY0 = np.vstack([np.zeros((gemm.THIN_K + 1 - N, K), dtype), dY])
         for nb in (1, 2, 3):
             thin, packed = W.copy(), W.copy()
-            gemm.weight_sgd_step(thin, X, dY, 0.001, 0.1, nb)
-            gemm.weight_sgd_step(packed, X0, dY0, 0.001, 0.1, nb)
+            tasks.weight_sgd_step(thin, X, dY, 0.001, 0.1, nb)
+            tasks.weight_sgd_step(packed, X0, dY0, 0.001, 0.1, nb)
             np.testing.assert_array_equal(thin, packed)
             thin, packed = np.empty_like(W), np.empty_like(W)
-            gemm.weight_grad(thin, X, dY, W, 0.0, 0.0, False, nb, *no_state(dtype))
-            gemm.weight_grad(packed, X0, dY0, W, 0.0, 0.0, False, nb, *no_state(dtype))
+            tasks.weight_grad(thin, X, dY, W, 0.0, 0.0, False, nb, *no_state(dtype))
+            tasks.weight_grad(packed, X0, dY0, W, 0.0, 0.0, False, nb, *no_state(dtype))
             np.testing.assert_array_equal(thin, packed)
     dY = rand(rng, (gemm.THIN_ROWS + 5, K), dtype)
     full = np.empty((dY.shape[0], I), dtype)
-    gemm.input_grad(full, dY, W, 1)
+    tasks.input_grad(full, dY, W, 1)
     for r in (0, gemm.THIN_ROWS + 4):
         for n in range(1, gemm.THIN_ROWS + 1):
             for nb in (1, 2, 3):
                 few = np.full((n, I), np.nan, dtype)
-                gemm.input_grad(few, dY[r:r + 1].repeat(n, 0), W, nb)
+                tasks.input_grad(few, dY[r:r + 1].repeat(n, 0), W, nb)
                 np.testing.assert_array_equal(few, full[r:r + 1].repeat(n, 0))
 
 
@@ -286,7 +286,7 @@ def test_an_empty_batch_takes_no_optimiser_step(rng):
     hp = np.array([0.9, 0.9, 0.999, 1e-8, 1.0])
     for nb in (1, 2):
         Wn = W.copy()
-        gemm.weight_grad(G, X, dY, Wn, 0.01, 0.5, True, nb, m, v, optim.MOMENTUM, hp)
+        tasks.weight_grad(G, X, dY, Wn, 0.01, 0.5, True, nb, m, v, optim.MOMENTUM, hp)
         np.testing.assert_array_equal(Wn, W)
 
 
@@ -313,31 +313,31 @@ def test_a_small_product_read_in_place_gets_the_bits_the_packed_kernel_gives(rng
     Xs, Ws = X[:, :I].copy(), W[:, :I].copy()
     hp = np.array([0.9, 0.9, 0.999, 1e-8, 3.0])
     sgd, adam = W.copy(), W.copy()
-    gemm.weight_sgd_step(sgd, X, dY, 0.001, 0.1, 1)
+    tasks.weight_sgd_step(sgd, X, dY, 0.001, 0.1, 1)
     m, v = np.full(W.size, 0.1, dtype), np.full(W.size, 0.2, dtype)
     dW = np.empty_like(W)
-    gemm.weight_grad(dW, X, dY, adam, 0.001, 0.01, True, 1, m, v, optim.ADAM, hp)
+    tasks.weight_grad(dW, X, dY, adam, 0.001, 0.01, True, 1, m, v, optim.ADAM, hp)
     grads = {}
     for lam in (0.0, 0.01):
         grads[lam] = np.empty_like(W)
-        gemm.weight_grad(grads[lam], X, dY, W, lam, 0.0, False, 1, *no_state(dtype))
+        tasks.weight_grad(grads[lam], X, dY, W, lam, 0.0, False, 1, *no_state(dtype))
     dX = np.empty((N, I + E), dtype)
-    gemm.input_grad(dX, dY, W, 1)
+    tasks.input_grad(dX, dY, W, 1)
     for nb in (1, 2, 3):
         narrow = Ws.copy()
-        gemm.weight_sgd_step(narrow, Xs, dY, 0.001, 0.1, nb)
+        tasks.weight_sgd_step(narrow, Xs, dY, 0.001, 0.1, nb)
         np.testing.assert_array_equal(narrow, sgd[:, :I])
         narrow, dWs = Ws.copy(), np.empty_like(Ws)
         ms, vs = np.full(Ws.size, 0.1, dtype), np.full(Ws.size, 0.2, dtype)
-        gemm.weight_grad(dWs, Xs, dY, narrow, 0.001, 0.01, True, nb, ms, vs, optim.ADAM, hp)
+        tasks.weight_grad(dWs, Xs, dY, narrow, 0.001, 0.01, True, nb, ms, vs, optim.ADAM, hp)
         for got, want in ((narrow, adam), (dWs, dW), (ms, m), (vs, v)):
             np.testing.assert_array_equal(got.reshape(O, I), want.reshape(O, I + E)[:, :I])
         for lam, want in grads.items():
             got = np.empty_like(Ws)
-            gemm.weight_grad(got, Xs, dY, Ws, lam, 0.0, False, nb, *no_state(dtype))
+            tasks.weight_grad(got, Xs, dY, Ws, lam, 0.0, False, nb, *no_state(dtype))
             np.testing.assert_array_equal(got, want[:, :I])
         got = np.empty((N, I), dtype)
-        gemm.input_grad(got, dY, Ws, nb)
+        tasks.input_grad(got, dY, Ws, nb)
         np.testing.assert_array_equal(got, dX[:, :I])
 
 
@@ -360,24 +360,24 @@ def test_one_or_two_blocks_of_rows_read_in_place_get_the_packed_kernels_bits(rng
     X, dY = rand(rng, (N, I), dtype), rand(rng, (N, wide), dtype)
     W = rand(rng, (wide, I), dtype)
     sgd = W.copy()
-    gemm.weight_sgd_step(sgd, X, dY, 0.001, 0.1, 1)
+    tasks.weight_sgd_step(sgd, X, dY, 0.001, 0.1, 1)
     grad = np.empty_like(W)
-    gemm.weight_grad(grad, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
+    tasks.weight_grad(grad, X, dY, W, 0.01, 0.0, False, 1, *no_state(dtype))
     dYr, dZ = dY[:, :rows].copy(), rand(rng, (wide, 7), dtype)
     WTi = rand(rng, (7, I), dtype)
     dX = np.empty((wide, I), dtype)
-    gemm.input_grad(dX, dZ, WTi, 1)     # 13 rows over k = 7 units: packed
+    tasks.input_grad(dX, dZ, WTi, 1)     # 13 rows over k = 7 units: packed
     for nb in (1, 2, 3):
         got = W[:rows].copy()
-        gemm.weight_sgd_step(got, X, dYr, 0.001, 0.1, nb)
+        tasks.weight_sgd_step(got, X, dYr, 0.001, 0.1, nb)
         np.testing.assert_array_equal(got, sgd[:rows])
         got = np.empty((rows, I), dtype)
-        gemm.weight_grad(got, X, dYr, W[:rows].copy(), 0.01, 0.0, False, nb, *no_state(dtype))
+        tasks.weight_grad(got, X, dYr, W[:rows].copy(), 0.01, 0.0, False, nb, *no_state(dtype))
         np.testing.assert_array_equal(got, grad[:rows])
         # an input gradient of as many rows (1-2 take gemm_thin: the same bits), its WT's
         # rows 203 values long
         got = np.empty((rows, I), dtype)
-        gemm.input_grad(got, dZ[:rows].copy(), WTi, nb)
+        tasks.input_grad(got, dZ[:rows].copy(), WTi, nb)
         np.testing.assert_array_equal(got, dX[:rows])
 
 
@@ -388,9 +388,9 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     K = gemm.KP + 37                                  # two runs of k
     X, WT = rand(rng, (8, K), dtype), rand(rng, (9, K), dtype)
     full = np.empty((8, 9), dtype)
-    gemm.dot_nt(full, X, WT, 1)                       # a block of 6 rows and a short one
+    tasks.dot_nt(full, X, WT, 1)                       # a block of 6 rows and a short one
     part = np.empty((2, 3), dtype)
-    gemm.dot_nt(part, X[4:6].copy(), WT[5:8].copy(), 1)   # short blocks and strips only
+    tasks.dot_nt(part, X[4:6].copy(), WT[5:8].copy(), 1)   # short blocks and strips only
     np.testing.assert_array_equal(part, full[4:6, 5:8])
     # a layer of 128 units or more takes the packed forward (gemm_dot.dot_form): short
     # blocks of rows, a strip that starts elsewhere and a short last strip
@@ -399,9 +399,9 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     assert not dot_form(50, 50) and not dot_form(192, 100) and dot_form(100, 10)
     X, WT = rand(rng, (8, K), dtype), rand(rng, (160, K), dtype)
     full = np.empty((8, 160), dtype)
-    gemm.dot_nt(full, X, WT, 1)
+    tasks.dot_nt(full, X, WT, 1)
     part = np.empty((2, 129), dtype)
-    gemm.dot_nt(part, X[4:6].copy(), WT[16:145].copy(), 1)
+    tasks.dot_nt(part, X[4:6].copy(), WT[16:145].copy(), 1)
     np.testing.assert_array_equal(part, full[4:6, 16:145])
 
     V = gemm_lanes(dtype)
@@ -411,10 +411,10 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     X, dY = rand(rng, (9, gemm_small.SMALL_COLS + 4 * V), dtype), rand(rng, (9, 13), dtype)
     assert not gemm_small.small_product.py_func(13, X.shape[1], 9, X.shape[1] * X.itemsize)
     full = np.zeros((13, X.shape[1]), dtype)
-    gemm.weight_grad(full, X, dY, np.zeros_like(full), 0.0, 0.0, False, 1, *no_state(dtype))
+    tasks.weight_grad(full, X, dY, np.zeros_like(full), 0.0, 0.0, False, 1, *no_state(dtype))
     cols = 3 * V + 1                                  # a pair, a lone vector, a lone column
     part = np.zeros((3, cols), dtype)
-    gemm.weight_grad(part, X[:, :cols].copy(), dY[:, 2:5].copy(), np.zeros_like(part), 0.0,
+    tasks.weight_grad(part, X[:, :cols].copy(), dY[:, 2:5].copy(), np.zeros_like(part), 0.0,
                      0.0, False, 1, *no_state(dtype))
     np.testing.assert_array_equal(part[:, :3 * V], full[2:5, :3 * V])
     # the lone column sums in row order without vectors: rounding apart, the same value
@@ -447,15 +447,15 @@ def test_weight_grad_refuses_optimiser_state_of_the_wrong_shape(rng):
     G, hp = np.empty((3, 20), np.float32), np.array([0.9, 0.9, 0.999, 1e-8, 1.0])
     ok, short = np.zeros(60, np.float32), np.zeros(59, np.float32)
     with pytest.raises(ValueError, match=r"shape \(60,\); got \(59,\)"):
-        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, ok, optim.MOMENTUM, hp)
+        tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, ok, optim.MOMENTUM, hp)
     with pytest.raises(ValueError, match=r"shape \(60,\); got \(59,\)"):
-        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, short, optim.ADAM, hp)
+        tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, short, optim.ADAM, hp)
     with pytest.raises(ValueError, match="C-contiguous with one dtype"):
-        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok.astype(np.float64), ok, optim.ADAGRAD, hp)
+        tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok.astype(np.float64), ok, optim.ADAGRAD, hp)
     with pytest.raises(ValueError, match="kind must be an optimiser"):
-        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, 7, hp)
+        tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, 7, hp)
     with pytest.raises(ValueError, match=r"hp \(5,\) float32"):
-        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp.astype(np.float32))
+        tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp.astype(np.float32))
     with pytest.raises(ValueError, match=r"hp \(4,\)"):
-        gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp[:4])
-    gemm.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, short, optim.SGD, hp)   # SGD reads neither
+        tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, ok, ok, optim.SGD, hp[:4])
+    tasks.weight_grad(G, X, dY, W, 0.0, 0.1, True, 1, short, short, optim.SGD, hp)   # SGD reads neither

@@ -8,7 +8,7 @@ import pytest
 
 import fastmlp
 from fastmlp import optim
-from fastmlp.kernels import gemm, gemm_back, gemm_packed
+from fastmlp.kernels import gemm, gemm_back, gemm_packed, tasks
 from fastmlp.kernels.simd import SIMD, VECTOR_BYTES, vsplat, vstore_part
 
 pytestmark = pytest.mark.skipif(not SIMD, reason="the register-blocked products need AVX2 and FMA "
@@ -33,8 +33,8 @@ def rng():
 def apart(dY, WT, X, lam, eta, nb):
     """The two products the fused task replaces: DGRAD from the old WT, then SGD_STEP."""
     dX, W = np.empty_like(X), WT.copy()
-    gemm.input_grad(dX, dY, W, nb)
-    gemm.weight_sgd_step(W, X, dY, lam, eta, nb)
+    tasks.input_grad(dX, dY, W, nb)
+    tasks.weight_sgd_step(W, X, dY, lam, eta, nb)
     return dX, W
 
 
@@ -59,7 +59,7 @@ def test_one_pass_over_the_weights_gives_the_bits_of_the_two_products(rng, dtype
         np.testing.assert_allclose(want_W, twin, rtol=0, atol=TOL[dtype] * 10 * (size.max() + 1))
         for nb in (1, 2, 3, 8):
             dX, W = np.full_like(X, np.nan), WT.copy()
-            gemm.input_grad_sgd_step(dX, W, X, dY, lam, eta, nb)
+            tasks.input_grad_sgd_step(dX, W, X, dY, lam, eta, nb)
             np.testing.assert_array_equal(dX, want_dX)
             np.testing.assert_array_equal(W, want_W)
 
@@ -75,15 +75,15 @@ def test_one_pass_gives_the_bits_of_the_input_and_weight_gradients(rng, dtype, s
     dY = rng.standard_normal((N, O)).astype(dtype)
     for lam in (0.005, 0.0):
         want_dX, want_G = np.empty_like(X), np.empty_like(WT)
-        gemm.input_grad(want_dX, dY, WT, 1)
-        gemm.weight_grad(want_G, X, dY, WT, lam, 0.0, False, 1, *gemm._no_state(X))
+        tasks.input_grad(want_dX, dY, WT, 1)
+        tasks.weight_grad(want_G, X, dY, WT, lam, 0.0, False, 1, *tasks._no_state(X))
         x64, w64, d64 = X.astype(np.float64), WT.astype(np.float64), dY.astype(np.float64)
         size = np.abs(d64).T @ np.abs(x64) + 2 * lam * np.abs(w64)
         np.testing.assert_allclose(want_G, d64.T @ x64 + 2 * lam * w64, rtol=0,
                                    atol=TOL[dtype] * 10 * (size.max() + 1))
         for nb in (1, 2, 3, 8):
             dX, G, W = np.full_like(X, np.nan), np.full_like(WT, np.nan), WT.copy()
-            gemm.input_and_weight_grad(dX, G, W, X, dY, lam, nb)
+            tasks.input_and_weight_grad(dX, G, W, X, dY, lam, nb)
             np.testing.assert_array_equal(dX, want_dX)
             np.testing.assert_array_equal(G, want_G)
             np.testing.assert_array_equal(W, WT)
@@ -119,8 +119,8 @@ def test_the_step_fuses_a_hidden_layer_at_a_few_rows_or_a_small_one():
 
 
 def test_the_fused_tasks_refuse_more_units_or_rows_than_one_run_of_k(rng):
-    calls = (lambda dX, WT, X, dY: gemm.input_grad_sgd_step(dX, WT, X, dY, 0.0, 0.1, 1),
-             lambda dX, WT, X, dY: gemm.input_and_weight_grad(dX, np.empty_like(WT), WT, X, dY,
+    calls = (lambda dX, WT, X, dY: tasks.input_grad_sgd_step(dX, WT, X, dY, 0.0, 0.1, 1),
+             lambda dX, WT, X, dY: tasks.input_and_weight_grad(dX, np.empty_like(WT), WT, X, dY,
                                                               0.0, 1))
     for fused in calls:
         X, WT = np.ones((4, 3), np.float32), np.ones((gemm_packed.KP + 1, 3), np.float32)

@@ -219,7 +219,7 @@ def test_softmax_task_in_runs_of_rows_gives_the_kernels_bits(rng, dtype):
     cut into runs of rows) against softmax_xent_forward and softmax_xent_backward: the same
     bits in 1, 2, 3 and 7 parts, for extreme scores, a row with a NaN and one with -inf too,
     and the mean loss summed in the same order."""
-    from fastmlp.kernels import gemm
+    from fastmlp.kernels import tasks
     N, C = 203, 10
     Z = rand(rng, (N, C), dtype, 4.0)
     Z[5] *= 1e4                     # exp underflows to 0 for all but the row's maximum
@@ -230,17 +230,17 @@ def test_softmax_task_in_runs_of_rows_gives_the_kernels_bits(rng, dtype):
     wdZ = call.softmax_xent_backward(softmax_xent.softmax_xent_backward, wP, y)
     for nb in (1, 2, 3, 7):
         P, losses, dZ = np.empty_like(Z), np.empty(N, dtype), np.empty_like(Z)
-        mean = gemm.softmax_xent(P, losses, Z, y, dZ, nb)
+        mean = tasks.softmax_xent(P, losses, Z, y, dZ, nb)
         np.testing.assert_array_equal(P, wP)
         np.testing.assert_array_equal(losses, wl)
         np.testing.assert_array_equal(dZ, wdZ)
         assert np.isnan(mean) and np.isnan(wmean)
         P2, l2_ = np.empty_like(Z[8:]), np.empty(N - 8, dtype)
-        gemm.softmax_xent(P2, l2_, Z[8:], y[8:], np.empty((0, 0), dtype), nb)    # no NaN rows
+        tasks.softmax_xent(P2, l2_, Z[8:], y[8:], np.empty((0, 0), dtype), nb)    # no NaN rows
         np.testing.assert_array_equal(P2, wP[8:])
         np.testing.assert_array_equal(l2_, wl[8:])
-    finite = gemm.softmax_xent(np.empty_like(Z[8:]), np.empty(N - 8, dtype), Z[8:], y[8:],
+    finite = tasks.softmax_xent(np.empty_like(Z[8:]), np.empty(N - 8, dtype), Z[8:], y[8:],
                                np.empty((0, 0), dtype), 2)
     assert finite == call.softmax_xent_forward(softmax_xent.softmax_xent_forward, Z[8:], y[8:])[2]
     with pytest.raises(ValueError, match="labels must be in"):
-        gemm.softmax_xent(P, losses, Z, np.full(N, C), dZ, 1)
+        tasks.softmax_xent(P, losses, Z, np.full(N, C), dZ, 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import blas, gemm, linear, optim
+from fastmlp.kernels import blas, gemm, linear, optim, tasks
 from fastmlp.kernels._config import serial_twin
 from fastmlp.threads import blas_single_threaded
 
@@ -64,7 +64,7 @@ def test_weight_grad_with_l2_and_sgd_step(rng, dtype, nb, update):
     W0 = W.copy()
     dW = np.empty_like(W)
     with blas_single_threaded():
-        gemm.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype))
+        tasks.weight_grad(dW, X, dY, W, 0.05, 0.1, update, nb, *sgd_args(dtype))
     want = dY.T.astype(np.float64) @ X + 2 * 0.05 * W0
     np.testing.assert_allclose(dW, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(W, W0 - 0.1 * dW if update else W0, rtol=TOL[dtype], atol=TOL[dtype])
@@ -80,9 +80,9 @@ def test_weight_sgd_step_is_the_sgd_step_of_weight_grad(rng, dtype, nb):
     want = W.astype(np.float64) - 0.1 * (dY.T.astype(np.float64) @ X + 2 * 0.05 * W)
     got = W.copy()
     with blas_single_threaded():
-        gemm.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb)
+        tasks.weight_sgd_step(got, X, dY, 0.05, dtype(0.1), nb)
         one = W.copy()
-        gemm.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1)
+        tasks.weight_sgd_step(one, X, dY, 0.05, dtype(0.1), 1)
     np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 100)
     np.testing.assert_allclose(one, got, rtol=TOL[dtype], atol=TOL[dtype])
 
@@ -95,7 +95,7 @@ def test_gather_and_sgd_update(rng, dtype):
         X = rand(rng, (50, width), dtype)
         for nb in (1, 2, 3):        # runs of columns, one per thread
             out = np.empty((20, width), dtype)
-            gemm.gather(out, X, idx, nb)
+            tasks.gather(out, X, idx, nb)
             np.testing.assert_array_equal(out, X[idx])
     theta, dtheta = rand(rng, 10000, dtype), rand(rng, 10000, dtype)
     want = theta - dtype(0.01) * dtheta
@@ -173,7 +173,7 @@ def test_batch_norm_tasks_equal_the_column_kernels_however_cut(rng, dtype, shape
     parts of 3 or 10 columns leave parts without a line; 70 columns end in a part of a line),
     but for 1-ulp float64 differences in the running mean where LLVM fuses the multiply-add
     differently in vector code."""
-    from fastmlp.kernels import batchnorm as bn, gemm
+    from fastmlp.kernels import batchnorm as bn
     N, D = shape
     Z0 = rand(rng, shape, dtype) * 3 + 1
     b, g, be, dY = rand(rng, D, dtype), rand(rng, D, dtype), rand(rng, D, dtype), rand(rng, shape, dtype)
@@ -183,8 +183,8 @@ def test_batch_norm_tasks_equal_the_column_kernels_however_cut(rng, dtype, shape
         m, iv, dg, dbe, db = (np.empty(D, dtype) for _ in range(5))
         rm, rv = np.full(D, 0.5, dtype), np.full(D, 2.0, dtype)
         if task:
-            gemm.batch_norm(Y, Xh, m, iv, rm, rv, Z, b, g, be, 1e-5, 0.9, True, True, nb)
-            gemm.batch_norm_backward(dX, db, dg, dbe, dY, Xh, iv, g, Y, True, nb)
+            tasks.batch_norm(Y, Xh, m, iv, rm, rv, Z, b, g, be, 1e-5, 0.9, True, True, nb)
+            tasks.batch_norm_backward(dX, db, dg, dbe, dY, Xh, iv, g, Y, True, nb)
         else:
             linear.bias_forward(Z, b, False)
             bn.bn_forward_train(Y, Xh, m, iv, rm, rv, Z, g, be, 1e-5, 0.9, True, True)
@@ -199,19 +199,18 @@ def test_batch_norm_tasks_equal_the_column_kernels_however_cut(rng, dtype, shape
     (Z, Y), (Zt, Yt) = (Z0.copy(), np.empty_like(Z0)), (Z0.copy(), np.empty_like(Z0))
     linear.bias_forward(Z, b, False)
     bn.bn_forward_infer(Y, Z, g, be, rm, rv, 1e-5, True)
-    gemm.batch_norm_infer(Yt, Zt, b, g, be, rm, rv, 1e-5, True, nb)
+    tasks.batch_norm_infer(Yt, Zt, b, g, be, rm, rv, 1e-5, True, nb)
     np.testing.assert_array_equal(Zt, Z)
     np.testing.assert_array_equal(Yt, Y)
 
 
 def test_batch_norm_tasks_check_their_shapes():
-    from fastmlp.kernels import gemm
     X, v = np.ones((4, 3), np.float32), np.ones(3, np.float32)
     with pytest.raises(ValueError, match=r"every vector \(3,\)"):
-        gemm.batch_norm(X, X.copy(), v, v, v, v, X.copy(), np.ones(2, np.float32), v, v, 1e-5,
-                        0.9, True, True, 2)
+        tasks.batch_norm(X, X.copy(), v, v, v, v, X.copy(), np.ones(2, np.float32), v, v, 1e-5,
+                         0.9, True, True, 2)
     with pytest.raises(ValueError, match="one dtype"):
-        gemm.batch_norm_backward(X, v, v, v, X.astype(np.float64), X, v, v, X, True, 2)
+        tasks.batch_norm_backward(X, v, v, v, X.astype(np.float64), X, v, v, X, True, 2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -226,5 +225,5 @@ def test_first_layer_forward_tasks(rng, dtype, shape):
     with blas_single_threaded():
         for nb in (1, 2, 3):
             Y = np.full((N, O), np.nan, dtype)
-            gemm.dot_nt(Y, X, WT, nb)
+            tasks.dot_nt(Y, X, WT, nb)
             np.testing.assert_allclose(Y, want, rtol=tol, atol=tol)
