@@ -104,7 +104,9 @@ class Network:
         # the step hands a batch norm's vectors on as blocks: [b; gamma; beta] (3, O) from b's
         # offset, [run_mean; run_var] (2, O) from run_mean's (kernels/gemm.py, BN_FORWARD)
         for I, O, _, b, g, be, rm, rv in layout:
-            assert g < 0 or (g == b + O and be == g + O and rv == rm + O), layout
+            if g >= 0 and not (g == b + O and be == g + O and rv == rm + O):
+                raise RuntimeError(f"b, gamma, beta (and run_mean, run_var) must be adjacent "
+                                   f"in the flat buffers; got the layout {layout.tolist()}")
         return layout
 
     # ---- parameters -------------------------------------------------------------------

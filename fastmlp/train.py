@@ -36,6 +36,7 @@ from .kernels.rng import stream_key
 from .network import DROPOUT_STREAM
 from .progress import CompileClock, TrainProgress
 from .threads import blas_single_threaded
+from .workspace import aligned_empty
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -129,7 +130,7 @@ class Trainer:
         losses = np.empty(spe)
         if augmenter:
             from .augment import batch_key
-            batch_rows = np.empty((batch, X.shape[1]), net.dtype)
+            batch_rows = aligned_empty((batch, X.shape[1]), net.dtype)   # as the step's own
             augment, threads = augmenter.apply, numba.get_num_threads()
         chunk = _Chunks()
 

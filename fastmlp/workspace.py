@@ -42,10 +42,11 @@ class Workspace:
     """Activations (and, in training, gradients) for one batch size, allocated once as one
     flat buffer `buf` with the offset table `wsl` the fused step reads (kernels/step.py) and
     named views of it for the per-kernel path.
-    Every array in `buf` starts a cache line: the step cuts a batch norm into runs of columns
-    on threads (kernels/gemm.py, BN_FORWARD), and where a row's runs did not start lines the
-    threads wrote the line they shared in turn (500 x 1024 on 2 threads: the forward 0.41x of
-    one thread's time, measured)."""
+    Every array in `buf` starts a cache line: the step cuts a batch norm into runs of whole
+    lines of columns on threads (kernels/gemm.py, BN_FORWARD), and where a row's runs did not
+    start lines the threads wrote the line they shared in turn (500 x 1024 on 2 threads: the
+    forward 0.41x of one thread's time, measured); rows of a multiple of 64 bytes then start
+    lines all (at other widths each part's edge still shares a line a row)."""
 
     def __init__(self, net, n, train):
         widths = net.sizes[1:]

@@ -104,6 +104,10 @@ def bn_backward(dX, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu):
 # same bits however it is cut.  They also take the layer's bias (Z <- Z + b first, as
 # linear.bias_forward) and its gradient (db, the column sums of dX, as linear.bias_backward):
 # one call instead of two on the same columns.
+# Their multiply-adds are written out (simd.fma, each as LLVM had fused it: the same bits):
+# these kernels are compiled twice, inlined in the step for one part and in gemm._bn_run for
+# more, on a first run in another process, and a fusion left to LLVM could differ between the
+# copies, so between thread counts.
 # Columns are indexed as unsigned integers: indexed from d0 with a signed index, each access
 # kept Numba's negative-index test and the loops did not vectorise (5-10x slower, measured),
 # and row slices (views) cost their reference counts on every row (100 x 50: 0.8x).
@@ -127,7 +131,7 @@ def bn_forward_train_cols(Y, Xhat, mean, inv_std, run_mean, run_var, X, b, gamma
     for n in range(N):
         for d in range(u0, u1):
             t = X[n, d] - mu[d - u0]
-            v[d - u0] += t * t
+            v[d - u0] = fma(t, t, v[d - u0])
     for d in range(u0, u1):
         var = v[d - u0] / N
         inv[d - u0] = 1.0 / np.sqrt(var + eps)
@@ -143,7 +147,7 @@ def bn_forward_train_cols(Y, Xhat, mean, inv_std, run_mean, run_var, X, b, gamma
         for d in range(u0, u1):
             xh = (X[n, d] - mu[d - u0]) * inv[d - u0]
             Xhat[n, d] = xh
-            out = gamma[d] * xh + beta[d]
+            out = fma(np.float64(gamma[d]), xh, np.float64(beta[d]))
             if relu and out < 0:
                 out = 0
             Y[n, d] = out
@@ -174,7 +178,8 @@ def bn_backward_cols(dX, db, dgamma, dbeta, dY, Xhat, inv_std, gamma, Y, relu, d
             g = dY[n, d]
             if relu and not Y[n, d] > 0:
                 g = 0
-            dX[n, d] = k[d - u0] * (N * g - sb[d - u0] - Xhat[n, d] * sg[d - u0])
+            dX[n, d] = k[d - u0] * fma(-np.float64(Xhat[n, d]), sg[d - u0],
+                                       fma(np.float64(N), np.float64(g), -sb[d - u0]))
     # a pass of its own, as linear.bias_backward's (summed as dX was stored, in the loop
     # above, it was no faster: 500 x 512-1024 0.84-0.94x, measured)
     for n in range(N):

@@ -145,8 +145,8 @@ def _rect(R, J, step_r, step_j, t, nb):
 
 @parallel_kernel
 def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
-    """One product (or the gather, the softmax, a batch norm) cut into nb parts, one per thread; nb = 1 runs
-    it whole on the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y
+    """One product (or the gather, the softmax, a batch norm) cut into nb parts, one per
+    thread; nb = 1 runs it whole on the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y
     and dY (N, O), `fns` the table of addresses (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
@@ -193,7 +193,7 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
     (kernels/native.py), so _run's code is compiled once, not again in this function and in
     its parallel body; _run's kernels call the packs through theirs (fns, below)."""
     # a batch norm's parts run _bn_run, which takes _run's arguments (so `call` types it as
-    # _run), every other task's _run
+    # _run: _signatures checks the two are the same), every other task's _run
     run = fns[BN_RUN] if task >= BN_FORWARD else fns[RUN]
     if nb == 1:
         call(_run, run, np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb,
@@ -209,10 +209,12 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
 @internal_kernel
 def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
     """Part t of nb of a batch norm's task (products: the arguments): in training a run of
-    whole 64-byte lines of each row, so that no two threads write one line (the step's arrays
-    start lines: fastmlp/workspace.py); in evaluation (BN_INFER) a run of rows.  A function of its own, not a branch of
-    _run: as one, the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2
-    threads 0.88x, 15 interleaved rounds, the code of the other tasks unchanged)."""
+    whole 64-byte lines of each row, so that no two threads write one line where rows are whole
+    lines too (the step's arrays start lines, fastmlp/workspace.py, so at widths of a multiple
+    of 16 float32 or 8 float64 values; at other widths a part's edge shares a line a row); in
+    evaluation (BN_INFER) a run of rows.  A function of its own, not a branch of _run: as one,
+    the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2 threads 0.88x, 15
+    interleaved rounds, the code of the other tasks unchanged)."""
     N, D = X.shape
     relu = (kind & BN_RELU) != 0
     if task == BN_INFER:
@@ -431,6 +433,8 @@ def _signatures(dtype):
 
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# products calls _bn_run's address as if it were _run's (call checks only _run's types)
+assert all(_signatures(d)[_bn_run] == _signatures(d)[_run] for d in DTYPES)
 for _f in CALLEES:
     callable_at(_f, [_signatures(d)[_f] for d in DTYPES])
 _NATIVE = {}

@@ -29,9 +29,9 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   BN_INFER in evaluation, cut into runs of rows (a part per PART_BN values either way).  The
   softmax with its loss (and, training, its gradient) is gemm's SOFTMAX task, cut into runs
   of rows (PART_SOFTMAX), in training and evaluation.  Everything else (bias and ReLU without
-  batch norm, dropout) runs on the calling thread, in the serial twins of the parallel kernels: at the study's widths (<= 50 units) running it in
-  parallel was measured no faster at batch 100 or 500, while it doubled the first run's
-  compile time.
+  batch norm, dropout) runs on the calling thread, in the serial twins of the parallel
+  kernels: at the study's widths (<= 50 units) running it in parallel was measured no faster
+  at batch 100 or 500, while it doubled the first run's compile time.
 """
 import numpy as np
 
@@ -73,7 +73,7 @@ PART_SOFTMAX = 1 << 12
 # 784-1024-1024-10 at 1024 1.22x, 100-4096-10 at 1024 1.31x, 3072-1024-512-10 at 500 1.05x;
 # a part per 64K was 0.90x at 784-512-512-10 at 256 (1.05x at 784-1024-1024-10 at 128), so
 # not that.  (Alone, on 2 threads: 500 x 1024 forward 1.2-1.5x, backward 1.2-1.6x.)
-# Evaluation's (BN_INFER, runs of rows, ~0.15 ns a value) takes the same cut: alone, 8192 x
+# Evaluation's (BN_INFER, runs of rows, ~0.3 ns a value) takes the same cut: alone, 8192 x
 # 512 2.27 ms before (bias, then the serial twin) -> 1.30 on one part -> 0.76 on two
 PART_BN = 1 << 17
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import dropout, rng as krng
+from fastmlp.kernels import dropout, rng as krng, tasks
 from fastmlp.kernels._config import serial_twin
 from fastmlp.network import check_dropout
 
@@ -41,7 +41,7 @@ def test_kernels_match_numpy_twin(dtype, rate):
 def test_gated_backward_equals_the_masked_one_after_the_gate(dtype, rate):
     """The fused step's backward skips the mask (dropout_backward_gated: dH / (1 - rate)) because
     the gate that follows (ReLU's, or batch norm's with relu) is 0 where the output after
-    dropout is 0: through relu_backward and bn_backward it gives the bits of the masked
+    dropout is 0: through relu_backward and the step's batch norm backward it gives the bits of the masked
     backward, and alone it is dH scaled (the NumPy twin)."""
     from fastmlp.kernels import batchnorm, relu
     rng = np.random.default_rng(1)
@@ -68,11 +68,14 @@ def test_gated_backward_equals_the_masked_one_after_the_gate(dtype, rate):
     inv_std, gamma = rng.uniform(0.5, 2, O).astype(dtype), rng.uniform(0.5, 2, O).astype(dtype)
     outs = []
     for d in (masked, gated):
-        dX, dgamma, dbeta = np.empty_like(d), np.empty(O, dtype), np.empty(O, dtype)
-        batchnorm.bn_backward(dX, dgamma, dbeta, d, Xhat, inv_std, gamma, H, True)
-        outs.append((dX, dgamma, dbeta))
-    for x, y in zip(*outs):
-        np.testing.assert_array_equal(x, y)
+        for nb in (1, 2):       # the step's kernel (gemm's BN_BACKWARD), on one part and two
+            dX, dgamma, dbeta = np.empty_like(d), np.empty(O, dtype), np.empty(O, dtype)
+            tasks.batch_norm_backward(dX, np.empty(O, dtype), dgamma, dbeta, d, Xhat, inv_std,
+                                      gamma, H, True, nb)
+            outs.append((dX, dgamma, dbeta))
+    for out in outs[1:]:
+        for x, y in zip(out, outs[0]):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_mask_rate_and_independence():

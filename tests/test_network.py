@@ -242,16 +242,20 @@ same = []
 # multiply-adds: a part per thread); at batch 2048 the softmax's 20480 scores take a part per
 # 4096 (step.PART_SOFTMAX): 2, 3 and 5 parts on 2, 3 and 8 threads; a batch norm of 1000 x 1100
 # values, a part per 128K (step.PART_BN) in runs of 16 columns: 69 runs, the last of 12 columns,
-# in 2, 3 and 8 uneven parts; the steps' losses too
-for sizes, N in (([784, 300, 200, 10], 100), ([784, 300, 200, 10], 40), ([784, 1, 10], 1024),
-                 ([784, 6, 10], 1024), ([784, 2, 10], 2048), ([784, 1100, 10], 1000)):
-    X = rng.standard_normal((N, 784)).astype(np.float32)
+# in 2, 3 and 8 uneven parts, and in float64 with dropout (8 values a line: 138 runs); the
+# steps' losses too
+f32, f64 = {}, {"dtype": np.float64, "dropout": 0.2}
+for sizes, N, kw in (([784, 300, 200, 10], 100, f32), ([784, 300, 200, 10], 40, f32),
+                     ([784, 1, 10], 1024, f32), ([784, 6, 10], 1024, f32),
+                     ([784, 2, 10], 2048, f32), ([784, 1100, 10], 1000, f32),
+                     ([784, 1100, 10], 600, f64)):
+    X = rng.standard_normal((N, 784)).astype(kw.get("dtype", np.float32))
     y = rng.integers(0, 10, N)
     out = []
     for threads in (1, 2, 3, 8):
         numba.set_num_threads(threads)
-        net = fastmlp.Network(sizes, seed=0)
-        # the losses as the float64 the step returns, apart from the float32 arrays
+        net = fastmlp.Network(sizes, seed=0, **kw)
+        # the losses as the float64 the step returns, apart from the (float32) arrays
         losses = np.array([net._train_step(X, y, 0.005, 0.05) for _ in range(3)])
         out.append((np.concatenate([net.theta, net.stats, net.predict_proba(X).ravel()]),
                     losses))
