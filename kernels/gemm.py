@@ -146,8 +146,8 @@ def _rect(R, J, step_r, step_j, t, nb):
 @parallel_kernel
 def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
     """One product (or the gather, the softmax, a batch norm) cut into nb parts, one per
-    thread; nb = 1 runs it whole on the calling thread, without waking the pool.  X (N, I), WT (O, I) as stored, Y
-    and dY (N, O), `fns` the table of addresses (native_products):
+    thread; nb = 1 runs it whole on the calling thread, without waking the pool.  X (N, I),
+    WT (O, I) as stored, Y and dY (N, O), `fns` the table of addresses (native_products):
 
       FORWARD   Y <- X WT^T (training and evaluation)
       GRAD      dWT <- dY^T X + 2 lam WT

@@ -116,10 +116,10 @@ def _out_col(layout, l):
 
 
 @internal_kernel
-def _bn_parts(N, O, nt, itemsize):
-    """Parts of a batch norm of (N, O) values: one per PART_BN, at most one per 64-byte line
-    of a row."""
-    return max(1, min(_parts(N * O, np.int64(PART_BN), nt), (O * itemsize + 63) // 64))
+def _bn_parts(values, units, nt):
+    """Parts of a batch norm of `values` values: one per PART_BN, at most one per unit it is
+    cut in (training: a 64-byte line of a row's columns; evaluation: a row)."""
+    return max(1, min(_parts(values, np.int64(PART_BN), nt), units))
 
 
 @inlined_kernel
@@ -149,20 +149,20 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
         Xhat = _view(ws, wsl[l, 2], N, O)
         mean = ws[wsl[l, 5]:wsl[l, 5] + O]
         inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
-        bgb = _view(theta, layout[l, 3], 3, O)      # [b; gamma; beta] (network._layout)
-        run = _view(stats, layout[l, 6], 2, O)      # [run_mean; run_var]
-        nb = _bn_parts(N, O, nt, Z.itemsize)
+        nb = _bn_parts(N * O, (O * Z.itemsize + 63) // 64, nt)
         if nb == 1:     # inlined here, as the softmax's one part (_softmax: why)
             batchnorm.bn_forward_train_cols(H, Xhat, mean, inv_std, run_mean, run_var, Z, b,
                                             gamma, beta, eps, alpha, update_stats, True, 0, O)
         else:
+            bgb = _view(theta, layout[l, 3], 3, O)      # [b; gamma; beta] (network._layout)
+            run = _view(stats, layout[l, 6], 2, O)      # [run_mean; run_var]
             kind = BN_RELU | (BN_UPDATE if update_stats else 0)
             call(products, fns[PRODUCTS], BN_FORWARD + 0 * N, H, Z, Xhat, bgb, run, eps, alpha,
                  mean, inv_std, kind + 0 * N, hp, nb, src, rows, fns)
         if drop[l] > 0:
             dropout_forward_s(H, drop[l], sub_key(drop_key, l))
     else:           # evaluation's, in runs of rows
-        nb = max(1, min(N, _parts(N * O, np.int64(PART_BN), nt)))
+        nb = _bn_parts(N * O, N, nt)
         if nb == 1:
             batchnorm.bn_forward_infer_rows(H, Z, b, gamma, beta, run_mean, run_var, eps, True,
                                             0, N)
@@ -327,7 +327,7 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
         gamma = theta[layout[l, 4]:layout[l, 4] + O]
         Xhat = _view(ws, wsl[l, 2], N, O)
         inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
-        nb = _bn_parts(N, O, nt, dZ.itemsize)
+        nb = _bn_parts(N * O, (O * dZ.itemsize + 63) // 64, nt)
         if nb == 1:
             batchnorm.bn_backward_cols(dZ, dbgb[0], dbgb[1], dbgb[2], dH, Xhat, inv_std, gamma,
                                        H, True, 0, O)

@@ -16,7 +16,7 @@ _NO_ROWS = np.empty(0, np.int64)
 
 def _products(*args):
     """products(*args) for the wrappers below, with the addresses for X's dtype."""
-    if args[12] < 1:        # products' nb: none would run no part and leave the outputs as they were
+    if args[12] < 1:        # products' nb: none runs no part, leaving the outputs as they were
         raise ValueError(f"nb (parts) must be at least 1; got {args[12]}")
     products(*args, native_products(args[2].dtype))
 
