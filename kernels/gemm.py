@@ -14,6 +14,8 @@ per output unit; and `products`, the one parallel region that runs them (and the
     SOFTMAX  the softmax and cross-entropy of the last layer's scores, and their gradient
     BN_FORWARD, BN_BACKWARD  a hidden layer's bias and batch norm (and their gradients)
     BN_INFER the same in evaluation, with the running statistics
+    BIAS_FORWARD, BIAS_BACKWARD  a hidden layer's bias, ReLU and dropout without batch norm (and
+             their gradients)
 
 Which kernel computes a product depends on its shape:
 - the forward of a layer of fewer than 128 units and 224 inputs or more (64 or more at 16
@@ -60,6 +62,7 @@ from .gemm_dot import NO, NR, dot_form, forward_dots
 from .gemm_packed import KP, outer, sgd_decay
 from .gemm_small import small, small_product
 from .gemm_thin import FWD_ROWS, THIN_K, THIN_ROWS, forward_rows, thin
+from .linear import bias_relu_drop_rows, relu_drop_back_cols
 from .native import address, call, callable_at, tag
 from . import optim
 from .optim import HP_SIZE, update_range
@@ -70,7 +73,7 @@ from .softmax_xent import mean_loss, softmax_xent_rows
 GATHER_AHEAD = 4    # rows a gather asks for before it copies them
 
 (FORWARD, GRAD, SGD_STEP, DGRAD, GATHER, GATHER_FORWARD, DGRAD_SGD, OPT_STEP, DGRAD_GRAD,
- GRAD_STEP, SOFTMAX, BN_FORWARD, BN_BACKWARD, BN_INFER) = range(14)
+ GRAD_STEP, SOFTMAX, BN_FORWARD, BN_BACKWARD, BN_INFER, BIAS_FORWARD, BIAS_BACKWARD) = range(16)
 BN_UPDATE, BN_RELU = 1, 2  # BN_FORWARD's `kind`: bits (update the running statistics, ReLU)
 STEP_UNIT = 16     # OPT_STEP cuts WT in runs of this many values: whole 64-byte lines
 
@@ -183,6 +186,11 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 where that pays, measured)
       BN_INFER  X (N, D) <- X + b, then Y <- its batch norm with the running statistics,
                 dY and dWT as in BN_FORWARD, eps lam, kind BN_RELU; a run of rows per part
+      BIAS_FORWARD  Y (N, D) <- max(Y + b, 0) with b = dY[0], then dropout at rate lam with
+                the key whose bits `kind` holds (none at rate 0); a run of rows per part
+      BIAS_BACKWARD  Y (N, D) <- dZ from dH in X and the forward's output in dY, through
+                dropout at rate lam (0: none) and the ReLU; dWT[0] <- db; runs of whole
+                64-byte lines, as BN_BACKWARD (linear.py's kernels; step.PART_BN)
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
                 of one run of k), the others on their part of WT after it; dWT is scratch
@@ -208,15 +216,20 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
 
 @internal_kernel
 def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
-    """Part t of nb of a batch norm's task (products: the arguments): in training a run of
-    whole 64-byte lines of each row, so that no two threads write one line where rows are whole
-    lines too (the step's arrays start lines, fastmlp/workspace.py, so at widths of a multiple
-    of 16 float32 or 8 float64 values; at other widths a part's edge shares a line a row); in
-    evaluation (BN_INFER) a run of rows.  A function of its own, not a branch of _run: as one,
-    the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2 threads 0.88x, 15
+    """Part t of nb of a batch norm's task, or of a hidden layer's bias, ReLU and dropout
+    without one (products: the arguments): in training, BN_FORWARD, BN_BACKWARD and
+    BIAS_BACKWARD a run of whole 64-byte lines of each row, so that no two threads write one
+    line where rows are whole lines too (the step's arrays start lines, fastmlp/workspace.py,
+    so at widths of a multiple of 16 float32 or 8 float64 values; at other widths a part's
+    edge shares a line a row); BN_INFER and BIAS_FORWARD a run of rows.  A function of its
+    own, not a branch of _run: as one, the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2 threads 0.88x, 15
     interleaved rounds, the code of the other tasks unchanged)."""
     N, D = X.shape
     relu = (kind & BN_RELU) != 0
+    if task == BIAS_FORWARD:
+        n0, n1 = _cut(Y.shape[0], t, nb)
+        bias_relu_drop_rows(Y, dY[0], lam, kind, n0, n1)
+        return
     if task == BN_INFER:
         n0, n1 = _cut(N, t, nb)
         bn_forward_infer_rows(Y, X, dY[0], dY[1], dY[2], dWT[0], dWT[1], lam, relu, n0, n1)
@@ -226,7 +239,9 @@ def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx
     d0, d1 = u0 * line, min(D, u1 * line)
     if d1 <= d0:
         return
-    if task == BN_FORWARD:
+    if task == BIAS_BACKWARD:
+        relu_drop_back_cols(Y, dWT[0], X, dY, lam, d0, d1)
+    elif task == BN_FORWARD:
         bn_forward_train_cols(Y, WT, mW, vW, dWT[0], dWT[1], X, dY[0], dY[1], dY[2], lam, eta,
                               (kind & BN_UPDATE) != 0, relu, d0, d1)
     else:

@@ -201,6 +201,35 @@ def test_batch_norm_tasks_equal_the_column_kernels_however_cut(rng, dtype, shape
     np.testing.assert_array_equal(Yt, Y)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(100, 50), (7, 3), (33, 70), (300, 1100)])
+@pytest.mark.parametrize("nb", [1, 2, 3, 8])
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_bias_tasks_equal_the_serial_kernels_however_cut(rng, dtype, shape, nb, rate):
+    """A hidden layer without batch norm on threads (gemm's BIAS_FORWARD in runs of rows,
+    BIAS_BACKWARD in runs of whole lines of columns) against the kernels the step runs on one
+    part (bias and ReLU, dropout; dropout's scale, the ReLU gate, the bias's gradient): the
+    same operations per element and each column's sum in row order, so the same bits."""
+    from fastmlp.kernels import dropout, relu
+    N, D = shape
+    Z0, b, dH0 = rand(rng, shape, dtype), rand(rng, D, dtype), rand(rng, shape, dtype)
+    key = np.uint64(0xDEADBEEF12345678)
+    H, dH, dZ, db = Z0.copy(), dH0.copy(), np.empty_like(Z0), np.empty(D, dtype)
+    linear.bias_forward(H, b, True)
+    if rate > 0:
+        dropout.dropout_forward(H, rate, key)
+        dropout.dropout_backward_gated(dH, rate)
+    relu.relu_backward(dZ, dH, H)
+    linear.bias_backward_rows(db, dZ)
+    Ht, dZt, dbt = Z0.copy(), np.full_like(Z0, np.nan), np.full(D, np.nan, dtype)
+    tasks.bias_relu(Ht, b, rate, key, nb)
+    tasks.bias_relu_backward(dZt, dbt, dH0, Ht, rate, nb)
+    if N * D > 3000:        # the ReLU zeroes about half, dropout a share `rate` of the rest
+        assert abs((Ht == 0).mean() - (0.5 + 0.5 * rate)) < 0.15
+    for got, want in ((Ht, H), (dZt, dZ), (dbt, db)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_batch_norm_tasks_check_their_shapes():
     X, v = np.ones((4, 3), np.float32), np.ones(3, np.float32)
     with pytest.raises(ValueError, match=r"every vector \(3,\)"):
