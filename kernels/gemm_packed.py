@@ -33,7 +33,7 @@ import numpy as np
 from ._config import inlined_kernel, internal_kernel
 from .native import call
 from .optim import NESTEROV
-from .pack import MR, QS, pack_a, pack_b
+from .pack import MR, QS, pack_a, pack_a_rows, pack_b
 from .simd import (VECTOR_BYTES, fma, lanes, vfma, vload, vload_part, vmul, vsplat, vsplat_at,
                    vstore, vstore_part)
 
@@ -309,7 +309,9 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
             for m0 in range(r0, r1, mc):
                 m1 = min(r1, m0 + mc)
                 a0 = r0 if whole else m0        # the row at Ap's start
-                if not whole or b0 == j0:
+                if (not whole or b0 == j0) and sr == 1 and sk != 1 and V >= MR:
+                    pack_a_rows(Ap, Af, a0, m0, m1, k0, n, nk, sk, r1 - m0)
+                elif not whole or b0 == j0:
                     for r in range(m0, m1, MR):
                         call(pack_a, at_pack_a, Ap[(r - a0) * nk:], Af, k0 * sk + r * sr,
                              min(MR, m1 - r), n, sk, sr, r1 - r)

@@ -5,7 +5,7 @@ Where an operand is stored the other way round (the forward's WT for B, X for A)
 blocks are transposed in registers (simd.vtranspose).
 """
 from ._config import internal_kernel
-from .simd import lanes, prefetch, vload, vload_part, vstore, vtranspose
+from .simd import lanes, prefetch, vload, vload_part, vstore, vstore_part, vtranspose
 
 MR = 6      # rows of C per block (12 accumulators: 6 rows x 2 vectors)
 # rows of A transposed at a time into a block of MR: the least power of two >= MR.  A block
@@ -146,3 +146,27 @@ def pack_a(Ap, Af, a0, nr, n, sk, sr, avail):
             col = a0 + k * sk
             for i in range(MR):
                 Ap[k * MR + i] = Af[col + min(i, last) * sr]
+
+
+@internal_kernel
+def pack_a_rows(Ap, Af, a0, m0, m1, k0, n, nk, sk, avail):
+    """pack_a of every block of rows m0:m1 of A (the block of row r at Ap[(r - a0) nk]) where
+    each k's scalars are contiguous (sr = 1, sk > 1: the weight gradient's dZ, read k by k
+    down its rows), in one pass over k rather than one per block: a group's 8 blocks read each
+    row of dZ's 48 values from beyond L1 once, not 8 times (at 1024 units, rows 4 KB apart that
+    all map to one set of L1, each block's pass evicted the lines the next block would have
+    read).  avail: rows of A that may be read from m0 on.  Each k's vector spills past its MR
+    values into the next ks' (overwritten there); those that would spill past the block's n
+    values (into the next block, packed before them) are stored masked: pack_a's values.
+    Vectors of at least MR lanes only (float64 on AVX2 has 4: pack_a's scalar path)."""
+    V = lanes(Ap)
+    for k in range(n):
+        base = (k0 + k) * sk
+        for r in range(m0, m1, MR):
+            at = (r - a0) * nk + k * MR
+            left = avail - (r - m0)
+            v = vload(Af, base + r) if left >= V else vload_part(Af, base + r, left)
+            if k * MR + V <= n * MR:
+                vstore(Ap, at, v)
+            else:
+                vstore_part(Ap, at, v, MR)
