@@ -222,8 +222,8 @@ def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx
     line where rows are whole lines too (the step's arrays start lines, fastmlp/workspace.py,
     so at widths of a multiple of 16 float32 or 8 float64 values; at other widths a part's
     edge shares a line a row); BN_INFER and BIAS_FORWARD a run of rows.  A function of its
-    own, not a branch of _run: as one, the products _run computes ran slower (100 x 3072 x 1024 SGD_STEP on 2 threads 0.88x, 15
-    interleaved rounds, the code of the other tasks unchanged)."""
+    own, not a branch of _run: as one, the products _run computes ran slower (100 x 3072 x
+    1024 SGD_STEP on 2 threads 0.88x, 15 interleaved rounds, the other tasks' code unchanged)."""
     N, D = X.shape
     relu = (kind & BN_RELU) != 0
     if task == BIAS_FORWARD:

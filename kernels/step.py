@@ -40,10 +40,9 @@ import numpy as np
 from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (BIAS_BACKWARD, BIAS_FORWARD, BN_BACKWARD, BN_FORWARD, BN_INFER, BN_RELU,
-                   BN_UPDATE, DGRAD, DGRAD_GRAD,
-                   DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER, GATHER_FORWARD, GRAD, GRAD_STEP,
-                   OPT_STEP, SGD_STEP, SOFTMAX, PRODUCTS, TAG, UPDATE_RANGE, back_dz, folds_step,
-                   fuses_back, gathers_rows, products)
+                   BN_UPDATE, DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
+                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX, PRODUCTS, TAG,
+                   UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows, products)
 from .native import call, check_tag
 from .rng import sub_key
 

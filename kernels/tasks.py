@@ -5,8 +5,8 @@ import numpy as np
 
 from . import optim
 from .gemm import (BIAS_BACKWARD, BIAS_FORWARD, BN_BACKWARD, BN_FORWARD, BN_INFER, BN_RELU,
-                   BN_UPDATE, DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD, GATHER, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX,
-                   back_dz, folds_step, native_products, products)
+                   BN_UPDATE, DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD, GATHER, GRAD, GRAD_STEP,
+                   OPT_STEP, SGD_STEP, SOFTMAX, back_dz, folds_step, native_products, products)
 from .gemm_packed import KP
 from .optim import HP_SIZE
 from .softmax_xent import mean_loss
@@ -109,6 +109,7 @@ def bias_relu(H, b, rate, key, nb):
     """H (N, D) <- max(H + b, 0), then dropout at `rate` with the stream `key` (uint64; none at
     rate 0), in nb runs of rows (task BIAS_FORWARD: a hidden layer without batch norm)."""
     _bn_check((H,), (b,))
+    _rate_check(rate)
     key = np.array([key], np.uint64).view(np.int64)[0]     # the task takes the key's bits
     _products(BIAS_FORWARD, H, H, H, b.reshape(1, -1), H, float(rate), 0.0, b, b, int(key),
               np.zeros(HP_SIZE), nb, H, _NO_ROWS)
@@ -118,10 +119,16 @@ def bias_relu_backward(dZ, db, dH, H, rate, nb):
     """dZ (N, D) <- the gradient through bias_relu from dH, given its output H (the dropped
     units' zeros gate their gradients), and db, in nb runs of columns (task BIAS_BACKWARD)."""
     _bn_check((dZ, dH, H), (db,))
+    _rate_check(rate)
     out = np.empty((1, dZ.shape[1]), dZ.dtype)
     _products(BIAS_BACKWARD, dZ, dH, dH, H, out, float(rate), 0.0, db, db, 0, np.zeros(HP_SIZE),
               nb, dH, _NO_ROWS)
     db[:] = out[0]
+
+
+def _rate_check(rate):
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate (the share of units dropped) must lie in [0, 1); got {rate!r}")
 
 
 def _bn_check(tables, vectors):

@@ -230,6 +230,14 @@ def test_bias_tasks_equal_the_serial_kernels_however_cut(rng, dtype, shape, nb, 
         np.testing.assert_array_equal(got, want)
 
 
+def test_bias_tasks_check_their_rate():
+    H, b = np.ones((4, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"rate .* must lie in \[0, 1\); got 1.0"):
+        tasks.bias_relu(H, b, 1.0, 7, 2)
+    with pytest.raises(ValueError, match="got -0.1"):
+        tasks.bias_relu_backward(H.copy(), b.copy(), H.copy(), H, -0.1, 2)
+
+
 def test_batch_norm_tasks_check_their_shapes():
     X, v = np.ones((4, 3), np.float32), np.ones(3, np.float32)
     with pytest.raises(ValueError, match=r"every vector \(3,\)"):
