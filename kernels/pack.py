@@ -130,18 +130,10 @@ def pack_a(Ap, Af, a0, nr, n, sk, sr, avail):
             row = Af[a0 + min(i, last) * sr:a0 + min(i, last) * sr + n]
             for k in range(done, n):
                 Ap[k * MR + i] = row[k]
-    else:           # each k's scalars are contiguous (weight gradient)
-        if sr == 1 and V >= MR:
-            # one vector of V per k (masked to the rows there are), its lanes past MR
-            # overwritten by the next k (Ap has V values of slack): the scalar moves were
-            # ~10 % of a batch-100 weight gradient
-            if avail >= V:
-                for k in range(n):
-                    vstore(Ap, k * MR, vload(Af, a0 + k * sk))
-            else:
-                for k in range(n):
-                    vstore(Ap, k * MR, vload_part(Af, a0 + k * sk, avail))
-            return
+    else:
+        # each k's scalars are contiguous (weight gradient): where a vector holds a block's
+        # MR rows, gemm_packed packs a group of blocks at a time instead (pack_a_rows); here
+        # the scalar moves of vectors of fewer lanes (float64 on AVX2)
         for k in range(n):
             col = a0 + k * sk
             for i in range(MR):
@@ -155,10 +147,13 @@ def pack_a_rows(Ap, Af, a0, m0, m1, k0, n, nk, sk, avail):
     down its rows), in one pass over k rather than one per block: a group's 8 blocks read each
     row of dZ's 48 values from beyond L1 once, not 8 times (at 1024 units, rows 4 KB apart that
     all map to one set of L1, each block's pass evicted the lines the next block would have
-    read).  avail: rows of A that may be read from m0 on.  Each k's vector spills past its MR
-    values into the next ks' (overwritten there); those that would spill past the block's n
-    values (into the next block, packed before them) are stored masked: pack_a's values.
-    Vectors of at least MR lanes only (float64 on AVX2 has 4: pack_a's scalar path)."""
+    read).  avail: rows of A that may be read from m0 on; a block's rows past them are 0, the
+    rows past a short last block other rows' values (gemm_packed._store_rows stores only the
+    block's own).  One vector per k and block, masked to the rows there are (scalar moves were
+    ~10 % of a batch-100 weight gradient): it spills past its MR values into the next ks'
+    (overwritten there); those that would spill past the block's n values (into the next
+    block, packed before them) are stored masked.  Vectors of at least MR lanes only (float64
+    on AVX2 has 4: pack_a's scalar moves)."""
     V = lanes(Ap)
     for k in range(n):
         base = (k0 + k) * sk

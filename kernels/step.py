@@ -330,13 +330,12 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
         return dZ, False
     dH = _view(ws, wsl[l, 4], N, O)
     H = _view(ws, wsl[l, 1], N, O)
-    if layout[l, 4] < 0:
-        nb = _bn_parts(N * O, (O * dZ.itemsize + 63) // 64, nt)
-        if nb > 1:      # dropout, ReLU and db in runs of columns (gemm's BIAS_BACKWARD)
-            call(products, fns[PRODUCTS], BIAS_BACKWARD + 0 * N, dZ, dH, dH, H,
-                 _view(dtheta, layout[l, 3], 1, O), drop[l], 0.0, H[0], H[0], N * 0, hp, nb,
-                 src, rows, fns)
-            return dZ, True
+    nb = _bn_parts(N * O, (O * dZ.itemsize + 63) // 64, nt)    # runs of whole lines
+    if layout[l, 4] < 0 and nb > 1:    # dropout, ReLU and db in runs of columns (BIAS_BACKWARD)
+        call(products, fns[PRODUCTS], BIAS_BACKWARD + 0 * N, dZ, dH, dH, H,
+             _view(dtheta, layout[l, 3], 1, O), drop[l], 0.0, H[0], H[0], N * 0, hp, nb, src,
+             rows, fns)
+        return dZ, True
     if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below zeroes them
         dropout_backward_gated_s(dH, drop[l])
     if layout[l, 4] >= 0:
@@ -344,7 +343,6 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
         gamma = theta[layout[l, 4]:layout[l, 4] + O]
         Xhat = _view(ws, wsl[l, 2], N, O)
         inv_std = ws[wsl[l, 6]:wsl[l, 6] + O]
-        nb = _bn_parts(N * O, (O * dZ.itemsize + 63) // 64, nt)
         if nb == 1:
             batchnorm.bn_backward_cols(dZ, dbgb[0], dbgb[1], dbgb[2], dH, Xhat, inv_std, gamma,
                                        H, True, 0, O)

@@ -109,41 +109,35 @@ def test_b_by_rows_packs_a_block_of_strips_in_either_order(dtype, n):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows, avail, n, nk", [(48, 200, 70, 70), (40, 40, 33, 35),
                                                 (17, 17, 5, 5), (6, 3, 2, 2), (48, 50, 1, 1)])
-def test_a_group_packed_in_one_pass_equals_its_blocks_packed_one_by_one(dtype, rows, avail, n,
-                                                                         nk):
+def test_a_group_packed_in_one_pass_holds_each_blocks_rows_k_by_k(dtype, rows, avail, n, nk):
     """pack.pack_a_rows (a group's blocks of the weight gradient's A, each k's scalars
-    contiguous, in one pass over k) leaves in each block's n values of each of its rows what
-    pack.pack_a leaves there: a short last block, rows past A's end (avail), a run shorter
-    than the blocks' stride (n < nk) and runs of 1 and 2 values of k."""
+    contiguous, in one pass over k) leaves at block b's k-th MR values A's rows of that block
+    at k: a short last block, rows past A's end (avail: zeros, never the values there), a run
+    shorter than the blocks' stride (n < nk) and runs of 1 and 2 values of k; and no vector's
+    spill reaches the next block."""
     @numba.njit
     def one_pass(Ap, Af, m0, m1, k0, n, nk, sk, avail):
         pack.pack_a_rows(Ap, Af, m0, m0, m1, k0, n, nk, sk, avail)
-
-    @numba.njit
-    def by_block(Ap, Af, m0, m1, k0, n, nk, sk, avail):
-        for r in range(m0, m1, pack.MR):
-            pack.pack_a(Ap[(r - m0) * nk:], Af, k0 * sk + r, min(pack.MR, m1 - r), n, sk, 1,
-                        avail - (r - m0))
     V = VECTOR_BYTES // np.dtype(dtype).itemsize
     if V < pack.MR:
-        pytest.skip(f"{V} lanes hold less than a block's {pack.MR} rows: pack_a's scalar path")
+        pytest.skip(f"{V} lanes hold less than a block's {pack.MR} rows: pack_a's scalar moves")
     m0, k0 = 5, 2
     sk = m0 + avail + 3                             # A (k, r) = Af[k sk + r]: rows of sk values
     Af = np.arange((k0 + n + 1) * sk, dtype=dtype)
     Af[m0 + avail::sk] = np.nan                     # past A's rows: never packed
     blocks = (rows + pack.MR - 1) // pack.MR
-    got, want = (np.full(blocks * nk * pack.MR + V, -1, dtype) for _ in range(2))
+    got = np.full(blocks * nk * pack.MR + V, -1, dtype)
     one_pass(got, Af, m0, m0 + rows, k0, n, nk, sk, avail)
-    by_block(want, Af, m0, m0 + rows, k0, n, nk, sk, avail)
+    A = Af.reshape(-1, sk)[k0:k0 + n, m0:m0 + rows]
     for b in range(blocks):
-        keep = min(pack.MR, rows - b * pack.MR, avail - b * pack.MR)    # what _k6's stores use
-        if keep <= 0:
-            continue
+        own = min(pack.MR, rows - b * pack.MR)      # the rows _k6's stores use
         at = b * nk * pack.MR
-        g = got[at:at + n * pack.MR].reshape(n, pack.MR)[:, :keep]
-        w = want[at:at + n * pack.MR].reshape(n, pack.MR)[:, :keep]
-        np.testing.assert_array_equal(g, w, err_msg=f"block {b}")
-        assert not np.isnan(g).any()
+        g = got[at:at + n * pack.MR].reshape(n, pack.MR)
+        want = np.where(np.arange(own) < avail - b * pack.MR, A[:, b * pack.MR:b * pack.MR + own],
+                        0)
+        np.testing.assert_array_equal(g[:, :own], want, err_msg=f"block {b}")
+        if b + 1 < blocks and n < nk:       # past its n values, up to the next block: untouched
+            assert (got[at + n * pack.MR:at + nk * pack.MR] == -1).all()
 
 
 @pytest.fixture
