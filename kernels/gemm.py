@@ -165,7 +165,8 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 set each epoch (a 553 MB copy at the study's size)
       GATHER_FORWARD  GATHER, then FORWARD, in one region (where gathers_rows): each part
                 gathers the rows of X it then multiplies, so the step wakes the threads once
-                for both (the study net's whole step 1.02-1.04x on 2 threads, measured)
+                for both (the study net's whole step 1.02-1.04x on 2 threads, measured), a
+                block of rows at a time while the one before multiplies (forward_dots)
       DGRAD_SGD Y <- dZ WT (Y the input gradient, (N, I)), then SGD_STEP on X, in one pass over
                 WT (where fuses_back): each part a run of columns of both; dY holds dZ
                 transposed (back_dz)
@@ -276,22 +277,18 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
         if n1 > n0:
             call(softmax_xent_rows, fns[SOFTMAX_ROWS], Y, mW, X, idx, dY, n0, n1, kind == 1)
         return
-    if task == GATHER or task == GATHER_FORWARD:
-        n0, n1, k0, k1 = 0, N, 0, I
-        if task == GATHER:
-            k0, k1 = _cut(I, t, nb)
-        else:                                   # the forward's own rows (gathers_rows)
-            n0, n1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)[:2]
+    if task == GATHER:      # a run of columns of every row (GATHER_FORWARD: forward_dots')
+        k0, k1 = _cut(I, t, nb)
         Sf = src.reshape(-1)
         L = k1 - k0
         line = 64 // Sf.itemsize
-        for n in range(n0, n1):
+        for n in range(N):
             # the rows are shuffled, so no prefetcher foresees the next one: ask for the part
             # of the row GATHER_AHEAD further on now.  784-value rows (Fashion-MNIST's) from
             # a 188 MB float32 set: the gather alone 43 -> 27 us a batch of 100 on one thread
             # (znver4; prefetching into L1 instead: no faster); the study net's whole step
             # 1.06x on one thread, 1.02-1.04x on two (1, 2, 4 or 8 rows ahead alike)
-            if n + GATHER_AHEAD < n1:
+            if n + GATHER_AHEAD < N:
                 ahead = idx[n + GATHER_AHEAD] * I
                 for c in range(k0, k1, line):
                     prefetch(Sf, ahead + c)
@@ -302,8 +299,7 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
             row = Sf[idx[n] * I + k0:idx[n] * I + k1]
             for j in range(L):
                 dst[j] = row[j]
-        if task == GATHER:
-            return
+        return
     fused = task == DGRAD_SGD or task == DGRAD_GRAD
     if not SIMD:        # one BLAS call, by the first part only
         if t == 0 and fused:    # (the step does not ask for them without SIMD)
@@ -327,8 +323,9 @@ def _run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, f
         return
     if (task == FORWARD or task == GATHER_FORWARD) and dot_form(I, O):  # narrow: gemm_dot.py
         r0, r1, j0, j1 = _rect(N, O, np.int64(NR), np.int64(NO), t, nb)
-        if r1 > r0 and j1 > j0:
-            call(forward_dots, fns[DOTS], Yf, Xf, Wf, I, O, r0, r1, j0, j1)
+        if r1 > r0 and j1 > j0:     # GATHER_FORWARD: each part gathers its own rows there
+            call(forward_dots, fns[DOTS], Yf, Xf, Wf, I, O, r0, r1, j0, j1, src.reshape(-1),
+                 idx if task == GATHER_FORWARD else idx[:0])
         return
     # streamed: a batch of a few rows takes gemm_thin, a small part gemm_small, the others the
     # packed gemm_packed.outer
@@ -440,7 +437,7 @@ def _signatures(dtype):
             dgrad_weights: (c1, c1, c1, c1, c1, i, i, i, i, f, f, types.boolean, i, i),
             small: (c1, c1, c1, c1, i, i, i, i, i, f, f, i, i, i, i),
             thin: (c1, c1, c1, c1, i, i, i, i, i, i, f, f, i, i, i, i),
-            forward_dots: (c1, c1, c1, i, i, i, i, i, i),
+            forward_dots: (c1, c1, c1, i, i, i, i, i, i, c1, types.Array(i, 1, "C")),
             forward_rows: (c1, c1, c1, i, i, i, i, i, i, i, i),
             update_range: (c1, c1, c1, c1, i, i, i, f, types.Array(f, 1, "C")),
             softmax_xent_rows: (c2, c1, c2, types.Array(i, 1, "C"), c2, i, i, types.boolean),

@@ -103,19 +103,20 @@ def test_gather_and_sgd_update(rng, dtype):
     np.testing.assert_allclose(theta, want, rtol=TOL[dtype])
 
 
-@pytest.mark.parametrize("N", [100, 32])
-def test_a_gathered_batch_trains_as_the_same_batch_given_whole(rng, N):
+@pytest.mark.parametrize("N, I", [(100, 784), (32, 784), (37, 300), (100, 300)])
+def test_a_gathered_batch_trains_as_the_same_batch_given_whole(rng, N, I):
     """Steps on rows of the training set (gathered inside the step: at 100 rows with the
-    first layer's forward, gemm.GATHER_FORWARD; at 32 rows, whose 50-unit forward is cut by
-    columns, on its own) give the bits that steps on the same rows, gathered first, give,
-    on every thread count."""
-    X, y = rand(rng, (300, 784), np.float32), rng.integers(0, 10, 300)
+    first layer's forward, gemm.GATHER_FORWARD, a block of 4 rows at a time, 37 rows leaving
+    a short last block on one thread; at 32 rows, whose 50-unit forward is cut by columns on
+    more, on its own; rows of 300 values do not start cache lines) give the bits that steps
+    on the same rows, gathered first, give, on every thread count."""
+    X, y = rand(rng, (300, I), np.float32), rng.integers(0, 10, 300)
     rows = rng.permutation(300)[:N]
     before = numba.get_num_threads()
     try:
         for nt in range(1, numba.config.NUMBA_NUM_THREADS + 1):
             numba.set_num_threads(nt)
-            a = fastmlp.Network([784, 50, 50, 10], dtype=np.float32, seed=0)
+            a = fastmlp.Network([I, 50, 50, 10], dtype=np.float32, seed=0)
             b = a.copy()
             for _ in range(3):
                 la = a._train_step(X, y[rows], 0.005, np.float32(0.05), rows)
