@@ -356,12 +356,13 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
 
 @inlined_kernel
 def _step_rest(theta, dtheta, m, v, layout, l, kind, eta, hp, fns):
-    """The optimiser's step on layer l's b, gamma and beta (its W took its step in its product)."""
+    """The optimiser's step on layer l's b, gamma and beta (its W took its step in its product):
+    one call for the three, which lie together ([b; gamma; beta], network._layout), the same
+    arithmetic per element as three (a call is ~0.3 us, as long as the step on a 50-unit
+    layer's three vectors)."""
     O = layout[l, 1]
-    _step_slice(theta, dtheta, m, v, layout[l, 3], O, kind, eta, hp, fns)
-    if layout[l, 4] >= 0:
-        _step_slice(theta, dtheta, m, v, layout[l, 4], O, kind, eta, hp, fns)
-        _step_slice(theta, dtheta, m, v, layout[l, 5], O, kind, eta, hp, fns)
+    _step_slice(theta, dtheta, m, v, layout[l, 3], 3 * O if layout[l, 4] >= 0 else O, kind,
+                eta, hp, fns)
 
 
 @internal_kernel
