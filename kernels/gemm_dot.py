@@ -186,10 +186,7 @@ _tile = _tile_pairs if PAIRS else _tile_one
 @internal_kernel
 def _copy_rows(Xf, Sf, idx, I, n0, n1):
     """X's rows [n0, n1) <- src's rows idx[n0:n1] (X (N, I), src (M, I) flat)."""
-    for n in range(n0, n1):
-        # 1-D views indexed from 0: the copy vectorises (2-D indexing from an offset kept
-        # Numba's negative-index test in the loop: 5x slower), and it compiles in a fraction of
-        # the time of a slice assignment (~2.5 s of the first run, measured)
+    for n in range(n0, n1):     # on 1-D views from 0, as gemm._run's GATHER (there: why)
         dst = Xf[n * I:n * I + I]
         row = Sf[idx[n] * I:idx[n] * I + I]
         for j in range(I):
