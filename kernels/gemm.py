@@ -228,7 +228,7 @@ def _bn_run(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx
     N, D = X.shape
     relu = (kind & BN_RELU) != 0
     if task == BIAS_FORWARD:
-        n0, n1 = _cut(Y.shape[0], t, nb)
+        n0, n1 = _cut(N, t, nb)
         bias_relu_drop_rows(Y, dY[0], lam, kind, n0, n1)
         return
     if task == BN_INFER:

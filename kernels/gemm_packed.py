@@ -309,12 +309,13 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
             for m0 in range(r0, r1, mc):
                 m1 = min(r1, m0 + mc)
                 a0 = r0 if whole else m0        # the row at Ap's start
-                if (not whole or b0 == j0) and sr == 1 and sk != 1 and V >= MR:
-                    pack_a_rows(Ap, Af, a0, m0, m1, k0, n, nk, sk, r1 - m0)
-                elif not whole or b0 == j0:
-                    for r in range(m0, m1, MR):
-                        call(pack_a, at_pack_a, Ap[(r - a0) * nk:], Af, k0 * sk + r * sr,
-                             min(MR, m1 - r), n, sk, sr, r1 - r)
+                if not whole or b0 == j0:      # the group's A, not packed yet
+                    if sr == 1 and sk != 1 and V >= MR:
+                        pack_a_rows(Ap, Af, a0, m0, m1, k0, n, nk, sk, r1 - m0)
+                    else:
+                        for r in range(m0, m1, MR):
+                            call(pack_a, at_pack_a, Ap[(r - a0) * nk:], Af, k0 * sk + r * sr,
+                                 min(MR, m1 - r), n, sk, sr, r1 - r)
                 # strip order (band 1): each strip of B, once loaded, serves every row block
                 # of the group; bands: each row block walks a band's strips.  Two loops either
                 # way (x, then y), one call site of _k6: each is a copy for LLVM to compile
