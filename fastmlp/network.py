@@ -17,7 +17,7 @@ from . import optim as _optim
 from . import unfused
 from ._checks import check_dropout
 from .initializers import INITS, check_init, draw_weights  # noqa: F401  (INITS: imported from here too)
-from .kernels import gemm, step
+from .kernels import gemm, parts, pool, step
 from .kernels import optim as optim_kernels
 from .kernels.l2 import sum_squares
 from .kernels.rng import stream_key
@@ -192,13 +192,16 @@ class Network:
 
     def _steps(self, ws, X, y, lam, etas, flags, opt, hps, keys, src, rows, losses):
         """One train_step call of len(etas) steps; returns (last loss, steps taken)."""
+        nt = numba.get_num_threads()
         args = (self.theta, self.dtheta, self.stats, self.layout, ws.buf, ws.wsl, X, y,
-                float(lam), etas, float(self.bn_eps), float(self.bn_alpha), flags,
-                numba.get_num_threads(), opt.kind, opt.state, hps, self._drop, keys,
-                X if src is None else src, rows, losses)
-        fns = gemm.native_products(self.theta.dtype, step.train_step, args)
-        with blas_single_threaded():
-            loss, done = step.train_step(*args, fns)
+                float(lam), etas, float(self.bn_eps), float(self.bn_alpha), flags, nt, opt.kind,
+                opt.state, hps, self._drop, keys, X if src is None else src, rows, losses)
+        fns = gemm.native_products(self.theta.dtype, step.train_step, args + pool.IDLE)
+        # a run of steps keeps its threads between its tasks (kernels/pool.py); a single step
+        # (an evaluation, a first call that compiles) wakes Numba's pool for each task instead
+        waiting = parts.kept_threads(self.layout, X.shape[0], nt) if len(etas) > 1 else 0
+        with pool.threads(waiting, self.theta, fns) as shared, blas_single_threaded():
+            loss, done = step.train_step(*args, *shared, fns)
         return float(loss), int(done)
 
     def _train_step(self, X, y, lam, eta, rows=None, opt=None, t=0):

@@ -175,7 +175,7 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 cross-entropy against its label idx[n] and, with kind 1, dY <- their gradient
                 (P - onehot) / N (kernels/softmax_xent.py), each part a run of rows: its
                 scalar exp makes it ~4 ns a score on one core, so the step gives it a part
-                per step.PART_SOFTMAX scores (there: measured)
+                per parts.PART_SOFTMAX scores (there: measured)
       BN_FORWARD  X (N, D) <- X + b, then Y <- its batch norm, Xhat, mW <- the batch means,
                 vW <- the inverse deviations (kernels/batchnorm.py, eps lam, momentum eta):
                 dY is [b; gamma; beta] (3, D), dWT [run_mean; run_var] (2, D), kind bits
@@ -183,7 +183,7 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
       BN_BACKWARD  Y (N, D) <- dZ from dH in X, Xhat in WT, the forward's output in dY,
                 gamma in mW and the inverse deviations in vW; dWT (3, D) <- [db; dgamma;
                 dbeta]; kind BN_RELU as in the forward.
-                Both cut D into runs of whole 64-byte lines, one per part (step.PART_BN:
+                Both cut D into runs of whole 64-byte lines, one per part (parts.PART_BN:
                 where that pays, measured)
       BN_INFER  X (N, D) <- X + b, then Y <- its batch norm with the running statistics,
                 dY and dWT as in BN_FORWARD, eps lam, kind BN_RELU; a run of rows per part
@@ -191,7 +191,7 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
                 the key whose bits `kind` holds (none at rate 0); a run of rows per part
       BIAS_BACKWARD  Y (N, D) <- dZ from dH in X and the forward's output in dY, through
                 dropout at rate lam (0: none) and the ReLU; dWT[0] <- db; runs of whole
-                64-byte lines, as BN_BACKWARD (linear.py's kernels; step.PART_BN)
+                64-byte lines, as BN_BACKWARD (linear.py's kernels; parts.PART_BN)
       GRAD_STEP GRAD, then OPT_STEP, for a rule where folds_step: the packed kernel takes the
                 step as it stores each tile of the gradient (gemm_packed._store_rule; a batch
                 of one run of k), the others on their part of WT after it; dWT is scratch

@@ -34,6 +34,10 @@ Threads and products: every product is one of kernels/gemm.py's (register-blocke
   threads against one, 57 -> 33 us and 160 -> 104 us (znver5); whole steps of 784-1024-1024-10
   at 1024 without batch norm 1.00x, with dropout 0.2 1.02x.  On one part (the study's widths)
   they run here, on the calling thread, as before; so does a batch-norm layer's dropout.
+  A run of steps (S > 1) whose steps are short for their threads (kept_threads, POOL_FLOPS)
+  keeps its threads from one task to the next instead: each task's parts go to threads that
+  wait for them spinning (kernels/pool.py, `words` and `floats`), the same parts, so the same
+  bits.
 """
 import numpy as np
 
@@ -41,43 +45,15 @@ from ._config import inlined_kernel, internal_kernel, serial_kernel, serial_twin
 from . import batchnorm, dropout, linear, optim, relu, softmax_xent
 from .gemm import (BIAS_BACKWARD, BIAS_FORWARD, BN_BACKWARD, BN_FORWARD, BN_INFER, BN_RELU,
                    BN_UPDATE, DGRAD, DGRAD_GRAD, DGRAD_SGD, FORWARD as FORWARD_TASK, GATHER,
-                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX, PRODUCTS, TAG,
-                   UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows, products)
+                   GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX, TAG,
+                   UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows)
 from .native import call, check_tag
+from .parts import (PART_GATHER, PART_SOFTMAX, bn_parts as _bn_parts, parts as _parts,
+                    product_parts as _product_parts)
+from .pool import parallel
 from .rng import sub_key
 
 FORWARD, BACKWARD, UPDATE, UPDATE_STATS, EVALUATE = 1, 2, 4, 8, 16
-# How many threads share a product: one part per PART_FLOPS multiply-adds, or per PART_WEIGHTS
-# weights, up to the thread count; a smaller product runs whole on the calling thread.  By
-# size, not "all threads": waking a thread for a part costs 5-10 us (measured, kernels/gemm.py's
-# region after serial work), and 1M multiply-adds take ~10-20 us on one core, so a part never
-# costs more to hand off than it computes (and each part packs its own share of both operands,
-# so slivers multiply the packing: gemm._grid); on 2 threads these give the cut-offs measured here
-# (2M multiply-adds, 128K weights), on 64 a 100 x 784 x 50 forward takes 3 parts, not 64.
-# Weights: at a batch of a few rows a product is bound by reading its weights, and two cores
-# read them faster than one (batch 1, 2 threads against 1, znver4: 512 x 256 forward 7 -> 10
-# GFLOP/s, input gradient 9 -> 13; 1024 x 1024 5 -> 9 and 7 -> 13; at 256 x 256 level).
-# Inputs: a layer of 1-3 units at a large batch is bound by reading its input (N x I values,
-# which its forward and weight step each read), and so takes a part per PART_INPUTS of them
-# (256K values, 1 MB in float32: ~20-40 us of reading on one core, against 5-10 us to wake a
-# thread).  At 4 units or more PART_FLOPS gives as many parts.
-PART_FLOPS = 1 << 20
-PART_WEIGHTS = 1 << 16
-PART_INPUTS = 1 << 18
-PART_GATHER = 1 << 15   # values of a gather per part (a copy of 128 KB in float32)
-# scores of the softmax per part (gemm's SOFTMAX task): ~4 ns each on one core, so a part of
-# 4096 is ~16 us against the 6-11 us of handing it to a thread; 1024 x 10 scores take 2 parts
-# (41 -> 27 us, znver5), 500 x 10 one (24 -> 21 us on two was not worth a thread)
-PART_SOFTMAX = 1 << 12
-# values of a batch norm per part (gemm's BN_FORWARD and BN_BACKWARD, in runs of columns):
-# ~0.4-0.5 ns a value on one core, so a part of 128K is ~50-60 us, 5-10 times the hand-off.
-# Measured on 2 threads (znver5, whole steps, 10 a call, against the same code on one part):
-# 784-1024-1024-10 at 1024 1.22x, 100-4096-10 at 1024 1.31x, 3072-1024-512-10 at 500 1.05x;
-# a part per 64K was 0.90x at 784-512-512-10 at 256 (1.05x at 784-1024-1024-10 at 128), so
-# not that.  (Alone, on 2 threads: 500 x 1024 forward 1.2-1.5x, backward 1.2-1.6x.)
-# Evaluation's (BN_INFER, runs of rows, ~0.3 ns a value) takes the same cut: alone, 8192 x
-# 512 2.27 ms before (bias, then the serial twin) -> 1.30 on one part -> 0.76 on two
-PART_BN = 1 << 17
 
 bias_forward_s = serial_twin(linear.bias_forward, internal=True)
 bias_backward_s = linear.bias_backward_rows     # row-major: vectorises over units
@@ -86,23 +62,6 @@ softmax_xent_forward_s = serial_twin(softmax_xent.softmax_xent_forward, internal
 softmax_xent_backward_s = serial_twin(softmax_xent.softmax_xent_backward, internal=True)
 dropout_forward_s = serial_twin(dropout.dropout_forward, internal=True)
 dropout_backward_gated_s = serial_twin(dropout.dropout_backward_gated, internal=True)
-
-
-@internal_kernel
-def _parts(size, per_part, nt):
-    """Parts a product (or gather) of `size` is cut into: one per `per_part`, 1 to nt."""
-    return max(1, min(nt, size // per_part))
-
-
-@internal_kernel
-def _product_parts(N, I, O, nt):
-    """Parts of a layer's product: by its multiply-adds, its weights or its inputs, whichever
-    gives most."""
-    # np.int64(): a module constant passed as it is is a literal, and each literal value
-    # compiles a build of its own (three of _parts: ~0.2 s of the first run)
-    return max(_parts(N * I * O, np.int64(PART_FLOPS), nt),
-               _parts(I * O, np.int64(PART_WEIGHTS), nt),
-               _parts(N * I, np.int64(PART_INPUTS), nt))
 
 
 @internal_kernel
@@ -117,16 +76,9 @@ def _out_col(layout, l):
     return 0 if l == layout.shape[0] - 1 or layout[l, 4] >= 0 else 1
 
 
-@internal_kernel
-def _bn_parts(values, units, nt):
-    """Parts of a batch norm of `values` values: one per PART_BN, at most one per unit it is
-    cut in (training: a 64-byte line of a row's columns; evaluation: a row)."""
-    return max(1, min(_parts(values, np.int64(PART_BN), nt), units))
-
-
 @inlined_kernel
 def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps, alpha, nt,
-                   drop, drop_key, hp, src, rows, fns):
+                   drop, drop_key, hp, src, rows, words, floats, fns):
     """Layer l on its product, already in place (train_step makes that call, through
     gemm.products' address); returns the layer's output (H for a hidden layer, Z for the
     last).  In training, hidden units are then dropped at rate drop[l]
@@ -145,7 +97,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
                 dropout_forward_s(out, rate, sub_key(drop_key, l))
         else:           # in runs of rows (gemm's BIAS_FORWARD)
             key = np.int64(sub_key(drop_key, l)) if rate > 0 else N * 0
-            call(products, fns[PRODUCTS], BIAS_FORWARD + 0 * N, out, out, out, _view(theta,
+            parallel(words, floats, BIAS_FORWARD + 0 * N, out, out, out, _view(theta,
                  layout[l, 3], 1, O), out, rate, 0.0, b, b, key, hp, nb, src, rows, fns)
         return out
     Z = out
@@ -166,7 +118,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
             bgb = _view(theta, layout[l, 3], 3, O)      # [b; gamma; beta] (network._layout)
             run = _view(stats, layout[l, 6], 2, O)      # [run_mean; run_var]
             kind = BN_RELU | (BN_UPDATE if update_stats else 0)
-            call(products, fns[PRODUCTS], BN_FORWARD + 0 * N, H, Z, Xhat, bgb, run, eps, alpha,
+            parallel(words, floats, BN_FORWARD + 0 * N, H, Z, Xhat, bgb, run, eps, alpha,
                  mean, inv_std, kind + 0 * N, hp, nb, src, rows, fns)
         if drop[l] > 0:
             dropout_forward_s(H, drop[l], sub_key(drop_key, l))
@@ -178,14 +130,14 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
         else:
             bgb = _view(theta, layout[l, 3], 3, O)
             run = _view(stats, layout[l, 6], 2, O)
-            call(products, fns[PRODUCTS], BN_INFER + 0 * N, H, Z, Z[:0], bgb, run, eps, 0.0,
+            parallel(words, floats, BN_INFER + 0 * N, H, Z, Z[:0], bgb, run, eps, 0.0,
                  b, b, BN_RELU + 0 * N, hp, nb, src, rows, fns)
     return H
 
 
 @serial_kernel
 def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alpha, flags, nt,
-               kind, state, hps, drop, drop_keys, src, rows, losses_out, fns):
+               kind, state, hps, drop, drop_keys, src, rows, losses_out, words, floats, fns):
     """S = etas.shape[0] training steps, one after the other, in one call (S = 1: one step,
     or an evaluation); what runs is chosen by `flags`: FORWARD (batch statistics;
     UPDATE_STATS also moves the running ones), BACKWARD (fills dtheta with the gradient of
@@ -205,7 +157,9 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
     EVALUATE (alone, S = 1): the evaluation-mode forward (running BN statistics, no
     dropout), filling P (and, when y has N labels, the per-row losses); returns (sum of
     losses, correct count), (0.0, 0) without labels.  Evaluation is a flag here, not a
-    function of its own, so that the forward pass is compiled once (seconds of the first run)."""
+    function of its own, so that the forward pass is compiled once (seconds of the first run).
+    words, floats: the threads kept for the run (kernels/pool.py; pool.IDLE: none), which take
+    the parts of every task cut in more than one instead of Numba's pool."""
     # the addresses' tag: this step, cached on disk, must call the products it was compiled for
     check_tag(fns[TAG], X)
     S = etas.shape[0]
@@ -215,7 +169,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
         rs = rows if S == 1 else rows[s * X.shape[0]:(s + 1) * X.shape[0]]
         loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, X, ys, lam, etas[s],
                                   eps, alpha, flags, nt, kind, state, hps[s], drop,
-                                  drop_keys[s], src, rs, fns)
+                                  drop_keys[s], src, rs, words, floats, fns)
         if (flags & EVALUATE) != 0:
             return loss, correct
         losses_out[s] = loss
@@ -226,7 +180,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
 
 @inlined_kernel
 def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
-              kind, state, hp, drop, drop_key, src, rows, fns):
+              kind, state, hp, drop, drop_key, src, rows, words, floats, fns):
     """One step (or evaluation) of train_step on the batch X, y; returns (loss, 0) or, for an
     evaluation, (sum of losses, correct count)."""
     L = layout.shape[0]
@@ -247,7 +201,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
         N, layout[0, 0], layout[0, 1], _product_parts(N, layout[0, 0], layout[0, 1], nt))
     if gather and not fused:
         nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
-        call(products, fns[PRODUCTS], GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0,
+        parallel(words, floats, GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0,
              none, none, N * 0, hp, nb, src, rows, fns)
     if train or evaluate:
         h = X
@@ -257,17 +211,17 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             WT = _view(theta, layout[l, 2], O, I)
             nb = _product_parts(N, I, O, nt)
             task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
-            call(products, fns[PRODUCTS], task + 0 * N, out, h, WT, out, out, 0.0, 0.0, none,
+            parallel(words, floats, task + 0 * N, out, h, WT, out, out, 0.0, 0.0, none,
                  none, N * 0, hp, nb, src, rows, fns)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
-                               drop_key, hp, src, rows, fns)
+                               drop_key, hp, src, rows, words, floats, fns)
         if evaluate:
-            return _score(P, losses, h, y, nt, hp, src, fns)
+            return _score(P, losses, h, y, nt, hp, src, words, floats, fns)
         # with BACKWARD, the scores' gradient too
         back = (flags & BACKWARD) != 0
         dZ = _view(ws, wsl[L - 1, 3], N, C) if back else none2
-        loss = _softmax(P, losses, h, y, dZ, back, nt, hp, src, fns)
+        loss = _softmax(P, losses, h, y, dZ, back, nt, hp, src, words, floats, fns)
     if not flags & BACKWARD:
         return loss, 0
     # with UPDATE, each layer takes its step as soon as it can
@@ -279,7 +233,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     for l in range(L - 1, -1, -1):
         I, O = layout[l, 0], layout[l, 1]
         dZ, db_done = _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt,
-                                     hp, src, rows, fns)
+                                     hp, src, rows, words, floats, fns)
         if not db_done:
             bias_backward_s(dtheta[layout[l, 3]:layout[l, 3] + O], dZ)
         h_in = X if l == 0 else _view(ws, wsl[l - 1, 1], N, I)
@@ -295,23 +249,23 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             # (gemm_back.py): plain SGD's step, or the gradient for the other rules
             dH = _view(ws, wsl[l - 1, 4], N, I)
             task = DGRAD_SGD if sgd else DGRAD_GRAD
-            call(products, fns[PRODUCTS], task + 0 * N, dH, h_in, WT, back_dz(dZ), dWT, lam64,
+            parallel(words, floats, task + 0 * N, dH, h_in, WT, back_dz(dZ), dWT, lam64,
                  eta64, none, none, kind, hp, nb, src, rows, fns)
         else:
             folded = update and folds_step(kind)
             if l > 0:       # dH of the layer below, from W before its step
                 dH = _view(ws, wsl[l - 1, 4], N, I)
-                call(products, fns[PRODUCTS], DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
+                parallel(words, floats, DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
                      none, none, N * 0, hp, nb, src, rows, fns)
             # plain SGD folded into W's product (its gradient is never stored), and momentum
             # or Nesterov where gemm.folds_step (its gradient neither)
             task = SGD_STEP if sgd else (GRAD_STEP if folded else GRAD)
-            call(products, fns[PRODUCTS], task + 0 * N, none2, h_in, WT, dZ, dWT, lam64, eta64,
+            parallel(words, floats, task + 0 * N, none2, h_in, WT, dZ, dWT, lam64, eta64,
                  mW, vW, kind, hp, nb, src, rows, fns)
         if update and not sgd and not folded:
             # any other rule: a pass over W of its own after the gradient (gemm._run, OPT_STEP:
             # why)
-            call(products, fns[PRODUCTS], OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
+            parallel(words, floats, OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
                  eta64, mW, vW, kind, hp, nb, src, rows, fns)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp, fns)
@@ -320,7 +274,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
 
 @inlined_kernel
 def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp, src, rows,
-                   fns):
+                   words, floats, fns):
     """dZ of layer l from the dH its successor left (back through dropout, ReLU and batch norm,
     filling db, dgamma and dbeta); the last layer's dZ is the softmax's.  Returns dZ and whether
     db is filled too (by batch norm's task or BIAS_BACKWARD's)."""
@@ -332,7 +286,7 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
     H = _view(ws, wsl[l, 1], N, O)
     nb = _bn_parts(N * O, (O * dZ.itemsize + 63) // 64, nt)    # runs of whole lines
     if layout[l, 4] < 0 and nb > 1:    # dropout, ReLU and db in runs of columns (BIAS_BACKWARD)
-        call(products, fns[PRODUCTS], BIAS_BACKWARD + 0 * N, dZ, dH, dH, H,
+        parallel(words, floats, BIAS_BACKWARD + 0 * N, dZ, dH, dH, H,
              _view(dtheta, layout[l, 3], 1, O), drop[l], 0.0, H[0], H[0], N * 0, hp, nb, src,
              rows, fns)
         return dZ, True
@@ -347,7 +301,7 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
             batchnorm.bn_backward_cols(dZ, dbgb[0], dbgb[1], dbgb[2], dH, Xhat, inv_std, gamma,
                                        H, True, 0, O)
         else:
-            call(products, fns[PRODUCTS], BN_BACKWARD + 0 * N, dZ, dH, Xhat, H, dbgb, 0.0, 0.0,
+            parallel(words, floats, BN_BACKWARD + 0 * N, dZ, dH, Xhat, H, dbgb, 0.0, 0.0,
                  gamma, inv_std, BN_RELU + 0 * N, hp, nb, src, rows, fns)
         return dZ, True
     relu_backward_s(dZ, dH, H)
@@ -374,7 +328,7 @@ def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp, fns):
 
 
 @inlined_kernel
-def _softmax(P, losses, h, y, dZ, back, nt, hp, src, fns):
+def _softmax(P, losses, h, y, dZ, back, nt, hp, src, words, floats, fns):
     """P, the per-row losses and (back) their gradient dZ from the last layer's scores h (N, C)
     and the labels y, in runs of rows (gemm's SOFTMAX task, a part per PART_SOFTMAX scores);
     returns the mean loss (softmax_xent.mean_loss, as softmax_xent_forward's)."""
@@ -390,20 +344,20 @@ def _softmax(P, losses, h, y, dZ, back, nt, hp, src, fns):
         if back:
             softmax_xent_backward_s(dZ, P, y)
         return loss
-    call(products, fns[PRODUCTS], SOFTMAX + 0 * N, P, h, none2, dZ, none2, 0.0, 0.0, losses,
+    parallel(words, floats, SOFTMAX + 0 * N, P, h, none2, dZ, none2, 0.0, 0.0, losses,
          losses[:0], np.int64(back), hp, nb, src, y, fns)
     return softmax_xent.mean_loss(losses)
 
 
 @inlined_kernel
-def _score(P, losses, h, y, nt, hp, src, fns):
+def _score(P, losses, h, y, nt, hp, src, words, floats, fns):
     """An evaluation's result from the last layer's scores h (N, C): P and, with labels, the
     per-row losses; (sum of losses, correct count), or (0.0, 0) without labels."""
     N, C = h.shape
     if y.shape[0] != N:
-        _softmax(P, losses, h, np.zeros(N, np.int64), h[:0], False, nt, hp, src, fns)
+        _softmax(P, losses, h, np.zeros(N, np.int64), h[:0], False, nt, hp, src, words, floats, fns)
         return 0.0, 0
-    mean = _softmax(P, losses, h, y, h[:0], False, nt, hp, src, fns)
+    mean = _softmax(P, losses, h, y, h[:0], False, nt, hp, src, words, floats, fns)
     correct = 0
     for n in range(N):
         best = 0

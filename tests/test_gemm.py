@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, pack, step, tasks
+from fastmlp.kernels import gemm, gemm_packed, gemm_small, gemm_thin, optim, pack, parts, tasks
 from fastmlp.kernels.simd import SIMD, VECTOR_BYTES
 
 import reference as ref
@@ -47,13 +47,13 @@ CUTS = (1, 2, 3, 4, 6, 7)
 
 
 def test_a_product_takes_a_part_per_million_multiply_adds_up_to_the_thread_count():
-    """kernels/step.py: by size, so that 64 threads do not cut a 50-unit layer in 64 slivers."""
-    parts = step._parts.py_func
-    assert parts(100 * 784 * 50, step.PART_FLOPS, 64) == 3
-    assert parts(100 * 784 * 50, step.PART_FLOPS, 2) == 2
-    assert parts(2 * step.PART_FLOPS - 1, step.PART_FLOPS, 8) == 1
-    assert parts(10 ** 12, step.PART_FLOPS, 8) == 8
-    assert parts(0, step.PART_WEIGHTS, 8) == 1
+    """kernels/parts.py: by size, so that 64 threads do not cut a 50-unit layer in 64 slivers."""
+    cut = parts.parts.py_func
+    assert cut(100 * 784 * 50, parts.PART_FLOPS, 64) == 3
+    assert cut(100 * 784 * 50, parts.PART_FLOPS, 2) == 2
+    assert cut(2 * parts.PART_FLOPS - 1, parts.PART_FLOPS, 8) == 1
+    assert cut(10 ** 12, parts.PART_FLOPS, 8) == 8
+    assert cut(0, parts.PART_WEIGHTS, 8) == 1
 
 
 def test_parts_are_a_grid_of_rows_and_columns_with_the_least_packing():
@@ -471,7 +471,7 @@ def test_gradient_check_through_the_register_blocked_products(cifar_subset):
     X = (raw - raw.mean(axis=0)) / raw.std(axis=0)
     y = cifar_subset["y_train"][:100].astype(np.int64)
     net = fastmlp.Network([3072, 50, 50, 10], batch_norm=True, dtype=np.float64, seed=1)
-    assert gemm.SIMD and 100 * 3072 * 50 // step.PART_FLOPS >= 2    # cut in 2 parts on 2 threads
+    assert gemm.SIMD and 100 * 3072 * 50 // parts.PART_FLOPS >= 2    # cut in 2 parts on 2 threads
     for r in fastmlp.gradcheck(net, X, y, lam=0.01, max_entries=40):
         if r["zero_gradient"]:
             assert r["max_abs_error"] <= 1e-9, r

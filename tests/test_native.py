@@ -77,7 +77,7 @@ def test_each_index_of_the_table_is_its_callees_address():
     """fns[i] is the address of CALLEES[i - 1], and each name the kernels index the table with
     points at the callee it is named after: a wrong index calls another function with the
     caller's arguments, a crash rather than an error (call checks only the declared types)."""
-    from fastmlp.kernels import (gemm_back, gemm_dot, gemm_small, gemm_thin, optim, pack,
+    from fastmlp.kernels import (gemm_back, gemm_dot, gemm_small, gemm_thin, optim, pack, pool,
                                  softmax_xent, step)
     named = {"PRODUCTS": gemm.products, "RUN": gemm._run, "PACK_A": pack.pack_a,
              "PACK_B": pack.pack_b, "BACK": gemm_back.dgrad_weights, "SMALL": gemm_small.small,
@@ -88,8 +88,9 @@ def test_each_index_of_the_table_is_its_callees_address():
     assert gemm.TAG == 0 and len(named) == len(gemm.CALLEES)
     for name, callee in named.items():
         assert gemm.CALLEES[getattr(gemm, name) - 1] is callee, name
-    for name in ("PRODUCTS", "TAG", "UPDATE_RANGE"):     # the step's own copies of the names
-        assert getattr(step, name) == getattr(gemm, name)
+    for module, names in ((step, ("TAG", "UPDATE_RANGE")), (pool, ("PRODUCTS", "RUN", "BN_RUN"))):
+        for name in names:          # the copies of the names in the step and in pool.py
+            assert getattr(module, name) == getattr(gemm, name), name
     for dtype in gemm.DTYPES:
         fns, sigs = gemm.native_products(dtype), gemm._signatures(dtype)
         for i, callee in enumerate(gemm.CALLEES, start=1):

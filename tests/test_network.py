@@ -237,11 +237,11 @@ rng = np.random.default_rng(3)
 same = []
 # batch 40: the hidden layers' input gradient and step in one pass (kernels/gemm_back.py, with
 # 64-byte vectors); 300 and 200 units: wide enough that every layer's products are cut into one
-# part per thread; a layer of 1 unit at batch 1024: a part per 256K inputs (step.PART_INPUTS),
+# part per thread; a layer of 1 unit at batch 1024: a part per 256K inputs (parts.PART_INPUTS),
 # its weight step read in place (gemm_small) in parts of its columns, as a 6-unit layer's (4.8M
 # multiply-adds: a part per thread); at batch 2048 the softmax's 20480 scores take a part per
-# 4096 (step.PART_SOFTMAX): 2, 3 and 5 parts on 2, 3 and 8 threads; a batch norm of 1000 x 1100
-# values, a part per 128K (step.PART_BN) in runs of 16 columns: 69 runs, the last of 12 columns,
+# 4096 (parts.PART_SOFTMAX): 2, 3 and 5 parts on 2, 3 and 8 threads; a batch norm of 1000 x 1100
+# values, a part per 128K (parts.PART_BN) in runs of 16 columns: 69 runs, the last of 12 columns,
 # in 2, 3 and 8 uneven parts, and in float64 with dropout (8 values a line: 138 runs); the
 # steps' losses too
 f32, f64 = {}, {"dtype": np.float64, "dropout": 0.2}

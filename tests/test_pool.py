@@ -1,0 +1,119 @@
+"""The threads a run of training steps keeps between its tasks (kernels/pool.py): the same bits
+as the tasks on Numba's pool, whoever takes which part, and no thread left behind."""
+import threading
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.kernels import pool, step
+
+# nets whose every kind of task cuts into parts on 2 threads while a run keeps its threads
+# (parts.kept_threads): the first's products; the second's batch norm and softmax (512 x 512
+# values, 512 x 100 scores); the third's bias, ReLU and dropout without batch norm
+NETS = [([784, 50, 50, 10], 100, True, 0.0), ([16, 512, 100], 512, True, 0.0),
+        ([16, 512, 100], 512, False, 0.2)]
+THREADS = pool.threads
+
+
+def _run(sizes, N, batch_norm, drop, rule, dtype, steps=3):
+    """theta, stats and the losses after `steps` steps in one call, on gathered rows."""
+    rng = np.random.default_rng(0)
+    src = rng.standard_normal((4 * N, sizes[0])).astype(dtype)
+    labels = rng.integers(0, sizes[-1], 4 * N)
+    net = fastmlp.Network(sizes, batch_norm=batch_norm, dropout=drop, dtype=dtype, seed=0)
+    opt = (fastmlp.optim.make("momentum", nesterov=True) if rule == "nesterov"
+           else fastmlp.optim.make(rule)).bind(net.theta.size, net.dtype)
+    rows = rng.integers(0, 4 * N, steps * N)
+    losses = np.empty(steps)
+    done = net._train_steps(src, labels[rows], 0.001, np.full(steps, 0.01), rows, opt, 0,
+                            np.arange(1, steps + 1, dtype=np.uint64), losses)
+    assert done == steps and np.isfinite(losses).all()
+    return net.theta.copy(), net.stats.copy(), losses
+
+
+@contextmanager
+def _threads_as(monkeypatch, make):
+    """pool.threads replaced by make(n, like, fns), recording the n each run asked for."""
+    asked = []
+
+    def threads(n, like, fns):
+        asked.append(n)
+        return make(n, like, fns)
+    monkeypatch.setattr(pool, "threads", threads)
+    yield asked
+    monkeypatch.undo()
+
+
+@pytest.fixture
+def two_threads():
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    yield numba.get_num_threads()
+    numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", ["sgd", "nesterov", "adam"])
+@pytest.mark.parametrize("net", NETS, ids=["study", "batch-norm", "dropout"])
+def test_a_run_with_its_threads_kept_gives_the_bits_of_numbas_pool(monkeypatch, two_threads,
+                                                                   net, rule, dtype):
+    if two_threads < 2:
+        pytest.skip("Numba has one thread here (NUMBA_NUM_THREADS=1)")
+    with _threads_as(monkeypatch, THREADS) as asked:
+        kept = _run(*net, rule, dtype)
+    assert asked == [1]         # one thread kept beside the caller, for the run
+    with _threads_as(monkeypatch, lambda n, like, fns: THREADS(0, like, fns)):
+        woken = _run(*net, rule, dtype)
+    numba.set_num_threads(1)
+    alone = _run(*net, rule, dtype)
+    for a, b, c in zip(kept, woken, alone):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("net", NETS[:2], ids=["study", "batch-norm"])
+def test_parts_whose_threads_never_start_are_taken_by_the_caller(monkeypatch, two_threads,
+                                                                 net):
+    """Parts are claimed, not assigned: with room for two parts and no thread to take the
+    second, the caller takes both, and the run ends with the same bits."""
+    if two_threads < 2:
+        pytest.skip("Numba has one thread here (NUMBA_NUM_THREADS=1)")
+
+    @contextmanager
+    def no_thread_starts(n, like, fns):
+        words = np.zeros(pool.PARTS + n + 1, np.int64)
+        yield words, np.zeros(2)
+        assert words[pool.GEN] > 0          # tasks were posted, and all taken here
+    with _threads_as(monkeypatch, no_thread_starts) as asked:
+        alone = _run(*net, "sgd", np.float32)
+    assert asked == [1]
+    np.testing.assert_array_equal(alone[0], _run(*net, "sgd", np.float32)[0])
+
+
+def test_the_threads_return_when_the_run_raises():
+    """Whatever ends the run, its threads return (they would spin forever otherwise)."""
+    like = np.zeros(4, np.float32)
+    fns = fastmlp.kernels.gemm.native_products(like.dtype)
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        with pool.threads(3, like, fns) as (words, _):
+            assert threading.active_count() == before + 3
+            raise KeyboardInterrupt
+    assert words[pool.POSTED] == pool.CLOSED and threading.active_count() == before
+    with pool.threads(0, like, fns) as shared:
+        assert shared is pool.IDLE and threading.active_count() == before
+
+
+def test_a_run_keeps_a_thread_per_part_of_its_largest_task_and_none_for_long_steps():
+    """parts.kept_threads: the study net's first layer takes 2 parts on 2 threads and 3 on 8
+    (a part per 1M multiply-adds); 3072-1024-512-10 at batch 100 does ~550M multiply-adds a
+    part a step, beyond POOL_FLOPS, and wakes Numba's pool for each task."""
+    from fastmlp.kernels import parts
+    study = fastmlp.Network([784, 50, 50, 10], batch_norm=True).layout
+    wide = fastmlp.Network([3072, 1024, 512, 10], batch_norm=True).layout
+    kept = parts.kept_threads
+    assert [kept(study, 100, nt) for nt in (1, 2, 8)] == [0, 1, 2]
+    assert kept(wide, 100, 2) == 0 and kept(wide, 100, 64) > 0
