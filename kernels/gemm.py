@@ -470,6 +470,10 @@ def native_products(dtype, caller=None, args=()):
             # run, within 0.2-1.1 s of the other; softmax_xent_rows joined them later).  With
             # _run alone in the second process (its kernels in it), this one had taken 25.8 s
             # against its 13.9
+            # Here too, after the step, what a run of steps compiles beyond it (pool.py): left to
+            # a run's second call, it had held that call 0.3-0.4 s; in the second process, the
+            # whole first run's compile 0.9 s longer (2 interleaved pairs, fresh caches)
+            from . import pool     # (pool.py imports this module)
             child = (_run, dgrad_weights, pack_b, pack_a, small, forward_rows, update_range,
                      forward_dots, softmax_xent_rows, _bn_run)
             names = ", ".join(f.__name__ for f in child)
@@ -478,7 +482,8 @@ def native_products(dtype, caller=None, args=()):
                            f"import numpy\nfrom {__name__} import {names}, _signatures\n"
                            f"s = _signatures(numpy.dtype({d.name!r}))\n"
                            f"for f in ({names},):\n    f.compile(s[f])",
-                           after=[(f, s[f]) for f in CALLEES if f not in child])
+                           after=[(f, s[f]) for f in CALLEES if f not in child] +
+                           pool.signatures(d))
         _NATIVE[dtype] = np.array([tag(d)] + [address(f, s[f]) for f in CALLEES], np.int64)
     return _NATIVE[dtype]
 

@@ -30,13 +30,14 @@ from contextlib import contextmanager
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, types
+from numba import carray, from_dtype, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import internal_kernel, serial_kernel
 from .gemm import BN_FORWARD, BN_RUN, PRODUCTS, RUN, _run, products
 from .native import call
+from .parts import kept_threads
 
 # the words (int64): POSTED and DONE on 64-byte lines of their own, the task's arguments after,
 # then a word per part: the number of the last task that claimed it
@@ -222,6 +223,18 @@ def work(words, floats, me, like, fns):
               floats[1], _vector(words, VECTORS, like), _vector(words, VECTORS + 2, like),
               words[KIND], _vector(words, VECTORS + 4, floats), posted & 0xFFFF,
               _table(words, ARRAYS + 15, like), _vector(words, VECTORS + 6, words), fns)
+
+
+def signatures(dtype):
+    """(dispatcher, argument types) of what a run of steps in `dtype` compiles beyond the step:
+    the threads' loop and parts.kept_threads (for a first run's second process, gemm.py's
+    native_products)."""
+    i = types.int64
+
+    def vector(d, dims=1):
+        return types.Array(from_dtype(np.dtype(d)), dims, "C")
+    return [(work, (vector(np.int64), vector(np.float64), i, vector(dtype), vector(np.int64))),
+            (kept_threads, (vector(np.int64, 2), i, i))]
 
 
 @contextmanager
