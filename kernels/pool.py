@@ -5,8 +5,9 @@ for two parts twice a step, around ~45 us of serial work on the calling thread, 
 started after serial work costs 6-16 us (kernels/gemm.py's region, measured on TBB): a tenth
 of the step.  Here the calling thread runs the step as before, and where it would start a
 region it posts the task to threads that wait for it, spinning, and takes parts itself too.
-Measured on the study step's shape in a compiled loop (znver5, 2 threads): 80.0 -> 73.9 us
-and 108.2 -> 102.0 us an iteration, 1.16-1.22x in a slow phase (docs/performance.md).
+Whole steps of 784-50-50-10 at batch 100 (znver5, 2 threads, gathered, interleaved against
+Numba's pool): 1.03x, 1.13x in a slow phase of the host; the study recipe's training loop
+1.05-1.14x (parts.POOL_FLOPS: where it pays; docs/performance.md, session 33).
 
     with threads(n, like, fns) as (words, floats):   # n waiting threads (n = 0: none)
         step.train_step(..., words, floats, fns)     # its tasks through `parallel` below

@@ -98,7 +98,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
         else:           # in runs of rows (gemm's BIAS_FORWARD)
             key = np.int64(sub_key(drop_key, l)) if rate > 0 else N * 0
             parallel(words, floats, BIAS_FORWARD + 0 * N, out, out, out, _view(theta,
-                 layout[l, 3], 1, O), out, rate, 0.0, b, b, key, hp, nb, src, rows, fns)
+                     layout[l, 3], 1, O), out, rate, 0.0, b, b, key, hp, nb, src, rows, fns)
         return out
     Z = out
     H = _view(ws, wsl[l, 1], N, O)
@@ -119,7 +119,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
             run = _view(stats, layout[l, 6], 2, O)      # [run_mean; run_var]
             kind = BN_RELU | (BN_UPDATE if update_stats else 0)
             parallel(words, floats, BN_FORWARD + 0 * N, H, Z, Xhat, bgb, run, eps, alpha,
-                 mean, inv_std, kind + 0 * N, hp, nb, src, rows, fns)
+                     mean, inv_std, kind + 0 * N, hp, nb, src, rows, fns)
         if drop[l] > 0:
             dropout_forward_s(H, drop[l], sub_key(drop_key, l))
     else:           # evaluation's, in runs of rows
@@ -131,7 +131,7 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
             bgb = _view(theta, layout[l, 3], 3, O)
             run = _view(stats, layout[l, 6], 2, O)
             parallel(words, floats, BN_INFER + 0 * N, H, Z, Z[:0], bgb, run, eps, 0.0,
-                 b, b, BN_RELU + 0 * N, hp, nb, src, rows, fns)
+                     b, b, BN_RELU + 0 * N, hp, nb, src, rows, fns)
     return H
 
 
@@ -202,7 +202,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
     if gather and not fused:
         nb = _parts(N * X.shape[1], np.int64(PART_GATHER), nt)
         parallel(words, floats, GATHER + 0 * N, none2, X, none2, none2, none2, 0.0, 0.0,
-             none, none, N * 0, hp, nb, src, rows, fns)
+                 none, none, N * 0, hp, nb, src, rows, fns)
     if train or evaluate:
         h = X
         for l in range(L):
@@ -212,7 +212,7 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             nb = _product_parts(N, I, O, nt)
             task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
             parallel(words, floats, task + 0 * N, out, h, WT, out, out, 0.0, 0.0, none,
-                 none, N * 0, hp, nb, src, rows, fns)
+                     none, N * 0, hp, nb, src, rows, fns)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key, hp, src, rows, words, floats, fns)
@@ -250,23 +250,23 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             dH = _view(ws, wsl[l - 1, 4], N, I)
             task = DGRAD_SGD if sgd else DGRAD_GRAD
             parallel(words, floats, task + 0 * N, dH, h_in, WT, back_dz(dZ), dWT, lam64,
-                 eta64, none, none, kind, hp, nb, src, rows, fns)
+                     eta64, none, none, kind, hp, nb, src, rows, fns)
         else:
             folded = update and folds_step(kind)
             if l > 0:       # dH of the layer below, from W before its step
                 dH = _view(ws, wsl[l - 1, 4], N, I)
                 parallel(words, floats, DGRAD + 0 * N, none2, dH, WT, dZ, none2, 0.0, 0.0,
-                     none, none, N * 0, hp, nb, src, rows, fns)
+                         none, none, N * 0, hp, nb, src, rows, fns)
             # plain SGD folded into W's product (its gradient is never stored), and momentum
             # or Nesterov where gemm.folds_step (its gradient neither)
             task = SGD_STEP if sgd else (GRAD_STEP if folded else GRAD)
             parallel(words, floats, task + 0 * N, none2, h_in, WT, dZ, dWT, lam64, eta64,
-                 mW, vW, kind, hp, nb, src, rows, fns)
+                     mW, vW, kind, hp, nb, src, rows, fns)
         if update and not sgd and not folded:
             # any other rule: a pass over W of its own after the gradient (gemm._run, OPT_STEP:
             # why)
             parallel(words, floats, OPT_STEP + 0 * N, none2, h_in, WT, dZ, dWT, lam64,
-                 eta64, mW, vW, kind, hp, nb, src, rows, fns)
+                     eta64, mW, vW, kind, hp, nb, src, rows, fns)
         if update:
             _step_rest(theta, dtheta, m, v, layout, l, kind, eta64, hp, fns)
     return loss, 0
@@ -287,8 +287,8 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
     nb = _bn_parts(N * O, (O * dZ.itemsize + 63) // 64, nt)    # runs of whole lines
     if layout[l, 4] < 0 and nb > 1:    # dropout, ReLU and db in runs of columns (BIAS_BACKWARD)
         parallel(words, floats, BIAS_BACKWARD + 0 * N, dZ, dH, dH, H,
-             _view(dtheta, layout[l, 3], 1, O), drop[l], 0.0, H[0], H[0], N * 0, hp, nb, src,
-             rows, fns)
+                 _view(dtheta, layout[l, 3], 1, O), drop[l], 0.0, H[0], H[0], N * 0, hp, nb, src,
+                 rows, fns)
         return dZ, True
     if drop[l] > 0:      # dropped units have H = 0, so the ReLU gate below zeroes them
         dropout_backward_gated_s(dH, drop[l])
@@ -302,7 +302,7 @@ def _backward_gate(theta, dtheta, layout, ws, wsl, l, N, drop, drop_key, nt, hp,
                                        H, True, 0, O)
         else:
             parallel(words, floats, BN_BACKWARD + 0 * N, dZ, dH, Xhat, H, dbgb, 0.0, 0.0,
-                 gamma, inv_std, BN_RELU + 0 * N, hp, nb, src, rows, fns)
+                     gamma, inv_std, BN_RELU + 0 * N, hp, nb, src, rows, fns)
         return dZ, True
     relu_backward_s(dZ, dH, H)
     return dZ, False
@@ -322,7 +322,7 @@ def _step_rest(theta, dtheta, m, v, layout, l, kind, eta, hp, fns):
 @internal_kernel
 def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp, fns):
     """The optimiser's step on theta[off:off + size], through update_range's address: gemm._run
-    calls it too, and so it is compiled once, in the second process of a first run (gemm.CALLEES)."""
+    calls it too, so it is compiled once, in the second process of a first run (gemm.CALLEES)."""
     call(optim.update_range, fns[UPDATE_RANGE], theta, dtheta, m, v, off, off + size, kind, eta,
          hp)
 
@@ -345,7 +345,7 @@ def _softmax(P, losses, h, y, dZ, back, nt, hp, src, words, floats, fns):
             softmax_xent_backward_s(dZ, P, y)
         return loss
     parallel(words, floats, SOFTMAX + 0 * N, P, h, none2, dZ, none2, 0.0, 0.0, losses,
-         losses[:0], np.int64(back), hp, nb, src, y, fns)
+             losses[:0], np.int64(back), hp, nb, src, y, fns)
     return softmax_xent.mean_loss(losses)
 
 
