@@ -42,7 +42,7 @@ from .parts import kept_threads
 
 # the words (int64): POSTED and DONE on 64-byte lines of their own, the task's arguments after,
 # then a word per part: the number of the last task that claimed it
-POSTED, DONE, GEN, TASK, KIND = 0, 8, 16, 17, 18
+POSTED, DONE, GEN, TASK, KIND, FAILED = 0, 8, 16, 17, 18, 19
 ARRAYS = 20         # Y, X, WT, dY, dWT, src: address, rows, columns each
 VECTORS = 38        # mW, vW (in the dtype), hp (float64), idx (int64): address, length each
 PARTS = 48
@@ -176,6 +176,10 @@ def parallel(words, floats, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
     while _load(words, DONE) < nb:
         _wait(tries)
         tries += 1
+    if words[FAILED] > 0:   # raised here, where train_step can pass it on to Python
+        raise MemoryError("a part of the training step failed on one of the threads kept for "
+                          "the run: its only allocations are the products' scratch blocks, so "
+                          "memory ran out; free memory, or train on fewer threads")
 
 
 @internal_kernel
@@ -198,8 +202,13 @@ def _take(words, floats, me, gen, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kin
         t = (me + i) % nb
         if not _claim(words, t, gen):
             continue
-        call(_run, run, t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx,
-             fns)
+        # a part that raises still counts as ended (FAILED says so), so that the caller never
+        # waits for it, nor leaves while other threads still read the task's arrays
+        try:
+            call(_run, run, t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src,
+                 idx, fns)
+        except Exception:
+            _add(words, FAILED, 1)
         _add(words, DONE, 1)
 
 
@@ -218,6 +227,8 @@ def work(words, floats, me, like, fns):
             tries += 1
             continue
         seen, tries = gen, 0
+        # (a thread late for task gen may read words the caller is rewriting for a newer one;
+        # it then claims nothing, every part's word being gen or newer, so nothing read is used)
         _take(words, floats, me, gen, words[TASK], _table(words, ARRAYS, like),
               _table(words, ARRAYS + 3, like), _table(words, ARRAYS + 6, like),
               _table(words, ARRAYS + 9, like), _table(words, ARRAYS + 12, like), floats[0],
@@ -249,11 +260,12 @@ def threads(n, like, fns):
     words, floats = np.zeros(PARTS + n + 1, np.int64), np.zeros(2)
     pool = [threading.Thread(target=work, args=(words, floats, me, like[:0], fns), daemon=True)
             for me in range(1, n + 1)]
-    for t in pool:
-        t.start()
     try:
+        for t in pool:      # (one that fails to start leaves its parts to the others)
+            t.start()
         yield words, floats
     finally:    # whatever the step did: the threads return
         words[POSTED] = CLOSED
         for t in pool:
-            t.join()
+            if t.ident is not None:
+                t.join()

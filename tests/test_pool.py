@@ -117,3 +117,40 @@ def test_a_run_keeps_a_thread_per_part_of_its_largest_task_and_none_for_long_ste
     kept = parts.kept_threads
     assert [kept(study, 100, nt) for nt in (1, 2, 8)] == [0, 1, 2]
     assert kept(wide, 100, 2) == 0 and kept(wide, 100, 64) > 0
+
+
+def _failing_part(t, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, fns):
+    """A part that writes its number into Y[t], and raises as an allocation that fails would
+    where kind (a bit per part) says so."""
+    if (kind >> t) & 1:
+        raise MemoryError("no memory for this part")
+    Y[t, 0] = t + 1
+
+
+@pytest.mark.parametrize("failing", [0b10, 0b01, 0b11])
+def test_a_part_that_raises_ends_the_task_and_raises_in_the_caller(failing):
+    """Whichever part raises, on a kept thread (part 1) or on the caller (part 0), every other
+    part still runs, the caller waits for all and raises, and the threads return: no wait for
+    a part that never ends, no thread left reading the task's arrays."""
+    from numba import njit, types as nt
+    from fastmlp.kernels import gemm, native
+    like = np.zeros(4, np.float32)
+    sig = gemm._signatures(like.dtype)[gemm._run]
+    fail = fastmlp.kernels._config.internal_kernel(_failing_part)
+    native.callable_at(fail, [sig])
+    fns = gemm.native_products(like.dtype).copy()
+    fns[gemm.RUN] = native.address(fail, sig)
+
+    @njit
+    def task(words, floats, Y, fns):
+        e1, e2 = Y[0, :0], Y[:0]
+        pool.parallel(words, floats, gemm.FORWARD, Y, e2, e2, e2, e2, 0.0, 0.0, e1, e1,
+                      failing, np.zeros(8), 2, e2, np.zeros(0, np.int64), fns)
+    before = threading.active_count()
+    Y = np.zeros((2, 1), np.float32)
+    with pytest.raises(MemoryError, match="free memory, or train on fewer threads"):
+        with pool.threads(1, like, fns) as (words, floats):
+            task(words, floats, Y, fns)
+    assert threading.active_count() == before
+    assert [Y[t, 0] for t in range(2)] == [0 if (failing >> t) & 1 else t + 1 for t in range(2)]
+    assert nt.int64 == sig[0]
