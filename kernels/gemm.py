@@ -201,9 +201,7 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
     run's compile (measured; the budget is 15 s).  Its parts call _run through its address
     (kernels/native.py), so _run's code is compiled once, not again in this function and in
     its parallel body; _run's kernels call the packs through theirs (fns, below)."""
-    # a batch norm's parts run _bn_run, which takes _run's arguments (so `call` types it as
-    # _run: _signatures checks the two are the same), every other task's _run
-    run = fns[BN_RUN] if task >= BN_FORWARD else fns[RUN]
+    run = part_runner(task, fns)
     if nb == 1:
         call(_run, run, np.int64(0), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb,
              src, idx, fns)
@@ -213,6 +211,14 @@ def products(task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src, idx, 
         call(_run, run, np.int64(t), task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb,
              src, idx, fns)
     return
+
+
+@internal_kernel
+def part_runner(task, fns):
+    """The address of what runs a part of `task` (products, and kernels/pool.py's threads): a
+    batch norm's parts run _bn_run, which takes _run's arguments (so `call` types it as _run:
+    _signatures checks the two are the same), every other task's _run."""
+    return fns[BN_RUN] if task >= BN_FORWARD else fns[RUN]
 
 
 @internal_kernel

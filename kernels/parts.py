@@ -72,6 +72,13 @@ def bn_parts(values, units, nt):
     return max(1, min(parts(values, np.int64(PART_BN), nt), units))
 
 
+@internal_kernel
+def softmax_parts(N, C, nt):
+    """Parts of the softmax of N rows of C scores (runs of rows): one per PART_SOFTMAX scores,
+    no more than rows (a batch of a few rows of many classes)."""
+    return max(1, min(N, parts(N * C, np.int64(PART_SOFTMAX), nt)))
+
+
 @serial_kernel
 def kept_threads(layout, N, nt):
     """How many threads a run of training steps at batch N keeps beside the caller
@@ -82,7 +89,7 @@ def kept_threads(layout, N, nt):
         return 0
     C = layout[layout.shape[0] - 1, 1]
     most = max(parts(N * layout[0, 0], np.int64(PART_GATHER), nt),
-               min(N, parts(N * C, np.int64(PART_SOFTMAX), nt)))
+               softmax_parts(N, C, nt))
     flops = 0
     for l in range(layout.shape[0]):
         I, O = layout[l, 0], layout[l, 1]

@@ -36,7 +36,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._config import internal_kernel, serial_kernel
-from .gemm import BN_FORWARD, BN_RUN, PRODUCTS, RUN, _run, products
+from .gemm import PRODUCTS, _run, part_runner, products
 from .native import call
 from .parts import kept_threads
 
@@ -197,7 +197,7 @@ def _take(words, floats, me, gen, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kin
     where it has no part of its own (their owners are on time, or the caller takes them)."""
     if me >= nb:
         return
-    run = fns[BN_RUN] if task >= BN_FORWARD else fns[RUN]
+    run = part_runner(task, fns)
     for i in range(nb):
         t = (me + i) % nb
         if not _claim(words, t, gen):

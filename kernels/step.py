@@ -48,8 +48,8 @@ from .gemm import (BIAS_BACKWARD, BIAS_FORWARD, BN_BACKWARD, BN_FORWARD, BN_INFE
                    GATHER_FORWARD, GRAD, GRAD_STEP, OPT_STEP, SGD_STEP, SOFTMAX, TAG,
                    UPDATE_RANGE, back_dz, folds_step, fuses_back, gathers_rows)
 from .native import call, check_tag
-from .parts import (PART_GATHER, PART_SOFTMAX, bn_parts as _bn_parts, parts as _parts,
-                    product_parts as _product_parts)
+from .parts import (PART_GATHER, bn_parts as _bn_parts, parts as _parts,
+                    product_parts as _product_parts, softmax_parts)
 from .pool import parallel
 from .rng import sub_key
 
@@ -330,12 +330,11 @@ def _step_slice(theta, dtheta, m, v, off, size, kind, eta, hp, fns):
 @inlined_kernel
 def _softmax(P, losses, h, y, dZ, back, nt, hp, src, words, floats, fns):
     """P, the per-row losses and (back) their gradient dZ from the last layer's scores h (N, C)
-    and the labels y, in runs of rows (gemm's SOFTMAX task, a part per PART_SOFTMAX scores);
+    and the labels y, in runs of rows (gemm's SOFTMAX task, parts.softmax_parts);
     returns the mean loss (softmax_xent.mean_loss, as softmax_xent_forward's)."""
     N, C = h.shape
     none2 = h[:0]
-    # no more parts than rows (a batch of a few rows of many classes)
-    nb = max(1, min(N, _parts(N * C, np.int64(PART_SOFTMAX), nt)))
+    nb = softmax_parts(N, C, nt)
     if nb == 1:
         # one part: the serial kernels, inlined here, as before the task (through the task the
         # study net's step at batch 100 was 0.94-0.96x, 20 steps a call, 31-41 rounds; this
