@@ -193,13 +193,18 @@ class Network:
     def _steps(self, ws, X, y, lam, etas, flags, opt, hps, keys, src, rows, losses):
         """One train_step call of len(etas) steps; returns (last loss, steps taken)."""
         nt = numba.get_num_threads()
-        args = (self.theta, self.dtheta, self.stats, self.layout, ws.buf, ws.wsl, X, y,
-                float(lam), etas, float(self.bn_eps), float(self.bn_alpha), flags, nt, opt.kind,
-                opt.state, hps, self._drop, keys, X if src is None else src, rows, losses)
-        fns = gemm.native_products(self.theta.dtype, step.train_step, args + pool.IDLE)
         # a run of steps keeps its threads between its tasks (kernels/pool.py); a single step
         # (an evaluation, a first call that compiles) wakes Numba's pool for each task instead
         waiting = parts.kept_threads(self.layout, X.shape[0], nt) if len(etas) > 1 else 0
+        X2 = X[:0]
+        if waiting and len(rows):       # they gather each next batch into a second buffer
+            if ws.Xahead is None:
+                ws.Xahead = aligned_empty(X.shape, self.dtype)
+            X2 = ws.Xahead
+        args = (self.theta, self.dtheta, self.stats, self.layout, ws.buf, ws.wsl, X, X2, y,
+                float(lam), etas, float(self.bn_eps), float(self.bn_alpha), flags, nt, opt.kind,
+                opt.state, hps, self._drop, keys, X if src is None else src, rows, losses)
+        fns = gemm.native_products(self.theta.dtype, step.train_step, args + pool.IDLE)
         with pool.threads(waiting, self.theta, fns) as shared, blas_single_threaded():
             loss, done = step.train_step(*args, *shared, fns)
         return float(loss), int(done)

@@ -96,4 +96,5 @@ class Workspace:
         self.losses = view(L - 1, 8, (n,))
         self.X = None                                          # input of the last forward
         self.Xrows = None                                      # batch gathered by row numbers
+        self.Xahead = None           # the next one, gathered ahead by kept threads (pool.ahead)
         self.no_dX = np.empty((0, 0), net.dtype)               # layer 1 needs no input grad

@@ -50,6 +50,7 @@ from .gemm import (BIAS_BACKWARD, BIAS_FORWARD, BN_BACKWARD, BN_FORWARD, BN_INFE
 from .native import call, check_tag
 from .parts import (PART_GATHER, bn_parts as _bn_parts, parts as _parts,
                     product_parts as _product_parts, softmax_parts)
+from . import pool
 from .pool import parallel
 from .rng import sub_key
 
@@ -136,8 +137,8 @@ def _forward_layer(theta, stats, layout, ws, wsl, l, h, train, update_stats, eps
 
 
 @serial_kernel
-def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alpha, flags, nt,
-               kind, state, hps, drop, drop_keys, src, rows, losses_out, words, floats, fns):
+def train_step(theta, dtheta, stats, layout, ws, wsl, X, X2, y, lam, etas, eps, alpha, flags,
+               nt, kind, state, hps, drop, drop_keys, src, rows, losses_out, words, floats, fns):
     """S = etas.shape[0] training steps, one after the other, in one call (S = 1: one step,
     or an evaluation); what runs is chosen by `flags`: FORWARD (batch statistics;
     UPDATE_STATS also moves the running ones), BACKWARD (fills dtheta with the gradient of
@@ -159,30 +160,46 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, etas, eps, alph
     losses, correct count), (0.0, 0) without labels.  Evaluation is a flag here, not a
     function of its own, so that the forward pass is compiled once (seconds of the first run).
     words, floats: the threads kept for the run (kernels/pool.py; pool.IDLE: none), which take
-    the parts of every task cut in more than one instead of Numba's pool."""
+    the parts of every task cut in more than one instead of Numba's pool, and, given X2 (a
+    second buffer of X's shape; else X[:0]), gather each next step's batch into it ahead."""
     # the addresses' tag: this step, cached on disk, must call the products it was compiled for
     check_tag(fns[TAG], X)
     S = etas.shape[0]
+    N = X.shape[0]
+    # with threads kept (and X2 a second buffer), each next batch is gathered ahead, by them,
+    # into the buffer the step does not use (pool.ahead: why); the last step's in X, where the
+    # step gathers it without (and a single step, an evaluation, always)
+    ahead = (S > 1 and words.shape[0] > 0 and X2.shape[0] == N and rows.shape[0] == S * N
+             and (flags & FORWARD) != 0 and (flags & EVALUATE) == 0)
+    nb_ahead = pool.ahead_parts(X) if ahead else 0
     loss = 0.0
     for s in range(S):
-        ys = y if S == 1 else y[s * X.shape[0]:(s + 1) * X.shape[0]]
-        rs = rows if S == 1 else rows[s * X.shape[0]:(s + 1) * X.shape[0]]
-        loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, X, ys, lam, etas[s],
+        ys = y if S == 1 else y[s * N:(s + 1) * N]
+        rs = rows if S == 1 else rows[s * N:(s + 1) * N]
+        Xs, Xn = (X2, X) if ahead and (S - 1 - s) % 2 == 1 else (X, X2)
+        if ahead and s > 0:     # this step's batch, gathered during the step before
+            pool.ahead_ended(words, floats, Xs, src, rs, hps[s], nb_ahead, fns)
+            rs = rows[:0]
+        nxt = rows[(s + 1) * N:(s + 2) * N] if ahead else rows[:0]
+        loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, Xs, ys, lam, etas[s],
                                   eps, alpha, flags, nt, kind, state, hps[s], drop,
-                                  drop_keys[s], src, rs, words, floats, fns)
+                                  drop_keys[s], src, rs, Xn, nxt, words, floats, fns)
         if (flags & EVALUATE) != 0:
             return loss, correct
         losses_out[s] = loss
         if not np.isfinite(loss):
+            if nxt.shape[0] > 0:    # (the threads do not outlast the call on its arrays)
+                pool.ahead_ended(words, floats, Xn, src, nxt, hps[s], nb_ahead, fns)
             return loss, s + 1
     return loss, S
 
 
 @inlined_kernel
 def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha, flags, nt,
-              kind, state, hp, drop, drop_key, src, rows, words, floats, fns):
+              kind, state, hp, drop, drop_key, src, rows, Xn, nxt, words, floats, fns):
     """One step (or evaluation) of train_step on the batch X, y; returns (loss, 0) or, for an
-    evaluation, (sum of losses, correct count)."""
+    evaluation, (sum of losses, correct count).  With rows nxt, the next step's batch is
+    posted to the threads kept, to gather into Xn, once the first layer's forward is done."""
     L = layout.shape[0]
     N = X.shape[0]
     C = layout[L - 1, 1]
@@ -213,6 +230,8 @@ def _one_step(theta, dtheta, stats, layout, ws, wsl, X, y, lam, eta, eps, alpha,
             task = GATHER_FORWARD if l == 0 and fused else FORWARD_TASK
             parallel(words, floats, task + 0 * N, out, h, WT, out, out, 0.0, 0.0, none,
                      none, N * 0, hp, nb, src, rows, fns)
+            if l == 0 and nxt.shape[0] > 0:
+                pool.ahead(words, floats, Xn, src, nxt, hp, fns)
             h = _forward_layer(theta, stats, layout, ws, wsl, l, h, train,
                                train and (flags & UPDATE_STATS) != 0, eps, alpha, nt, drop,
                                drop_key, hp, src, rows, words, floats, fns)

@@ -84,9 +84,10 @@ def test_parts_whose_threads_never_start_are_taken_by_the_caller(monkeypatch, tw
 
     @contextmanager
     def no_thread_starts(n, like, fns):
-        words = np.zeros(pool.PARTS + n + 1, np.int64)
-        yield words, np.zeros(2)
-        assert words[pool.GEN] > 0          # tasks were posted, and all taken here
+        words, floats = pool.shared(n)
+        yield words, floats
+        # tasks were posted, and all taken here, and so were the batches gathered ahead
+        assert words[pool.GEN] > 0 and words[words[pool.AHEAD] + pool.GEN] > 0
     with _threads_as(monkeypatch, no_thread_starts) as asked:
         alone = _run(*net, "sgd", np.float32)
     assert asked == [1]
@@ -153,3 +154,73 @@ def test_a_part_that_raises_ends_the_task_and_raises_in_the_caller(failing):
             task(words, floats, Y, fns)
     assert threading.active_count() == before
     assert [Y[t, 0] for t in range(2)] == [0 if (failing >> t) & 1 else t + 1 for t in range(2)]
+
+
+def _gathered_run(sizes, N, etas, seed=0):
+    """(theta, losses, steps taken, the batch left in the workspace, the batches asked for) of
+    one call of len(etas) steps on rows of a training set (pool.ahead gathers each next one)."""
+    rng = np.random.default_rng(seed)
+    src = rng.standard_normal((8 * N, sizes[0])).astype(np.float32)
+    labels = rng.integers(0, sizes[-1], 8 * N)
+    net = fastmlp.Network(sizes, batch_norm=True, seed=0)
+    rows = rng.integers(0, 8 * N, len(etas) * N)
+    losses = np.full(len(etas), -1.0)
+    done = net._train_steps(src, labels[rows], 0.001, np.asarray(etas, float), rows, net._sgd, 0,
+                            np.arange(len(etas), dtype=np.uint64), losses)
+    last = rows[(done - 1) * N:done * N]
+    return net.theta.copy(), losses, done, net._train_ws.X.copy(), src[last]
+
+
+def _recording(monkeypatch):
+    """pool.threads recording the words of each run (their slots' task counts after it)."""
+    runs = []
+
+    @contextmanager
+    def recorded(n, like, fns):
+        with THREADS(n, like, fns) as (words, floats):
+            runs.append(words)
+            yield words, floats
+    return _threads_as(monkeypatch, recorded), runs
+
+
+@pytest.mark.parametrize("sizes", [[784, 50, 50, 10], [3072, 50, 10]], ids=["2-parts", "9-parts"])
+def test_batches_gathered_ahead_train_each_step_on_its_own_rows(monkeypatch, two_threads, sizes):
+    """Each step but the first trains on the batch the threads gathered ahead during the step
+    before (in 2 parts of 784-value rows; in 9 of 3072), with the bits of Numba's pool and of
+    one thread, and the run leaves its last batch where a step that gathers it alone does."""
+    if two_threads < 2:
+        pytest.skip("Numba has one thread here (NUMBA_NUM_THREADS=1)")
+    etas = [0.01] * 5
+    recording, runs = _recording(monkeypatch)
+    with recording:
+        theta, losses, done, X, last = _gathered_run(sizes, 100, etas)
+    ahead = runs[0][runs[0][pool.AHEAD] + pool.GEN]
+    assert done == 5 and ahead == 4       # a gather ahead for each step after the first
+    np.testing.assert_array_equal(X, last)
+    with _threads_as(monkeypatch, lambda n, like, fns: THREADS(0, like, fns)):
+        woken = _gathered_run(sizes, 100, etas)
+    numba.set_num_threads(1)
+    alone = _gathered_run(sizes, 100, etas)
+    for other in (woken, alone):
+        np.testing.assert_array_equal(theta, other[0])
+        np.testing.assert_array_equal(losses, other[1])
+
+
+def test_a_run_that_diverges_with_a_batch_gathered_ahead_stops_where_it_would(monkeypatch,
+                                                                            two_threads):
+    """A step whose loss is not finite ends the run (the gather posted during it is waited
+    for, not left to the threads), after the steps one thread takes, with its bits."""
+    if two_threads < 2:
+        pytest.skip("Numba has one thread here (NUMBA_NUM_THREADS=1)")
+    etas = [0.01, 1e30, 0.01, 0.01, 0.01, 0.01]
+    recording, runs = _recording(monkeypatch)
+    before = threading.active_count()
+    with recording:
+        kept = _gathered_run([784, 50, 50, 10], 100, etas)
+    assert threading.active_count() == before
+    numba.set_num_threads(1)
+    alone = _gathered_run([784, 50, 50, 10], 100, etas)
+    assert kept[2] == alone[2] < len(etas) and not np.isfinite(kept[1][kept[2] - 1])
+    assert runs[0][runs[0][pool.AHEAD] + pool.GEN] == kept[2]    # the last one waited for
+    np.testing.assert_array_equal(kept[0], alone[0])
+    np.testing.assert_array_equal(kept[1], alone[1])
