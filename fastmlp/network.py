@@ -197,7 +197,7 @@ class Network:
         # (an evaluation, a first call that compiles) wakes Numba's pool for each task instead
         waiting = parts.kept_threads(self.layout, X.shape[0], nt) if len(etas) > 1 else 0
         X2 = X[:0]
-        if waiting and len(rows):       # they gather each next batch into a second buffer
+        if waiting and len(rows) and pool.gathers_ahead(X):   # each next batch, ahead
             if ws.Xahead is None:
                 ws.Xahead = aligned_empty(X.shape, self.dtype)
             X2 = ws.Xahead

@@ -30,7 +30,8 @@ the caller posts that gather (`ahead`) in a second slot of the words, the thread
 one at a time whenever no task of the step waits, and the caller takes what is left when the
 next step needs its batch (`ahead_ended`).  A copy, so the bits are the same whoever makes it.
 Whole steps, against gathering with the first product (znver5, 2 threads, interleaved):
-784-50-50-10 at 100 1.07x, 3072-50-50-10 at 100 1.06x, 784-512-256-10 at 32 and 100 1.01x.
+784-50-50-10 at 100 1.06-1.07x, 3072-50-50-10 at 100 1.05-1.06x, the 9-layer study net at 100
+1.14x, 784-512-256-10 at 32 and 100 1.01x; a batch past AHEAD_BYTES is gathered as before.
 """
 import platform
 import sys
@@ -222,6 +223,20 @@ def ahead(words, floats, X, src, rows, hp, fns):
     none, none1 = X[:0], np.empty(0, X.dtype)
     _post(words, floats, words[AHEAD], GATHER + 0 * nb, none, X, none, none, none, 0.0, 0.0,
           none1, none1, 0 * nb, hp, nb, src, rows)
+
+
+# the largest batch gathered ahead: past ~1.5 MB the gather outlasts the step's serial work
+# and the rest of it, taken when the batch is needed, is no longer hidden behind the first
+# product (whole steps, znver5 (1 MB of L2 a core), 2 threads, against gathering with the
+# product: 784-50-50-10 at 100 (0.3 MB) 1.07x, 3072-50-50-10 at 100 (1.2 MB) 1.06x, 784-50-
+# 50-10 at 500 (1.6 MB) 1.03x, 784-512-256-10 at 500 1.00x; 3072-50-50-10 at 200 (2.5 MB)
+# 0.99x, at 300 0.93x, at 500 0.84x, 784-50-50-10 at 1000 (3.1 MB) 0.89x)
+AHEAD_BYTES = 3 << 19
+
+
+def gathers_ahead(X):
+    """Whether a run of steps with threads kept gathers each next batch (X's shape) ahead."""
+    return X.nbytes <= AHEAD_BYTES
 
 
 @internal_kernel
