@@ -44,7 +44,7 @@ from numba import carray, from_dtype, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._config import internal_kernel, serial_kernel
+from ._config import inlined_kernel, internal_kernel, serial_kernel
 from .gemm import GATHER, PRODUCTS, _run, part_runner, products
 from .native import call
 from .parts import PART_GATHER, kept_threads, parts
@@ -176,7 +176,7 @@ def parallel(words, floats, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
     _ended(words, 0, nb)
 
 
-@internal_kernel
+@inlined_kernel
 def _post(words, floats, at, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src,
           idx):
     """Post a task of nb parts in the slot at words[at]; returns its number."""
@@ -198,7 +198,7 @@ def _post(words, floats, at, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp
     return gen
 
 
-@internal_kernel
+@inlined_kernel
 def _ended(words, at, nb):
     """Wait for the nb parts of the task in the slot at words[at] to end."""
     tries = 0
@@ -318,26 +318,29 @@ def work(words, floats, me, like, fns):
     seen = 0
     seen_ahead = 0
     tries = 0
-    at = words[AHEAD]
+    ahead_at = words[AHEAD]
     while True:
         posted = _load(words, POSTED)
         if posted == CLOSED:
             return
-        if posted >> 16 != seen:
-            seen, tries = posted >> 16, 0
-            _take_posted(words, floats, 0, me, posted, posted & 0xFFFF, like, fns)
-            continue
-        posted = _load(words, at + POSTED)
-        if posted >> 16 != seen_ahead:
-            tries = 0
+        at, mine, most = 0, me, posted & 0xFFFF
+        if posted >> 16 == seen:
             # a part at a time, the step's tasks looked for between them: a step's task waits
             # for one part of the gather at most (~10 us), not the whole (3072-50-50-10's
             # batch, 1.2 MB from memory: ~80 us, longer than the serial work it hides behind)
-            if _take_posted(words, floats, at, me - 1, posted, 1, like, fns) == 0:
-                seen_ahead = posted >> 16
-            continue
-        _wait(tries)
-        tries += 1
+            at, mine, most = ahead_at, me - 1, 1
+            posted = _load(words, at + POSTED)
+            if posted >> 16 == seen_ahead:
+                _wait(tries)
+                tries += 1
+                continue
+        tries = 0
+        # (one call of _take_posted for both slots: each call site is compiled again, ~0.8 s)
+        took = _take_posted(words, floats, at, mine, posted, most, like, fns)
+        if at == 0:
+            seen = posted >> 16
+        elif took == 0:
+            seen_ahead = posted >> 16
 
 
 def signatures(dtype):

@@ -178,7 +178,6 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, X2, y, lam, etas, eps, 
         rs = rows if S == 1 else rows[s * N:(s + 1) * N]
         Xs, Xn = (X2, X) if ahead and (S - 1 - s) % 2 == 1 else (X, X2)
         if ahead and s > 0:     # this step's batch, gathered during the step before
-            pool.ahead_ended(words, floats, Xs, src, rs, hps[s], nb_ahead, fns)
             rs = rows[:0]
         nxt = rows[(s + 1) * N:(s + 2) * N] if ahead else rows[:0]
         loss, correct = _one_step(theta, dtheta, stats, layout, ws, wsl, Xs, ys, lam, etas[s],
@@ -187,9 +186,11 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, X2, y, lam, etas, eps, 
         if (flags & EVALUATE) != 0:
             return loss, correct
         losses_out[s] = loss
+        if nxt.shape[0] > 0:
+            # the next batch, gathered ahead, before the run goes on or ends (the threads do
+            # not outlast the call on its arrays); one call site: each is compiled again
+            pool.ahead_ended(words, floats, Xn, src, nxt, hps[s], nb_ahead, fns)
         if not np.isfinite(loss):
-            if nxt.shape[0] > 0:    # (the threads do not outlast the call on its arrays)
-                pool.ahead_ended(words, floats, Xn, src, nxt, hps[s], nb_ahead, fns)
             return loss, s + 1
     return loss, S
 
