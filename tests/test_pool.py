@@ -18,20 +18,30 @@ NETS = [([784, 50, 50, 10], 100, True, 0.0), ([16, 512, 100], 512, True, 0.0),
 THREADS = pool.threads
 
 
-def _run(sizes, N, batch_norm, drop, rule, dtype, steps=3):
-    """theta, stats and the losses after `steps` steps in one call, on gathered rows."""
+def _gathered_run(sizes, N, etas, batch_norm=True, drop=0.0, rule="sgd", dtype=np.float32):
+    """(theta, stats, losses, steps taken, the batch left in the workspace, the rows of the last
+    step taken) of one call of len(etas) steps on gathered rows of a training set (pool.ahead
+    gathers each next batch where the threads are kept)."""
     rng = np.random.default_rng(0)
     src = rng.standard_normal((4 * N, sizes[0])).astype(dtype)
     labels = rng.integers(0, sizes[-1], 4 * N)
     net = fastmlp.Network(sizes, batch_norm=batch_norm, dropout=drop, dtype=dtype, seed=0)
     opt = (fastmlp.optim.make("momentum", nesterov=True) if rule == "nesterov"
            else fastmlp.optim.make(rule)).bind(net.theta.size, net.dtype)
-    rows = rng.integers(0, 4 * N, steps * N)
-    losses = np.empty(steps)
-    done = net._train_steps(src, labels[rows], 0.001, np.full(steps, 0.01), rows, opt, 0,
-                            np.arange(1, steps + 1, dtype=np.uint64), losses)
+    rows = rng.integers(0, 4 * N, len(etas) * N)
+    losses = np.full(len(etas), -1.0)
+    done = net._train_steps(src, labels[rows], 0.001, np.asarray(etas, float), rows, opt, 0,
+                            np.arange(1, len(etas) + 1, dtype=np.uint64), losses)
+    last = rows[(done - 1) * N:done * N]
+    return net.theta.copy(), net.stats.copy(), losses, done, net._train_ws.X.copy(), src[last]
+
+
+def _run(sizes, N, batch_norm, drop, rule, dtype, steps=3):
+    """theta, stats and the losses after `steps` steps in one call, on gathered rows."""
+    theta, stats, losses, done, _, _ = _gathered_run(sizes, N, [0.01] * steps, batch_norm,
+                                                     drop, rule, dtype)
     assert done == steps and np.isfinite(losses).all()
-    return net.theta.copy(), net.stats.copy(), losses
+    return theta, stats, losses
 
 
 @contextmanager
@@ -156,21 +166,6 @@ def test_a_part_that_raises_ends_the_task_and_raises_in_the_caller(failing):
     assert [Y[t, 0] for t in range(2)] == [0 if (failing >> t) & 1 else t + 1 for t in range(2)]
 
 
-def _gathered_run(sizes, N, etas, seed=0):
-    """(theta, losses, steps taken, the batch left in the workspace, the batches asked for) of
-    one call of len(etas) steps on rows of a training set (pool.ahead gathers each next one)."""
-    rng = np.random.default_rng(seed)
-    src = rng.standard_normal((8 * N, sizes[0])).astype(np.float32)
-    labels = rng.integers(0, sizes[-1], 8 * N)
-    net = fastmlp.Network(sizes, batch_norm=True, seed=0)
-    rows = rng.integers(0, 8 * N, len(etas) * N)
-    losses = np.full(len(etas), -1.0)
-    done = net._train_steps(src, labels[rows], 0.001, np.asarray(etas, float), rows, net._sgd, 0,
-                            np.arange(len(etas), dtype=np.uint64), losses)
-    last = rows[(done - 1) * N:done * N]
-    return net.theta.copy(), losses, done, net._train_ws.X.copy(), src[last]
-
-
 def _recording(monkeypatch):
     """pool.threads recording the words of each run (their slots' task counts after it)."""
     runs = []
@@ -193,7 +188,7 @@ def test_batches_gathered_ahead_train_each_step_on_its_own_rows(monkeypatch, two
     etas = [0.01] * 5
     recording, runs = _recording(monkeypatch)
     with recording:
-        theta, losses, done, X, last = _gathered_run(sizes, 100, etas)
+        theta, _, losses, done, X, last = _gathered_run(sizes, 100, etas)
     ahead = runs[0][runs[0][pool.AHEAD] + pool.GEN]
     assert done == 5 and ahead == 4       # a gather ahead for each step after the first
     np.testing.assert_array_equal(X, last)
@@ -203,7 +198,7 @@ def test_batches_gathered_ahead_train_each_step_on_its_own_rows(monkeypatch, two
     alone = _gathered_run(sizes, 100, etas)
     for other in (woken, alone):
         np.testing.assert_array_equal(theta, other[0])
-        np.testing.assert_array_equal(losses, other[1])
+        np.testing.assert_array_equal(losses, other[2])
 
 
 def test_a_run_that_diverges_with_a_batch_gathered_ahead_stops_where_it_would(monkeypatch,
@@ -220,7 +215,7 @@ def test_a_run_that_diverges_with_a_batch_gathered_ahead_stops_where_it_would(mo
     assert threading.active_count() == before
     numba.set_num_threads(1)
     alone = _gathered_run([784, 50, 50, 10], 100, etas)
-    assert kept[2] == alone[2] < len(etas) and not np.isfinite(kept[1][kept[2] - 1])
-    assert runs[0][runs[0][pool.AHEAD] + pool.GEN] == kept[2]    # the last one waited for
+    assert kept[3] == alone[3] < len(etas) and not np.isfinite(kept[2][kept[3] - 1])
+    assert runs[0][runs[0][pool.AHEAD] + pool.GEN] == kept[3]    # the last one waited for
     np.testing.assert_array_equal(kept[0], alone[0])
-    np.testing.assert_array_equal(kept[1], alone[1])
+    np.testing.assert_array_equal(kept[2], alone[2])
