@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import impls  # noqa: E402  (imports JAX and PyTorch only when a peer is built)
+import recipe_jax  # noqa: E402  (imports JAX only when its recipe runs)
 from fastmlp.threads import blas_single_threaded  # noqa: E402
 
 NETS = ["784-50-50-10", "3072-50-50-10", "3072-50-30-20-20-10-10-10-10-10", "784-512-256-10",
@@ -58,14 +59,6 @@ def parse_args(argv):
     p.add_argument("--rule", choices=impls.rules.RULES, default="sgd",
                    help="the optimiser every implementation steps with")
     return p.parse_args(argv)
-
-
-def _limit_jax_threads(threads):
-    """XLA's CPU client reads these when it starts: one intra-op thread pool of `threads`."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if threads == 1 and "multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1").strip()
 
 
 def products(sizes, N, dtype=np.float32, seed=0):
@@ -146,7 +139,7 @@ def environment(threads, peers):
 
 def main(argv=None):
     args = parse_args(argv)
-    _limit_jax_threads(args.threads)
+    recipe_jax.limit_threads(args.threads)     # before any peer starts its thread pools
     available = {"numpy": lambda: True, "jax": impls.jax_available, "torch": impls.torch_available}
     peers = [p for p in args.peers if available[p]()]
     import numba

@@ -42,12 +42,21 @@ Spec = namedtuple("Spec", "sizes batch_norm dropout lam nesterov batch n_train")
 
 
 def limit_threads(threads):
-    """XLA's CPU client reads XLA_FLAGS when it starts: with one thread, no Eigen thread pool
-    (as bench/grid.py does).  Without effect once JAX has started its backend."""
+    """Hold JAX to `threads` cores, as every implementation of a comparison is held (bench/grid.py
+    and the recipes call this before JAX starts its backend; without effect after).
+    XLA's CPU client sizes its thread pool from the process's CPU affinity and ignores XLA_FLAGS'
+    thread counts (JAX 0.10, a 2048^3 product with `intra_op_parallelism_threads=1`: 1.97
+    CPU-seconds a second on 2 cores), so where the OS can, this thread (and every thread started
+    after it: JAX's, Numba's, PyTorch's pools) is pinned to `threads` of the CPUs it may use; the
+    flags stay for an OS without affinity.  With as many threads as CPUs, nothing changes."""
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1 and "multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
                                    "intra_op_parallelism_threads=1").strip()
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        if 0 < threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
 
 
 _DEVICE = {}
