@@ -23,7 +23,7 @@ threads at 32-500 x 784-3072 x 50-1024 (interleaved, /tmp scripts), one shape at
 3072 x 1024's weight gradient).
 The last strip of C's columns and the last block of rows may be short: the strip is padded in
 P (zeros or copies of its last column) and stored with masked vector stores, the block repeats
-its last row's scalars and stores only its own.
+its last row's scalars and stores only its own (a block of at most 4 rows multiplies 4).
 Every element of C is one chain of fused multiply-adds over each run of k, in order, the runs
 added in order: the bits kernels/gemm_thin.py reproduces for a batch of a few rows.
 Legend: V lanes per vector; flat views Af, Bf, ... of C-contiguous arrays.
@@ -169,13 +169,14 @@ def _store_rule(Sf, T, tb, at, J, nr, w, va, vb, Mf, ve, vmu, nesterov):
 
 
 @inlined_kernel
-def _k6(T, ti, to, Ap, ao, P, po, n, w):
+def _k6(T, ti, to, Ap, ao, P, po, n, w, nr):
     """The 12 accumulators of a tile of 6 rows of C by a strip of w <= 2V columns, from T[ti:]
     (zeros, or a chain's part so far) into T[to:] (row i at to + 2V i, for _store_rows), each a
     chain of fused multiply-adds over the packed run at P[po:] (n values of k) and the packed
     rows of A at Ap[ao:] (pack.pack_a); a chain stored and loaded again is the same chain.  Fewer
-    than 6 rows repeat the last one's scalars: each row's lanes are the same chains as in a
-    full block.
+    than 6 rows (nr, of the block's 6) repeat the last one's scalars: each row's lanes are the
+    same chains as in a full block; at most 4 take 8 chains, the slot's last two rows passed
+    through from T[ti:].
     Inlined into outer (LLVM left it a call per tile): whole steps 1.00-1.13x (batch 16-500,
     784-50-50-10 to 3072-1024-512-10, the same bits), for ~0.9 s more compile of _run, which
     a first run spends in its second process (kernels/coldstart.py) beside train_step's.  It
@@ -200,6 +201,13 @@ def _k6(T, ti, to, Ap, ao, P, po, n, w):
         d0 = vfma(p, vsplat_at(Ap, d + 3), d0)
         e0 = vfma(p, vsplat_at(Ap, d + 4), e0)
         f0 = vfma(p, vsplat_at(Ap, d + 5), f0)
+    # a block of at most 4 rows (32 rows of a batch are 5 blocks and 2; 50 units 8 and 2) takes
+    # 8 chains, the same as the full block's for its rows: 4 cycles a k (the FMA's latency)
+    # instead of 6.  Alone, interleaved in one process against the code before and an identical
+    # copy of it (znver5, 15 rounds): the forward of 32 x 784 x 512 1.037x on one thread (gauge
+    # 1.005x), 1.029x on two (1.012x); the study net's first weight step (100 x 3072 x 50) and
+    # full blocks (500 x 784 x 512) level
+    full = nr > 4       # (a branch that never changes in the loop: as fast as two loops)
     for k in range(n if w > V else 0):
         p = vload(P, po + 2 * V * k)
         q = vload(P, po + 2 * V * k + V)
@@ -208,8 +216,9 @@ def _k6(T, ti, to, Ap, ao, P, po, n, w):
         x = vsplat_at(Ap, d + 1); b0 = vfma(p, x, b0); b1 = vfma(q, x, b1)  # noqa: E702
         x = vsplat_at(Ap, d + 2); c0 = vfma(p, x, c0); c1 = vfma(q, x, c1)  # noqa: E702
         x = vsplat_at(Ap, d + 3); d0 = vfma(p, x, d0); d1 = vfma(q, x, d1)  # noqa: E702
-        x = vsplat_at(Ap, d + 4); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
-        x = vsplat_at(Ap, d + 5); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
+        if full:
+            x = vsplat_at(Ap, d + 4); e0 = vfma(p, x, e0); e1 = vfma(q, x, e1)  # noqa: E702
+            x = vsplat_at(Ap, d + 5); f0 = vfma(p, x, f0); f1 = vfma(q, x, f1)  # noqa: E702
     vstore(T, to, a0); vstore(T, to + V, a1)  # noqa: E702
     vstore(T, to + 2 * V, b0); vstore(T, to + 3 * V, b1)  # noqa: E702
     vstore(T, to + 4 * V, c0); vstore(T, to + 5 * V, c1)  # noqa: E702
@@ -354,7 +363,8 @@ def outer(Cf, Sf, Af, Bf, K, runs, J, sk, sr, tk, tj, alpha, beta, r0, r1, j0, j
                             j = b0 + s * W
                             w = min(W, b1 - j)
                             _k6(T, ZERO if kc == 0 else y * TS, OUT if last else y * TS, Ap,
-                                (r - a0) * nk + c0 * MR, P, s * S2 + c0 * W, cn, w)
+                                (r - a0) * nk + c0 * MR, P, s * S2 + c0 * W, cn, w,
+                                min(MR, m1 - r))
                             if not last:
                                 continue
                             if rule == 0:

@@ -440,6 +440,15 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     part = np.empty((2, 129), dtype)
     tasks.dot_nt(part, X[4:6].copy(), WT[16:145].copy(), 1)
     np.testing.assert_array_equal(part, full[4:6, 16:145])
+    # a short block of 1-5 rows (up to 4: a loop of its own, gemm_packed._k6) gives its rows
+    # the bits a full block gives them
+    X = rand(rng, (12, K), dtype)
+    full = np.empty((12, 160), dtype)
+    tasks.dot_nt(full, X, WT, 1)                       # two full blocks
+    for r in range(1, pack.MR):
+        part = np.empty((pack.MR + r, 160), dtype)
+        tasks.dot_nt(part, X[:pack.MR + r].copy(), WT, 1)
+        np.testing.assert_array_equal(part[pack.MR:], full[pack.MR:pack.MR + r], err_msg=f"{r}")
 
     V = gemm_lanes(dtype)
     # wider than gemm_small.SMALL_COLS and more than two blocks of rows, so that the whole
