@@ -44,8 +44,9 @@ variance as fastmlp), with its own He init and shuffles from jax.random.  `--jax
 jit call per update step; `--jax-loop scan` (default): one per epoch, `jax.lax.scan` over its
 steps; `--jax-loop step scan`: a run of each per seed, reported as jax-step and jax-scan.  JAX is
 compiled in an untimed warm-up on the run's shapes; it runs on --threads cores
-(recipe_jax.limit_threads: the process is pinned to them before JAX starts).  Every run reports `seconds_train`, the training loop alone
-(shuffles and update steps; no evaluation, no compilation), and the summary compares those.
+(recipe_jax.limit_threads: the process is pinned to them before JAX starts).  Every run reports
+`seconds_train`, the training loop alone (shuffles and update steps; no evaluation, no
+compilation), and the summary compares those.
 
     python bench/peer_recipe.py --dataset fashion-mnist --seeds 0 1 2 --impl all \
         --jax-loop step scan --threads 2

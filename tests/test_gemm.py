@@ -440,7 +440,7 @@ def test_block_and_remainder_kernels_give_the_same_bits(rng, dtype):
     part = np.empty((2, 129), dtype)
     tasks.dot_nt(part, X[4:6].copy(), WT[16:145].copy(), 1)
     np.testing.assert_array_equal(part, full[4:6, 16:145])
-    # a short block of 1-5 rows (up to 4: a loop of its own, gemm_packed._k6) gives its rows
+    # a short block of 1-5 rows (up to 4 multiply only 4 rows, gemm_packed._k6) gives its rows
     # the bits a full block gives them
     X = rand(rng, (12, K), dtype)
     full = np.empty((12, 160), dtype)
