@@ -176,6 +176,13 @@ def parallel(words, floats, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp,
     _ended(words, 0, nb)
 
 
+@internal_kernel
+def _floats_at(at):
+    """Where the floats (lam, eta) of the slot at words[at] start: the step's tasks' at 0, the
+    gather ahead's at 2."""
+    return 0 if at == 0 else 2
+
+
 @inlined_kernel
 def _post(words, floats, at, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp, nb, src,
           idx):
@@ -189,7 +196,7 @@ def _post(words, floats, at, task, Y, X, WT, dY, dWT, lam, eta, mW, vW, kind, hp
     _put(words, at + VECTORS + 2, vW)
     _put(words, at + VECTORS + 4, hp)
     _put(words, at + VECTORS + 6, idx)
-    f = 0 if at == 0 else 2
+    f = _floats_at(at)
     floats[f], floats[f + 1] = lam, eta
     words[at + DONE] = 0
     gen = words[at + GEN] + 1    # the task's number (2^47 of them: no wrap)
@@ -248,9 +255,10 @@ def ahead_parts(X):
 
 
 @internal_kernel
-def ahead_ended(words, floats, X, src, rows, hp, nb, fns):
-    """Wait for the gather `ahead` posted (nb parts), taking every part still free."""
+def ahead_ended(words, floats, X, src, rows, hp, fns):
+    """Wait for the gather `ahead` posted (its ahead_parts), taking every part still free."""
     at = words[AHEAD]
+    nb = ahead_parts(X)
     none, none1 = X[:0], np.empty(0, X.dtype)
     _take(words, floats, at, 0, words[at + GEN], GATHER + 0 * nb, none, X, none, none, none,
           0.0, 0.0, none1, none1, 0 * nb, hp, nb, src, rows, nb, fns)
@@ -299,7 +307,7 @@ def _take_posted(words, floats, at, me, posted, most, like, fns):
     """_take on the task `posted` in the slot at words[at], its arguments read from the slot."""
     # (a thread late for task gen may read words the caller is rewriting for a newer one;
     # it then claims nothing, every part's word being gen or newer, so nothing read is used)
-    f = 0 if at == 0 else 2
+    f = _floats_at(at)
     return _take(words, floats, at, me, posted >> 16, words[at + TASK],
                  _table(words, at + ARRAYS, like), _table(words, at + ARRAYS + 3, like),
                  _table(words, at + ARRAYS + 6, like), _table(words, at + ARRAYS + 9, like),

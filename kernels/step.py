@@ -171,7 +171,6 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, X2, y, lam, etas, eps, 
     # step gathers it without (and a single step, an evaluation, always)
     ahead = (S > 1 and words.shape[0] > 0 and X2.shape[0] == N and rows.shape[0] == S * N
              and (flags & FORWARD) != 0 and (flags & EVALUATE) == 0)
-    nb_ahead = pool.ahead_parts(X) if ahead else 0
     loss = 0.0
     for s in range(S):
         ys = y if S == 1 else y[s * N:(s + 1) * N]
@@ -189,7 +188,7 @@ def train_step(theta, dtheta, stats, layout, ws, wsl, X, X2, y, lam, etas, eps, 
         if nxt.shape[0] > 0:
             # the next batch, gathered ahead, before the run goes on or ends (the threads do
             # not outlast the call on its arrays); one call site: each is compiled again
-            pool.ahead_ended(words, floats, Xn, src, nxt, hps[s], nb_ahead, fns)
+            pool.ahead_ended(words, floats, Xn, src, nxt, hps[s], fns)
         if not np.isfinite(loss):
             return loss, s + 1
     return loss, S
