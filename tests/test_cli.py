@@ -1,3 +1,4 @@
+import gc
 import json
 import re
 import subprocess
@@ -247,3 +248,17 @@ def test_show_augment_rejects_a_bad_spec(tmp_path, capsys):
     code, _, err = run(["show-augment", "--dataset", "sample", "--augment", "flip=2", "--out",
                         tmp_path / "x.png"], capsys)
     assert code == 2 and "flip must be a number in [0, 1]" in err and not (tmp_path / "x.png").exists()
+
+
+def test_the_collector_is_frozen_in_the_commands_own_process_only(monkeypatch, capsys):
+    """`fastmlp ...` (main() reading sys.argv) freezes the objects made so far (cli.main: why);
+    main(argv) from a caller's process, a test's or a notebook's, leaves its collector alone."""
+    monkeypatch.setattr(sys, "argv", ["fastmlp", "--help"])
+    gc.unfreeze()
+    try:
+        assert run(["--help"], capsys)[0] == 0 and gc.get_freeze_count() == 0
+        with pytest.raises(SystemExit):
+            main()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
