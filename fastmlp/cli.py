@@ -36,9 +36,9 @@ def main(argv=None):
         # Every object made so far (numpy's, Numba's, fastmlp's modules) lives to the end:
         # frozen, the collector stops scanning them.  Without it a warm `fastmlp train
         # --dataset sample` spent 0.2 s in two full collections (while Numba loads the cached
-        # step, and while matplotlib parses its text).  Whole command, 8 interleaved pairs
-        # (farm-bench, medians): warm 0.82-0.84x (2.68 -> 2.15 s), cold (compiling) 0.94x
-        # (16.5 -> 15.1 s, its peak memory 366 -> 399 MiB)
+        # step, and while matplotlib parses its text).  Whole command, interleaved pairs
+        # (farm-bench, medians): warm 0.82-0.84x (8 pairs, 2.68 -> 2.15 s), cold (compiling)
+        # 0.94x (4 pairs, 16.5 -> 15.1 s; its peak memory 366 -> 399 MiB)
         gc.freeze()
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)     # `fastmlp report` shows its command
