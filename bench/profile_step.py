@@ -1,15 +1,16 @@
-"""Where a training step's time goes, by compiled function and thread, from Linux `perf`.
+"""Where a training step's time goes, by compiled function, from Linux `perf`.
 
 Numba's code is compiled in memory, so `perf report` shows its samples as bare addresses.
 `perf_map` writes /tmp/perf-<pid>.map, perf's file for code made at run time (a line per
 function: start, size, name), for every function of every Numba code library the process
 holds, cached ones included; perf then names fastmlp's kernels.  `main` trains a net on
 random rows (a run of gathered steps, as `fastmlp train` takes them), attaches `perf record`
-to itself for --seconds, and prints each function's share of the samples per thread.
+to itself for --seconds, and prints each function's share of the samples, on the main thread
+and on the others.
 
     python bench/profile_step.py --sizes 784-512-256-10 --batch 500 --seconds 10
 
-Needs `perf` (Debian: linux-perf) and leave to read this process's events
+Needs `perf` (Debian: linux-perf) and the right to read this process's events
 (kernel.perf_event_paranoid <= 2, or root).  Run it under `env -u OPENBLAS_CORETYPE -u
 OPENBLAS_L2_SIZE` as every other benchmark here (bench/grid.py: why).
 """
