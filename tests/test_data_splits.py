@@ -31,9 +31,11 @@ def test_constant_features_get_std_one_and_standardise_to_zero():
     assert s.std[2] == 1.0 and np.all(s.X_train[:, 2] == 0) and np.isfinite(s.X_test).all()
 
 
+@pytest.mark.parametrize("chunk_values", [1 << 18, 20])     # one chunk, and chunks of 2 rows
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, "float32"])
-def test_standardize_rounds_the_float64_result_once(dtype):
-    x = rng.integers(0, 256, (40, 9), dtype=np.uint8)
+def test_standardize_rounds_the_float64_result_once(monkeypatch, dtype, chunk_values):
+    monkeypatch.setattr(splits_module, "STANDARDIZE_VALUES", chunk_values)
+    x = rng.integers(0, 256, (41, 9), dtype=np.uint8)
     mean, std = feature_stats(x)
     out = standardize(x, mean, std, dtype)
     assert out.dtype == np.dtype(dtype) and out.flags.c_contiguous

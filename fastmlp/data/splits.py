@@ -8,6 +8,11 @@ from .errors import DataError
 
 SPLITS = ("a2", "a3")
 CHUNK_VALUES = 1 << 22  # float64 values per chunk (32 MiB): statistics never hold a float copy of all data
+# float64 values per chunk of `standardize` (2 MiB): its two temporaries of a chunk stay in the
+# caches, where 32 MiB ones went to memory and back (interleaved medians of 5, float64 then one
+# rounding to float32, the same bits: 50000 x 3072 uint8 0.43 -> 0.18 s, 60000 x 784 0.135 ->
+# 0.052, 5000 x 3072 0.041 -> 0.017; 64K values as fast, 16K 5-15 % slower)
+STANDARDIZE_VALUES = 1 << 18
 
 
 @dataclass
@@ -108,7 +113,7 @@ def standardize(X_raw, mean, std, dtype=np.float32) -> np.ndarray:
     if not (np.isfinite(std).all() and (std > 0).all() and np.isfinite(mean).all()):
         raise DataError("standardize needs a finite mean and a finite std > 0 for every feature; use feature_stats")
     out = np.empty(x.shape, dtype)
-    rows = _chunk_rows(x.shape[1])
+    rows = max(1, STANDARDIZE_VALUES // max(1, x.shape[1]))
     for i in range(0, len(x), rows):
         out[i:i + rows] = (x[i:i + rows] - mean) / std
     return out
