@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -134,6 +135,15 @@ def main(argv=None):
     run = trainer(sizes, args.batch, args.rows)
     run(1.0)            # compiled and warm
     print(f"perf map: {perf_map()} compiled functions named")
+    try:
+        _record(run, args)
+    finally:        # perf reads the map when it reports, not after
+        Path(f"/tmp/perf-{os.getpid()}.map").unlink(missing_ok=True)
+
+
+def _record(run, args):
+    """perf record attached to this process while `run` trains for args.seconds, then the
+    report."""
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "perf.data")
         rec = subprocess.Popen(["perf", "record", "-q", "-o", data, "-p", str(os.getpid())],
