@@ -51,8 +51,9 @@ def check_split(split) -> str:
     return split
 
 
-def _chunk_rows(n_features: int) -> int:
-    return max(1, CHUNK_VALUES // max(1, n_features))
+def _chunk_rows(n_features: int, values=None) -> int:
+    """Rows of n_features per chunk of `values` values (default CHUNK_VALUES), at least one."""
+    return max(1, (CHUNK_VALUES if values is None else values) // max(1, n_features))
 
 
 def feature_stats(x, keep_zero=False):
@@ -113,7 +114,7 @@ def standardize(X_raw, mean, std, dtype=np.float32) -> np.ndarray:
     if not (np.isfinite(std).all() and (std > 0).all() and np.isfinite(mean).all()):
         raise DataError("standardize needs a finite mean and a finite std > 0 for every feature; use feature_stats")
     out = np.empty(x.shape, dtype)
-    rows = max(1, STANDARDIZE_VALUES // max(1, x.shape[1]))
+    rows = _chunk_rows(x.shape[1], STANDARDIZE_VALUES)
     for i in range(0, len(x), rows):
         out[i:i + rows] = (x[i:i + rows] - mean) / std
     return out
