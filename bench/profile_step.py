@@ -29,9 +29,14 @@ from pathlib import Path
 import numpy as np
 
 
+def map_path():
+    """Where perf looks for this process's map of code made at run time."""
+    return Path(f"/tmp/perf-{os.getpid()}.map")
+
+
 def perf_map(path=None):
     """Write perf's map of every Numba-compiled function in this process to `path` (default
-    /tmp/perf-<pid>.map, where perf looks); returns how many functions it names.  A library
+    map_path(), where perf looks); returns how many functions it names.  A library
     loaded from Numba's cache keeps its functions' IR beside the object code (_shared_module),
     so both kinds are found; each function runs to the next one's start (the JIT engine lays
     them out one after another; a map with no sizes is not read)."""
@@ -52,7 +57,7 @@ def perf_map(path=None):
                 if not fn.is_declaration and engine.is_symbol_defined(fn.name):
                     names[engine.get_function_address(fn.name)] = fn.name
     starts = sorted(a for a in names if a)
-    with open(path or f"/tmp/perf-{os.getpid()}.map", "w") as f:
+    with open(path or map_path(), "w") as f:
         for a, b in zip(starts, starts[1:] + [starts[-1] + (1 << 16)] if starts else []):
             f.write(f"{a:x} {min(b - a, 1 << 20):x} {names[a]}\n")
     return len(starts)
@@ -138,7 +143,7 @@ def main(argv=None):
     try:
         _record(run, args)
     finally:        # perf reads the map when it reports, not after
-        Path(f"/tmp/perf-{os.getpid()}.map").unlink(missing_ok=True)
+        map_path().unlink(missing_ok=True)
 
 
 def _record(run, args):
